@@ -1,1 +1,45 @@
-//! See ARCHITECTURE.md.
+//! Real servers for integration tests: etcd, PostgreSQL and (soon) patroni agents, each on free loopback ports, in
+//! its own temp dir, stopped on drop — and run as the unprivileged `postgres` user when the tests run as root
+//! (PostgreSQL refuses root, and CI is root).
+//!
+//! ```no_run
+//! #[tokio::test]
+//! async fn library_code_that_spawns_postgres_itself() {
+//!     // Root re-runs this very test as `postgres` and returns here; the re-run proceeds.
+//!     if !patroni_testkit::run_unprivileged("library_code_that_spawns_postgres_itself") {
+//!         return;
+//!     }
+//!     assert!(!patroni_testkit::is_root());
+//! }
+//! ```
+//!
+//! Building blocks: [`free_port`], [`TestDir`], [`wait_until`] / [`wait_for`], [`unprivileged_user`],
+//! [`UnprivilegedCommand`] (spawn any command as that user), [`pid_alive`].
+//!
+//! Every child gets SIGKILL if the thread that spawned it dies (a test killed by nextest leaves nothing behind),
+//! so start servers from the test's thread, not from `spawn_blocking`.
+
+mod dir;
+mod error;
+mod port;
+// Used by the server modules that follow.
+#[allow(dead_code)]
+mod process;
+mod user;
+#[allow(dead_code)]
+mod wait;
+
+pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
+pub use error::{Error, Result};
+pub use port::{free_port, try_free_port};
+pub use process::{log_tail, pid_alive};
+pub use user::{
+    is_root, run_unprivileged, stage_executable, unprivileged_user, UnprivilegedCommand, RERUN_ENV,
+    RERUN_TIMEOUT_ENV, USER_ENV,
+};
+pub use wait::{wait_for, wait_until};
+
+/// reqwest is built without a default crypto provider; installing one twice is harmless (the Err is ignored).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
