@@ -1,1 +1,51 @@
-//! See ARCHITECTURE.md.
+//! `patroni-config`: the typed model of `patroni.yml`, the `PATRONI_*` environment overrides, the dynamic
+//! configuration kept in the DCS, and the loading pipeline that ties them together.
+//!
+//! Loading never stops at the first problem: every wrong value is reported with its key path, and keys
+//! the schema does not know are warnings (and are kept), as in Patroni.
+//!
+//! ```
+//! use patroni_config::{load_str, EnvMap};
+//!
+//! let yaml = "
+//! scope: batman
+//! name: node1
+//! restapi: {listen: 0.0.0.0:8008, connect_address: 10.0.0.1:8008}
+//! etcd3: {hosts: 10.0.0.5:2379}
+//! postgresql:
+//!   listen: 0.0.0.0:5432
+//!   connect_address: 10.0.0.1:5432
+//!   data_dir: /var/lib/postgresql/data
+//!   authentication:
+//!     superuser: {username: postgres, password: secret}
+//!     replication: {username: replicator, password: rep-pass}
+//! ";
+//! let mut env = EnvMap::new();
+//! env.insert("PATRONI_NAME".into(), "node2".into());
+//! let loaded = load_str(yaml, &env).unwrap();
+//! assert_eq!(loaded.config.name.as_deref(), Some("node2"));
+//! assert_eq!(loaded.config.namespace, "/service/");
+//! assert_eq!(loaded.config.bootstrap_dcs().ttl(), 30);
+//! ```
+
+pub mod convert;
+pub mod dynamic;
+pub mod env;
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod tree;
+pub mod units;
+mod validate;
+
+pub use convert::{Diagnostic, StringList};
+pub use dynamic::{
+    DynamicConfig, DynamicConfigError, DynamicPostgresql, IgnoreSlot, SlotConfig, StandbyCluster,
+    SynchronousMode, Timeouts,
+};
+pub use env::{environment_tree, process_env, EnvMap, PATRONI_CONFIGURATION};
+pub use error::ConfigError;
+pub use load::{load, load_str, load_tree, read_path, ConfigSource, Loaded};
+pub use model::*;
+pub use tree::YamlError;
+pub use units::{parse_duration, parse_size, Duration, Size, UnitError};

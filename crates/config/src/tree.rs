@@ -1,0 +1,117 @@
+//! Reading YAML into the generic value tree and merging trees.
+
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// A YAML document that could not be parsed, with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}:{line}:{column}: {message}")]
+pub struct YamlError {
+    /// File name, or the environment variable the text came from.
+    pub source_name: String,
+    /// 1-based line (0 when unknown).
+    pub line: u64,
+    /// 1-based column (0 when unknown).
+    pub column: u64,
+    /// What the parser said.
+    pub message: String,
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    // PyYAML reads YAML 1.1: `0640` is octal (log.mode), so we do too.
+    let mut o = serde_saphyr::Options::default();
+    o.legacy_octal_numbers = true;
+    o
+}
+
+/// Parses YAML text into a value tree. An empty document is `null`.
+pub fn parse_yaml(text: &str, source_name: &str) -> Result<Value, YamlError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str_with_options::<Value>(text, yaml_options()).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        YamlError {
+            source_name: source_name.to_owned(),
+            line,
+            column,
+            message: strip_location(&e.to_string()),
+        }
+    })
+}
+
+/// The parser appends its own position to messages; ours goes in front, so drop the duplicate.
+fn strip_location(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg);
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
+}
+
+/// Merges `overlay` into `base` the way Patroni patches configurations: mappings merge key by key,
+/// anything else (scalars, lists) replaces. A `null` in the overlay replaces too, except that a `null`
+/// section does not wipe a mapping the base already has.
+pub fn deep_merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => merge_maps(b, o),
+        (Value::Object(_), Value::Null) => {}
+        (b, o) => *b = o,
+    }
+}
+
+fn merge_maps(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
+    for (k, v) in overlay {
+        match base.get_mut(&k) {
+            Some(existing) => deep_merge(existing, v),
+            None => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The `*.yml` / `*.yaml` files of a directory in sorted order, as Patroni reads a configuration directory.
+pub fn yaml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| e == "yml" || e == "yaml")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_is_deep_and_lists_replace() {
+        let mut a = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
+        deep_merge(&mut a, json!({"a": {"c": [3], "e": 2}, "d": {"x": 1}}));
+        assert_eq!(a, json!({"a": {"b": 1, "c": [3], "e": 2}, "d": {"x": 1}}));
+    }
+
+    #[test]
+    fn yaml_booleans_and_octal_like_pyyaml() {
+        let v = parse_yaml("a: on\nb: off\nc: yes\nd: 0640\ne: 1_000\n", "t").unwrap();
+        assert_eq!(
+            v,
+            json!({"a": true, "b": false, "c": true, "d": 416, "e": 1000})
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = parse_yaml("a: 1\nb: [1, 2\n", "x.yml").unwrap_err();
+        assert_eq!(e.source_name, "x.yml");
+        assert!(e.line >= 2, "{e:?}");
+    }
+}
