@@ -1,0 +1,154 @@
+//! What the HA core asks the runtime to do.
+
+use crate::time::Time;
+use crate::view::{Lsn, Name};
+
+/// How to step down from being the primary. The four ways Patroni knows, named after what operators see.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DemoteMode {
+    /// The DCS cannot be reached: stop PostgreSQL (fast) and keep it down until the DCS answers again. The leader
+    /// key cannot be released; it expires.
+    Offline,
+    /// Switchover: checkpoint, stop (fast), release the leader key with the final LSN so the candidate sees exactly
+    /// how far we got, then start again as a replica.
+    Graceful,
+    /// Stop at once, release the key, start as a replica.
+    Immediate,
+    /// Someone else holds the key (or ours is gone): stop at once and start as a replica. The key is not ours.
+    ImmediateNoLock,
+}
+
+impl DemoteMode {
+    pub fn releases_key(self) -> bool {
+        matches!(self, DemoteMode::Graceful | DemoteMode::Immediate)
+    }
+}
+
+/// One step for the runtime. Actions of one plan run in order; the runtime stops at the first that fails and
+/// reports it in the next [`Observation`](crate::Observation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Create the `initialize` key if absent (empty value: "bootstrap in progress"). Outcome: `InitializeRace`.
+    AttemptInitialize,
+    /// Write our system identifier into the `initialize` key once the bootstrap succeeded.
+    SetInitialize {
+        sysid: String,
+    },
+    /// Delete the `initialize` key after a failed bootstrap so another member can try.
+    CancelInitialize,
+    /// Long: initdb (or the custom method), start PostgreSQL as primary, create roles, run post_bootstrap.
+    Bootstrap,
+    /// Long: make this an empty data directory a copy of `from` (leader or `clonefrom` member).
+    CreateReplica {
+        from: Option<Name>,
+    },
+    /// Long: start PostgreSQL as a replica streaming from `follow` (or not streaming at all when `None`).
+    StartReplica {
+        follow: Option<Name>,
+    },
+    /// Long: start PostgreSQL as the primary (it was the primary and we still hold the key).
+    StartPrimary,
+    /// Point `primary_conninfo` at another member (reload or restart as PostgreSQL needs).
+    Follow {
+        leader: Option<Name>,
+    },
+    /// Long: `pg_rewind` from `from`, then start as its replica.
+    Rewind {
+        from: Name,
+    },
+    /// Long: remove the data directory and clone again from `from`.
+    Reinitialize {
+        from: Option<Name>,
+    },
+    Promote,
+    /// Stop being the primary; afterwards (except `Offline`) start as a replica of `follow`.
+    Demote {
+        mode: DemoteMode,
+        follow: Option<Name>,
+    },
+    /// Long: restart PostgreSQL in its current role.
+    Restart,
+    Reload,
+    /// Create the leader key bound to our session. Outcome: `LeaderRace`.
+    AcquireLeader,
+    /// Refresh the leader key (only while it is ours) and publish our WAL position. Outcome: `LeaderRefresh`.
+    UpdateLeader {
+        lsn: Option<Lsn>,
+    },
+    /// Delete the leader key if it is ours, recording our last WAL position.
+    ReleaseLeader {
+        lsn: Option<Lsn>,
+    },
+    /// Ask these members' REST APIs for their state (in parallel, each with a timeout).
+    FetchPeers {
+        members: Vec<Name>,
+    },
+    /// Delete the `failover` key: the request was carried out or cannot be.
+    ClearFailover,
+    /// Bring the `history` key up to date with the local timeline history (after a promotion); the runtime reads
+    /// the switch points from PostgreSQL's timeline history files.
+    UpdateHistory,
+    /// Write the `sync` key (compare-and-set) naming the members allowed to promote.
+    SetSyncState {
+        standbys: Vec<Name>,
+    },
+    /// Set `synchronous_standby_names` on the local PostgreSQL.
+    SetSyncStandbys {
+        standbys: Vec<Name>,
+        strict: bool,
+    },
+    /// Write the `failsafe` key: every member that may take part in a DCS-less leader decision.
+    WriteFailsafe {
+        members: Vec<Name>,
+    },
+    /// DCS unreachable in failsafe mode: ask every member listed in `failsafe` to confirm us. Outcome: `Failsafe`.
+    CheckFailsafe {
+        members: Vec<Name>,
+    },
+    /// Stop the agent: continuing would harm the cluster (wrong system identifier...).
+    Fatal {
+        reason: String,
+    },
+}
+
+/// What happened to the actions of the previous plan that the next decision depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    InitializeRace { won: bool },
+    LeaderRace { won: bool },
+    LeaderRefresh { ok: bool },
+    Failsafe { confirmed: bool },
+}
+
+/// The core's answer to one step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// The line Patroni logs at INFO for this loop ("no action. I am (pg1), the leader with the lock").
+    pub status: String,
+    /// Run the actions, then step again at once with fresh observations (a race or a fetch is in flight).
+    pub again: bool,
+    /// Earliest time something scheduled is due (a scheduled switchover, a start timeout), for the runtime's sleep.
+    pub wake_at: Option<Time>,
+}
+
+impl Plan {
+    pub(crate) fn status(status: impl Into<String>) -> Plan {
+        Plan { status: status.into(), ..Plan::default() }
+    }
+
+    pub(crate) fn with(mut self, action: Action) -> Plan {
+        self.actions.push(action);
+        self
+    }
+
+    pub(crate) fn again(mut self) -> Plan {
+        self.again = true;
+        self
+    }
+
+    pub(crate) fn wake(mut self, at: Time) -> Plan {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        self
+    }
+}

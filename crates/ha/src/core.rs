@@ -1,0 +1,475 @@
+//! The decision table. Each branch is named after the situation, in the words Patroni logs for it.
+
+use crate::action::{Action, DemoteMode, Outcome, Plan};
+use crate::election;
+use crate::time::Time;
+use crate::view::{ClusterView, DataDir, LocalState, Name, PeerStatus, PgRole, Process, Settings};
+
+/// Everything one step looks at, gathered by the runtime just before the step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    pub now: Time,
+    /// `None` when the DCS could not be read within `retry_timeout`.
+    pub cluster: Option<ClusterView>,
+    pub local: LocalState,
+    /// Peers' answers, present only on the step right after a [`Action::FetchPeers`].
+    pub peers: Option<Vec<PeerStatus>>,
+    /// Results of the previous plan's actions that matter to this decision.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Observation {
+    fn outcome(&self, pred: impl Fn(&Outcome) -> bool) -> bool {
+        self.outcomes.iter().any(pred)
+    }
+}
+
+/// The HA core of one member: the little it must remember between steps, and the decision function.
+///
+/// Everything else is re-read every step, so a restarted agent decides the same way as one that ran all along.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ha {
+    /// We created the `initialize` key and so must bootstrap the cluster.
+    won_initialize: bool,
+    /// When PostgreSQL was first seen down while we held the leader key (for `primary_start_timeout`).
+    primary_down_since: Option<Time>,
+    /// The `failsafe` key as last read, for decisions while the DCS is unreachable.
+    failsafe_members: Vec<Name>,
+    /// Whether the last successful read showed us holding the leader key.
+    held_lock: bool,
+}
+
+impl Ha {
+    pub fn new() -> Ha {
+        Ha::default()
+    }
+
+    /// Whether the last successful DCS read showed this member as the leader.
+    pub fn holds_lock(&self) -> bool {
+        self.held_lock
+    }
+
+    /// Decide what to do now. Pure: the same `Ha`, settings and observation always give the same plan.
+    pub fn step(&mut self, s: &Settings, obs: &Observation) -> Plan {
+        let Some(cluster) = &obs.cluster else {
+            return self.dcs_unreachable(s, obs);
+        };
+        self.held_lock = cluster.leader.as_deref() == Some(s.name.as_str());
+        if let Some(members) = &cluster.failsafe {
+            self.failsafe_members = members.clone();
+        }
+        let local = &obs.local;
+
+        if let (Some(theirs), DataDir::Initialized { sysid: ours }) = (&cluster.initialize, &local.data_dir) {
+            if !theirs.is_empty() && theirs != ours {
+                let reason = format!(
+                    "system ID mismatch, node {} belongs to a different cluster: {} != {}",
+                    s.name, ours, theirs
+                );
+                return Plan::status(reason.clone()).with(Action::Fatal { reason });
+            }
+        }
+
+        if let Some(busy) = &local.busy {
+            return self.while_busy(s, cluster, obs, busy.state_text());
+        }
+        if cluster.initialize.as_deref().is_none_or(str::is_empty) && cluster.leader.is_none() {
+            return self.uninitialized(s, cluster, obs);
+        }
+        if local.data_dir == DataDir::Empty {
+            return self.empty_data_dir(s, cluster, obs);
+        }
+        match local.process {
+            Process::Running => self.running(s, cluster, obs),
+            Process::Stopped | Process::Crashed { .. } | Process::Starting { .. } => self.not_running(s, cluster, obs),
+        }
+    }
+
+    /// A long action runs; the leader keeps its key meanwhile so nobody takes over because we are busy.
+    fn while_busy(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation, doing: &str) -> Plan {
+        let mut plan = Plan::status(format!("{doing} in progress"));
+        if self.held_lock && obs.local.busy != Some(crate::view::Busy::Demoting) {
+            if let Some(expired) = self.primary_start_expired(s, obs) {
+                return expired;
+            }
+            plan = plan.with(Action::UpdateLeader { lsn: obs.local.lsn });
+        }
+        let _ = cluster;
+        plan
+    }
+
+    fn dcs_unreachable(&mut self, s: &Settings, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        let primary = local.process.is_running() && local.role == PgRole::Primary;
+        if !primary || s.pause {
+            return Plan::status("DCS is not accessible");
+        }
+        if s.failsafe_mode && !self.failsafe_members.is_empty() {
+            for o in &obs.outcomes {
+                if let Outcome::Failsafe { confirmed } = o {
+                    if *confirmed {
+                        return Plan::status(
+                            "continue to run as a leader because failsafe mode is enabled and all members are accessible",
+                        );
+                    }
+                    self.held_lock = false;
+                    return Plan::status("demoting self because DCS is not accessible and I was a leader")
+                        .with(Action::Demote { mode: DemoteMode::Offline, follow: None });
+                }
+            }
+            let members = self.failsafe_members.iter().filter(|m| **m != s.name).cloned().collect();
+            return Plan::status("DCS is not accessible, checking failsafe members")
+                .with(Action::CheckFailsafe { members })
+                .again();
+        }
+        self.held_lock = false;
+        Plan::status("demoted self because DCS is not accessible and I was a leader")
+            .with(Action::Demote { mode: DemoteMode::Offline, follow: None })
+    }
+
+    /// No `initialize` key (or a bootstrap in progress) and no leader.
+    fn uninitialized(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        if local.last_failure == Some(crate::view::Busy::Bootstrapping) && self.won_initialize {
+            self.won_initialize = false;
+            return Plan::status("removing initialize key after failed attempt to bootstrap the cluster")
+                .with(Action::CancelInitialize)
+                .with(Action::Fatal { reason: "Failed to bootstrap cluster".into() });
+        }
+        if self.won_initialize {
+            if let DataDir::Initialized { sysid } = &local.data_dir {
+                if local.process.is_running() && local.role == PgRole::Primary {
+                    self.won_initialize = false;
+                    return Plan::status("initialized a new cluster")
+                        .with(Action::AcquireLeader)
+                        .with(Action::SetInitialize { sysid: sysid.clone() })
+                        .again();
+                }
+            }
+            return Plan::status("waiting for bootstrap to finish");
+        }
+        if cluster.initialize.is_some() {
+            return Plan::status("waiting for leader to bootstrap");
+        }
+        for o in &obs.outcomes {
+            if let Outcome::InitializeRace { won } = o {
+                if !won {
+                    return Plan::status("failed to acquire initialize lock");
+                }
+                return match &local.data_dir {
+                    DataDir::Empty => {
+                        self.won_initialize = true;
+                        Plan::status("trying to bootstrap a new cluster").with(Action::Bootstrap)
+                    }
+                    // A DCS emptied under a live cluster: claim it with the data we have.
+                    DataDir::Initialized { sysid } => {
+                        Plan::status("initialized the cluster with the existing data directory")
+                            .with(Action::SetInitialize { sysid: sysid.clone() })
+                            .again()
+                    }
+                };
+            }
+        }
+        if local.data_dir == DataDir::Empty && !s.tags.can_fail_over() {
+            return Plan::status("waiting for leader to bootstrap");
+        }
+        Plan::status("trying to acquire initialize lock").with(Action::AttemptInitialize).again()
+    }
+
+    fn empty_data_dir(&mut self, s: &Settings, cluster: &ClusterView, _obs: &Observation) -> Plan {
+        let Some(leader) = &cluster.leader else {
+            return Plan::status("waiting for leader to bootstrap");
+        };
+        if *leader == s.name {
+            // Our data vanished while we hold the key: let someone with data take over.
+            return Plan::status("data directory is empty while holding the leader key, releasing it")
+                .with(Action::ReleaseLeader { lsn: None });
+        }
+        let from = clone_source(s, cluster).unwrap_or_else(|| leader.clone());
+        Plan::status(format!("trying to bootstrap from leader '{from}'"))
+            .with(Action::CreateReplica { from: Some(from) })
+    }
+
+    /// PostgreSQL has data but is not running (stopped, crashed, or still starting).
+    fn not_running(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        if self.held_lock {
+            if let Some(expired) = self.primary_start_expired(s, obs) {
+                return expired;
+            }
+            let plan = Plan::status("starting primary after failure").with(Action::UpdateLeader { lsn: local.lsn });
+            if s.pause {
+                return Plan::status("PostgreSQL is not running").with(Action::UpdateLeader { lsn: local.lsn });
+            }
+            self.primary_down_since.get_or_insert(obs.now);
+            let wake = self.primary_down_since.map(|t| t + s.primary_start_timeout);
+            let plan = match local.process {
+                Process::Starting { .. } => Plan::status("waiting for PostgreSQL to start as primary")
+                    .with(Action::UpdateLeader { lsn: local.lsn }),
+                _ => plan.with(Action::StartPrimary),
+            };
+            return match wake {
+                Some(at) => plan.wake(at),
+                None => plan,
+            };
+        }
+        self.primary_down_since = None;
+        if s.pause {
+            return Plan::status("PostgreSQL is not running");
+        }
+        if matches!(local.process, Process::Starting { .. }) {
+            return Plan::status("waiting for PostgreSQL to start");
+        }
+        let follow = follow_target(s, cluster);
+        Plan::status("starting as a secondary").with(Action::StartReplica { follow })
+    }
+
+    /// We hold the key, PostgreSQL is down, and it has stayed down longer than `primary_start_timeout`.
+    fn primary_start_expired(&mut self, s: &Settings, obs: &Observation) -> Option<Plan> {
+        if s.pause || obs.local.process.is_running() {
+            return None;
+        }
+        let since = *self.primary_down_since.get_or_insert(obs.now);
+        if obs.now - since < s.primary_start_timeout {
+            return None;
+        }
+        self.primary_down_since = None;
+        self.held_lock = false;
+        Some(
+            Plan::status("primary start has timed out, releasing the leader key")
+                .with(Action::ReleaseLeader { lsn: obs.local.lsn }),
+        )
+    }
+
+    fn running(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        if self.held_lock {
+            self.primary_down_since = None;
+            return match local.role {
+                PgRole::Primary | PgRole::StandbyLeader => self.leader_with_lock(s, cluster, obs),
+                PgRole::Replica | PgRole::Unknown => self.lock_but_replica(s, cluster, obs),
+            };
+        }
+        match &cluster.leader {
+            Some(leader) => {
+                if local.role == PgRole::Primary {
+                    if s.pause {
+                        return Plan::status(format!(
+                            "PAUSE: continue to run as primary without lock, {leader} holds the leader key"
+                        ));
+                    }
+                    return Plan::status("demoting self because I do not have the lock and I was a leader")
+                        .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: Some(leader.clone()) });
+                }
+                let target = follow_target(s, cluster);
+                if local.following != target {
+                    let who = target.as_deref().unwrap_or("nobody");
+                    return Plan::status(format!("following new leader ({who})"))
+                        .with(Action::Follow { leader: target });
+                }
+                Plan::status(format!("no action. I am ({}), a secondary, and following a leader ({leader})", s.name))
+            }
+            None => self.leader_race(s, cluster, obs),
+        }
+    }
+
+    /// We hold the leader key and run as primary: refresh, then honour a switchover request.
+    fn leader_with_lock(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        if obs.outcome(|o| *o == Outcome::LeaderRefresh { ok: false }) {
+            self.held_lock = false;
+            return Plan::status("demoted self because failed to update leader lock in DCS")
+                .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: None });
+        }
+        let mut plan = Plan::status(format!("no action. I am ({}), the leader with the lock", s.name))
+            .with(Action::UpdateLeader { lsn: local.lsn });
+        if let (Some(mine), Some(known)) = (local.timeline, cluster.timeline) {
+            if mine > known {
+                plan = plan.with(Action::UpdateHistory);
+            }
+        } else if local.timeline.is_some_and(|t| t > 1) && cluster.timeline.is_none() {
+            plan = plan.with(Action::UpdateHistory);
+        }
+        if s.failsafe_mode {
+            let mut members: Vec<Name> = cluster.members.iter().map(|m| m.name.clone()).collect();
+            members.sort();
+            if cluster.failsafe.as_ref() != Some(&members) {
+                plan = plan.with(Action::WriteFailsafe { members });
+            }
+        }
+        plan.actions.extend(crate::sync::leader_actions(s, cluster, local));
+        if cluster.failover.is_some() {
+            return self.switchover_as_leader(s, cluster, obs, plan);
+        }
+        plan
+    }
+
+    /// A failover key is present and we are the leader.
+    fn switchover_as_leader(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation, plan: Plan) -> Plan {
+        let Some(f) = &cluster.failover else { return plan };
+        if let Some(l) = &f.leader {
+            if *l != s.name {
+                return Plan::status(format!("manual failover: leader name does not match: {l} != {}", s.name))
+                    .with(Action::UpdateLeader { lsn: obs.local.lsn })
+                    .with(Action::ClearFailover);
+            }
+        }
+        if let Some(at) = f.scheduled_at {
+            if s.pause {
+                return Plan::status("Scheduled switchover is not allowed in pause, cancelling it")
+                    .with(Action::UpdateLeader { lsn: obs.local.lsn })
+                    .with(Action::ClearFailover);
+            }
+            if at > obs.now {
+                let mut waiting = plan;
+                waiting.status = format!("Awaiting failover at {} (in {} seconds)", at.0, (at - obs.now).0 / 1000);
+                return waiting.wake(at);
+            }
+        }
+        if f.candidate.as_deref() == Some(s.name.as_str()) {
+            return Plan::status("manual failover: I am already the leader, no need to failover")
+                .with(Action::UpdateLeader { lsn: obs.local.lsn })
+                .with(Action::ClearFailover);
+        }
+        if f.candidate.is_none() && s.pause {
+            return Plan::status("manual failover: switchover without a candidate is not allowed in pause")
+                .with(Action::UpdateLeader { lsn: obs.local.lsn })
+                .with(Action::ClearFailover);
+        }
+        let candidates: Vec<Name> = match &f.candidate {
+            Some(c) => vec![c.clone()],
+            None => cluster.members.iter().filter(|m| m.name != s.name).map(|m| m.name.clone()).collect(),
+        };
+        let Some(peers) = &obs.peers else {
+            return plan.with(Action::FetchPeers { members: candidates }).again();
+        };
+        let mut problems = Vec::new();
+        let fit = candidates.iter().any(|name| {
+            let reply = peers.iter().find(|p| p.name == *name).and_then(|p| p.reply.as_ref());
+            let named = f.candidate.is_some();
+            match election::candidate_fit(s, cluster, obs.local.lsn, name, reply) {
+                Ok(()) if named || reply.is_some_and(|r| r.tags.can_fail_over()) => true,
+                Ok(()) => false,
+                Err(e) => {
+                    problems.push(e);
+                    false
+                }
+            }
+        });
+        if !fit {
+            let why = match &f.candidate {
+                Some(_) => format!("manual failover: {}", problems.join("; ")),
+                None => "manual failover: no healthy members found, failover is not possible".to_string(),
+            };
+            return Plan::status(why).with(Action::UpdateLeader { lsn: obs.local.lsn }).with(Action::ClearFailover);
+        }
+        self.held_lock = false;
+        Plan::status("manual failover: demoting myself")
+            .with(Action::Demote { mode: DemoteMode::Graceful, follow: None })
+    }
+
+    /// We hold the key but PostgreSQL is a replica: we just won a race, or someone demoted it by hand.
+    fn lock_but_replica(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let won_now = obs.outcome(|o| *o == Outcome::LeaderRace { won: true });
+        let named = cluster.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(s.name.as_str());
+        if s.pause && !named {
+            self.held_lock = false;
+            return Plan::status("PAUSE: released the leader key because PostgreSQL is not the primary")
+                .with(Action::ReleaseLeader { lsn: obs.local.lsn });
+        }
+        let status = if won_now {
+            "promoted self to leader by acquiring session lock"
+        } else {
+            "promoted self to leader because I had the session lock"
+        };
+        let mut plan = Plan::status(status).with(Action::UpdateLeader { lsn: obs.local.lsn });
+        if cluster.failover.is_some() {
+            plan = plan.with(Action::ClearFailover);
+        }
+        plan.with(Action::Promote)
+    }
+
+    /// Nobody holds the leader key and we run as a replica (or a primary without the key).
+    fn leader_race(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+        let local = &obs.local;
+        if obs.outcome(|o| *o == Outcome::LeaderRace { won: false }) {
+            return Plan::status("failed to acquire the leader lock, somebody else was faster");
+        }
+        if s.pause {
+            if local.role == PgRole::Primary {
+                return Plan::status("acquired session lock as a leader").with(Action::AcquireLeader).again();
+            }
+            let named = cluster.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(s.name.as_str());
+            if !named {
+                return Plan::status(format!(
+                    "PAUSE: no action. I am ({}), a secondary, and there is no leader",
+                    s.name
+                ));
+            }
+        }
+        let mut excluded: Option<&str> = None;
+        if let Some(f) = &cluster.failover {
+            match f.candidate.as_deref() {
+                Some(c) if c == s.name => {
+                    // Named by an operator: promote even if lagging; that is what failover means.
+                    return Plan::status("manual failover: taking the leader key as the candidate")
+                        .with(Action::AcquireLeader)
+                        .again();
+                }
+                Some(c) => {
+                    let Some(peers) = &obs.peers else {
+                        return Plan::status(format!("manual failover: checking candidate {c}"))
+                            .with(Action::FetchPeers { members: vec![c.to_string()] })
+                            .again();
+                    };
+                    let healthy = peers.iter().any(|p| p.name == c && p.reply.as_ref().is_some_and(|r| r.running));
+                    if healthy {
+                        return Plan::status(format!("manual failover: waiting for {c} to take over"));
+                    }
+                    excluded = f.leader.as_deref();
+                }
+                None => excluded = f.leader.as_deref(),
+            }
+        }
+        if excluded == Some(s.name.as_str()) {
+            return Plan::status("manual failover: not taking part in the race as the former leader");
+        }
+        if let Some(why) = election::ineligibility(s, cluster, local) {
+            return Plan::status(why);
+        }
+        let others: Vec<Name> = cluster.members.iter().filter(|m| m.name != s.name).map(|m| m.name.clone()).collect();
+        if !others.is_empty() {
+            let Some(peers) = &obs.peers else {
+                return Plan::status("checking whether I am the healthiest node")
+                    .with(Action::FetchPeers { members: others })
+                    .again();
+            };
+            let peers: Vec<PeerStatus> = peers.iter().filter(|p| Some(p.name.as_str()) != excluded).cloned().collect();
+            if let Some(better) = election::better_peer(s, cluster, local, &peers) {
+                return Plan::status(format!(
+                    "following a different leader because i am not the healthiest node ({better} is healthier)"
+                ));
+            }
+        }
+        Plan::status("acquiring the leader key as the healthiest node").with(Action::AcquireLeader).again()
+    }
+}
+
+/// Whom a replica should stream from: its `replicatefrom` member when that one runs, else the leader.
+fn follow_target(s: &Settings, cluster: &ClusterView) -> Option<Name> {
+    if let Some(upstream) = &s.tags.replicatefrom {
+        if *upstream != s.name && cluster.member(upstream).is_some_and(|m| m.running) {
+            return Some(upstream.clone());
+        }
+    }
+    cluster.leader.clone()
+}
+
+/// A running replica tagged `clonefrom`, preferred over the leader as the source of a new replica.
+fn clone_source(s: &Settings, cluster: &ClusterView) -> Option<Name> {
+    cluster
+        .members
+        .iter()
+        .find(|m| m.name != s.name && m.tags.clonefrom && m.running && m.role == PgRole::Replica)
+        .map(|m| m.name.clone())
+}

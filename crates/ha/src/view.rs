@@ -1,0 +1,270 @@
+//! What the HA core is told: the cluster as the DCS shows it, the local PostgreSQL, peers' answers and settings.
+//!
+//! These are projections made by the runtime (or a simulator): only the facts a decision needs, already parsed
+//! and validated. The core never sees JSON, key names or connection strings.
+
+use crate::time::{Millis, Time};
+
+/// A member's name, as it appears in the DCS and in `patronictl list`.
+pub type Name = String;
+
+/// A WAL position in bytes (what PostgreSQL prints as `X/Y`).
+pub type Lsn = u64;
+
+/// The cluster as one consistent DCS read shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterView {
+    /// The `initialize` key: `None` when absent (nobody has started bootstrapping), `Some("")` while the winner of
+    /// the initialize race is bootstrapping, `Some(sysid)` once the cluster exists.
+    pub initialize: Option<String>,
+    /// The holder of the leader key, if any.
+    pub leader: Option<Name>,
+    pub members: Vec<MemberView>,
+    /// The leader's last published WAL position (the `status` / `optime/leader` key).
+    pub last_leader_lsn: Option<Lsn>,
+    /// The timeline the cluster is on, from the `history` key (its last entry + 1), when known.
+    pub timeline: Option<u32>,
+    pub failover: Option<FailoverRequest>,
+    pub sync: SyncView,
+    /// Members listed in the `failsafe` key, when it exists.
+    pub failsafe: Option<Vec<Name>>,
+}
+
+impl ClusterView {
+    pub fn member(&self, name: &str) -> Option<&MemberView> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    pub fn is_unlocked(&self) -> bool {
+        self.leader.is_none()
+    }
+}
+
+/// One `members/<name>` key.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemberView {
+    pub name: Name,
+    /// `role` as published: "primary", "replica", "standby_leader"...
+    pub role: PgRole,
+    /// Whether PostgreSQL is running there, as the member last published (`state: running`).
+    pub running: bool,
+    pub lsn: Option<Lsn>,
+    pub timeline: Option<u32>,
+    pub tags: Tags,
+}
+
+/// A switchover or failover request: the `failover` key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailoverRequest {
+    /// The leader the request was made against; a switchover names it, a failover may not.
+    pub leader: Option<Name>,
+    /// The member to promote; `None` means "the healthiest".
+    pub candidate: Option<Name>,
+    /// When to act; `None` means now.
+    pub scheduled_at: Option<Time>,
+}
+
+/// The `sync` key: who is allowed to promote in synchronous mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncView {
+    /// The leader the sync state was written by.
+    pub leader: Option<Name>,
+    pub standbys: Vec<Name>,
+}
+
+impl SyncView {
+    pub fn is_sync_standby(&self, name: &str) -> bool {
+        self.standbys.iter().any(|s| s == name)
+    }
+}
+
+/// The tags the HA decisions read; user tags stay outside the core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tags {
+    pub nofailover: bool,
+    /// Higher wins a tie on WAL position; 0 means never promote automatically (like `nofailover`).
+    pub failover_priority: i64,
+    pub nosync: bool,
+    /// Stream from this member instead of the leader (cascading replication).
+    pub replicatefrom: Option<Name>,
+    /// Prefer this member as the source of a new replica.
+    pub clonefrom: bool,
+    pub nostream: bool,
+}
+
+impl Tags {
+    /// Whether the member may ever be promoted without an operator naming it.
+    pub fn can_fail_over(&self) -> bool {
+        !self.nofailover && self.failover_priority > 0
+    }
+}
+
+/// What PostgreSQL is doing as a role.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum PgRole {
+    Primary,
+    Replica,
+    StandbyLeader,
+    #[default]
+    Unknown,
+}
+
+/// The local PostgreSQL, as the runtime found it just before this step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalState {
+    pub data_dir: DataDir,
+    pub process: Process,
+    /// `pg_is_in_recovery()`: meaningful only while running.
+    pub role: PgRole,
+    /// Write LSN on a primary, the furthest of received/replayed on a replica.
+    pub lsn: Option<Lsn>,
+    pub timeline: Option<u32>,
+    /// The member our `primary_conninfo` points at, when we are configured as a replica.
+    pub following: Option<Name>,
+    /// Replication connections to us (`pg_stat_replication`), when we are the primary.
+    pub replication: Vec<ReplicaConn>,
+    /// A long-running action the runtime is executing for us (bootstrap, clone, rewind, restart...).
+    pub busy: Option<Busy>,
+    /// The last long action ended in failure (so the core does not retry it blindly every loop).
+    pub last_failure: Option<Busy>,
+}
+
+/// One row of `pg_stat_replication`, by `application_name` (the member name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaConn {
+    pub name: Name,
+    pub streaming: bool,
+    /// `sync_state` is `sync` or `quorum`: commits wait for this standby.
+    pub synchronous: bool,
+    pub lsn: Option<Lsn>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DataDir {
+    /// Absent or empty: this member must bootstrap or clone before it can run PostgreSQL.
+    #[default]
+    Empty,
+    /// A PostgreSQL data directory with this system identifier.
+    Initialized { sysid: String },
+}
+
+/// The postmaster, as the process watcher sees it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Process {
+    #[default]
+    Stopped,
+    /// Started and not yet accepting connections.
+    Starting {
+        since: Time,
+    },
+    Running,
+    /// Exited without being asked to.
+    Crashed {
+        at: Time,
+    },
+}
+
+impl Process {
+    pub fn is_running(self) -> bool {
+        matches!(self, Process::Running)
+    }
+}
+
+/// Long actions the runtime runs in the background while the loop goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Busy {
+    Bootstrapping,
+    CreatingReplica,
+    Rewinding,
+    Reinitializing,
+    Starting,
+    Stopping,
+    Restarting,
+    Promoting,
+    Demoting,
+}
+
+impl Busy {
+    /// The member state Patroni publishes while this runs (`patronictl list` shows it).
+    pub fn state_text(&self) -> &'static str {
+        match self {
+            Busy::Bootstrapping => "running custom bootstrap script",
+            Busy::CreatingReplica | Busy::Reinitializing => "creating replica",
+            Busy::Rewinding => "running pg_rewind",
+            Busy::Starting | Busy::Restarting => "starting",
+            Busy::Stopping | Busy::Demoting => "stopping",
+            Busy::Promoting => "promoting",
+        }
+    }
+}
+
+/// A peer's answer to `GET /patroni` during a leader race.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerStatus {
+    pub name: Name,
+    /// `None` when the peer did not answer in time.
+    pub reply: Option<PeerReply>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerReply {
+    pub role: PgRole,
+    pub running: bool,
+    pub lsn: Option<Lsn>,
+    pub timeline: Option<u32>,
+    pub tags: Tags,
+}
+
+/// Synchronous replication as the dynamic configuration asks for it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    #[default]
+    Off,
+    On,
+    Quorum,
+}
+
+/// The settings a decision reads: local and dynamic configuration already merged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub name: Name,
+    pub ttl: Millis,
+    pub loop_wait: Millis,
+    pub retry_timeout: Millis,
+    pub maximum_lag_on_failover: u64,
+    pub check_timeline: bool,
+    pub primary_start_timeout: Millis,
+    pub sync_mode: SyncMode,
+    pub sync_strict: bool,
+    pub sync_node_count: usize,
+    pub pause: bool,
+    pub failsafe_mode: bool,
+    /// `watchdog.mode: required`: never take the leader key without a working watchdog.
+    pub watchdog_required: bool,
+    pub use_pg_rewind: bool,
+    pub remove_data_directory_on_diverged_timelines: bool,
+    pub tags: Tags,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            name: String::new(),
+            ttl: Millis::from_secs(30),
+            loop_wait: Millis::from_secs(10),
+            retry_timeout: Millis::from_secs(10),
+            maximum_lag_on_failover: 1_048_576,
+            check_timeline: false,
+            primary_start_timeout: Millis::from_secs(300),
+            sync_mode: SyncMode::Off,
+            sync_strict: false,
+            sync_node_count: 1,
+            pause: false,
+            failsafe_mode: false,
+            watchdog_required: false,
+            use_pg_rewind: false,
+            remove_data_directory_on_diverged_timelines: false,
+            tags: Tags { failover_priority: 1, ..Tags::default() },
+        }
+    }
+}
