@@ -1,0 +1,492 @@
+//! One test per decision of the HA core: literal inputs, no process, no network, no clock.
+
+use patroni_ha::*;
+
+const SYSID: &str = "7301234567890123456";
+
+fn settings(name: &str) -> Settings {
+    Settings { name: name.into(), ..Settings::default() }
+}
+
+fn member(name: &str, role: PgRole, lsn: u64) -> MemberView {
+    MemberView {
+        name: name.into(),
+        role,
+        running: true,
+        lsn: Some(lsn),
+        timeline: Some(1),
+        tags: Tags { failover_priority: 1, ..Tags::default() },
+    }
+}
+
+fn cluster(leader: Option<&str>) -> ClusterView {
+    ClusterView {
+        initialize: Some(SYSID.into()),
+        leader: leader.map(Into::into),
+        members: vec![
+            member("pg1", PgRole::Primary, 100),
+            member("pg2", PgRole::Replica, 100),
+            member("pg3", PgRole::Replica, 90),
+        ],
+        last_leader_lsn: Some(100),
+        ..ClusterView::default()
+    }
+}
+
+fn running(role: PgRole, lsn: u64) -> LocalState {
+    LocalState {
+        data_dir: DataDir::Initialized { sysid: SYSID.into() },
+        process: Process::Running,
+        role,
+        lsn: Some(lsn),
+        timeline: Some(1),
+        ..LocalState::default()
+    }
+}
+
+fn obs(cluster: Option<ClusterView>, local: LocalState) -> Observation {
+    Observation { now: Time(1_000_000), cluster, local, ..Observation::default() }
+}
+
+fn reply(role: PgRole, lsn: u64) -> Option<PeerReply> {
+    Some(PeerReply {
+        role,
+        running: true,
+        lsn: Some(lsn),
+        timeline: Some(1),
+        tags: Tags { failover_priority: 1, ..Tags::default() },
+    })
+}
+
+fn peer(name: &str, reply: Option<PeerReply>) -> PeerStatus {
+    PeerStatus { name: name.into(), reply }
+}
+
+#[test]
+fn leader_with_lock_refreshes_its_key() {
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), running(PgRole::Primary, 120)));
+    assert_eq!(plan.status, "no action. I am (pg1), the leader with the lock");
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(120) }]);
+}
+
+#[test]
+fn replica_follows_the_leader() {
+    let mut local = running(PgRole::Replica, 100);
+    local.following = Some("pg1".into());
+    let plan = Ha::new().step(&settings("pg2"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.status, "no action. I am (pg2), a secondary, and following a leader (pg1)");
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn replica_switches_to_a_new_leader() {
+    let mut local = running(PgRole::Replica, 100);
+    local.following = Some("pg1".into());
+    let plan = Ha::new().step(&settings("pg2"), &obs(Some(cluster(Some("pg3"))), local));
+    assert_eq!(plan.actions, vec![Action::Follow { leader: Some("pg3".into()) }]);
+}
+
+#[test]
+fn replicatefrom_cascades_from_a_running_member() {
+    let mut s = settings("pg3");
+    s.tags.replicatefrom = Some("pg2".into());
+    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), running(PgRole::Replica, 90)));
+    assert_eq!(plan.actions, vec![Action::Follow { leader: Some("pg2".into()) }]);
+}
+
+#[test]
+fn empty_cluster_races_for_initialize_then_bootstraps() {
+    let mut ha = Ha::new();
+    let s = settings("pg1");
+    let empty = ClusterView::default();
+    let local = LocalState::default();
+    let plan = ha.step(&s, &obs(Some(empty.clone()), local.clone()));
+    assert_eq!(plan.actions, vec![Action::AttemptInitialize]);
+    assert!(plan.again);
+
+    let mut won = obs(Some(ClusterView { initialize: Some(String::new()), ..empty.clone() }), local.clone());
+    // The runtime re-reads the cluster after the race: the key now exists, empty, and we won it.
+    won.outcomes = vec![Outcome::InitializeRace { won: true }];
+    won.cluster = Some(empty.clone());
+    let plan = ha.step(&s, &won);
+    assert_eq!(plan.status, "trying to bootstrap a new cluster");
+    assert_eq!(plan.actions, vec![Action::Bootstrap]);
+
+    // Bootstrap finished: PostgreSQL runs as primary; take the key and publish the system identifier.
+    let done = obs(Some(ClusterView { initialize: Some(String::new()), ..empty }), running(PgRole::Primary, 50));
+    let plan = ha.step(&s, &done);
+    assert_eq!(plan.actions, vec![Action::AcquireLeader, Action::SetInitialize { sysid: SYSID.into() }]);
+}
+
+#[test]
+fn loser_of_the_initialize_race_waits_then_clones() {
+    let mut ha = Ha::new();
+    let s = settings("pg2");
+    let bootstrapping = ClusterView { initialize: Some(String::new()), ..ClusterView::default() };
+    let plan = ha.step(&s, &obs(Some(bootstrapping), LocalState::default()));
+    assert_eq!(plan.status, "waiting for leader to bootstrap");
+    assert!(plan.actions.is_empty());
+
+    let plan = ha.step(&s, &obs(Some(cluster(Some("pg1"))), LocalState::default()));
+    assert_eq!(plan.status, "trying to bootstrap from leader 'pg1'");
+    assert_eq!(plan.actions, vec![Action::CreateReplica { from: Some("pg1".into()) }]);
+}
+
+#[test]
+fn clonefrom_member_is_preferred_as_replica_source() {
+    let mut c = cluster(Some("pg1"));
+    c.members[2].tags.clonefrom = true;
+    let plan = Ha::new().step(&settings("pg4"), &obs(Some(c), LocalState::default()));
+    assert_eq!(plan.actions, vec![Action::CreateReplica { from: Some("pg3".into()) }]);
+}
+
+#[test]
+fn failed_bootstrap_cancels_initialize_and_stops() {
+    let mut ha = Ha::new();
+    let s = settings("pg1");
+    let mut won = obs(Some(ClusterView::default()), LocalState::default());
+    won.outcomes = vec![Outcome::InitializeRace { won: true }];
+    ha.step(&s, &won);
+    let mut failed = LocalState::default();
+    failed.last_failure = Some(Busy::Bootstrapping);
+    let plan =
+        ha.step(&s, &obs(Some(ClusterView { initialize: Some(String::new()), ..ClusterView::default() }), failed));
+    assert_eq!(plan.actions[0], Action::CancelInitialize);
+    assert!(matches!(plan.actions[1], Action::Fatal { .. }));
+}
+
+#[test]
+fn system_identifier_mismatch_is_fatal() {
+    let mut local = running(PgRole::Replica, 1);
+    local.data_dir = DataDir::Initialized { sysid: "42".into() };
+    let plan = Ha::new().step(&settings("pg2"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.status, format!("system ID mismatch, node pg2 belongs to a different cluster: 42 != {SYSID}"));
+    assert!(matches!(plan.actions[..], [Action::Fatal { .. }]));
+}
+
+#[test]
+fn primary_that_cannot_reach_the_dcs_demotes() {
+    let plan = Ha::new().step(&settings("pg1"), &obs(None, running(PgRole::Primary, 100)));
+    assert_eq!(plan.status, "demoted self because DCS is not accessible and I was a leader");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::Offline, follow: None }]);
+}
+
+#[test]
+fn paused_primary_stays_up_without_the_dcs() {
+    let mut s = settings("pg1");
+    s.pause = true;
+    let plan = Ha::new().step(&s, &obs(None, running(PgRole::Primary, 100)));
+    assert_eq!(plan.status, "DCS is not accessible");
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn failsafe_primary_keeps_running_when_every_member_confirms() {
+    let mut s = settings("pg1");
+    s.failsafe_mode = true;
+    let mut ha = Ha::new();
+    let mut c = cluster(Some("pg1"));
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    ha.step(&s, &obs(Some(c), running(PgRole::Primary, 100)));
+
+    let plan = ha.step(&s, &obs(None, running(PgRole::Primary, 100)));
+    assert_eq!(plan.actions, vec![Action::CheckFailsafe { members: vec!["pg2".into(), "pg3".into()] }]);
+    let mut confirmed = obs(None, running(PgRole::Primary, 100));
+    confirmed.outcomes = vec![Outcome::Failsafe { confirmed: true }];
+    assert!(ha.step(&s, &confirmed).actions.is_empty());
+    let mut refused = obs(None, running(PgRole::Primary, 100));
+    refused.outcomes = vec![Outcome::Failsafe { confirmed: false }];
+    assert_eq!(ha.step(&s, &refused).actions, vec![Action::Demote { mode: DemoteMode::Offline, follow: None }]);
+}
+
+#[test]
+fn failed_leader_refresh_demotes_at_once() {
+    let mut o = obs(Some(cluster(Some("pg1"))), running(PgRole::Primary, 100));
+    o.outcomes = vec![Outcome::LeaderRefresh { ok: false }];
+    let plan = Ha::new().step(&settings("pg1"), &o);
+    assert_eq!(plan.status, "demoted self because failed to update leader lock in DCS");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: None }]);
+}
+
+#[test]
+fn primary_seeing_another_leader_demotes_and_follows() {
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg2"))), running(PgRole::Primary, 100)));
+    assert_eq!(plan.status, "demoting self because I do not have the lock and I was a leader");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: Some("pg2".into()) }]);
+}
+
+#[test]
+fn healthiest_replica_takes_the_free_key_and_promotes() {
+    let s = settings("pg2");
+    let mut ha = Ha::new();
+    let plan = ha.step(&s, &obs(Some(cluster(None)), running(PgRole::Replica, 100)));
+    assert_eq!(plan.actions, vec![Action::FetchPeers { members: vec!["pg1".into(), "pg3".into()] }]);
+
+    let mut o = obs(Some(cluster(None)), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg1", None), peer("pg3", reply(PgRole::Replica, 90))]);
+    let plan = ha.step(&s, &o);
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+
+    let mut won = obs(Some(cluster(Some("pg2"))), running(PgRole::Replica, 100));
+    won.outcomes = vec![Outcome::LeaderRace { won: true }];
+    let plan = ha.step(&s, &won);
+    assert_eq!(plan.status, "promoted self to leader by acquiring session lock");
+    assert_eq!(plan.actions.last(), Some(&Action::Promote));
+}
+
+#[test]
+fn less_advanced_replica_lets_the_better_one_win() {
+    let mut o = obs(Some(cluster(None)), running(PgRole::Replica, 90));
+    o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Replica, 100))]);
+    let plan = Ha::new().step(&settings("pg3"), &o);
+    assert!(plan.actions.is_empty());
+    assert!(plan.status.starts_with("following a different leader because i am not the healthiest node"));
+}
+
+#[test]
+fn failover_priority_breaks_a_tie() {
+    let mut o = obs(Some(cluster(None)), running(PgRole::Replica, 100));
+    let mut better = reply(PgRole::Replica, 100);
+    if let Some(r) = better.as_mut() {
+        r.tags.failover_priority = 5;
+    }
+    o.peers = Some(vec![peer("pg3", better)]);
+    assert!(Ha::new().step(&settings("pg2"), &o).actions.is_empty());
+}
+
+#[test]
+fn nofailover_member_never_races() {
+    let mut s = settings("pg2");
+    s.tags.nofailover = true;
+    let plan = Ha::new().step(&s, &obs(Some(cluster(None)), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn replica_lagging_past_maximum_lag_is_not_promoted() {
+    let mut c = cluster(None);
+    c.last_leader_lsn = Some(10_000_000);
+    let plan = Ha::new().step(&settings("pg2"), &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty());
+    assert!(plan.status.starts_with("My wal position exceeds maximum replication lag"), "{}", plan.status);
+}
+
+#[test]
+fn check_timeline_rejects_a_replica_on_an_old_timeline() {
+    let mut s = settings("pg2");
+    s.check_timeline = true;
+    let mut c = cluster(None);
+    c.timeline = Some(3);
+    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn sync_mode_only_promotes_the_sync_standby() {
+    let mut s = settings("pg3");
+    s.sync_mode = SyncMode::On;
+    let mut c = cluster(None);
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    let plan = Ha::new().step(&s, &obs(Some(c.clone()), running(PgRole::Replica, 100)));
+    assert_eq!(plan.status, "pg3 is not a synchronous standby");
+    s.name = "pg2".into();
+    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]));
+}
+
+#[test]
+fn crashed_primary_is_restarted_in_place_while_holding_the_key() {
+    let mut local = running(PgRole::Primary, 100);
+    local.process = Process::Crashed { at: Time(999_000) };
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.status, "starting primary after failure");
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartPrimary]);
+}
+
+#[test]
+fn primary_that_does_not_come_back_releases_the_key_after_primary_start_timeout() {
+    let mut s = settings("pg1");
+    s.primary_start_timeout = Millis::from_secs(30);
+    let mut ha = Ha::new();
+    let mut local = running(PgRole::Primary, 100);
+    local.process = Process::Crashed { at: Time(999_000) };
+    let mut o = obs(Some(cluster(Some("pg1"))), local);
+    ha.step(&s, &o);
+    o.now = Time(1_000_000 + 29_000);
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartPrimary));
+    o.now = Time(1_000_000 + 31_000);
+    let plan = ha.step(&s, &o);
+    assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
+}
+
+#[test]
+fn stopped_replica_starts_following_the_leader() {
+    let mut local = running(PgRole::Replica, 100);
+    local.process = Process::Stopped;
+    let plan = Ha::new().step(&settings("pg2"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.status, "starting as a secondary");
+    assert_eq!(plan.actions, vec![Action::StartReplica { follow: Some("pg1".into()) }]);
+}
+
+#[test]
+fn pause_leaves_a_stopped_postgres_alone() {
+    let mut s = settings("pg2");
+    s.pause = true;
+    let mut local = running(PgRole::Replica, 100);
+    local.process = Process::Stopped;
+    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), local));
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn pause_means_no_leader_race() {
+    let mut s = settings("pg2");
+    s.pause = true;
+    let plan = Ha::new().step(&s, &obs(Some(cluster(None)), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn pause_keeps_the_key_on_a_stopped_primary() {
+    let mut s = settings("pg1");
+    s.pause = true;
+    let mut local = running(PgRole::Primary, 100);
+    local.process = Process::Crashed { at: Time(1) };
+    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
+}
+
+#[test]
+fn switchover_to_a_healthy_candidate_demotes_the_leader_gracefully() {
+    let s = settings("pg1");
+    let mut c = cluster(Some("pg1"));
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg2".into()), scheduled_at: None });
+    let mut ha = Ha::new();
+    let plan = ha.step(&s, &obs(Some(c.clone()), running(PgRole::Primary, 100)));
+    assert!(plan.actions.contains(&Action::FetchPeers { members: vec!["pg2".into()] }));
+    let mut o = obs(Some(c), running(PgRole::Primary, 100));
+    o.peers = Some(vec![peer("pg2", reply(PgRole::Replica, 100))]);
+    let plan = ha.step(&s, &o);
+    assert_eq!(plan.status, "manual failover: demoting myself");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::Graceful, follow: None }]);
+}
+
+#[test]
+fn switchover_to_a_lagging_candidate_is_refused_and_cleared() {
+    let mut c = cluster(Some("pg1"));
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
+    let mut o = obs(Some(c), running(PgRole::Primary, 50_000_000));
+    o.peers = Some(vec![peer("pg3", reply(PgRole::Replica, 90))]);
+    let plan = Ha::new().step(&settings("pg1"), &o);
+    assert!(plan.actions.contains(&Action::ClearFailover));
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Demote { .. })));
+    assert!(plan.status.contains("maximum replication lag"), "{}", plan.status);
+}
+
+#[test]
+fn scheduled_switchover_waits_for_its_time() {
+    let mut c = cluster(Some("pg1"));
+    let at = Time(1_000_000 + 60_000);
+    c.failover = Some(FailoverRequest { leader: Some("pg1".into()), candidate: None, scheduled_at: Some(at) });
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(c), running(PgRole::Primary, 100)));
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
+    assert_eq!(plan.wake_at, Some(at));
+}
+
+#[test]
+fn named_candidate_takes_the_key_after_the_leader_steps_down() {
+    let mut c = cluster(None);
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
+    // Even lagging: the operator named it.
+    c.last_leader_lsn = Some(50_000_000);
+    let plan = Ha::new().step(&settings("pg3"), &obs(Some(c.clone()), running(PgRole::Replica, 90)));
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+
+    c.leader = Some("pg3".into());
+    let mut won = obs(Some(c), running(PgRole::Replica, 90));
+    won.outcomes = vec![Outcome::LeaderRace { won: true }];
+    let plan = Ha::new().step(&settings("pg3"), &won);
+    assert!(plan.actions.contains(&Action::ClearFailover));
+    assert_eq!(plan.actions.last(), Some(&Action::Promote));
+}
+
+#[test]
+fn others_wait_for_a_healthy_named_candidate() {
+    let mut c = cluster(None);
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg3", reply(PgRole::Replica, 90))]);
+    let plan = Ha::new().step(&settings("pg2"), &o);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status, "manual failover: waiting for pg3 to take over");
+}
+
+#[test]
+fn former_leader_sits_out_a_switchover_to_any() {
+    let mut c = cluster(None);
+    c.failover = Some(FailoverRequest { leader: Some("pg1".into()), candidate: None, scheduled_at: None });
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn manually_demoted_primary_releases_the_key_in_pause() {
+    let mut s = settings("pg1");
+    s.pause = true;
+    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), running(PgRole::Replica, 100)));
+    assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
+}
+
+#[test]
+fn busy_leader_keeps_refreshing_its_key() {
+    let mut local = running(PgRole::Primary, 100);
+    local.busy = Some(Busy::Restarting);
+    local.process = Process::Starting { since: Time(999_000) };
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.status, "starting in progress");
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
+}
+
+#[test]
+fn leader_records_history_after_promotion() {
+    let mut local = running(PgRole::Primary, 100);
+    local.timeline = Some(2);
+    let mut c = cluster(Some("pg1"));
+    c.timeline = Some(1);
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(c), local));
+    assert!(plan.actions.contains(&Action::UpdateHistory));
+}
+
+#[test]
+fn sync_leader_adds_a_standby_to_the_key_only_once_postgres_waits_for_it() {
+    let mut s = settings("pg1");
+    s.sync_mode = SyncMode::On;
+    let mut local = running(PgRole::Primary, 100);
+    local.replication = vec![ReplicaConn { name: "pg2".into(), streaming: true, synchronous: false, lsn: Some(100) }];
+    let mut c = cluster(Some("pg1"));
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec![] };
+    let plan = Ha::new().step(&s, &obs(Some(c.clone()), local.clone()));
+    assert!(plan.actions.contains(&Action::SetSyncStandbys { standbys: vec!["pg2".into()], strict: false }));
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::SetSyncState { .. })));
+
+    local.replication[0].synchronous = true;
+    let plan = Ha::new().step(&s, &obs(Some(c), local));
+    assert!(plan.actions.contains(&Action::SetSyncState { standbys: vec!["pg2".into()] }));
+}
+
+#[test]
+fn sync_leader_drops_a_gone_standby_from_the_key_before_postgres() {
+    let mut s = settings("pg1");
+    s.sync_mode = SyncMode::On;
+    let local = running(PgRole::Primary, 100);
+    let mut c = cluster(Some("pg1"));
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    let plan = Ha::new().step(&s, &obs(Some(c), local));
+    let key = plan.actions.iter().position(|a| *a == Action::SetSyncState { standbys: vec![] });
+    let pg = plan.actions.iter().position(|a| matches!(a, Action::SetSyncStandbys { .. }));
+    assert!(key.is_some() && pg.is_some() && key < pg, "{:?}", plan.actions);
+}
