@@ -147,8 +147,7 @@ fn failed_bootstrap_cancels_initialize_and_stops() {
     let mut won = obs(Some(ClusterView::default()), LocalState::default());
     won.outcomes = vec![Outcome::InitializeRace { won: true }];
     ha.step(&s, &won);
-    let mut failed = LocalState::default();
-    failed.last_failure = Some(Busy::Bootstrapping);
+    let failed = LocalState { last_failure: Some(Busy::Bootstrapping), ..LocalState::default() };
     let plan =
         ha.step(&s, &obs(Some(ClusterView { initialize: Some(String::new()), ..ClusterView::default() }), failed));
     assert_eq!(plan.actions[0], Action::CancelInitialize);
