@@ -69,9 +69,7 @@ impl Binaries {
                 k => Tool::ALL
                     .into_iter()
                     .find(|t| t.default_name() == k)
-                    .ok_or_else(|| {
-                        Error::Config(format!("postgresql.bin_name: unknown program `{key}`"))
-                    })?,
+                    .ok_or_else(|| Error::Config(format!("postgresql.bin_name: unknown program `{key}`")))?,
             };
             if !value.trim().is_empty() {
                 names.insert(tool, value.trim().to_string());
@@ -83,17 +81,11 @@ impl Binaries {
 
     /// Binaries found in one directory with default names (tests, simple setups).
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        Binaries {
-            bin_dir: Some(dir.into()),
-            names: BTreeMap::new(),
-        }
+        Binaries { bin_dir: Some(dir.into()), names: BTreeMap::new() }
     }
 
     pub fn name(&self, tool: Tool) -> &str {
-        self.names
-            .get(&tool)
-            .map(String::as_str)
-            .unwrap_or(tool.default_name())
+        self.names.get(&tool).map(String::as_str).unwrap_or(tool.default_name())
     }
 
     /// Full path of `tool`, checked to exist and be executable.
@@ -107,10 +99,7 @@ impl Binaries {
                 } else {
                     Err(Error::BinaryNotFound {
                         name: name.to_string(),
-                        detail: format!(
-                            "{} is missing or not executable; check postgresql.bin_dir",
-                            p.display()
-                        ),
+                        detail: format!("{} is missing or not executable; check postgresql.bin_dir", p.display()),
                     })
                 }
             }
@@ -127,21 +116,14 @@ impl Binaries {
 
     /// `postgres --version` of the installed server binary.
     pub async fn version(&self) -> Result<PgVersion> {
-        let out = self
-            .cmd(Tool::Postgres)?
-            .arg("--version")
-            .timeout(Duration::from_secs(30))
-            .run()
-            .await?;
+        let out = self.cmd(Tool::Postgres)?.arg("--version").timeout(Duration::from_secs(30)).run().await?;
         PgVersion::parse_version_output(&out.stdout)
     }
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// A PostgreSQL version as Patroni compares them: `15.18` is 150018, `9.6.24` is 90624.
@@ -230,13 +212,7 @@ impl fmt::Display for PgVersion {
         if self.0 >= 100000 {
             write!(f, "{}.{}", self.0 / 10000, self.0 % 10000)
         } else {
-            write!(
-                f,
-                "{}.{}.{}",
-                self.0 / 10000,
-                (self.0 / 100) % 100,
-                self.0 % 100
-            )
+            write!(f, "{}.{}.{}", self.0 / 10000, (self.0 / 100) % 100, self.0 % 100)
         }
     }
 }
@@ -247,10 +223,7 @@ mod tests {
 
     #[test]
     fn versions() {
-        let v = PgVersion::parse_version_output(
-            "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n",
-        )
-        .unwrap();
+        let v = PgVersion::parse_version_output("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n").unwrap();
         assert_eq!(v, PgVersion(150018));
         assert_eq!(v.major(), 15);
         assert_eq!(v.major_string(), "15");
@@ -272,10 +245,7 @@ mod tests {
         names.insert("pg_ctl".to_string(), "my_pg_ctl".to_string());
         let b = Binaries::new(Some(dir.path().to_path_buf()), &names).unwrap();
         let err = b.path(Tool::PgCtl).unwrap_err().to_string();
-        assert!(
-            err.contains("my_pg_ctl") && err.contains("bin_dir"),
-            "{err}"
-        );
+        assert!(err.contains("my_pg_ctl") && err.contains("bin_dir"), "{err}");
         let script = dir.path().join("my_pg_ctl");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -286,12 +256,7 @@ mod tests {
         assert!(Binaries::new(None, &names).is_err());
         names.remove("psql");
         names.insert("pgcontroldata".to_string(), "pgcd".to_string());
-        assert_eq!(
-            Binaries::new(None, &names)
-                .unwrap()
-                .name(Tool::PgControldata),
-            "pgcd"
-        );
+        assert_eq!(Binaries::new(None, &names).unwrap().name(Tool::PgControldata), "pgcd");
     }
 
     #[test]

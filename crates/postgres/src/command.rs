@@ -51,28 +51,16 @@ impl Cmd {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| program.display().to_string());
-        Cmd {
-            program,
-            args: Vec::new(),
-            envs: Vec::new(),
-            cwd: None,
-            timeout: None,
-            label,
-        }
+        Cmd { program, args: Vec::new(), envs: Vec::new(), cwd: None, timeout: None, label }
     }
 
     /// Splits a user-configured command line (`command: /usr/bin/pgbackrest --stanza=x restore`) the way a shell
     /// would, without running a shell.
     pub fn from_command_line(line: &str) -> Result<Self> {
-        let words = shell_split(line).ok_or_else(|| {
-            Error::Config(format!(
-                "cannot parse command line `{line}`: unbalanced quotes"
-            ))
-        })?;
+        let words = shell_split(line)
+            .ok_or_else(|| Error::Config(format!("cannot parse command line `{line}`: unbalanced quotes")))?;
         let mut iter = words.into_iter();
-        let program = iter
-            .next()
-            .ok_or_else(|| Error::Config("empty command line".to_string()))?;
+        let program = iter.next().ok_or_else(|| Error::Config("empty command line".to_string()))?;
         Ok(Cmd::new(program).args(iter))
     }
 
@@ -86,14 +74,12 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.envs
-            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.envs.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -141,19 +127,11 @@ impl Cmd {
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
-        let mut child = command.spawn().map_err(|source| Error::Spawn {
-            program: self.program.display().to_string(),
-            source,
-        })?;
+        let mut child =
+            command.spawn().map_err(|source| Error::Spawn { program: self.program.display().to_string(), source })?;
         let guard = GroupGuard(child.id().map(|p| p as i32));
-        let out = child
-            .stdout
-            .take()
-            .map(|s| spawn_reader(s, self.label.clone(), false));
-        let err = child
-            .stderr
-            .take()
-            .map(|s| spawn_reader(s, self.label.clone(), true));
+        let out = child.stdout.take().map(|s| spawn_reader(s, self.label.clone(), false));
+        let err = child.stderr.take().map(|s| spawn_reader(s, self.label.clone(), true));
 
         let waited = match self.timeout {
             Some(t) => match tokio::time::timeout(t, child.wait()).await {
@@ -162,18 +140,12 @@ impl Cmd {
                     tracing::error!("{} did not finish within {:?}, killing it", self.label, t);
                     drop(guard);
                     let _ = child.wait().await;
-                    return Err(Error::Timeout {
-                        program: self.label.clone(),
-                        timeout: t,
-                    });
+                    return Err(Error::Timeout { program: self.label.clone(), timeout: t });
                 }
             },
             None => child.wait().await,
         };
-        let status = waited.map_err(|source| Error::Spawn {
-            program: self.program.display().to_string(),
-            source,
-        })?;
+        let status = waited.map_err(|source| Error::Spawn { program: self.program.display().to_string(), source })?;
         guard.disarm();
         let stdout = collect(out).await;
         let stderr = collect(err).await;
@@ -182,11 +154,7 @@ impl Cmd {
         } else {
             tracing::warn!("{} finished: {}", self.label, status);
         }
-        Ok(CmdOutput {
-            status,
-            stdout,
-            stderr,
-        })
+        Ok(CmdOutput { status, stdout, stderr })
     }
 
     /// Runs to completion and turns a non-zero exit into [`Error::CommandFailed`].
@@ -199,11 +167,7 @@ impl Cmd {
             Err(Error::CommandFailed {
                 program: label,
                 status: describe_status(out.status),
-                stderr: if out.stderr.trim().is_empty() {
-                    out.stdout.clone()
-                } else {
-                    out.stderr.clone()
-                },
+                stderr: if out.stderr.trim().is_empty() { out.stdout.clone() } else { out.stderr.clone() },
             })
         }
     }
@@ -231,10 +195,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0.take() {
             // SAFETY-free: killpg on a group we created; ESRCH just means it is already gone.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -346,19 +307,11 @@ mod tests {
 
     #[tokio::test]
     async fn captures_output_and_status() {
-        let out = Cmd::new("/bin/sh")
-            .args(["-c", "echo out; echo err >&2; exit 3"])
-            .output()
-            .await
-            .unwrap();
+        let out = Cmd::new("/bin/sh").args(["-c", "echo out; echo err >&2; exit 3"]).output().await.unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
-        let err = Cmd::new("/bin/sh")
-            .args(["-c", "echo boom >&2; exit 1"])
-            .run()
-            .await
-            .unwrap_err();
+        let err = Cmd::new("/bin/sh").args(["-c", "echo boom >&2; exit 1"]).run().await.unwrap_err();
         assert_eq!(err.to_string(), "sh failed (exit code 1): boom");
     }
 
@@ -367,12 +320,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("late");
         let script = format!("(sleep 2; touch {}) & sleep 30", marker.display());
-        let err = Cmd::new("/bin/sh")
-            .args(["-c", &script])
-            .timeout(Duration::from_millis(300))
-            .output()
-            .await
-            .unwrap_err();
+        let err =
+            Cmd::new("/bin/sh").args(["-c", &script]).timeout(Duration::from_millis(300)).output().await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "grandchild survived the timeout");
@@ -381,10 +330,6 @@ mod tests {
     #[tokio::test]
     async fn missing_program_is_a_spawn_error() {
         let err = Cmd::new("/nonexistent/prog").output().await.unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("could not run /nonexistent/prog"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("could not run /nonexistent/prog"), "{err}");
     }
 }

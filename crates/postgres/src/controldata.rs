@@ -37,10 +37,7 @@ impl ClusterState {
 
     /// Whether the last shutdown was clean; anything else needs crash recovery before `pg_rewind` can run.
     pub fn is_clean_shutdown(&self) -> bool {
-        matches!(
-            self,
-            ClusterState::ShutDown | ClusterState::ShutDownInRecovery
-        )
+        matches!(self, ClusterState::ShutDown | ClusterState::ShutDownInRecovery)
     }
 }
 
@@ -75,8 +72,7 @@ impl ControlData {
         };
         let num = |key: &str| -> Result<u64> {
             let v = get(key)?;
-            v.parse::<u64>()
-                .map_err(|_| Error::parse("pg_controldata output", format!("`{key}` is `{v}`")))
+            v.parse::<u64>().map_err(|_| Error::parse("pg_controldata output", format!("`{key}` is `{v}`")))
         };
         let lsn = |key: &str| -> Result<Lsn> { get(key)?.parse() };
         let opt_num = |key: &str| raw.get(key).and_then(|v| v.parse::<u32>().ok());
@@ -95,13 +91,8 @@ impl ControlData {
                 .unwrap_or_default(),
             min_recovery_timeline: opt_num("Min recovery ending loc's timeline").unwrap_or(0),
             wal_log_hints: raw.get("wal_log_hints setting").map(String::as_str) == Some("on"),
-            data_checksums: raw
-                .get("Data page checksum version")
-                .is_some_and(|v| v != "0"),
-            wal_segment_size: raw
-                .get("Bytes per WAL segment")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(16 << 20),
+            data_checksums: raw.get("Data page checksum version").is_some_and(|v| v != "0"),
+            wal_segment_size: raw.get("Bytes per WAL segment").and_then(|v| v.parse().ok()).unwrap_or(16 << 20),
             raw,
         })
     }
@@ -165,12 +156,8 @@ Data page checksum version:           0
     #[test]
     fn missing_lines_are_named() {
         let err = ControlData::parse("Database cluster state: shut down\n").unwrap_err();
-        assert!(
-            err.to_string().contains("Database system identifier"),
-            "{err}"
-        );
-        let c =
-            ControlData::parse(&SAMPLE.replace("in production", "shut down in recovery")).unwrap();
+        assert!(err.to_string().contains("Database system identifier"), "{err}");
+        let c = ControlData::parse(&SAMPLE.replace("in production", "shut down in recovery")).unwrap();
         assert!(c.cluster_state.is_clean_shutdown());
     }
 }

@@ -19,11 +19,7 @@ pub enum Error {
     Timeout { program: String, timeout: Duration },
 
     #[error("{program} failed ({status}){}", stderr_suffix(.stderr))]
-    CommandFailed {
-        program: String,
-        status: String,
-        stderr: String,
-    },
+    CommandFailed { program: String, status: String, stderr: String },
 
     #[error("{}: {source}", .path.display())]
     Io {
@@ -62,17 +58,11 @@ fn stderr_suffix(stderr: &str) -> String {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     pub(crate) fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Parse {
-            what: what.into(),
-            detail: detail.into(),
-        }
+        Error::Parse { what: what.into(), detail: detail.into() }
     }
 }
 

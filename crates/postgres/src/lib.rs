@@ -12,3 +12,10 @@ pub use command::{Cmd, CmdOutput};
 pub use controldata::{ClusterState, ControlData};
 pub use error::{Error, Result};
 pub use lsn::Lsn;
+pub mod conf;
+pub mod conninfo;
+pub mod parameters;
+
+pub use conf::{ConfigFiles, RecoverySettings};
+pub use conninfo::{ConnParams, Credentials};
+pub use parameters::Parameters;

@@ -35,11 +35,7 @@ impl Lsn {
         let segment_size = segment_size.max(1);
         let segno = self.0 / segment_size;
         let per_xlogid = 0x1_0000_0000u64 / segment_size;
-        format!(
-            "{timeline:08X}{:08X}{:08X}",
-            segno / per_xlogid.max(1),
-            segno % per_xlogid.max(1)
-        )
+        format!("{timeline:08X}{:08X}{:08X}", segno / per_xlogid.max(1), segno % per_xlogid.max(1))
     }
 }
 
@@ -134,10 +130,7 @@ mod tests {
         let big: Lsn = "1A/FF000028".parse().unwrap();
         assert_eq!(big.0, (0x1A << 32) | 0xFF000028);
         assert_eq!(big.to_string(), "1A/FF000028");
-        assert_eq!(
-            "16/b374d848".parse::<Lsn>().unwrap().to_string(),
-            "16/B374D848"
-        );
+        assert_eq!("16/b374d848".parse::<Lsn>().unwrap().to_string(), "16/B374D848");
     }
 
     #[test]
@@ -164,10 +157,7 @@ mod tests {
         let lsn = Lsn(67109216);
         assert_eq!(serde_json::to_string(&lsn).unwrap(), "67109216");
         assert_eq!(serde_json::from_str::<Lsn>("67109216").unwrap(), lsn);
-        assert_eq!(
-            serde_json::from_str::<Lsn>("\"0/4000060\"").unwrap(),
-            Lsn(0x4000060)
-        );
+        assert_eq!(serde_json::from_str::<Lsn>("\"0/4000060\"").unwrap(), Lsn(0x4000060));
         assert_eq!(serde_json::from_str::<Lsn>("\"67109216\"").unwrap(), lsn);
     }
 
