@@ -33,10 +33,7 @@ impl TestDir {
             chown(&path, uid, gid)?;
             ensure_reachable(&path, uid, gid)?;
         }
-        Ok(TestDir {
-            dir: Some(dir),
-            path,
-        })
+        Ok(TestDir { dir: Some(dir), path })
     }
 
     pub fn path(&self) -> &Path {
@@ -58,12 +55,7 @@ impl TestDir {
 
     /// Writes `relative` with `mode`, owned by the unprivileged user when root (PostgreSQL insists on owning its
     /// key files, and configs must be readable by agents running as that user).
-    pub fn write_file(
-        &self,
-        relative: impl AsRef<Path>,
-        contents: impl AsRef<[u8]>,
-        mode: u32,
-    ) -> Result<PathBuf> {
+    pub fn write_file(&self, relative: impl AsRef<Path>, contents: impl AsRef<[u8]>, mode: u32) -> Result<PathBuf> {
         let path = self.path.join(relative);
         write_file(&path, contents.as_ref(), mode)?;
         Ok(path)
@@ -102,8 +94,7 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 pub(crate) fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .context(|| format!("chown {uid}:{gid} {}", path.display()))
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).context(|| format!("chown {uid}:{gid} {}", path.display()))
 }
 
 /// Hands `path` to the unprivileged user when running as root; a no-op otherwise.
@@ -188,9 +179,7 @@ mod tests {
         let locked = dir.create_dir("locked", 0o700).unwrap();
         let inner = locked.join("inner");
         // uid/gid that own nothing here, so only the "other" bits count.
-        let err = ensure_reachable(&inner, 54_321, 54_321)
-            .unwrap_err()
-            .to_string();
+        let err = ensure_reachable(&inner, 54_321, 54_321).unwrap_err().to_string();
         assert!(err.contains("locked"), "{err}");
         assert!(err.contains("700"), "{err}");
     }

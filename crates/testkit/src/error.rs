@@ -16,36 +16,19 @@ pub enum Error {
         "timed out after {timeout:?} waiting for {what}{}",
         last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
     )]
-    Timeout {
-        what: String,
-        timeout: Duration,
-        last_error: Option<String>,
-    },
+    Timeout { what: String, timeout: Duration, last_error: Option<String> },
 
     #[error("{what} not found: {hint}")]
     NotFound { what: String, hint: String },
 
     #[error("{what}: {reason}\n--- last lines of {} ---\n{log_tail}", log.display())]
-    Server {
-        what: String,
-        reason: String,
-        log: PathBuf,
-        log_tail: String,
-    },
+    Server { what: String, reason: String, log: PathBuf, log_tail: String },
 
     #[error("`{command}` failed ({status}):\n{output}")]
-    Command {
-        command: String,
-        status: String,
-        output: String,
-    },
+    Command { command: String, status: String, output: String },
 
     #[error("{} cannot be reached by the unprivileged user (uid {uid}): {reason}", path.display())]
-    NotReachable {
-        path: PathBuf,
-        uid: u32,
-        reason: String,
-    },
+    NotReachable { path: PathBuf, uid: u32, reason: String },
 
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
@@ -54,11 +37,7 @@ pub enum Error {
     Http(#[from] reqwest::Error),
 
     #[error("etcd {endpoint} answered {status}: {body}")]
-    Etcd {
-        endpoint: String,
-        status: u16,
-        body: String,
-    },
+    Etcd { endpoint: String, status: u16, body: String },
 
     #[error("unexpected answer from {what}: {detail}")]
     Protocol { what: String, detail: String },
@@ -83,9 +62,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: context(),
-            source,
-        })
+        self.map_err(|source| Error::Io { context: context(), source })
     }
 }

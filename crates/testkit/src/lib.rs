@@ -21,21 +21,22 @@
 
 mod dir;
 mod error;
+mod etcd;
 mod port;
-// Used by the server modules that follow.
-#[allow(dead_code)]
 mod process;
+mod tls;
 mod user;
-#[allow(dead_code)]
 mod wait;
 
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
 pub use error::{Error, Result};
+pub use etcd::{etcd_binary, EtcdOptions, EtcdServer, ETCD_BIN_ENV};
 pub use port::{free_port, try_free_port};
 pub use process::{log_tail, pid_alive};
+pub use tls::TestCerts;
 pub use user::{
-    is_root, run_unprivileged, stage_executable, unprivileged_user, UnprivilegedCommand, RERUN_ENV,
-    RERUN_TIMEOUT_ENV, USER_ENV,
+    is_root, run_unprivileged, stage_executable, unprivileged_user, UnprivilegedCommand, RERUN_ENV, RERUN_TIMEOUT_ENV,
+    USER_ENV,
 };
 pub use wait::{wait_for, wait_until};
 

@@ -41,10 +41,7 @@ pub fn try_free_port() -> Result<u16> {
     for _ in 0..ATTEMPTS {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context(|| "binding a probe socket on 127.0.0.1:0".to_string())?;
-        let port = listener
-            .local_addr()
-            .context(|| "reading the probe socket address".to_string())?
-            .port();
+        let port = listener.local_addr().context(|| "reading the probe socket address".to_string())?.port();
         drop(listener);
         {
             let mut handed = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
@@ -61,9 +58,7 @@ pub fn try_free_port() -> Result<u16> {
     }
     Err(crate::Error::Protocol {
         what: "the kernel".to_string(),
-        detail: format!(
-            "{ATTEMPTS} probe ports were all already taken by this or another test process"
-        ),
+        detail: format!("{ATTEMPTS} probe ports were all already taken by this or another test process"),
     })
 }
 
@@ -80,13 +75,7 @@ fn reserve_across_processes(port: u16) -> Result<bool> {
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
     }
     let path = dir.join(format!("{port}.lock"));
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-    {
+    let file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
         Ok(f) => f,
         // A lock file created by root is read-only for the unprivileged user; flock works on a read-only fd.
         Err(_) => File::open(&path).context(|| format!("opening {}", path.display()))?,
@@ -94,17 +83,11 @@ fn reserve_across_processes(port: u16) -> Result<bool> {
     let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => {
-            HELD_LOCKS
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(lock);
+            HELD_LOCKS.lock().unwrap_or_else(PoisonError::into_inner).push(lock);
             Ok(true)
         }
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(false),
-        Err((_, errno)) => Err(crate::Error::Os {
-            what: format!("locking {}", path.display()),
-            source: errno,
-        }),
+        Err((_, errno)) => Err(crate::Error::Os { what: format!("locking {}", path.display()), source: errno }),
     }
 }
 

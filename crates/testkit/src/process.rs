@@ -26,35 +26,17 @@ pub(crate) struct Supervised {
 
 impl Supervised {
     /// Spawns `cmd` with stdout and stderr appended to `log`. With `own_group` the child leads a new process group.
-    pub(crate) fn spawn(
-        name: &str,
-        mut cmd: std::process::Command,
-        log: &Path,
-        own_group: bool,
-    ) -> Result<Self> {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(log)
-            .context(|| format!("opening {}", log.display()))?;
-        let err = out
-            .try_clone()
-            .context(|| format!("opening {}", log.display()))?;
+    pub(crate) fn spawn(name: &str, mut cmd: std::process::Command, log: &Path, own_group: bool) -> Result<Self> {
+        let out =
+            File::options().create(true).append(true).open(log).context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone().context(|| format!("opening {}", log.display()))?;
         crate::dir::give_to_unprivileged(log)?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         if own_group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
-        let child = cmd
-            .spawn()
-            .context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
-        Ok(Supervised {
-            name: name.to_string(),
-            child,
-            log: log.to_path_buf(),
-            own_group,
-            exited: None,
-        })
+        let child = cmd.spawn().context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Supervised { name: name.to_string(), child, log: log.to_path_buf(), own_group, exited: None })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -127,10 +109,6 @@ impl Supervised {
         }
     }
 
-    pub(crate) fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     /// An error naming this server, carrying `reason` and the tail of its log.
     pub(crate) fn failure(&self, reason: impl Into<String>) -> Error {
         server_error(&self.name, reason, &self.log)
@@ -167,10 +145,7 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 /// True while a process with this pid exists (a zombie counts; the kit reaps its own children).
 pub fn pid_alive(pid: u32) -> bool {
     match i32::try_from(pid) {
-        Ok(raw) if raw > 0 => !matches!(
-            kill(Pid::from_raw(raw), None),
-            Err(nix::errno::Errno::ESRCH)
-        ),
+        Ok(raw) if raw > 0 => !matches!(kill(Pid::from_raw(raw), None), Err(nix::errno::Errno::ESRCH)),
         _ => false,
     }
 }

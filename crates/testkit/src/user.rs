@@ -39,12 +39,7 @@ fn account() -> Option<&'static Account> {
             }
             let name = std::env::var(USER_ENV).unwrap_or_else(|_| "postgres".to_string());
             let user = nix::unistd::User::from_name(&name).ok().flatten()?;
-            Some(Account {
-                uid: user.uid.as_raw(),
-                gid: user.gid.as_raw(),
-                name,
-                home: user.dir,
-            })
+            Some(Account { uid: user.uid.as_raw(), gid: user.gid.as_raw(), name, home: user.dir })
         })
         .as_ref()
 }
@@ -75,11 +70,7 @@ pub trait UnprivilegedCommand {
 impl UnprivilegedCommand for std::process::Command {
     fn unprivileged(&mut self) -> &mut Self {
         if let Some(a) = account() {
-            self.uid(a.uid)
-                .gid(a.gid)
-                .env("HOME", &a.home)
-                .env("USER", &a.name)
-                .env("LOGNAME", &a.name);
+            self.uid(a.uid).gid(a.gid).env("HOME", &a.home).env("USER", &a.name).env("LOGNAME", &a.name);
         }
         self.die_with_parent()
     }
@@ -89,14 +80,7 @@ impl UnprivilegedCommand for std::process::Command {
         // setuid/setgid, which matters: changing credentials clears the parent-death signal.
         unsafe {
             self.pre_exec(|| {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -108,11 +92,7 @@ impl UnprivilegedCommand for std::process::Command {
 impl UnprivilegedCommand for tokio::process::Command {
     fn unprivileged(&mut self) -> &mut Self {
         if let Some(a) = account() {
-            self.uid(a.uid)
-                .gid(a.gid)
-                .env("HOME", &a.home)
-                .env("USER", &a.name)
-                .env("LOGNAME", &a.name);
+            self.uid(a.uid).gid(a.gid).env("HOME", &a.home).env("USER", &a.name).env("LOGNAME", &a.name);
         }
         self.die_with_parent()
     }
@@ -121,14 +101,7 @@ impl UnprivilegedCommand for tokio::process::Command {
         // SAFETY: as for std::process::Command above.
         unsafe {
             self.pre_exec(|| {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -140,15 +113,9 @@ impl UnprivilegedCommand for tokio::process::Command {
 /// Copies (or hard-links, when that keeps it executable) `executable` into `dir` with mode 755 so the unprivileged
 /// user can run it even when the build tree is under a directory it cannot enter (CI clones under /root).
 pub fn stage_executable(executable: &Path, dir: &TestDir) -> Result<PathBuf> {
-    let name = executable
-        .file_name()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("executable"));
+    let name = executable.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("executable"));
     let target = dir.join(&name);
-    let mode = std::fs::metadata(executable)
-        .context(|| format!("stat {}", executable.display()))?
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(executable).context(|| format!("stat {}", executable.display()))?.permissions().mode();
     // A hard link is instant for a 100 MB test binary, but shares the mode, so only when others may execute it.
     let linked = mode & 0o005 == 0o005 && std::fs::hard_link(executable, &target).is_ok();
     if !linked {
@@ -213,10 +180,8 @@ pub fn run_unprivileged(test_name: &str) -> bool {
 }
 
 fn rerun(test_name: &str, account: &Account) -> std::result::Result<(), String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("run_unprivileged: locating the test binary: {e}"))?;
-    let dir =
-        TestDir::with_prefix("patroni-rerun-").map_err(|e| format!("run_unprivileged: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("run_unprivileged: locating the test binary: {e}"))?;
+    let dir = TestDir::with_prefix("patroni-rerun-").map_err(|e| format!("run_unprivileged: {e}"))?;
     let staged = stage_executable(&exe, &dir).map_err(|e| format!("run_unprivileged: {e}"))?;
     let timeout = std::env::var(RERUN_TIMEOUT_ENV)
         .ok()
@@ -232,23 +197,15 @@ fn rerun(test_name: &str, account: &Account) -> std::result::Result<(), String> 
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .unprivileged();
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "run_unprivileged: starting {} as {}: {e}",
-            staged.display(),
-            account.name
-        )
-    })?;
+    let mut child =
+        cmd.spawn().map_err(|e| format!("run_unprivileged: starting {} as {}: {e}", staged.display(), account.name))?;
 
     // Forwarded through print!/eprint! so libtest captures it like the test's own output.
     let user = account.name.clone();
     let stdout = child.stdout.take().map(|out| {
         std::thread::spawn(move || {
             let mut seen = String::new();
-            for line in BufReader::new(out)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
+            for line in BufReader::new(out).lines().map_while(std::result::Result::ok) {
                 println!("[as {user}] {line}");
                 seen.push_str(&line);
                 seen.push('\n');
@@ -272,9 +229,7 @@ fn rerun(test_name: &str, account: &Account) -> std::result::Result<(), String> 
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "run_unprivileged: {test_name} did not finish within {timeout:?}; killed"
-                ));
+                return Err(format!("run_unprivileged: {test_name} did not finish within {timeout:?}; killed"));
             }
             Err(e) => return Err(format!("run_unprivileged: waiting for {test_name}: {e}")),
         }
@@ -284,10 +239,7 @@ fn rerun(test_name: &str, account: &Account) -> std::result::Result<(), String> 
         let _ = t.join();
     }
     if !status.success() {
-        return Err(format!(
-            "{test_name} failed as user {} ({status})",
-            account.name
-        ));
+        return Err(format!("{test_name} failed as user {} ({status})", account.name));
     }
     if !seen.contains("test result: ok. 1 passed") {
         return Err(format!(

@@ -18,11 +18,7 @@ use crate::error::{Error, Result};
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn wait_until<F, Fut>(
-    timeout: Duration,
-    interval: Duration,
-    mut predicate: F,
-) -> Result<()>
+pub async fn wait_until<F, Fut>(timeout: Duration, interval: Duration, mut predicate: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -39,23 +35,14 @@ where
     })
     .await
     .map_err(|e| match e {
-        Error::Timeout { what, timeout, .. } => Error::Timeout {
-            what,
-            timeout,
-            last_error: None,
-        },
+        Error::Timeout { what, timeout, .. } => Error::Timeout { what, timeout, last_error: None },
         other => other,
     })
 }
 
 /// Polls `attempt` every `interval` until it returns Ok, for at most `timeout`; the timeout error names `what` and
 /// carries the last attempt's error, which usually says why (connection refused, 503, ...).
-pub async fn wait_for<T, E, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    interval: Duration,
-    mut attempt: F,
-) -> Result<T>
+pub async fn wait_for<T, E, F, Fut>(what: &str, timeout: Duration, interval: Duration, mut attempt: F) -> Result<T>
 where
     E: Display,
     F: FnMut() -> Fut,
@@ -73,49 +60,7 @@ where
     };
     match tokio::time::timeout(timeout, polling).await {
         Ok(value) => Ok(value),
-        Err(_) => Err(Error::Timeout {
-            what: what.to_string(),
-            timeout,
-            last_error,
-        }),
-    }
-}
-
-/// What a readiness probe found: keep waiting, or give up now (the server died; waiting longer cannot help).
-pub(crate) enum Probe {
-    Retry(String),
-    Fatal(Error),
-}
-
-/// Like [`wait_for`], but a probe can end the wait early with [`Probe::Fatal`].
-pub(crate) async fn wait_ready<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    interval: Duration,
-    mut probe: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, Probe>>,
-{
-    let mut last_error: Option<String> = None;
-    let polling = async {
-        loop {
-            match probe().await {
-                Ok(value) => return Ok(value),
-                Err(Probe::Fatal(e)) => return Err(e),
-                Err(Probe::Retry(e)) => last_error = Some(e),
-            }
-            tokio::time::sleep(interval).await;
-        }
-    };
-    match tokio::time::timeout(timeout, polling).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Timeout {
-            what: what.to_string(),
-            timeout,
-            last_error,
-        }),
+        Err(_) => Err(Error::Timeout { what: what.to_string(), timeout, last_error }),
     }
 }
 
@@ -137,26 +82,17 @@ mod tests {
 
     #[tokio::test]
     async fn times_out_with_a_clear_error() {
-        let err = wait_until(
-            Duration::from_millis(50),
-            Duration::from_millis(5),
-            || async { false },
-        )
-        .await
-        .unwrap_err();
+        let err =
+            wait_until(Duration::from_millis(50), Duration::from_millis(5), || async { false }).await.unwrap_err();
         assert!(err.to_string().starts_with("timed out after 50ms"), "{err}");
     }
 
     #[tokio::test]
     async fn a_hanging_predicate_is_bounded() {
-        let err = wait_until(
-            Duration::from_millis(50),
-            Duration::from_millis(5),
-            || async {
-                std::future::pending::<()>().await;
-                true
-            },
-        )
+        let err = wait_until(Duration::from_millis(50), Duration::from_millis(5), || async {
+            std::future::pending::<()>().await;
+            true
+        })
         .await
         .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }));
@@ -164,18 +100,12 @@ mod tests {
 
     #[tokio::test]
     async fn wait_for_reports_the_last_error() {
-        let err = wait_for(
-            "the answer",
-            Duration::from_millis(30),
-            Duration::from_millis(5),
-            || async { Err::<(), _>("connection refused") },
-        )
+        let err = wait_for("the answer", Duration::from_millis(30), Duration::from_millis(5), || async {
+            Err::<(), _>("connection refused")
+        })
         .await
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("the answer") && err.contains("connection refused"),
-            "{err}"
-        );
+        assert!(err.contains("the answer") && err.contains("connection refused"), "{err}");
     }
 }

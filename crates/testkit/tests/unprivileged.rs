@@ -9,20 +9,11 @@ fn runs_as_unprivileged_user() {
         assert!(was_root);
         return;
     }
-    assert_ne!(
-        nix::unistd::geteuid().as_raw(),
-        0,
-        "the guard must not let root through"
-    );
+    assert_ne!(nix::unistd::geteuid().as_raw(), 0, "the guard must not let root through");
     // The re-run can create servers' dirs and files on its own.
     let dir = TestDir::new().unwrap();
-    let path = dir
-        .write_file("hello", "from the unprivileged user", 0o600)
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(path).unwrap(),
-        "from the unprivileged user"
-    );
+    let path = dir.write_file("hello", "from the unprivileged user", 0o600).unwrap();
+    assert_eq!(std::fs::read_to_string(path).unwrap(), "from the unprivileged user");
     // Inside the re-run nobody is root, so nothing is chowned.
     assert_eq!(unprivileged_user(), None);
 }

@@ -1,0 +1,494 @@
+//! A real single-node etcd (3.4+, Debian `etcd-server`), with helpers over its v3 JSON gateway.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+
+use crate::dir::TestDir;
+use crate::error::{Error, Result};
+use crate::port::try_free_port;
+use crate::process::Supervised;
+use crate::tls::TestCerts;
+use crate::user::UnprivilegedCommand;
+
+/// Path of the etcd binary, when not `etcd` on PATH.
+pub const ETCD_BIN_ENV: &str = "ETCD_BIN";
+
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(15);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How to start an [`EtcdServer`]; `EtcdServer::builder()...start().await`.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    enable_v2: bool,
+    tls: bool,
+    client_cert_auth: bool,
+    root_password: Option<String>,
+    extra_args: Vec<String>,
+    start_timeout: Duration,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            enable_v2: false,
+            tls: false,
+            client_cert_auth: false,
+            root_password: None,
+            extra_args: Vec::new(),
+            start_timeout: DEFAULT_START_TIMEOUT,
+        }
+    }
+}
+
+impl EtcdOptions {
+    /// Serves the v2 API too (`--enable-v2=true`).
+    pub fn enable_v2(mut self) -> Self {
+        self.enable_v2 = true;
+        self
+    }
+
+    /// Clients connect over https with certificates from [`EtcdServer::certs`].
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// TLS, and clients must present a certificate signed by the test CA (`--client-cert-auth`).
+    pub fn client_cert_auth(mut self) -> Self {
+        self.tls = true;
+        self.client_cert_auth = true;
+        self
+    }
+
+    /// Creates the `root` user with this password (and the `root` role) and enables authentication once started.
+    pub fn auth(mut self, root_password: impl Into<String>) -> Self {
+        self.root_password = Some(root_password.into());
+        self
+    }
+
+    /// An extra etcd command-line argument, e.g. `--auto-compaction-retention=1`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    pub async fn start(self) -> Result<EtcdServer> {
+        EtcdServer::start_with(self).await
+    }
+}
+
+/// A running etcd: own client and peer ports on 127.0.0.1, data and log (`etcd.log`) in its own [`TestDir`].
+/// Killed on drop.
+pub struct EtcdServer {
+    options: EtcdOptions,
+    client_port: u16,
+    peer_port: u16,
+    binary: PathBuf,
+    certs: Option<TestCerts>,
+    http: reqwest::Client,
+    process: Option<Supervised>,
+    // Last: removed after the process is gone.
+    dir: TestDir,
+}
+
+impl std::fmt::Debug for EtcdServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdServer")
+            .field("client_url", &self.client_url())
+            .field("dir", &self.dir.path())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+/// Finds the etcd binary: `$ETCD_BIN`, else `etcd` on PATH, else `/usr/bin/etcd`.
+pub fn etcd_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(ETCD_BIN_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    if let Ok(path) = which::which("etcd") {
+        return Ok(path);
+    }
+    let fallback = PathBuf::from("/usr/bin/etcd");
+    if fallback.exists() {
+        return Ok(fallback);
+    }
+    Err(Error::NotFound {
+        what: "etcd".to_string(),
+        hint: format!("install Debian's etcd-server (scripts/test.sh does), or set {ETCD_BIN_ENV}"),
+    })
+}
+
+impl EtcdServer {
+    pub fn builder() -> EtcdOptions {
+        EtcdOptions::default()
+    }
+
+    /// Plain http, no auth.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(EtcdOptions::default()).await
+    }
+
+    pub async fn start_with(options: EtcdOptions) -> Result<Self> {
+        crate::install_crypto_provider();
+        let binary = etcd_binary()?;
+        let dir = TestDir::with_prefix("patroni-etcd-")?;
+        let certs = if options.tls {
+            let tls_dir = dir.create_dir("tls", 0o755)?;
+            Some(TestCerts::generate(&tls_dir)?)
+        } else {
+            None
+        };
+        let http = http_client(certs.as_ref())?;
+        let mut server = EtcdServer {
+            client_port: try_free_port()?,
+            peer_port: try_free_port()?,
+            options,
+            binary,
+            certs,
+            http,
+            process: None,
+            dir,
+        };
+        server.launch().await?;
+        if let Some(password) = server.options.root_password.clone() {
+            server.enable_auth(&password).await?;
+        }
+        Ok(server)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.options.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` (https with TLS).
+    pub fn client_url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.client_port)
+    }
+
+    /// `127.0.0.1:PORT`, the form of Patroni's `etcd3.host` / `hosts`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+
+    /// The CA and certificates when started with TLS.
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.certs.as_ref()
+    }
+
+    pub fn root_password(&self) -> Option<&str> {
+        self.options.root_password.as_deref()
+    }
+
+    /// A client that trusts this server's CA and presents the client certificate; no proxy.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The pid while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Supervised::pid)
+    }
+
+    /// True while the process runs (it may still be starting).
+    pub fn is_running(&mut self) -> bool {
+        match self.process.as_mut() {
+            Some(p) => p.exit_status().is_none(),
+            None => false,
+        }
+    }
+
+    fn command(&self) -> std::process::Command {
+        let client_url = self.client_url();
+        let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.arg("--name=testkit")
+            .arg(format!("--data-dir={}", self.data_dir().display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=testkit={peer_url}"))
+            .arg("--initial-cluster-state=new")
+            .arg(format!("--initial-cluster-token=testkit-{}", self.client_port))
+            .arg("--logger=zap")
+            .arg("--log-outputs=stderr");
+        if self.options.enable_v2 {
+            cmd.arg("--enable-v2=true");
+        }
+        if let Some(certs) = &self.certs {
+            cmd.arg(format!("--cert-file={}", certs.server_cert.display()))
+                .arg(format!("--key-file={}", certs.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", certs.ca_cert.display()));
+            if self.options.client_cert_auth {
+                cmd.arg("--client-cert-auth=true");
+            }
+        }
+        cmd.args(&self.options.extra_args);
+        // etcd does not mind root; only tie its life to ours.
+        cmd.die_with_parent();
+        cmd
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let log = self.log_path();
+        let mut process = Supervised::spawn("etcd", self.command(), &log, false)?;
+        let health = format!("{}/health", self.client_url());
+        let timeout = self.options.start_timeout;
+        let mut last_error = String::from("no answer yet");
+        let probing = async {
+            loop {
+                if let Some(status) = process.exit_status() {
+                    return Err(format!("etcd exited during startup ({status})"));
+                }
+                match self.http.get(&health).timeout(HTTP_TIMEOUT).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        if status.is_success() && body.contains("true") {
+                            return Ok(());
+                        }
+                        last_error = format!("{status}: {body}");
+                    }
+                    Err(e) => last_error = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let outcome = match tokio::time::timeout(timeout, probing).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("{health} not healthy after {timeout:?} (last answer: {last_error})")),
+        };
+        match outcome {
+            Ok(()) => {
+                self.process = Some(process);
+                Ok(())
+            }
+            Err(reason) => {
+                // Kill before quoting the log so the tail is complete.
+                process.kill_now();
+                Err(process.failure(reason))
+            }
+        }
+    }
+
+    /// Graceful stop (SIGTERM, then SIGKILL after 10 s), waiting for the exit. Data stays for [`Self::start_again`].
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.stop(Signal::SIGTERM, Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL and reap: etcd vanishes as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_now();
+        }
+    }
+
+    /// SIGSTOP: etcd keeps its sockets but answers nothing, so clients see timeouts rather than refusals.
+    pub fn pause(&mut self) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.signal(Signal::SIGSTOP),
+            None => Ok(()),
+        }
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&mut self) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.signal(Signal::SIGCONT),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts etcd again on the same ports and data (after [`Self::stop`] or [`Self::kill`]); waits until healthy.
+    pub async fn start_again(&mut self) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.launch().await
+    }
+
+    // ---- v3 JSON gateway helpers (what Python Patroni uses too) ----
+
+    /// POSTs `body` to `/v3/<path>` (e.g. `kv/put`), authenticating as root when auth is enabled.
+    pub async fn v3(&self, path: &str, body: Value) -> Result<Value> {
+        let token = match &self.options.root_password {
+            Some(password) => Some(self.authenticate("root", password).await?),
+            None => None,
+        };
+        self.v3_with_token(path, body, token.as_deref()).await
+    }
+
+    async fn v3_with_token(&self, path: &str, body: Value, token: Option<&str>) -> Result<Value> {
+        let url = format!("{}/v3/{path}", self.client_url());
+        let mut request = self.http.post(&url).timeout(HTTP_TIMEOUT).json(&body);
+        if let Some(token) = token {
+            request = request.header("Authorization", token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            return Err(Error::Etcd { endpoint: url, status: status.as_u16(), body: text });
+        }
+        serde_json::from_str(&text).map_err(|e| Error::Protocol { what: url, detail: format!("{e}: {text}") })
+    }
+
+    /// A token for `user` from `/v3/auth/authenticate`.
+    pub async fn authenticate(&self, user: &str, password: &str) -> Result<String> {
+        let answer = self.v3_with_token("auth/authenticate", json!({"name": user, "password": password}), None).await?;
+        match answer.get("token").and_then(Value::as_str) {
+            Some(token) => Ok(token.to_string()),
+            None => Err(Error::Protocol {
+                what: "etcd auth/authenticate".to_string(),
+                detail: format!("no token in {answer}"),
+            }),
+        }
+    }
+
+    /// What etcdctl's `user add root` + `auth enable` do: root user, root role, grant, enable.
+    async fn enable_auth(&self, root_password: &str) -> Result<()> {
+        self.v3_with_token("auth/user/add", json!({"name": "root", "password": root_password}), None).await?;
+        self.v3_with_token("auth/role/add", json!({"name": "root"}), None).await?;
+        self.v3_with_token("auth/user/grant", json!({"user": "root", "role": "root"}), None).await?;
+        self.v3_with_token("auth/enable", json!({}), None).await?;
+        Ok(())
+    }
+
+    /// Adds `user` with read-write access to keys under `prefix` (needs [`EtcdOptions::auth`]).
+    pub async fn add_user(&self, user: &str, password: &str, prefix: &str) -> Result<()> {
+        self.v3("auth/user/add", json!({"name": user, "password": password})).await?;
+        self.v3("auth/role/add", json!({"name": user})).await?;
+        self.v3(
+            "auth/role/grant",
+            json!({"name": user, "perm": {"permType": "READWRITE", "key": b64(prefix), "range_end": b64(prefix_end(prefix))}}),
+        )
+        .await?;
+        self.v3("auth/user/grant", json!({"user": user, "role": user})).await?;
+        Ok(())
+    }
+
+    pub async fn put(&self, key: &str, value: &str) -> Result<()> {
+        self.v3("kv/put", json!({"key": b64(key), "value": b64(value)})).await?;
+        Ok(())
+    }
+
+    /// The value of `key`, None when absent.
+    pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        let answer = self.v3("kv/range", json!({"key": b64(key)})).await?;
+        Ok(decode_kvs(&answer)?.into_iter().next().map(|(_, v)| v))
+    }
+
+    /// Every `(key, value)` under `prefix`, sorted by key.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let answer = self.v3("kv/range", json!({"key": b64(prefix), "range_end": b64(prefix_end(prefix))})).await?;
+        decode_kvs(&answer)
+    }
+
+    /// Deletes `key`; true when it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let answer = self.v3("kv/deleterange", json!({"key": b64(key)})).await?;
+        // 64-bit integers come as strings from the gateway, and zero values are omitted.
+        let deleted = answer.get("deleted").map(|d| match d {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        Ok(deleted.is_some_and(|d| d != "0"))
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        // Resume first: a stopped process cannot be reaped until it runs again (SIGKILL does that, but be explicit).
+        let _ = self.resume();
+        self.kill();
+    }
+}
+
+fn http_client(certs: Option<&TestCerts>) -> Result<reqwest::Client> {
+    // Test traffic to 127.0.0.1 must never go through a proxy from the environment.
+    let mut builder = reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(2));
+    if let Some(certs) = certs {
+        builder = builder
+            .tls_certs_only([reqwest::Certificate::from_pem(certs.ca_pem().as_bytes())?])
+            .identity(reqwest::Identity::from_pem(certs.client_identity_pem().as_bytes())?);
+    }
+    Ok(builder.build()?)
+}
+
+fn b64(s: impl AsRef<[u8]>) -> String {
+    B64.encode(s.as_ref())
+}
+
+/// The range end that selects every key starting with `prefix` (etcdctl's `--prefix`).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0xff {
+            bytes.push(last + 1);
+            return bytes;
+        }
+    }
+    // Empty prefix: the whole keyspace from the key on, which etcd spells "\0".
+    vec![0]
+}
+
+fn decode_kvs(answer: &Value) -> Result<Vec<(String, String)>> {
+    let Some(kvs) = answer.get("kvs").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let field = |kv: &Value, name: &str| -> Result<String> {
+        let encoded = kv.get(name).and_then(Value::as_str).unwrap_or("");
+        let bytes = B64.decode(encoded).map_err(|e| Error::Protocol {
+            what: "etcd kv/range".to_string(),
+            detail: format!("{name} is not base64 ({e}): {encoded}"),
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    kvs.iter().map(|kv| Ok((field(kv, "key")?, field(kv, "value")?))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte() {
+        assert_eq!(prefix_end("/service/a/"), b"/service/a0");
+        assert_eq!(prefix_end("a"), b"b");
+        assert_eq!(prefix_end(""), b"\0");
+    }
+}

@@ -1,0 +1,96 @@
+//! Throw-away certificates for TLS tests: a CA, a server leaf and a client leaf.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use crate::dir::write_file;
+use crate::error::{Error, Result};
+
+/// PEM files written by [`TestCerts::generate`]. Leaf certificates carry `CA:FALSE` (rustls rejects a CA
+/// certificate used as a server certificate); the server certificate is valid for `localhost`, `127.0.0.1` and
+/// `::1`, and for client auth too (etcd presents it to its peers). The client certificate's common name is `root`,
+/// which etcd maps to its root user under `--client-cert-auth`.
+/// Keys are mode 600 and owned by the unprivileged user when root, as PostgreSQL requires.
+#[derive(Debug, Clone)]
+pub struct TestCerts {
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    ca_pem: String,
+    client_identity_pem: String,
+}
+
+impl TestCerts {
+    /// Writes `ca.crt`, `server.crt`, `server.key`, `client.crt`, `client.key` into `dir` (which must exist).
+    pub fn generate(dir: &Path) -> Result<Self> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.distinguished_name = common_name("patroni-testkit CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate()?;
+        let mut server_params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
+        server_params.distinguished_name = common_name("localhost");
+        server_params.is_ca = IsCa::ExplicitNoCa;
+        server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        server_params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let server_cert = server_params.signed_by(&server_key, &issuer)?;
+
+        let client_key = KeyPair::generate()?;
+        let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+        client_params.distinguished_name = common_name("root");
+        client_params.is_ca = IsCa::ExplicitNoCa;
+        client_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer)?;
+
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: format!("certificate directory {}", dir.display()),
+                hint: "create it first (TestDir::create_dir)".to_string(),
+            });
+        }
+        let certs = TestCerts {
+            ca_cert: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+            ca_pem: ca_cert.pem(),
+            client_identity_pem: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+        };
+        write_file(&certs.ca_cert, certs.ca_pem.as_bytes(), 0o644)?;
+        write_file(&certs.server_cert, server_cert.pem().as_bytes(), 0o644)?;
+        write_file(&certs.server_key, server_key.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&certs.client_cert, client_cert.pem().as_bytes(), 0o644)?;
+        write_file(&certs.client_key, client_key.serialize_pem().as_bytes(), 0o600)?;
+        Ok(certs)
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Client certificate followed by its key, the form `reqwest::Identity::from_pem` takes.
+    pub fn client_identity_pem(&self) -> &str {
+        &self.client_identity_pem
+    }
+}
+
+fn common_name(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
+}
