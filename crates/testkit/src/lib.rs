@@ -3,6 +3,19 @@
 //! (PostgreSQL refuses root, and CI is root).
 //!
 //! ```no_run
+//! use patroni_testkit::{EtcdServer, PgServer};
+//!
+//! #[tokio::test]
+//! async fn leader_key_round_trip() -> patroni_testkit::Result<()> {
+//!     let etcd = EtcdServer::start().await?;
+//!     etcd.put("/service/demo/leader", "node1").await?;
+//!     assert_eq!(etcd.get("/service/demo/leader").await?.as_deref(), Some("node1"));
+//!
+//!     let pg = PgServer::start().await?; // initdb + start as `postgres` when root
+//!     assert_eq!(pg.query("select 1").await?, vec![vec![Some("1".to_string())]]);
+//!     Ok(())
+//! } // both stopped, their dirs removed
+//!
 //! #[tokio::test]
 //! async fn library_code_that_spawns_postgres_itself() {
 //!     // Root re-runs this very test as `postgres` and returns here; the re-run proceeds.
@@ -13,6 +26,10 @@
 //! }
 //! ```
 //!
+//! Servers: [`EtcdServer`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
+//! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args; `query`, `stop(StopMode)`,
+//! `start_again`, `start_replica`, `init` without starting), [`TestCerts`].
+//!
 //! Building blocks: [`free_port`], [`TestDir`], [`wait_until`] / [`wait_for`], [`unprivileged_user`],
 //! [`UnprivilegedCommand`] (spawn any command as that user), [`pid_alive`].
 //!
@@ -22,6 +39,7 @@
 mod dir;
 mod error;
 mod etcd;
+mod pg;
 mod port;
 mod process;
 mod tls;
@@ -31,6 +49,7 @@ mod wait;
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
 pub use error::{Error, Result};
 pub use etcd::{etcd_binary, EtcdOptions, EtcdServer, ETCD_BIN_ENV};
+pub use pg::{kill_postmaster, pg_bin_dir, PgOptions, PgServer, StopMode, PG_BIN_DIR_ENV};
 pub use port::{free_port, try_free_port};
 pub use process::{log_tail, pid_alive};
 pub use tls::TestCerts;

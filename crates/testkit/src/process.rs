@@ -81,6 +81,19 @@ impl Supervised {
         Ok(self.kill_now())
     }
 
+    /// Blocking [`Self::stop`], for Drop: `signal`, up to `grace` for the exit, then SIGKILL.
+    pub(crate) fn stop_blocking(&mut self, signal: Signal, grace: Duration) -> ExitStatus {
+        let _ = self.signal(signal);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exit_status().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_now()
+    }
+
     /// SIGKILL to the process (and its group), then a bounded blocking reap. For Drop and timeouts.
     pub(crate) fn kill_now(&mut self) -> ExitStatus {
         if let Some(status) = self.exit_status() {
