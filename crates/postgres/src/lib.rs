@@ -19,3 +19,7 @@ pub mod parameters;
 pub use conf::{ConfigFiles, RecoverySettings};
 pub use conninfo::{ConnParams, Credentials};
 pub use parameters::Parameters;
+pub mod postmaster;
+pub use postmaster::{Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
+pub mod query;
+pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
