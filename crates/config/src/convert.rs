@@ -44,15 +44,8 @@ pub struct Cx {
 impl Cx {
     /// A fresh context rooted at `prefix` (empty for the top of a document).
     pub fn new(prefix: &str) -> Self {
-        let path = if prefix.is_empty() {
-            Vec::new()
-        } else {
-            vec![prefix.to_owned()]
-        };
-        Self {
-            path,
-            ..Self::default()
-        }
+        let path = if prefix.is_empty() { Vec::new() } else { vec![prefix.to_owned()] };
+        Self { path, ..Self::default() }
     }
 
     /// The current key path, dotted.
@@ -70,10 +63,7 @@ impl Cx {
     /// Records an error at the current path.
     pub fn error(&mut self, message: impl Into<String>) {
         let path = self.path();
-        self.errors.push(Diagnostic {
-            path,
-            message: message.into(),
-        });
+        self.errors.push(Diagnostic { path, message: message.into() });
     }
 
     /// Records an error at `key` below the current path.
@@ -83,13 +73,26 @@ impl Cx {
         self.path.pop();
     }
 
+    /// Records that `key` (below the current path) is missing or incomplete, unless an error was already
+    /// reported at or below it: a value of the wrong type is dropped, and saying "is required" about it
+    /// too would only add noise.
+    pub fn require_at(&mut self, key: &str, message: impl Into<String>) {
+        self.path.push(key.to_owned());
+        let full = self.path();
+        self.path.pop();
+        let already = self.errors.iter().any(|e| {
+            e.path == full
+                || e.path.strip_prefix(full.as_str()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        });
+        if !already {
+            self.error_at(key, message);
+        }
+    }
+
     /// Records a warning at the current path.
     pub fn warn(&mut self, message: impl Into<String>) {
         let path = self.path();
-        self.warnings.push(Diagnostic {
-            path,
-            message: message.into(),
-        });
+        self.warnings.push(Diagnostic { path, message: message.into() });
     }
 
     /// Records a warning at `key` below the current path.
@@ -222,11 +225,9 @@ impl FromTree for bool {
 
 fn int_of(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+        }
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -274,9 +275,7 @@ impl FromTree for Duration {
         match Duration::from_value(v) {
             Ok(d) => Some(d),
             Err(e) => {
-                cx.error(format!(
-                    "expected a duration such as 10, \"10s\", \"5min\" or \"1h\" ({e})"
-                ));
+                cx.error(format!("expected a duration such as 10, \"10s\", \"5min\" or \"1h\" ({e})"));
                 None
             }
         }
@@ -288,9 +287,7 @@ impl FromTree for Size {
         match Size::from_value(v) {
             Ok(d) => Some(d),
             Err(e) => {
-                cx.error(format!(
-                    "expected a size such as 1048576, \"1024kB\" or \"16MB\" ({e})"
-                ));
+                cx.error(format!("expected a size such as 1048576, \"1024kB\" or \"16MB\" ({e})"));
                 None
             }
         }

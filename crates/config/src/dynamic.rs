@@ -64,13 +64,9 @@ impl FromTree for SynchronousMode {
             Value::Bool(true) => Some(SynchronousMode::On),
             Value::Bool(false) => Some(SynchronousMode::Off),
             Value::String(s) if s.eq_ignore_ascii_case("quorum") => Some(SynchronousMode::Quorum),
-            Value::String(s) => crate::convert::parse_bool(s).map(|b| {
-                if b {
-                    SynchronousMode::On
-                } else {
-                    SynchronousMode::Off
-                }
-            }),
+            Value::String(s) => {
+                crate::convert::parse_bool(s).map(|b| if b { SynchronousMode::On } else { SynchronousMode::Off })
+            }
             _ => None,
         };
         if r.is_none() {
@@ -221,9 +217,7 @@ impl Timeouts {
         let mut warnings = Vec::new();
         let mut raise = |name: &str, v: i64, min: i64| {
             if v < min {
-                warnings.push(format!(
-                    "{name}={v} can't be smaller than {min}, adjusting..."
-                ));
+                warnings.push(format!("{name}={v} can't be smaller than {min}, adjusting..."));
                 min
             } else {
                 v
@@ -232,11 +226,7 @@ impl Timeouts {
         let loop_wait = raise("loop_wait", self.loop_wait, MIN_LOOP_WAIT);
         let retry_timeout = raise("retry_timeout", self.retry_timeout, MIN_RETRY_TIMEOUT);
         let ttl = raise("ttl", self.ttl, MIN_TTL);
-        let mut out = Timeouts {
-            ttl,
-            loop_wait,
-            retry_timeout,
-        };
+        let mut out = Timeouts { ttl, loop_wait, retry_timeout };
         if MIN_LOOP_WAIT + 2 * retry_timeout > ttl {
             out.loop_wait = MIN_LOOP_WAIT;
             out.retry_timeout = (ttl - MIN_LOOP_WAIT) / 2;
@@ -332,14 +322,11 @@ impl DynamicConfig {
     }
     /// Maximum failover lag in bytes.
     pub fn maximum_lag_on_failover(&self) -> u64 {
-        self.maximum_lag_on_failover
-            .map_or(DEFAULT_MAXIMUM_LAG_ON_FAILOVER, Size::bytes)
+        self.maximum_lag_on_failover.map_or(DEFAULT_MAXIMUM_LAG_ON_FAILOVER, Size::bytes)
     }
     /// Maximum synchronous standby lag in bytes; `None` when the check is off (<= 0, the default).
     pub fn maximum_lag_on_syncnode(&self) -> Option<u64> {
-        self.maximum_lag_on_syncnode
-            .filter(|v| *v > 0)
-            .map(|v| v as u64)
+        self.maximum_lag_on_syncnode.filter(|v| *v > 0).map(|v| v as u64)
     }
     /// Timeline history entries kept (0: all).
     pub fn max_timelines_history(&self) -> i64 {
@@ -347,16 +334,11 @@ impl DynamicConfig {
     }
     /// `primary_start_timeout` (or its old name), default 300 s.
     pub fn primary_start_timeout(&self) -> i64 {
-        self.primary_start_timeout
-            .or(self.master_start_timeout)
-            .unwrap_or(DEFAULT_PRIMARY_START_TIMEOUT)
-            .max(0)
+        self.primary_start_timeout.or(self.master_start_timeout).unwrap_or(DEFAULT_PRIMARY_START_TIMEOUT).max(0)
     }
     /// `primary_stop_timeout` (or its old name); `None` when unset or <= 0.
     pub fn primary_stop_timeout(&self) -> Option<i64> {
-        self.primary_stop_timeout
-            .or(self.master_stop_timeout)
-            .filter(|v| *v > 0)
+        self.primary_stop_timeout.or(self.master_stop_timeout).filter(|v| *v > 0)
     }
     /// Synchronous mode (default off).
     pub fn synchronous_mode(&self) -> SynchronousMode {
@@ -384,24 +366,15 @@ impl DynamicConfig {
     }
     /// Replication slots enabled (default true).
     pub fn use_slots(&self) -> bool {
-        self.postgresql
-            .as_ref()
-            .and_then(|p| p.use_slots)
-            .unwrap_or(true)
+        self.postgresql.as_ref().and_then(|p| p.use_slots).unwrap_or(true)
     }
     /// pg_rewind enabled (default false).
     pub fn use_pg_rewind(&self) -> bool {
-        self.postgresql
-            .as_ref()
-            .and_then(|p| p.use_pg_rewind)
-            .unwrap_or(false)
+        self.postgresql.as_ref().and_then(|p| p.use_pg_rewind).unwrap_or(false)
     }
     /// How long slots of vanished members are retained (default 30 minutes).
     pub fn member_slots_ttl(&self) -> std::time::Duration {
-        self.member_slots_ttl.map_or(
-            std::time::Duration::from_secs(DEFAULT_MEMBER_SLOTS_TTL),
-            Duration::as_std,
-        )
+        self.member_slots_ttl.map_or(std::time::Duration::from_secs(DEFAULT_MEMBER_SLOTS_TTL), Duration::as_std)
     }
     /// Whether this is a standby cluster (a `standby_cluster` section with a host, port or restore command).
     pub fn is_standby_cluster(&self) -> bool {
@@ -433,10 +406,7 @@ mod tests {
     #[test]
     fn defaults() {
         let cfg = DynamicConfig::from_json("{}").unwrap();
-        assert_eq!(
-            (cfg.ttl(), cfg.loop_wait(), cfg.retry_timeout()),
-            (30, 10, 10)
-        );
+        assert_eq!((cfg.ttl(), cfg.loop_wait(), cfg.retry_timeout()), (30, 10, 10));
         assert_eq!(cfg.maximum_lag_on_failover(), 1048576);
         assert_eq!(cfg.maximum_lag_on_syncnode(), None);
         assert_eq!(cfg.primary_start_timeout(), 300);
@@ -448,11 +418,7 @@ mod tests {
 
     #[test]
     fn timeouts_adjust_like_patroni() {
-        let t = |ttl, loop_wait, retry_timeout| Timeouts {
-            ttl,
-            loop_wait,
-            retry_timeout,
-        };
+        let t = |ttl, loop_wait, retry_timeout| Timeouts { ttl, loop_wait, retry_timeout };
         assert_eq!(t(30, 10, 10).adjusted(), (t(30, 10, 10), vec![]));
         let (adj, w) = t(30, 15, 10).adjusted();
         assert_eq!(adj, t(30, 10, 10));
@@ -468,9 +434,8 @@ mod tests {
 
     #[test]
     fn wrong_types_are_reported_with_paths() {
-        let err = DynamicConfig::from_value(&json!({"ttl": "abc", "postgresql": {"use_slots": 3}}))
-            .unwrap_err()
-            .to_string();
+        let err =
+            DynamicConfig::from_value(&json!({"ttl": "abc", "postgresql": {"use_slots": 3}})).unwrap_err().to_string();
         assert_eq!(
             err,
             "invalid dynamic configuration: ttl: expected an integer; postgresql.use_slots: expected a boolean"

@@ -32,9 +32,5 @@ pub enum ConfigError {
 }
 
 fn render(errors: &[Diagnostic]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }

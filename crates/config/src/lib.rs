@@ -30,22 +30,27 @@
 
 pub mod convert;
 pub mod dynamic;
+pub mod effective;
 pub mod env;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod params;
 pub mod tree;
 pub mod units;
 mod validate;
 
-pub use convert::{Diagnostic, StringList};
+pub use convert::{Cx, Diagnostic, StringList};
 pub use dynamic::{
-    DynamicConfig, DynamicConfigError, DynamicPostgresql, IgnoreSlot, SlotConfig, StandbyCluster,
-    SynchronousMode, Timeouts,
+    DynamicConfig, DynamicConfigError, DynamicPostgresql, IgnoreSlot, SlotConfig, StandbyCluster, SynchronousMode,
+    Timeouts,
 };
+pub use effective::EffectiveConfig;
 pub use env::{environment_tree, process_env, EnvMap, PATRONI_CONFIGURATION};
 pub use error::ConfigError;
 pub use load::{load, load_str, load_tree, read_path, ConfigSource, Loaded};
 pub use model::*;
-pub use tree::YamlError;
+pub use params::{controlled, effective_parameters, ControlledParameter, ParamRule, CONTROLLED_PARAMETERS};
+pub use tree::{deep_merge, parse_yaml, YamlError};
 pub use units::{parse_duration, parse_size, Duration, Size, UnitError};
+pub use validate::{split_host_port, validate_dynamic};

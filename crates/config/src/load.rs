@@ -37,10 +37,7 @@ pub struct Loaded {
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
     let v = parse_yaml(&text, &path.display().to_string())?;
     match v {
         Value::Object(_) => Ok(v),
@@ -52,10 +49,7 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
 /// Reads a file, or every `*.yml`/`*.yaml` file of a directory in sorted order, deep-merged (later files win).
 pub fn read_path(path: &Path) -> Result<(Value, ConfigSource), ConfigError> {
     if path.is_dir() {
-        let files = yaml_files_in(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let files = yaml_files_in(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         let mut merged = Value::Object(Map::new());
         for f in &files {
             deep_merge(&mut merged, read_file(f)?);
@@ -93,24 +87,13 @@ pub fn load_tree(path: Option<&Path>, env: &EnvMap) -> Result<(Value, ConfigSour
 pub fn from_tree(tree: Value, source: ConfigSource) -> Result<Loaded, ConfigError> {
     let (cfg, mut cx) = convert::<Config>(&tree, "");
     let Some(config) = cfg else {
-        return Err(ConfigError::Invalid {
-            errors: cx.errors,
-            warnings: cx.warnings,
-        });
+        return Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings });
     };
     validate(&config, &mut cx);
     if !cx.errors.is_empty() {
-        return Err(ConfigError::Invalid {
-            errors: cx.errors,
-            warnings: cx.warnings,
-        });
+        return Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings });
     }
-    Ok(Loaded {
-        config,
-        warnings: cx.warnings,
-        tree,
-        source,
-    })
+    Ok(Loaded { config, warnings: cx.warnings, tree, source })
 }
 
 /// Loads and validates a configuration: see [`load_tree`] for where it is read from.

@@ -21,6 +21,8 @@ fn yaml_options() -> serde_saphyr::Options {
     // PyYAML reads YAML 1.1: `0640` is octal (log.mode), so we do too.
     let mut o = serde_saphyr::Options::default();
     o.legacy_octal_numbers = true;
+    // PyYAML keeps the last of duplicate keys; refusing the file would break configurations that run today.
+    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
     o
 }
 
@@ -31,21 +33,23 @@ pub fn parse_yaml(text: &str, source_name: &str) -> Result<Value, YamlError> {
     }
     serde_saphyr::from_str_with_options::<Value>(text, yaml_options()).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        YamlError {
-            source_name: source_name.to_owned(),
-            line,
-            column,
-            message: strip_location(&e.to_string()),
-        }
+        YamlError { source_name: source_name.to_owned(), line, column, message: strip_location(&e.to_string()) }
     })
 }
 
 /// The parser appends its own position to messages; ours goes in front, so drop the duplicate.
 fn strip_location(msg: &str) -> String {
-    let first = msg.lines().next().unwrap_or(msg);
-    match first.find(" at line ") {
-        Some(i) => first[..i].to_owned(),
-        None => first.to_owned(),
+    let mut m = msg.lines().next().unwrap_or(msg).trim();
+    m = m.strip_prefix("error:").map_or(m, str::trim);
+    if let Some(rest) = m.strip_prefix("line ") {
+        // "line 12 column 3: message"
+        if let Some((_, after)) = rest.split_once(": ") {
+            m = after.trim();
+        }
+    }
+    match m.find(" at line ") {
+        Some(i) => m[..i].to_owned(),
+        None => m.to_owned(),
     }
 }
 
@@ -76,12 +80,7 @@ pub fn yaml_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| e == "yml" || e == "yaml")
-        })
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| e == "yml" || e == "yaml"))
         .collect();
     files.sort();
     Ok(files)
@@ -102,10 +101,7 @@ mod tests {
     #[test]
     fn yaml_booleans_and_octal_like_pyyaml() {
         let v = parse_yaml("a: on\nb: off\nc: yes\nd: 0640\ne: 1_000\n", "t").unwrap();
-        assert_eq!(
-            v,
-            json!({"a": true, "b": false, "c": true, "d": 416, "e": 1000})
-        );
+        assert_eq!(v, json!({"a": true, "b": false, "c": true, "d": 416, "e": 1000}));
     }
 
     #[test]

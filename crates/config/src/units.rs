@@ -57,10 +57,7 @@ fn split_number(input: &str) -> Result<(f64, &str), UnitError> {
 }
 
 /// Parses a duration; a bare number is in `base` (seconds for every Patroni timeout).
-pub fn parse_duration_with_base(
-    input: &str,
-    base: std::time::Duration,
-) -> Result<std::time::Duration, UnitError> {
+pub fn parse_duration_with_base(input: &str, base: std::time::Duration) -> Result<std::time::Duration, UnitError> {
     let (n, unit) = split_number(input)?;
     let micros_per_unit: f64 = match unit {
         "" => base.as_secs_f64() * 1e6,
@@ -70,12 +67,7 @@ pub fn parse_duration_with_base(
         "min" => 60e6,
         "h" => 3600e6,
         "d" => 86400e6,
-        other => {
-            return Err(UnitError::Unit {
-                unit: other.to_owned(),
-                expected: DURATION_UNITS,
-            })
-        }
+        other => return Err(UnitError::Unit { unit: other.to_owned(), expected: DURATION_UNITS }),
     };
     let micros = (n * micros_per_unit).round();
     if micros > u64::MAX as f64 {
@@ -99,12 +91,7 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
         "MB" => 1024.0 * 1024.0,
         "GB" => 1024.0 * 1024.0 * 1024.0,
         "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(UnitError::Unit {
-                unit: other.to_owned(),
-                expected: SIZE_UNITS,
-            })
-        }
+        other => return Err(UnitError::Unit { unit: other.to_owned(), expected: SIZE_UNITS }),
     };
     let bytes = (n * mult).round();
     if bytes > u64::MAX as f64 {
@@ -225,10 +212,7 @@ mod tests {
             parse_duration("10m").unwrap_err().to_string(),
             "unknown unit \"m\" (expected one of us, ms, s, min, h, d)"
         );
-        assert_eq!(
-            parse_duration("abc").unwrap_err().to_string(),
-            "invalid number \"\""
-        );
+        assert_eq!(parse_duration("abc").unwrap_err().to_string(), "invalid number \"\"");
     }
 
     #[test]
@@ -248,14 +232,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&d).unwrap(), "30");
         let d = Duration::from_value(&serde_json::json!("1500ms")).unwrap();
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"1500ms\"");
-        assert_eq!(
-            Size::from_value(&serde_json::json!("16MB")).unwrap(),
-            Size(16 << 20)
-        );
-        assert_eq!(
-            Size::from_value(&serde_json::json!(-1)),
-            Err(UnitError::Negative)
-        );
+        assert_eq!(Size::from_value(&serde_json::json!("16MB")).unwrap(), Size(16 << 20));
+        assert_eq!(Size::from_value(&serde_json::json!(-1)), Err(UnitError::Negative));
     }
 
     proptest! {

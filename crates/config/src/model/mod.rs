@@ -5,13 +5,9 @@ mod postgresql;
 mod restapi;
 mod tags;
 
-pub use dcs::{
-    ConsulConfig, Etcd3Config, EtcdConfig, ExhibitorConfig, KubernetesConfig, RaftConfig,
-    ZooKeeperConfig,
-};
+pub use dcs::{ConsulConfig, Etcd3Config, EtcdConfig, ExhibitorConfig, KubernetesConfig, RaftConfig, ZooKeeperConfig};
 pub use postgresql::{
-    split_listen, Authentication, BasebackupOptions, BinName, Callbacks, PostgresqlConfig,
-    ToolOption, UserAuth,
+    split_listen, Authentication, BasebackupOptions, BinName, Callbacks, PostgresqlConfig, ToolOption, UserAuth,
 };
 pub use restapi::{BasicAuth, CtlConfig, RestApiConfig, VerifyClient};
 pub use tags::Tags;
@@ -345,10 +341,7 @@ impl Config {
 
     /// The dynamic configuration from `bootstrap.dcs` (empty when absent).
     pub fn bootstrap_dcs(&self) -> DynamicConfig {
-        self.bootstrap
-            .as_ref()
-            .and_then(|b| b.dcs.clone())
-            .unwrap_or_default()
+        self.bootstrap.as_ref().and_then(|b| b.dcs.clone()).unwrap_or_default()
     }
 
     /// The effective configuration as a value tree (what `show-config`-like output prints).

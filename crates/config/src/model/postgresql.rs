@@ -48,10 +48,7 @@ impl UserAuth {
             ("gssencmode", &self.gssencmode),
             ("channel_binding", &self.channel_binding),
         ];
-        fields
-            .into_iter()
-            .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
-            .collect()
+        fields.into_iter().filter_map(|(k, v)| v.as_deref().map(|v| (k, v))).collect()
     }
 }
 
@@ -174,10 +171,9 @@ impl BasebackupOptions {
     pub fn to_args(&self) -> Vec<String> {
         match self {
             BasebackupOptions::List(l) => l.iter().map(ToolOption::to_arg).collect(),
-            BasebackupOptions::Map(m) => m
-                .iter()
-                .map(|(k, v)| ToolOption::Value(k.clone(), v.clone()).to_arg())
-                .collect(),
+            BasebackupOptions::Map(m) => {
+                m.iter().map(|(k, v)| ToolOption::Value(k.clone(), v.clone()).to_arg()).collect()
+            }
         }
     }
 }
@@ -284,8 +280,7 @@ impl PostgresqlConfig {
 
     /// `pg_ctl` timeout with Patroni's default of 60 seconds.
     pub fn pg_ctl_timeout(&self) -> std::time::Duration {
-        self.pg_ctl_timeout
-            .map_or(std::time::Duration::from_secs(60), Duration::as_std)
+        self.pg_ctl_timeout.map_or(std::time::Duration::from_secs(60), Duration::as_std)
     }
 
     /// Host part(s) and port of `listen`: `"127.0.0.1,127.0.0.2:5432"` → (["127.0.0.1", "127.0.0.2"], 5432).
@@ -299,16 +294,10 @@ impl PostgresqlConfig {
 pub fn split_listen(listen: &str) -> Option<(Vec<String>, u16)> {
     let (hosts, port) = match listen.rsplit_once(':') {
         // An IPv6 address without port such as `::1` has colons but no port after them.
-        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
-            (h, p.parse().ok()?)
-        }
+        Some((h, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (h, p.parse().ok()?),
         _ => (listen, 5432),
     };
-    let addrs: Vec<String> = hosts
-        .split(',')
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
+    let addrs: Vec<String> = hosts.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect();
     if addrs.is_empty() {
         return None;
     }

@@ -1,0 +1,262 @@
+// Bad inputs: each error names the key path (or file position) and what was expected, all at once.
+
+use patroni_config::{load, load_str, ConfigError, EnvMap};
+
+const GOOD: &str = r"
+scope: batman
+name: node1
+restapi:
+  listen: 0.0.0.0:8008
+  connect_address: 10.0.0.1:8008
+etcd3:
+  hosts: 10.0.0.5:2379
+postgresql:
+  listen: 0.0.0.0:5432
+  connect_address: 10.0.0.1:5432
+  data_dir: /var/lib/postgresql/data
+  authentication:
+    superuser:
+      username: postgres
+      password: secret
+    replication:
+      username: replicator
+      password: rep-pass
+";
+
+fn env(pairs: &[(&str, &str)]) -> EnvMap {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// GOOD with `patch` deep-merged on top.
+fn with(patch: &str) -> String {
+    let mut base = patroni_config::parse_yaml(GOOD, "good").unwrap();
+    let p = patroni_config::parse_yaml(patch, "patch").unwrap();
+    patroni_config::deep_merge(&mut base, p);
+    serde_json::to_string(&base).unwrap()
+}
+
+fn errors_of(yaml: &str, env: &EnvMap) -> String {
+    match load_str(yaml, env) {
+        Ok(l) => panic!("expected errors, got a valid config with warnings {:?}", l.warnings),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn err(patch: &str) -> String {
+    errors_of(&with(patch), &EnvMap::new())
+}
+
+fn warnings(yaml: &str) -> Vec<String> {
+    load_str(yaml, &EnvMap::new()).unwrap().warnings.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn good_config_is_valid_without_warnings() {
+    assert_eq!(warnings(GOOD), Vec::<String>::new());
+}
+
+#[test]
+fn wrong_type_names_the_key_path() {
+    assert_eq!(
+        err("postgresql: {authentication: {replication: {username: 5}}}"),
+        "postgresql.authentication.replication.username: expected a string"
+    );
+}
+
+#[test]
+fn several_errors_are_reported_at_once() {
+    assert_eq!(
+        err("scope: [a]\nname: {x: 1}\nlog: {level: LOUD, type: xml, mode: 1000}"),
+        "scope: expected a string\nname: expected a string\n\
+         log.level: expected a log level, one of: DEBUG, INFO, WARNING, ERROR, CRITICAL\n\
+         log.type: expected one of: plain, json\n\
+         log.mode: 1000 is not a file mode (0..0777)"
+    );
+}
+
+#[test]
+fn listen_needs_host_and_port() {
+    assert_eq!(err("restapi: {listen: nope}"), "restapi.listen: expected host:port, got \"nope\"");
+    assert_eq!(
+        err("restapi: {connect_address: 'host:99999'}"),
+        "restapi.connect_address: expected host:port, got \"host:99999\""
+    );
+    assert_eq!(err("postgresql: {listen: ''}"), "postgresql.listen: expected host[,host...]:port, got \"\"");
+}
+
+#[test]
+fn host_list_of_wrong_type() {
+    assert_eq!(err("etcd3: {hosts: 5}"), "etcd3.hosts: expected a list of strings or a comma-separated string");
+}
+
+#[test]
+fn dynamic_minimums() {
+    assert_eq!(
+        err("bootstrap: {dcs: {ttl: 10, loop_wait: 0}}"),
+        "bootstrap.dcs.ttl: 10 is smaller than the minimum 20\nbootstrap.dcs.loop_wait: 0 is smaller than the minimum 1"
+    );
+}
+
+#[test]
+fn synchronous_mode_values() {
+    assert_eq!(
+        err("bootstrap: {dcs: {synchronous_mode: maybe}}"),
+        "bootstrap.dcs.synchronous_mode: expected a boolean or \"quorum\""
+    );
+}
+
+#[test]
+fn controlled_parameters_in_dynamic_config() {
+    assert_eq!(
+        err("bootstrap: {dcs: {postgresql: {parameters: {max_connections: 10, port: 5433}}}}"),
+        "bootstrap.dcs.postgresql.parameters.max_connections: invalid value 10: Patroni would use its default 100\n\
+         bootstrap.dcs.postgresql.parameters.port: is set by Patroni from postgresql.listen or scope and cannot be configured"
+    );
+}
+
+#[test]
+fn contradictory_tags() {
+    assert_eq!(
+        err("tags: {nofailover: true, failover_priority: 2}"),
+        "tags: nofailover and failover_priority are mutually exclusive: set only one"
+    );
+}
+
+#[test]
+fn watchdog_mode() {
+    assert_eq!(err("watchdog: {mode: sometimes}"), "watchdog.mode: expected one of: off, automatic, required");
+}
+
+#[test]
+fn bad_duration_unit() {
+    assert_eq!(
+        err("postgresql: {pg_ctl_timeout: 10parsecs}"),
+        "postgresql.pg_ctl_timeout: expected a duration such as 10, \"10s\", \"5min\" or \"1h\" \
+         (unknown unit \"parsecs\" (expected one of us, ms, s, min, h, d))"
+    );
+}
+
+#[test]
+fn restapi_enums_and_ranges() {
+    assert_eq!(
+        err("restapi: {verify_client: maybe, request_queue_size: -1}"),
+        "restapi.verify_client: expected one of: none, optional, required\n\
+         restapi.request_queue_size: -1 is out of range (0..=4294967295)"
+    );
+}
+
+#[test]
+fn replica_and_bootstrap_methods_need_sections() {
+    assert_eq!(
+        err("postgresql: {create_replica_methods: [wal_g]}"),
+        "postgresql.wal_g: replica method listed in create_replica_methods has no section"
+    );
+    assert_eq!(err("bootstrap: {method: custom}"), "bootstrap.custom: bootstrap method has no section");
+    assert_eq!(
+        err("bootstrap: {method: custom, custom: {keep_existing_recovery_conf: true}}"),
+        "bootstrap.custom.command: is required"
+    );
+}
+
+#[test]
+fn citus_section() {
+    assert_eq!(err("citus: {group: -1}"), "citus.database: is required\ncitus.group: -1 is smaller than the minimum 0");
+}
+
+#[test]
+fn lists_must_be_lists() {
+    assert_eq!(err("postgresql: {pg_hba: 'host all all all md5'}"), "postgresql.pg_hba: expected a list");
+    assert_eq!(
+        err("bootstrap: {initdb: [{a: 1, b: 2}, 5]}"),
+        "bootstrap.initdb[0]: expected a string or a mapping with exactly one key\n\
+         bootstrap.initdb[1]: expected a string or a mapping with exactly one key"
+    );
+}
+
+#[test]
+fn slots_and_standby_cluster() {
+    assert_eq!(
+        err("bootstrap: {dcs: {slots: {s1: {type: logical}}, standby_cluster: {primary_slot_name: x}}}"),
+        "bootstrap.dcs.standby_cluster: one of host, port or restore_command is required\n\
+         bootstrap.dcs.slots.s1: a logical slot needs database and plugin"
+    );
+}
+
+#[test]
+fn dcs_specific_checks() {
+    assert_eq!(
+        err("kubernetes: {pod_ip: not-an-ip, labels: {a: b}}"),
+        "kubernetes.pod_ip: \"not-an-ip\" is not an IP address"
+    );
+    assert_eq!(err("consul: {port: 8500}"), "consul: one of host or url is required");
+}
+
+#[test]
+fn empty_configuration_lists_everything_missing() {
+    assert_eq!(
+        errors_of("", &EnvMap::new()),
+        "name: is required\nscope: is required\nrestapi.listen: is required\n\
+         restapi.connect_address: is required\n\
+         no DCS configured: one of consul, etcd, etcd3, exhibitor, kubernetes, raft, zookeeper is required\n\
+         postgresql.listen: is required\npostgresql.connect_address: is required\n\
+         postgresql.data_dir: is required\npostgresql.authentication: is required"
+    );
+}
+
+#[test]
+fn environment_values_are_validated_too() {
+    assert_eq!(
+        errors_of(GOOD, &env(&[("PATRONI_RESTAPI_REQUEST_QUEUE_SIZE", "lots")])),
+        "restapi.request_queue_size: expected an integer"
+    );
+}
+
+#[test]
+fn malformed_yaml_reports_file_line_and_column() {
+    assert_eq!(
+        errors_of("scope: x\n  name: y\n", &EnvMap::new()),
+        "<string>:2:7: mapping values are not allowed in this context"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p.yml");
+    std::fs::write(&p, "a: 1\nb: [1,\n").unwrap();
+    let e = load(Some(&p), &EnvMap::new()).unwrap_err();
+    assert!(matches!(e, ConfigError::Yaml(ref y) if y.line == 2 && y.column == 4));
+    assert_eq!(e.to_string(), format!("{}:2:4: unclosed bracket '['", p.display()));
+}
+
+#[test]
+fn file_problems() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.yml");
+    assert_eq!(
+        load(Some(&missing), &EnvMap::new()).unwrap_err().to_string(),
+        format!("{}: No such file or directory (os error 2)", missing.display())
+    );
+    let list = d.path().join("q.yml");
+    std::fs::write(&list, "- 1\n").unwrap();
+    assert_eq!(
+        load(Some(&list), &EnvMap::new()).unwrap_err().to_string(),
+        format!("{}: the configuration must be a YAML mapping", list.display())
+    );
+}
+
+#[test]
+fn unknown_keys_and_adjustments_are_warnings() {
+    assert_eq!(
+        warnings(&with(
+            "foo: 1\npostgresql: {bar: 2, parameters: {max_connections: 5}}\n\
+             restapi: {connect_address: '127.0.0.1:8008'}\nbootstrap: {dcs: {ttl: 30, loop_wait: 15}}\ntags: {mytag: 1}"
+        )),
+        vec![
+            "postgresql.bar: unknown key (kept, not used)",
+            "foo: unknown key (kept, not used)",
+            "restapi.connect_address: should not be \"127.0.0.1\", \"0.0.0.0\", \"*\", \"::1\" or \"localhost\": \
+             other members must be able to reach it",
+            "postgresql.parameters.max_connections: is controlled by Patroni: set it in the dynamic configuration \
+             (bootstrap.dcs or edit-config); this value is ignored",
+            "bootstrap.dcs: Violated the rule \"loop_wait + 2*retry_timeout <= ttl\", where ttl=30 and \
+             retry_timeout=10. Adjusting loop_wait from 15 to 10",
+        ]
+    );
+}
