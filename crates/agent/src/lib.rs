@@ -1,5 +1,14 @@
 //! The `patroni` agent runtime: wires the configuration, the DCS, the local PostgreSQL, the HA core and the REST API
 //! into the loop that runs beside one PostgreSQL server.
 
+pub mod member;
 pub mod settings;
 pub mod view;
+
+/// The Patroni version we are compatible with and publish in the member key and the REST API. Python Patroni
+/// members and `patronictl` gate features on it (legacy `optime/leader`, failsafe, quorum), so it names the
+/// behaviour we implement rather than this crate's own version.
+pub const VERSION: &str = "4.1.5";
+pub mod node;
+pub mod peers;
+pub mod runtime;

@@ -1,0 +1,72 @@
+//! The local PostgreSQL as the runtime drives it: observation and the operations behind the HA core's actions.
+
+use async_trait::async_trait;
+use patroni_dcs::HistoryLine;
+use patroni_ha::LocalState;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::member::LocalDetails;
+
+/// Another member to stream or copy from: its name and the `conn_url` it publishes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub conn_url: String,
+}
+
+/// How to stop PostgreSQL.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// `pg_ctl stop -m fast` after a checkpoint: the switchover path, so the candidate has every WAL record.
+    FastWithCheckpoint,
+    Fast,
+    Immediate,
+}
+
+/// A failed operation on the local PostgreSQL, already worded for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NodeError(pub String);
+
+impl NodeError {
+    pub fn new(msg: impl Into<String>) -> NodeError {
+        NodeError(msg.into())
+    }
+}
+
+pub type NodeResult<T> = Result<T, NodeError>;
+
+/// The operations the runtime needs from the local PostgreSQL. One implementation drives a real server
+/// ([`crate::pg::PgNode`]); the seam keeps the loop readable and lets its plumbing be tested without one.
+#[async_trait]
+pub trait Node: Send + Sync + 'static {
+    /// The HA core's view of the local server plus what the member key and the REST API publish.
+    async fn observe(&self) -> (LocalState, LocalDetails);
+    /// Fires when the postmaster exits without being asked to, so a crash is handled at once.
+    fn crash_notify(&self) -> Arc<Notify>;
+
+    /// initdb (or the custom bootstrap method), start as primary, create the configured roles and run
+    /// `post_bootstrap`.
+    async fn bootstrap(&self) -> NodeResult<()>;
+    /// The dynamic configuration changed: rewrite `postgresql.conf` and reload (a restart stays pending).
+    async fn configure(&self, dynamic: &patroni_config::DynamicConfig) -> NodeResult<()>;
+    async fn create_replica(&self, from: &Upstream) -> NodeResult<()>;
+    async fn start_replica(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
+    async fn start_primary(&self) -> NodeResult<()>;
+    /// Point a running replica at another upstream (reload, or restart when PostgreSQL needs it).
+    async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
+    async fn promote(&self) -> NodeResult<()>;
+    /// Stops and returns the last WAL position (the checkpoint location from `pg_controldata`).
+    async fn stop(&self, how: Stop) -> NodeResult<Option<u64>>;
+    async fn restart(&self) -> NodeResult<()>;
+    async fn reload(&self) -> NodeResult<()>;
+    /// `pg_rewind` against `from` when the timelines diverged, then start as its replica.
+    async fn rewind(&self, from: &Upstream) -> NodeResult<()>;
+    /// Remove the data directory (moved aside) and clone again.
+    async fn reinitialize(&self, from: &Upstream) -> NodeResult<()>;
+    /// `synchronous_standby_names` for these members (`*` when `strict` and none).
+    async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()>;
+    /// The timeline switches recorded in PostgreSQL's history files, for the `history` key.
+    async fn timeline_history(&self) -> NodeResult<Vec<HistoryLine>>;
+}

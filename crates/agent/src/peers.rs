@@ -1,0 +1,144 @@
+//! Asking other members' REST APIs: their state during a leader race, and their confirmation in failsafe mode.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use patroni_ha::{PeerReply, PeerStatus, Tags};
+use serde_json::{json, Value};
+
+use crate::member::Addresses;
+use crate::view::role_from_str;
+
+/// `GET /patroni` on each member in parallel, each bounded by `timeout`. A member without a known URL, or that
+/// does not answer in time, is reported with no reply: it cannot be the healthiest.
+pub async fn fetch(
+    http: &reqwest::Client,
+    members: Vec<(String, Option<String>)>,
+    timeout: Duration,
+) -> Vec<PeerStatus> {
+    let calls = members.into_iter().map(|(name, url)| async move {
+        let reply = match url {
+            Some(url) => get_status(http, &url, timeout).await,
+            None => None,
+        };
+        PeerStatus { name, reply }
+    });
+    join_all(calls).await
+}
+
+async fn get_status(http: &reqwest::Client, url: &str, timeout: Duration) -> Option<PeerReply> {
+    let resp = http.get(url).timeout(timeout).send().await.ok()?;
+    // Health endpoints answer 503 with the same body; any parseable status is an answer.
+    let body: Value = resp.json().await.ok()?;
+    parse_status(&body)
+}
+
+/// Reads the fields of a `/patroni` answer that the leader race compares.
+pub fn parse_status(body: &Value) -> Option<PeerReply> {
+    let obj = body.as_object()?;
+    let xlog = obj.get("xlog");
+    let lsn_of = |k: &str| xlog.and_then(|x| x.get(k)).and_then(Value::as_u64);
+    let lsn = lsn_of("location").or_else(|| match (lsn_of("received_location"), lsn_of("replayed_location")) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    });
+    let tags = obj.get("tags").and_then(Value::as_object);
+    let tag_bool = |k: &str| tags.and_then(|t| t.get(k)).is_some_and(crate::peers::truthy);
+    let nofailover = tag_bool("nofailover");
+    let priority = tags.and_then(|t| t.get("failover_priority")).and_then(Value::as_i64);
+    Some(PeerReply {
+        role: role_from_str(obj.get("role").and_then(Value::as_str)),
+        running: obj.get("state").and_then(Value::as_str) == Some("running"),
+        lsn,
+        timeline: obj.get("timeline").and_then(Value::as_u64).and_then(|t| u32::try_from(t).ok()),
+        tags: Tags {
+            nofailover,
+            failover_priority: match (priority, nofailover) {
+                (Some(p), _) => p,
+                (None, true) => 0,
+                (None, false) => 1,
+            },
+            nosync: tag_bool("nosync"),
+            replicatefrom: tags.and_then(|t| t.get("replicatefrom")).and_then(Value::as_str).map(str::to_owned),
+            clonefrom: tag_bool("clonefrom"),
+            nostream: tag_bool("nostream"),
+        },
+    })
+}
+
+/// Tag values as Patroni reads them: YAML/JSON true, or the strings it treats as true.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1"),
+        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
+        _ => false,
+    }
+}
+
+/// `POST /failsafe` to every member: the primary may stay primary only if all of them accept.
+pub async fn failsafe_confirm(
+    http: &reqwest::Client,
+    name: &str,
+    addresses: &Addresses,
+    members: Vec<(String, Option<String>)>,
+    timeout: Duration,
+) -> bool {
+    let body = json!({"name": name, "conn_url": addresses.conn_url, "api_url": addresses.api_url});
+    let calls = members.into_iter().map(|(_, url)| {
+        let body = body.clone();
+        async move {
+            let Some(url) = url else { return false };
+            let url = failsafe_url(&url);
+            match http.post(url).json(&body).timeout(timeout).send().await {
+                Ok(r) => r.status().is_success(),
+                Err(_) => false,
+            }
+        }
+    });
+    join_all(calls).await.into_iter().all(|ok| ok)
+}
+
+/// Members publish `.../patroni`; failsafe lives beside it.
+fn failsafe_url(api_url: &str) -> String {
+    match api_url.strip_suffix("/patroni") {
+        Some(base) => format!("{base}/failsafe"),
+        None => format!("{}/failsafe", api_url.trim_end_matches('/')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patroni_ha::PgRole;
+
+    #[test]
+    fn reads_a_replica_status_as_patroni_writes_it() {
+        let body = json!({
+            "state": "running", "role": "replica", "server_version": 150018,
+            "xlog": {"received_location": 67109120, "replayed_location": 67109000, "paused": false},
+            "timeline": 2, "tags": {"nofailover": "true"},
+            "patroni": {"version": "4.1.5", "scope": "batman", "name": "pg2"}
+        });
+        let r = parse_status(&body).unwrap();
+        assert_eq!(r.role, PgRole::Replica);
+        assert!(r.running);
+        assert_eq!(r.lsn, Some(67109120));
+        assert_eq!(r.timeline, Some(2));
+        assert!(r.tags.nofailover);
+        assert_eq!(r.tags.failover_priority, 0);
+    }
+
+    #[test]
+    fn reads_a_primary_written_by_old_patroni() {
+        let body = json!({"state": "running", "role": "master", "xlog": {"location": 100}});
+        let r = parse_status(&body).unwrap();
+        assert_eq!(r.role, PgRole::Primary);
+        assert_eq!(r.lsn, Some(100));
+    }
+
+    #[test]
+    fn failsafe_url_sits_beside_the_status_url() {
+        assert_eq!(failsafe_url("http://10.0.0.1:8008/patroni"), "http://10.0.0.1:8008/failsafe");
+    }
+}

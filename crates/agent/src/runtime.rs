@@ -1,0 +1,535 @@
+//! The HA loop: observe, ask the core, carry out its plan, publish, sleep until something happens.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use patroni_config::{Config, DynamicConfig};
+use patroni_dcs::{Cluster, Dcs, DcsError, Status, TimelineHistory};
+use patroni_ha::{Action, Busy, DemoteMode, Ha, LocalState, Observation, Outcome, PeerStatus, Plan, Settings, Time};
+use serde_json::{Map, Value};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use crate::member::{member_data, Addresses, LocalDetails};
+use crate::node::{Node, NodeError, Stop, Upstream};
+use crate::peers;
+use crate::settings::ha_settings;
+use crate::view::cluster_view;
+
+/// How many times one loop may step again at once (a race: fetch peers, take the key, promote).
+const MAX_ROUNDS: usize = 6;
+
+/// What the loop publishes after every cycle, for the REST API and for tests.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    pub local: LocalState,
+    pub details: LocalDetails,
+    pub cluster: Option<Arc<Cluster>>,
+    pub status: String,
+    pub dynamic: DynamicConfig,
+    /// Unix seconds of the last successful DCS read.
+    pub dcs_last_seen: i64,
+    /// When the loop last completed a cycle (for `/liveness`).
+    pub heartbeat: Option<SystemTime>,
+    pub is_leader: bool,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Exit {
+    #[error("{0}")]
+    Fatal(String),
+}
+
+struct LongAction {
+    busy: Busy,
+    handle: JoinHandle<Result<(), NodeError>>,
+}
+
+pub struct Runtime<N: Node> {
+    name: String,
+    config: Config,
+    dcs: Arc<dyn Dcs>,
+    node: Arc<N>,
+    ha: Ha,
+    long: Option<LongAction>,
+    last_failure: Option<Busy>,
+    dynamic: DynamicConfig,
+    addresses: Addresses,
+    /// Woken by the REST API, the end of a long action or a signal.
+    wake: Arc<Notify>,
+    http: reqwest::Client,
+    publish: watch::Sender<Published>,
+    /// `failsafe` as last read: member name → api_url, for checks while the DCS is down.
+    failsafe: Map<String, Value>,
+    dcs_last_seen: i64,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn millis(d: patroni_ha::Millis) -> Duration {
+    Duration::from_millis(d.0)
+}
+
+impl<N: Node> Runtime<N> {
+    pub fn new(
+        name: String,
+        config: Config,
+        dcs: Arc<dyn Dcs>,
+        node: Arc<N>,
+        addresses: Addresses,
+        http: reqwest::Client,
+    ) -> (Runtime<N>, watch::Receiver<Published>) {
+        let dynamic = config.bootstrap_dcs();
+        let (publish, rx) = watch::channel(Published::default());
+        let rt = Runtime {
+            name,
+            config,
+            dcs,
+            node,
+            ha: Ha::new(),
+            long: None,
+            last_failure: None,
+            dynamic,
+            addresses,
+            wake: Arc::new(Notify::new()),
+            http,
+            publish,
+            failsafe: Map::new(),
+            dcs_last_seen: 0,
+        };
+        (rt, rx)
+    }
+
+    /// Wakes the loop before `loop_wait` ends (REST requests, signals).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    fn settings(&self) -> Settings {
+        ha_settings(&self.name, &self.config, &self.dynamic)
+    }
+
+    /// Runs until `shutdown` turns true, then stops gracefully.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), Exit> {
+        let crash = self.node.crash_notify();
+        loop {
+            let started = tokio::time::Instant::now();
+            let (plan, leader_version) = self.cycle().await?;
+            let settings = self.settings();
+            let mut sleep = millis(settings.loop_wait).saturating_sub(started.elapsed());
+            if let Some(at) = plan.wake_at {
+                let until = Duration::from_millis(u64::try_from(at.0 - now_millis()).unwrap_or(0));
+                sleep = sleep.min(until);
+            }
+            if self.long.is_some() {
+                // Keep an eye on long actions: their end changes what to do next.
+                sleep = sleep.min(Duration::from_secs(1));
+            }
+            let dcs = self.dcs.clone();
+            tokio::select! {
+                _ = dcs.watch(leader_version, sleep) => {}
+                _ = self.wake.notified() => {}
+                _ = crash.notified() => { info!("postmaster exited, acting at once"); }
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                self.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// One HA cycle. Returns the last plan and the leader key version to watch.
+    async fn cycle(&mut self) -> Result<(Plan, Option<i64>), Exit> {
+        self.reap_long().await;
+        let mut cluster = self.read_cluster().await;
+        let settings = self.settings();
+        let (mut local, mut details) = self.observe().await;
+        let mut outcomes = Vec::new();
+        let mut peers: Option<Vec<PeerStatus>> = None;
+        let mut plan = Plan::default();
+        for round in 0..MAX_ROUNDS {
+            let obs = Observation {
+                now: Time(now_millis()),
+                cluster: cluster.as_ref().map(cluster_view),
+                local: local.clone(),
+                peers: peers.take(),
+                outcomes: std::mem::take(&mut outcomes),
+            };
+            plan = self.ha.step(&settings, &obs);
+            if plan.again && round + 1 < MAX_ROUNDS {
+                debug!("{}", plan.status);
+            }
+            let result = self.execute(&plan, cluster.as_ref(), &settings).await?;
+            outcomes = result.outcomes;
+            peers = result.peers;
+            if !plan.again {
+                break;
+            }
+            cluster = self.read_cluster().await;
+            (local, details) = self.observe().await;
+        }
+        info!("{}", plan.status);
+        if let Some(c) = &cluster {
+            let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
+            let data = member_data(&local, &details, &self.addresses, tags, settings.pause);
+            if let Err(e) = self.dcs.touch_member(&data).await {
+                warn!("failed to update member key: {e}");
+            }
+            let _ = c;
+        }
+        let leader_version = cluster.as_ref().and_then(|c| c.leader.as_ref()).map(|l| l.version);
+        self.publish.send_replace(Published {
+            local,
+            details,
+            is_leader: self.ha.holds_lock(),
+            cluster: cluster.map(Arc::new),
+            status: plan.status.clone(),
+            dynamic: self.dynamic.clone(),
+            dcs_last_seen: self.dcs_last_seen,
+            heartbeat: Some(SystemTime::now()),
+        });
+        Ok((plan, leader_version))
+    }
+
+    async fn read_cluster(&mut self) -> Option<Cluster> {
+        let retry = self.dcs.retry_timeout() + Duration::from_secs(1);
+        match tokio::time::timeout(retry, self.dcs.get_cluster()).await {
+            Ok(Ok(c)) => {
+                self.dcs_last_seen = now_millis() / 1000;
+                for p in &c.problems {
+                    warn!("unexpected content in the DCS key {}: {}", p.key, p.message);
+                }
+                if let Some(f) = &c.failsafe {
+                    self.failsafe = f.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                }
+                self.apply_dynamic(&c).await;
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                error!("Error communicating with DCS: {e}");
+                None
+            }
+            Err(_) => {
+                error!("Error communicating with DCS: no answer within retry_timeout");
+                None
+            }
+        }
+    }
+
+    /// A changed `config` key takes effect at once: timeouts on the DCS client, parameters on PostgreSQL.
+    async fn apply_dynamic(&mut self, c: &Cluster) {
+        let Some(cfg) = &c.config else { return };
+        let (dynamic, problems) = DynamicConfig::from_value_lossy(&Value::Object(cfg.data.clone()));
+        for p in problems {
+            warn!("config key: {p:?}");
+        }
+        if dynamic == self.dynamic {
+            return;
+        }
+        let t = dynamic.timeouts();
+        self.dcs.set_ttl(Duration::from_secs(u64::try_from(t.ttl).unwrap_or(30)));
+        self.dcs.set_retry_timeout(Duration::from_secs(u64::try_from(t.retry_timeout).unwrap_or(10)));
+        if let Err(e) = self.node.configure(&dynamic).await {
+            warn!("failed to apply the dynamic configuration to PostgreSQL: {e}");
+        }
+        self.dynamic = dynamic;
+    }
+
+    async fn observe(&self) -> (LocalState, LocalDetails) {
+        let (mut local, details) = self.node.observe().await;
+        local.busy = self.long.as_ref().map(|l| l.busy.clone());
+        local.last_failure = self.last_failure.clone();
+        (local, details)
+    }
+
+    /// Collects a finished long action: its failure is reported to the core once, in `last_failure`.
+    async fn reap_long(&mut self) {
+        let finished = self.long.as_ref().is_some_and(|l| l.handle.is_finished());
+        if !finished {
+            return;
+        }
+        let Some(long) = self.long.take() else { return };
+        self.last_failure = match long.handle.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => {
+                error!("{} failed: {e}", long.busy.state_text());
+                Some(long.busy)
+            }
+            Err(e) => {
+                error!("{} panicked: {e}", long.busy.state_text());
+                Some(long.busy)
+            }
+        };
+    }
+
+    fn spawn_long<F>(&mut self, busy: Busy, fut: F)
+    where
+        F: std::future::Future<Output = Result<(), NodeError>> + Send + 'static,
+    {
+        if self.long.is_some() {
+            warn!("not starting {}: another action is in progress", busy.state_text());
+            return;
+        }
+        self.last_failure = None;
+        let wake = self.wake.clone();
+        let handle = tokio::spawn(async move {
+            let r = fut.await;
+            wake.notify_one();
+            r
+        });
+        self.long = Some(LongAction { busy, handle });
+    }
+
+    fn upstream(&self, cluster: Option<&Cluster>, name: Option<&str>) -> Option<Upstream> {
+        let name = name?;
+        let member = cluster?.get_member_or_leader(name)?;
+        let conn_url = member.conn_url()?.to_owned();
+        Some(Upstream { name: name.to_owned(), conn_url })
+    }
+
+    async fn execute(&mut self, plan: &Plan, cluster: Option<&Cluster>, s: &Settings) -> Result<Executed, Exit> {
+        let mut done = Executed::default();
+        for action in &plan.actions {
+            match self.execute_one(action, cluster, s, &mut done).await {
+                Ok(()) => {}
+                Err(Failure::Fatal(reason)) => return Err(Exit::Fatal(reason)),
+                Err(Failure::Failed(msg)) => {
+                    warn!("{msg}");
+                    break;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn execute_one(
+        &mut self,
+        action: &Action,
+        cluster: Option<&Cluster>,
+        s: &Settings,
+        done: &mut Executed,
+    ) -> Result<(), Failure> {
+        let dcs = self.dcs.clone();
+        match action {
+            Action::AttemptInitialize => match dcs.initialize(true, "").await {
+                Ok(()) => done.outcomes.push(Outcome::InitializeRace { won: true }),
+                Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::InitializeRace { won: false }),
+                Err(e) => return Err(Failure::Failed(format!("failed to initialize the cluster: {e}"))),
+            },
+            Action::SetInitialize { sysid } => {
+                if cluster.is_some_and(|c| c.config.is_none()) {
+                    // The bootstrap winner publishes `bootstrap.dcs` as the cluster's dynamic configuration.
+                    let value = self.config.bootstrap_dcs().to_json();
+                    dcs.set_config_value(&value, None).await.map_err(|e| Failure::dcs("write config", e))?;
+                }
+                dcs.initialize(false, sysid).await.map_err(|e| Failure::dcs("write initialize", e))?;
+            }
+            Action::CancelInitialize => {
+                dcs.cancel_initialization().await.map_err(|e| Failure::dcs("cancel initialization", e))?
+            }
+            Action::Bootstrap => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Bootstrapping, async move { node.bootstrap().await });
+            }
+            Action::CreateReplica { from } => {
+                let Some(up) = self.upstream(cluster, from.as_deref()) else {
+                    return Err(Failure::Failed(format!("no connection address known for {from:?}")));
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::CreatingReplica, async move { node.create_replica(&up).await });
+            }
+            Action::StartReplica { follow } => {
+                let up = self.upstream(cluster, follow.as_deref());
+                let node = self.node.clone();
+                self.spawn_long(Busy::Starting, async move { node.start_replica(up.as_ref()).await });
+            }
+            Action::StartPrimary => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Starting, async move { node.start_primary().await });
+            }
+            Action::Follow { leader } => {
+                let up = self.upstream(cluster, leader.as_deref());
+                self.node.follow(up.as_ref()).await.map_err(|e| Failure::Failed(e.0))?;
+            }
+            Action::Rewind { from } => {
+                let Some(up) = self.upstream(cluster, Some(from)) else {
+                    return Err(Failure::Failed(format!("no connection address known for {from}")));
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::Rewinding, async move { node.rewind(&up).await });
+            }
+            Action::Reinitialize { from } => {
+                let Some(up) = self.upstream(cluster, from.as_deref()) else {
+                    return Err(Failure::Failed(format!("no connection address known for {from:?}")));
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::Reinitializing, async move { node.reinitialize(&up).await });
+            }
+            Action::Promote => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Promoting, async move { node.promote().await });
+            }
+            Action::Demote { mode, follow } => {
+                let node = self.node.clone();
+                let leader = cluster.and_then(|c| c.leader.clone()).filter(|l| l.name == self.name);
+                let up = self.upstream(cluster, follow.as_deref());
+                let mode = *mode;
+                self.spawn_long(Busy::Demoting, async move {
+                    let how = match mode {
+                        DemoteMode::Graceful => Stop::FastWithCheckpoint,
+                        DemoteMode::Offline => Stop::Fast,
+                        DemoteMode::Immediate | DemoteMode::ImmediateNoLock => Stop::Immediate,
+                    };
+                    let lsn = node.stop(how).await?;
+                    if mode.releases_key() {
+                        if let Some(leader) = &leader {
+                            if let Err(e) = dcs.delete_leader(leader, lsn).await {
+                                warn!("failed to release the leader key: {e}");
+                            } else {
+                                info!("released the leader key");
+                            }
+                        }
+                    }
+                    if mode != DemoteMode::Offline {
+                        node.start_replica(up.as_ref()).await?;
+                    }
+                    Ok(())
+                });
+            }
+            Action::Restart => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Restarting, async move { node.restart().await });
+            }
+            Action::Reload => self.node.reload().await.map_err(|e| Failure::Failed(e.0))?,
+            Action::AcquireLeader => match dcs.attempt_to_acquire_leader().await {
+                Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
+                Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
+                Err(e) => {
+                    done.outcomes.push(Outcome::LeaderRace { won: false });
+                    return Err(Failure::dcs("acquire the leader key", e));
+                }
+            },
+            Action::UpdateLeader { lsn } => {
+                let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
+                let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });
+                if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
+                    done.outcomes.push(Outcome::LeaderRefresh { ok: false });
+                    return Err(Failure::dcs("update the leader key", e));
+                }
+            }
+            Action::ReleaseLeader { lsn } => {
+                if let Some(leader) = cluster.and_then(|c| c.leader.as_ref()) {
+                    dcs.delete_leader(leader, *lsn).await.map_err(|e| Failure::dcs("release the leader key", e))?;
+                }
+            }
+            Action::FetchPeers { members } => {
+                let targets: Vec<(String, Option<String>)> = members
+                    .iter()
+                    .map(|m| {
+                        let url = cluster.and_then(|c| c.get_member(m)).and_then(|m| m.api_url()).map(str::to_owned);
+                        (m.clone(), url)
+                    })
+                    .collect();
+                done.peers = Some(peers::fetch(&self.http, targets, Duration::from_secs(2)).await);
+            }
+            Action::ClearFailover => {
+                let version = cluster.and_then(|c| c.failover.as_ref()).map(|f| f.version);
+                dcs.delete_failover(version).await.map_err(|e| Failure::dcs("clear the failover key", e))?;
+            }
+            Action::UpdateHistory => {
+                let lines = self.node.timeline_history().await.map_err(|e| Failure::Failed(e.0))?;
+                let history = TimelineHistory { version: 0, lines };
+                dcs.set_history_value(&history.to_json()).await.map_err(|e| Failure::dcs("write history", e))?;
+            }
+            Action::SetSyncState { standbys } => {
+                let version = cluster.and_then(|c| c.sync.version);
+                dcs.write_sync_state(Some(&self.name), standbys, 0, version)
+                    .await
+                    .map_err(|e| Failure::dcs("write the sync key", e))?;
+            }
+            Action::SetSyncStandbys { standbys, strict } => {
+                self.node.set_sync_standbys(standbys, *strict).await.map_err(|e| Failure::Failed(e.0))?
+            }
+            Action::WriteFailsafe { members } => {
+                let map = members
+                    .iter()
+                    .filter_map(|m| {
+                        let url = cluster?.get_member(m)?.api_url()?.to_owned();
+                        Some((m.clone(), url))
+                    })
+                    .collect();
+                dcs.write_failsafe(&map).await.map_err(|e| Failure::dcs("write failsafe", e))?;
+            }
+            Action::CheckFailsafe { members } => {
+                let targets: Vec<(String, Option<String>)> = members
+                    .iter()
+                    .map(|m| (m.clone(), self.failsafe.get(m).and_then(Value::as_str).map(str::to_owned)))
+                    .collect();
+                let confirmed =
+                    peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
+                        .await;
+                done.outcomes.push(Outcome::Failsafe { confirmed });
+            }
+            Action::Fatal { reason } => {
+                error!("{reason}");
+                return Err(Failure::Fatal(reason.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGTERM: stop PostgreSQL with a checkpoint and hand the leader key over at once, unless paused.
+    async fn shutdown(&mut self) {
+        let settings = self.settings();
+        if let Some(long) = self.long.take() {
+            info!("waiting for {} to finish before shutting down", long.busy.state_text());
+            let _ = tokio::time::timeout(Duration::from_secs(30), long.handle).await;
+        }
+        if settings.pause {
+            info!("Leader key is not deleted and Postgresql is not stopped due paused state");
+            return;
+        }
+        let lsn = match self.node.stop(Stop::FastWithCheckpoint).await {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                error!("failed to stop PostgreSQL: {e}");
+                return;
+            }
+        };
+        if self.ha.holds_lock() {
+            if let Ok(c) = self.dcs.get_cluster().await {
+                if let Some(leader) = c.leader.as_ref().filter(|l| l.name == self.name) {
+                    match self.dcs.delete_leader(leader, lsn).await {
+                        Ok(()) => info!("Leader key released"),
+                        Err(e) => warn!("failed to release the leader key: {e}"),
+                    }
+                }
+            }
+        }
+        let (local, details) = self.observe().await;
+        let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
+        let _ = self.dcs.touch_member(&member_data(&local, &details, &self.addresses, tags, false)).await;
+    }
+}
+
+#[derive(Default)]
+struct Executed {
+    outcomes: Vec<Outcome>,
+    peers: Option<Vec<PeerStatus>>,
+}
+
+enum Failure {
+    Failed(String),
+    Fatal(String),
+}
+
+impl Failure {
+    fn dcs(what: &str, e: DcsError) -> Failure {
+        Failure::Failed(format!("failed to {what}: {e}"))
+    }
+}
