@@ -1,1 +1,47 @@
-//! See ARCHITECTURE.md.
+//! Patroni's REST API: the server the agent runs and a typed client for peers and `patronictl`.
+//!
+//! The agent publishes a [`NodeStatus`] snapshot through a `tokio::sync::watch` channel and
+//! implements [`Control`]; the server answers read-only endpoints from the latest snapshot
+//! only, so health checks never wait for the HA loop, the DCS or PostgreSQL.
+//!
+//! ```no_run
+//! # async fn demo(control: std::sync::Arc<dyn patroni_api::Control>) -> Result<(), patroni_api::ApiError> {
+//! use patroni_api::{ApiServer, NodeStatus, PatroniInfo, ServerSettings};
+//! use std::sync::Arc;
+//! let info = PatroniInfo { version: "4.1.5".into(), scope: "demo".into(), name: "pg1".into() };
+//! let (tx, rx) = tokio::sync::watch::channel(Arc::new(NodeStatus::starting(info, std::time::SystemTime::now())));
+//! let server = ApiServer::bind(&ServerSettings::new("127.0.0.1:8008"), rx, control).await?;
+//! let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+//! tokio::spawn(server.run(async { let _ = stop_rx.await; }));
+//! // each HA cycle: tx.send_replace(Arc::new(new_status));
+//! # drop((tx, stop_tx)); Ok(()) }
+//! ```
+
+pub mod access;
+pub mod client;
+pub mod cluster;
+pub mod config_patch;
+pub mod control;
+mod handlers;
+pub mod health;
+pub mod metrics;
+pub mod pyjson;
+pub mod schedule;
+pub mod server;
+pub mod status;
+pub mod tls;
+pub mod units;
+
+pub use access::Credentials;
+pub use client::{ApiClient, ClientError, ClientSettings, MemberStatus};
+pub use cluster::{ClusterMember, ClusterView, FailoverView};
+pub use control::{
+    CancelSwitchover, Control, ControlError, FailoverAction, FailoverOutcome, FailoverPlan, FailsafeReply,
+    ReinitializeRequest, RestartRequest, VersionedConfig,
+};
+pub use server::{ApiError, ApiServer, ServerHandle, ServerSettings};
+pub use status::{
+    NodeStatus, PatroniInfo, PostgresRole, PostgresState, PostgresStatus, ReplicationRow, ScheduledRestart, Timestamp,
+    Xlog,
+};
+pub use tls::{TlsSettings, VerifyClient};
