@@ -36,9 +36,11 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod params;
+pub mod sample;
 pub mod tree;
 pub mod units;
 mod validate;
+pub mod yaml_out;
 
 pub use convert::{Cx, Diagnostic, StringList};
 pub use dynamic::{
@@ -51,6 +53,8 @@ pub use error::ConfigError;
 pub use load::{load, load_str, load_tree, read_path, ConfigSource, Loaded};
 pub use model::*;
 pub use params::{controlled, effective_parameters, ControlledParameter, ParamRule, CONTROLLED_PARAMETERS};
+pub use sample::{generate_sample, render_config, sample_tree, SampleContext};
 pub use tree::{deep_merge, parse_yaml, YamlError};
 pub use units::{parse_duration, parse_size, Duration, Size, UnitError};
 pub use validate::{split_host_port, validate_dynamic};
+pub use yaml_out::to_yaml;

@@ -1,0 +1,243 @@
+//! `patroni --generate-sample-config`: a commented starting configuration, with values taken from the
+//! `PATRONI_*` environment where set, local defaults (hostname, its address) otherwise, and `#FIXME` for
+//! what only the user can know.
+
+use crate::env::{environment_tree, EnvMap};
+use crate::params::CONTROLLED_PARAMETERS;
+use crate::tree::deep_merge;
+use crate::yaml_out::to_yaml;
+use serde_json::{json, Map, Value};
+
+/// The marker Patroni writes for values the user must fill in.
+pub const FIXME: &str = "#FIXME";
+
+/// Facts about the local machine the sample is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SampleContext {
+    /// The machine's hostname (member name unless `PATRONI_NAME` is set).
+    pub hostname: String,
+    /// The address the hostname resolves to (listen and connect addresses).
+    pub ip: String,
+    /// PostgreSQL major version found on the machine, if any: the rewind user needs 11+, and
+    /// `password_encryption: scram-sha-256` 10+.
+    pub pg_major: Option<u32>,
+}
+
+impl SampleContext {
+    /// Looks up the hostname and its address; `pg_major` is left for the caller to fill.
+    pub fn detect() -> Self {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let ip = resolve(&hostname).unwrap_or_else(|| "127.0.0.1".to_owned());
+        Self { hostname, ip, pg_major: None }
+    }
+}
+
+fn resolve(host: &str) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = (host, 0).to_socket_addrs().ok()?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).map(|a| a.ip().to_string())
+}
+
+/// The sample configuration as a value tree (environment applied).
+pub fn sample_tree(ctx: &SampleContext, env: &EnvMap) -> Value {
+    let mut params = Map::new();
+    let pg13 = ctx.pg_major.is_none_or(|v| v >= 13);
+    for p in CONTROLLED_PARAMETERS {
+        let skip = match p.name {
+            "wal_keep_segments" => pg13,
+            "wal_keep_size" => !pg13,
+            _ => false,
+        };
+        if let (false, Some(d)) = (skip, p.default_value()) {
+            params.insert(p.name.to_owned(), d);
+        }
+    }
+    params.insert("wal_level".to_owned(), json!("replica"));
+
+    let modern = ctx.pg_major.is_none_or(|v| v >= 10);
+    let method = if modern { "scram-sha-256" } else { "md5" };
+    let mut auth = json!({
+        "replication": {"username": "replicator", "password": FIXME},
+        "superuser": {"username": "postgres", "password": FIXME},
+    });
+    if ctx.pg_major.is_none_or(|v| v >= 11) {
+        auth["rewind"] = json!({"username": "rewind_user", "password": FIXME});
+    }
+    let mut pg = json!({
+        "authentication": auth,
+        "bin_dir": "",
+        "connect_address": format!("{}:5432", ctx.ip),
+        "data_dir": FIXME,
+        "listen": format!("{}:5432", ctx.ip),
+        "pg_hba": [
+            format!("host all all all {method}"),
+            format!("host replication replicator all {method}"),
+        ],
+    });
+    if modern {
+        pg["parameters"] = json!({"password_encryption": "scram-sha-256"});
+    }
+
+    let mut tree = json!({
+        "scope": FIXME,
+        "name": ctx.hostname,
+        "log": {
+            "format": "%(asctime)s %(levelname)s: %(message)s",
+            "level": "INFO",
+            "max_queue_size": 1000,
+            "traceback_level": "ERROR",
+            "type": "plain",
+        },
+        "restapi": {
+            "connect_address": format!("{}:8008", ctx.ip),
+            "listen": format!("{}:8008", ctx.ip),
+        },
+        "bootstrap": {
+            "dcs": {
+                "loop_wait": 10,
+                "retry_timeout": 10,
+                "ttl": 30,
+                "postgresql": {
+                    "parameters": params,
+                    "use_pg_rewind": true,
+                    "use_slots": true,
+                },
+            },
+        },
+        "postgresql": pg,
+        "tags": {
+            "clonefrom": true,
+            "failover_priority": 1,
+            "noloadbalance": false,
+            "nostream": false,
+            // Patroni's sample also sets `nosync: false`, which its own validator then rejects
+            // together with `sync_priority`.
+            "sync_priority": 1,
+        },
+    });
+    let env_tree = environment_tree(env);
+    let has_dcs = ["consul", "etcd", "etcd3", "exhibitor", "kubernetes", "raft", "zookeeper"]
+        .iter()
+        .any(|d| env_tree.get(*d).is_some());
+    if !has_dcs {
+        // Patroni's sample has no DCS section and so does not validate; name the usual one so it does.
+        tree["etcd3"] = json!({"hosts": ["127.0.0.1:2379"]});
+    }
+    deep_merge(&mut tree, env_tree);
+    tree
+}
+
+const TOP_ORDER: &[&str] = &[
+    "scope",
+    "namespace",
+    "name",
+    "log",
+    "restapi",
+    "ctl",
+    "citus",
+    "consul",
+    "etcd",
+    "etcd3",
+    "exhibitor",
+    "kubernetes",
+    "raft",
+    "zookeeper",
+    "bootstrap",
+    "postgresql",
+    "watchdog",
+    "tags",
+];
+
+const BOOTSTRAP_COMMENT: &str = "\
+# The bootstrap configuration. Works only when the cluster is not yet initialized.
+# If the cluster is already initialized, all changes in the `bootstrap` section are ignored!
+";
+
+const DCS_COMMENT: &str = "\
+  # This section will be written into <dcs>:/<namespace>/<scope>/config after initializing
+  # new cluster and all other cluster members will use it as a `global configuration`.
+  # WARNING! If you want to change any of the parameters that were set up
+  # via `bootstrap.dcs` section, please use `patronictl edit-config`!
+";
+
+/// Renders a configuration tree the way Patroni's generator lays it out: scalars first, then one block per
+/// section separated by blank lines, keys sorted inside sections, with the bootstrap comments.
+pub fn render_config(tree: &Value) -> String {
+    let Some(root) = tree.as_object() else {
+        return to_yaml(tree, true);
+    };
+    let mut keys: Vec<&String> = root.keys().collect();
+    let rank = |k: &str| TOP_ORDER.iter().position(|t| *t == k).unwrap_or(TOP_ORDER.len());
+    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    let mut out = String::new();
+    let mut prev_block = false;
+    for k in keys {
+        let v = &root[k.as_str()];
+        let mut one = Map::new();
+        one.insert(k.clone(), v.clone());
+        let is_block = v.as_object().is_some_and(|m| !m.is_empty());
+        if (is_block || prev_block) && !out.is_empty() {
+            out.push('\n');
+        }
+        let mut text = to_yaml(&Value::Object(one), true);
+        if k == "bootstrap" {
+            out.push_str(BOOTSTRAP_COMMENT);
+            text = text.replacen("bootstrap:\n  dcs:", &format!("bootstrap:\n{DCS_COMMENT}  dcs:"), 1);
+        }
+        out.push_str(&text);
+        prev_block = is_block;
+    }
+    out
+}
+
+/// The text of `patroni --generate-sample-config`.
+pub fn generate_sample(ctx: &SampleContext, env: &EnvMap) -> String {
+    render_config(&sample_tree(ctx, env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> SampleContext {
+        SampleContext { hostname: "db1".to_owned(), ip: "10.1.2.3".to_owned(), pg_major: Some(15) }
+    }
+
+    #[test]
+    fn sample_validates_and_round_trips() {
+        let text = generate_sample(&ctx(), &EnvMap::new());
+        let loaded = crate::load_str(&text, &EnvMap::new()).unwrap();
+        assert_eq!(loaded.config.name.as_deref(), Some("db1"));
+        assert_eq!(loaded.config.scope.as_deref(), Some(FIXME));
+        assert_eq!(loaded.tree, sample_tree(&ctx(), &EnvMap::new()));
+        assert!(text.starts_with("scope: '#FIXME'\nname: db1\n\nlog:\n"));
+        assert!(text.contains("\n# The bootstrap configuration."));
+        assert!(text.contains("    ttl: 30\n"));
+    }
+
+    #[test]
+    fn environment_fills_the_sample() {
+        let env: EnvMap = [("PATRONI_SCOPE", "batman"), ("PATRONI_CONSUL_HOST", "10.0.0.9:8500")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let tree = sample_tree(&ctx(), &env);
+        assert_eq!(tree["scope"], "batman");
+        assert!(tree.get("etcd3").is_none());
+        assert_eq!(tree["consul"]["host"], "10.0.0.9:8500");
+    }
+
+    #[test]
+    fn old_postgres_gets_no_rewind_user() {
+        let mut c = ctx();
+        c.pg_major = Some(10);
+        let tree = sample_tree(&c, &EnvMap::new());
+        assert!(tree["postgresql"]["authentication"].get("rewind").is_none());
+        assert_eq!(tree["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_keep_segments"], 8);
+    }
+}
