@@ -68,11 +68,7 @@ pub trait Dcs: Send + Sync {
 
     /// Writes `sync`; with `version` only if the key still has it (`None` for "must not exist").
     /// Returns the new version of the key.
-    async fn set_sync_state_value(
-        &self,
-        value: &str,
-        version: Option<Version>,
-    ) -> DcsResult<Version>;
+    async fn set_sync_state_value(&self, value: &str, version: Option<Version>) -> DcsResult<Version>;
 
     async fn delete_sync_state(&self, version: Option<Version>) -> DcsResult<()>;
 
@@ -103,11 +99,7 @@ pub trait Dcs: Send + Sync {
         scheduled_at: Option<&DateTime<FixedOffset>>,
         version: Option<Version>,
     ) -> DcsResult<()> {
-        self.set_failover_value(
-            &Failover::value_json(leader, candidate, scheduled_at),
-            version,
-        )
-        .await
+        self.set_failover_value(&Failover::value_json(leader, candidate, scheduled_at), version).await
     }
 
     /// Builds the `sync` value as Patroni does (standbys sorted, comma separated) and writes it.
@@ -122,12 +114,7 @@ pub trait Dcs: Send + Sync {
         let new_version = self.set_sync_state_value(&value, version).await?;
         let mut sorted = sync_standby.to_vec();
         sorted.sort();
-        Ok(SyncState {
-            version: Some(new_version),
-            leader: leader.map(String::from),
-            sync_standby: sorted,
-            quorum,
-        })
+        Ok(SyncState { version: Some(new_version), leader: leader.map(String::from), sync_standby: sorted, quorum })
     }
 
     /// Writes only the last leader WAL position, keeping the slots last published.

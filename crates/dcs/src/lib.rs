@@ -7,13 +7,13 @@
 
 mod dcs;
 mod error;
+pub mod etcd3;
 pub mod keys;
 pub mod model;
 
 pub use dcs::{Dcs, SlotPositions};
 pub use error::{DcsError, DcsResult};
 pub use model::{
-    format_lsn, parse_lsn, parse_lsn_str, Cluster, ClusterConfig, Failover, Failsafe, HistoryLine,
-    Leader, Member, MemberData, ParseProblem, RawNode, Session, Status, SyncState, TimelineHistory,
-    Version,
+    format_lsn, parse_lsn, parse_lsn_str, Cluster, ClusterConfig, Failover, Failsafe, HistoryLine, Leader, Member,
+    MemberData, ParseProblem, RawNode, Session, Status, SyncState, TimelineHistory, Version,
 };

@@ -1,0 +1,800 @@
+//! The etcd v3 backend, over etcd's JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`, `/v3/watch`).
+//!
+//! Why the gateway and not gRPC: it is what Python Patroni uses, so both see the same server behaviour (and a
+//! proxy that works for one works for the other); it needs no `protoc` at build time; and it adds nothing to the
+//! dependency set beyond the HTTP client the project already has. The costs — base64 keys and values, 64-bit
+//! integers as strings, default-valued fields omitted (a failed txn has no `succeeded`) — are handled in
+//! [`client`]. See also `crates/dcs/README.md`.
+//!
+//! Leader and member keys are bound to one lease per node, granted with the TTL of the dynamic configuration and
+//! kept alive by every `touch_member`/`update_leader` call; a TTL change grants a new lease and rebinds the keys
+//! on their next write. Every call has one deadline, `retry_timeout` from its start, across all endpoints.
+
+mod client;
+mod settings;
+mod srv;
+mod tls_key;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+pub use settings::Etcd3Settings;
+
+use client::{b64, b64_bytes, int, prefix_end, unb64, RpcError, Transport};
+use watch::{MessageBuffer, WatchMessage};
+
+use crate::dcs::Dcs;
+use crate::error::{DcsError, DcsResult};
+use crate::keys::{self, ClusterPath};
+use crate::model::{failsafe_json, Cluster, Failsafe, Leader, MemberData, ParseProblem, RawNode, Status, Version};
+
+/// How long the discovered member list of the etcd cluster is trusted before it is asked for again.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The citus coordinator's group.
+const COORDINATOR_GROUP: u32 = 0;
+
+#[derive(Default)]
+struct LeaseState {
+    id: Option<i64>,
+    ttl: u64,
+    refreshed: Option<Instant>,
+}
+
+/// What the last snapshot (and our own writes since) told us; used to skip unchanged writes and to decide which
+/// watch events matter.
+#[derive(Default)]
+struct Observed {
+    revision: Option<i64>,
+    /// Absolute key to (value, lease) for this cluster's keys.
+    values: HashMap<String, (String, i64)>,
+    leader_version: Option<Version>,
+    status: Option<Status>,
+    failsafe: Option<Failsafe>,
+    /// Members older than Patroni 2.1 read `optime/leader` rather than `status`.
+    write_legacy_optime: bool,
+    problems: Vec<ParseProblem>,
+}
+
+/// An etcd v3 DCS client for one node.
+pub struct Etcd3 {
+    name: String,
+    path: ClusterPath,
+    proxies_only: bool,
+    ctl: bool,
+    transport: Transport,
+    ttl_secs: AtomicU64,
+    retry_timeout_ms: AtomicU64,
+    lease: tokio::sync::Mutex<LeaseState>,
+    observed: Mutex<Observed>,
+    discovered_at: Mutex<Option<Instant>>,
+    wake: Notify,
+}
+
+impl Etcd3 {
+    /// Builds the client. Only `srv` settings cause IO here (a DNS lookup); etcd itself is contacted on the first
+    /// call, so a node can start while etcd is down.
+    pub async fn new(settings: Etcd3Settings) -> DcsResult<Self> {
+        if settings.name.is_empty() || settings.scope.is_empty() {
+            return Err(DcsError::Config("etcd3 needs a scope and a member name".into()));
+        }
+        let mut endpoints = settings.static_endpoints()?;
+        if endpoints.is_empty() {
+            if let Some(domain) = &settings.srv {
+                endpoints = srv::discover(domain, settings.srv_suffix.as_deref(), settings.retry_timeout).await?;
+            }
+        }
+        let transport = Transport::new(&settings, endpoints)?;
+        let path = ClusterPath::new(&settings.namespace, &settings.scope, settings.citus_group);
+        Ok(Etcd3 {
+            name: settings.name.clone(),
+            path,
+            proxies_only: settings.proxies_only(),
+            ctl: settings.ctl,
+            transport,
+            ttl_secs: AtomicU64::new(settings.ttl.as_secs().max(1)),
+            retry_timeout_ms: AtomicU64::new(millis(settings.retry_timeout)),
+            lease: tokio::sync::Mutex::new(LeaseState::default()),
+            observed: Mutex::new(Observed::default()),
+            discovered_at: Mutex::new(None),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The endpoints currently in use (configured plus discovered), first the one that answered last.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.transport.endpoints()
+    }
+
+    /// The lease this node's keys are bound to, if one was granted.
+    pub async fn lease_id(&self) -> Option<i64> {
+        self.lease.lock().await.id
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.retry_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn is_coordinator(&self) -> bool {
+        self.path.group() == Some(COORDINATOR_GROUP)
+    }
+
+    /// The range a snapshot reads: the whole scope on a Citus coordinator (to see its workers), else the cluster.
+    fn read_prefix(&self) -> String {
+        if self.is_coordinator() {
+            self.path.scope_prefix()
+        } else {
+            self.path.prefix()
+        }
+    }
+
+    async fn call(&self, method: &str, body: Value, deadline: Instant) -> Result<Value, RpcError> {
+        self.transport.call(method, &body, deadline).await
+    }
+
+    /// Returns our lease, granting one when there is none or the TTL changed, and keeping it alive when
+    /// `keepalive` is set.
+    async fn lease(&self, keepalive: bool, deadline: Instant) -> DcsResult<i64> {
+        let mut st = self.lease.lock().await;
+        let ttl = self.ttl_secs.load(Ordering::Relaxed);
+        if let Some(id) = st.id {
+            if st.ttl != ttl {
+                info!("TTL changed from {} to {ttl} s: taking a new lease", st.ttl);
+                st.id = None;
+            } else if keepalive {
+                let answer = self.call("/lease/keepalive", json!({"ID": id.to_string()}), deadline).await;
+                match answer {
+                    Ok(v) => {
+                        let left = int(v.get("result").and_then(|r| r.get("TTL")));
+                        if left > 0 {
+                            st.refreshed = Some(Instant::now());
+                            return Ok(id);
+                        }
+                        warn!("our etcd lease {id} expired; taking a new one");
+                        st.id = None;
+                    }
+                    Err(RpcError::LeaseNotFound) => {
+                        warn!("our etcd lease {id} is gone; taking a new one");
+                        st.id = None;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                return Ok(id);
+            }
+        }
+        let v = self.call("/lease/grant", json!({"TTL": ttl.to_string()}), deadline).await?;
+        let id = int(v.get("ID"));
+        if id == 0 {
+            let err = v.get("error").and_then(Value::as_str).unwrap_or("no lease id in the answer");
+            return Err(DcsError::Protocol(format!("etcd lease grant failed: {err}")));
+        }
+        debug!("granted etcd lease {id} with TTL {ttl} s");
+        st.id = Some(id);
+        st.ttl = ttl;
+        st.refreshed = Some(Instant::now());
+        Ok(id)
+    }
+
+    async fn forget_lease(&self, id: i64) {
+        let mut st = self.lease.lock().await;
+        if st.id == Some(id) {
+            st.id = None;
+        }
+    }
+
+    /// Runs `op` with our lease; when etcd says the lease is gone, takes a new one and runs it once more.
+    async fn with_lease<F, Fut, T>(&self, keepalive: bool, deadline: Instant, op: F) -> DcsResult<T>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError>>,
+    {
+        let id = self.lease(keepalive, deadline).await?;
+        match op(id).await {
+            Err(RpcError::LeaseNotFound) => {
+                warn!("etcd lease {id} disappeared; taking a new one and retrying");
+                self.forget_lease(id).await;
+                let id = self.lease(false, deadline).await?;
+                Ok(op(id).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn txn(&self, body: Value, deadline: Instant) -> Result<Value, RpcError> {
+        self.call("/kv/txn", body, deadline).await
+    }
+
+    async fn put(&self, key: &str, value: &str, lease: Option<i64>, deadline: Instant) -> Result<Value, RpcError> {
+        self.call("/kv/put", put_request(key, value, lease), deadline).await
+    }
+
+    /// Put only if the key's `mod_revision` is `version`.
+    async fn put_if_version(&self, key: &str, value: &str, version: Version, deadline: Instant) -> DcsResult<i64> {
+        let body = json!({
+            "compare": [{"key": b64(key), "target": "MOD", "mod_revision": version.to_string()}],
+            "success": [{"request_put": put_request(key, value, None)}],
+        });
+        let v = self.txn(body, deadline).await?;
+        if succeeded(&v) {
+            Ok(header_revision(&v))
+        } else {
+            Err(DcsError::CompareFailed { key: key.into() })
+        }
+    }
+
+    async fn put_maybe_cas(
+        &self,
+        key: &str,
+        value: &str,
+        version: Option<Version>,
+        deadline: Instant,
+    ) -> DcsResult<i64> {
+        match version {
+            Some(v) => self.put_if_version(key, value, v, deadline).await,
+            None => Ok(header_revision(&self.put(key, value, None, deadline).await?)),
+        }
+    }
+
+    async fn delete_maybe_cas(&self, key: &str, version: Option<Version>, deadline: Instant) -> DcsResult<()> {
+        match version {
+            None => {
+                self.call("/kv/deleterange", json!({"key": b64(key)}), deadline).await?;
+                Ok(())
+            }
+            Some(v) => {
+                let body = json!({
+                    "compare": [{"key": b64(key), "target": "MOD", "mod_revision": v.to_string()}],
+                    "success": [{"request_delete_range": {"key": b64(key)}}],
+                });
+                if succeeded(&self.txn(body, deadline).await?) {
+                    Ok(())
+                } else {
+                    Err(DcsError::CompareFailed { key: key.into() })
+                }
+            }
+        }
+    }
+
+    /// Learns the etcd cluster's client URLs so that losing the configured endpoint does not lose etcd.
+    async fn maybe_discover(&self, deadline: Instant) {
+        if self.proxies_only {
+            return;
+        }
+        let due = match self.discovered_at.lock() {
+            Ok(at) => at.is_none_or(|t| t.elapsed() >= DISCOVERY_INTERVAL),
+            Err(_) => false,
+        };
+        if !due {
+            return;
+        }
+        // Discovery is an optimisation: give it little of the caller's budget.
+        let short = deadline.min(Instant::now() + Duration::from_secs(1));
+        match self.call("/cluster/member/list", json!({}), short).await {
+            Ok(v) => {
+                let urls: Vec<String> = v
+                    .get("members")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|m| m.get("clientURLs").and_then(Value::as_array).cloned().unwrap_or_default())
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect();
+                self.transport.merge_endpoints(urls);
+                if let Ok(mut at) = self.discovered_at.lock() {
+                    *at = Some(Instant::now());
+                }
+            }
+            Err(e) => debug!("etcd member discovery failed: {e:?}"),
+        }
+    }
+
+    fn remember_snapshot(&self, cluster: &Cluster, kvs: &[(String, String, i64)]) {
+        let Ok(mut o) = self.observed.lock() else {
+            return;
+        };
+        o.revision = cluster.revision;
+        o.values = kvs.iter().map(|(k, v, l)| (k.clone(), (v.clone(), *l))).collect();
+        o.leader_version = cluster.leader.as_ref().map(|l| l.version);
+        o.status = Some(cluster.status.clone());
+        o.failsafe = cluster.failsafe.clone();
+        o.write_legacy_optime = cluster.min_patroni_version().is_some_and(|v| v.as_slice() < [2, 1, 0].as_slice());
+        if o.problems != cluster.problems {
+            for p in &cluster.problems {
+                warn!("cannot fully read DCS key {}{}", self.path.prefix(), p);
+            }
+            o.problems = cluster.problems.clone();
+        }
+    }
+
+    fn observed_value(&self, key: &str) -> Option<(String, i64)> {
+        self.observed.lock().ok().and_then(|o| o.values.get(key).cloned())
+    }
+
+    fn note_written(&self, key: &str, value: &str, lease: i64) {
+        if let Ok(mut o) = self.observed.lock() {
+            o.values.insert(key.to_string(), (value.to_string(), lease));
+        }
+    }
+
+    async fn write_status_inner(&self, status: &Status, deadline: Instant) -> DcsResult<()> {
+        let (unchanged, legacy) = match self.observed.lock() {
+            Ok(o) => (o.status.as_ref() == Some(status), o.write_legacy_optime),
+            Err(_) => (false, false),
+        };
+        if unchanged {
+            return Ok(());
+        }
+        self.put(&self.path.key(keys::STATUS), &status.to_json(), None, deadline).await?;
+        if legacy {
+            self.put(&self.path.key(keys::LEADER_OPTIME), &status.last_lsn.to_string(), None, deadline).await?;
+        }
+        if let Ok(mut o) = self.observed.lock() {
+            o.status = Some(status.clone());
+        }
+        Ok(())
+    }
+
+    async fn write_failsafe_inner(&self, failsafe: &Failsafe, deadline: Instant) -> DcsResult<()> {
+        let unchanged = self.observed.lock().map(|o| o.failsafe.as_ref() == Some(failsafe)).unwrap_or(false);
+        if unchanged {
+            return Ok(());
+        }
+        self.put(&self.path.key(keys::FAILSAFE), &failsafe_json(failsafe), None, deadline).await?;
+        if let Ok(mut o) = self.observed.lock() {
+            o.failsafe = Some(failsafe.clone());
+        }
+        Ok(())
+    }
+
+    fn last_status_with_lsn(&self, last_lsn: u64) -> Status {
+        let mut st = self.observed.lock().ok().and_then(|o| o.status.clone()).unwrap_or_default();
+        st.last_lsn = last_lsn;
+        st
+    }
+
+    /// Reads the watch stream until a change that matters arrives. Never returns on errors: the caller's timeout
+    /// ends the wait, and the next snapshot reports an unreachable etcd.
+    async fn wait_for_change(&self, timeout: Duration) -> bool {
+        let prefix = self.read_prefix();
+        let (start, mut known) = match self.observed.lock() {
+            Ok(o) => (o.revision.map(|r| r + 1), o.values.clone()),
+            Err(_) => (None, HashMap::new()),
+        };
+        let mut create = json!({"key": b64(&prefix), "range_end": b64_bytes(&prefix_end(&prefix))});
+        if let Some(rev) = start {
+            create["start_revision"] = json!(rev.to_string());
+        }
+        let mut resp =
+            match self.transport.open_watch(&json!({"create_request": create}), timeout + Duration::from_secs(1)).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!("etcd watch failed: {e}");
+                    return std::future::pending().await;
+                }
+            };
+        let leader_key = self.path.key(keys::LEADER);
+        let relevant = [
+            leader_key.clone(),
+            self.path.key(keys::CONFIG),
+            self.path.key(keys::FAILOVER),
+            self.path.key(keys::INITIALIZE),
+        ];
+        let status_keys = [self.path.key(keys::STATUS), self.path.key(keys::LEADER_OPTIME)];
+        let mut buffer = MessageBuffer::default();
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    debug!("etcd closed the watch stream");
+                    return std::future::pending().await;
+                }
+                Err(e) => {
+                    debug!("etcd watch stream broke: {e}");
+                    return std::future::pending().await;
+                }
+            };
+            buffer.push(&chunk);
+            let messages = match buffer.drain() {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("unreadable etcd watch stream: {e:?}");
+                    return std::future::pending().await;
+                }
+            };
+            for m in messages {
+                match m {
+                    WatchMessage::Created => {}
+                    WatchMessage::Canceled(why) => {
+                        debug!("etcd watch canceled: {why}");
+                        return true;
+                    }
+                    WatchMessage::Events(events) => {
+                        for e in events {
+                            let old = known.get(&e.key).map(|(v, _)| v.clone());
+                            let changed = old != e.value;
+                            let leader_is_me = known.get(&leader_key).is_some_and(|(v, _)| *v == self.name);
+                            match &e.value {
+                                Some(v) => known.insert(e.key.clone(), (v.clone(), 0)),
+                                None => known.remove(&e.key),
+                            };
+                            if changed && (relevant.contains(&e.key) || status_keys.contains(&e.key) && !leader_is_me) {
+                                debug!("{} changed", e.key);
+                                return true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn put_request(key: &str, value: &str, lease: Option<i64>) -> Value {
+    let mut v = json!({"key": b64(key), "value": b64(value)});
+    if let Some(l) = lease {
+        v["lease"] = json!(l.to_string());
+    }
+    v
+}
+
+/// A failed txn has no `succeeded` field at all (default values are omitted).
+fn succeeded(v: &Value) -> bool {
+    v.get("succeeded").and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn header_revision(v: &Value) -> i64 {
+    int(v.get("header").and_then(|h| h.get("revision")))
+}
+
+/// `(key, value, lease, mod_revision)` of each kv in a range answer.
+fn read_kvs(v: &Value) -> Result<Vec<(String, String, i64, i64)>, RpcError> {
+    let mut out = Vec::new();
+    for kv in v.get("kvs").and_then(Value::as_array).into_iter().flatten() {
+        out.push((unb64(kv.get("key"))?, unb64(kv.get("value"))?, int(kv.get("lease")), int(kv.get("mod_revision"))));
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Dcs for Etcd3 {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs.load(Ordering::Relaxed))
+    }
+
+    fn set_ttl(&self, ttl: Duration) {
+        let secs = ttl.as_secs().max(1);
+        if self.ttl_secs.swap(secs, Ordering::Relaxed) != secs {
+            debug!("etcd TTL set to {secs} s");
+        }
+    }
+
+    fn retry_timeout(&self) -> Duration {
+        Duration::from_millis(self.retry_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    fn set_retry_timeout(&self, retry_timeout: Duration) {
+        self.retry_timeout_ms.store(millis(retry_timeout), Ordering::Relaxed);
+    }
+
+    async fn get_cluster(&self) -> DcsResult<Cluster> {
+        let deadline = self.deadline();
+        let prefix = self.read_prefix();
+        let body = json!({
+            "key": b64(&prefix),
+            "range_end": b64_bytes(&prefix_end(&prefix)),
+            // A partitioned member must not serve an old view of the leader key.
+            "serializable": false,
+        });
+        let v = self.call("/kv/range", body, deadline).await?;
+        let kvs = read_kvs(&v)?;
+        let nodes = kvs.iter().filter_map(|(k, val, lease, rev)| {
+            Some(RawNode {
+                key: k.strip_prefix(&prefix)?.to_string(),
+                value: val.clone(),
+                version: *rev,
+                session: (*lease != 0).then(|| lease.to_string()),
+            })
+        });
+        let mut cluster = if self.is_coordinator() {
+            Cluster::from_mpp_nodes(nodes, COORDINATOR_GROUP)
+        } else {
+            Cluster::from_nodes(nodes)
+        };
+        cluster.revision = Some(header_revision(&v));
+        let own: Vec<(String, String, i64)> = kvs
+            .into_iter()
+            .filter(|(k, ..)| k.starts_with(&self.path.prefix()))
+            .map(|(k, v, l, _)| (k, v, l))
+            .collect();
+        self.remember_snapshot(&cluster, &own);
+        if !self.ctl {
+            if let Some(l) = cluster.leader.as_ref().filter(|l| l.name == self.name) {
+                let ours = self.lease.lock().await.id.map(|i| i.to_string());
+                if ours.is_some() && l.session != ours {
+                    warn!("I am the leader but not owner of the lease");
+                }
+            }
+        }
+        self.maybe_discover(deadline).await;
+        Ok(cluster)
+    }
+
+    async fn attempt_to_acquire_leader(&self) -> DcsResult<()> {
+        let deadline = self.deadline();
+        let key = self.path.key(keys::LEADER);
+        let result = self
+            .with_lease(true, deadline, |lease| {
+                let body = json!({
+                    "compare": [{"key": b64(&key), "target": "CREATE", "create_revision": "0"}],
+                    "success": [{"request_put": put_request(&key, &self.name, Some(lease))}],
+                    "failure": [{"request_range": {"key": b64(&key)}}],
+                });
+                async move { self.txn(body, deadline).await.map(|v| (v, lease)) }
+            })
+            .await?;
+        let (v, lease) = result;
+        if succeeded(&v) {
+            info!("acquired the leader lock");
+            self.note_written(&key, &self.name, lease);
+            return Ok(());
+        }
+        // A retried request whose first try succeeded but whose answer was lost finds our own key.
+        let holder =
+            v.pointer("/responses/0/response_range").map(read_kvs).transpose()?.and_then(|kvs| kvs.into_iter().next());
+        if let Some((_, value, owner_lease, _)) = holder {
+            if value == self.name && owner_lease == lease {
+                return Ok(());
+            }
+            debug!("leader lock is held by {value}");
+        }
+        info!("could not take out TTL lock");
+        Err(DcsError::CompareFailed { key })
+    }
+
+    async fn take_leader(&self) -> DcsResult<()> {
+        let deadline = self.deadline();
+        let key = self.path.key(keys::LEADER);
+        let lease = self
+            .with_lease(true, deadline, |lease| {
+                let key = key.clone();
+                async move { self.put(&key, &self.name, Some(lease), deadline).await.map(|_| lease) }
+            })
+            .await?;
+        self.note_written(&key, &self.name, lease);
+        Ok(())
+    }
+
+    async fn update_leader(
+        &self,
+        _cluster: &Cluster,
+        status: Option<&Status>,
+        failsafe: Option<&Failsafe>,
+    ) -> DcsResult<()> {
+        let deadline = self.deadline();
+        let key = self.path.key(keys::LEADER);
+        let (v, lease) = self
+            .with_lease(true, deadline, |lease| {
+                let put = json!({"request_put": put_request(&key, &self.name, Some(lease))});
+                // Ours by name: refresh and rebind to the current lease. Gone: take it again, still atomically,
+                // as no one else holds it. Anyone else's: change nothing.
+                let body = json!({
+                    "compare": [{"key": b64(&key), "target": "VALUE", "value": b64(&self.name)}],
+                    "success": [put.clone()],
+                    "failure": [{"request_txn": {
+                        "compare": [{"key": b64(&key), "target": "CREATE", "create_revision": "0"}],
+                        "success": [put],
+                    }}],
+                });
+                async move { self.txn(body, deadline).await.map(|v| (v, lease)) }
+            })
+            .await?;
+        let recreated = v.pointer("/responses/0/response_txn/succeeded").and_then(Value::as_bool).unwrap_or(false);
+        if !succeeded(&v) && !recreated {
+            return Err(DcsError::CompareFailed { key });
+        }
+        if recreated {
+            warn!("the leader key had expired; took it again");
+        }
+        self.note_written(&key, &self.name, lease);
+        // The lock is what matters; a failed status write is repaired by the next loop.
+        if let Some(st) = status {
+            if let Err(e) = self.write_status_inner(st, deadline).await {
+                warn!("could not write the leader status: {e}");
+            }
+        }
+        if let Some(f) = failsafe {
+            if let Err(e) = self.write_failsafe_inner(f, deadline).await {
+                warn!("could not write the failsafe topology: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_leader(&self, leader: &Leader, last_lsn: Option<u64>) -> DcsResult<()> {
+        let key = self.path.key(keys::LEADER);
+        if leader.name != self.name {
+            return Err(DcsError::CompareFailed { key });
+        }
+        let deadline = self.deadline();
+        if let Some(lsn) = last_lsn {
+            let st = self.last_status_with_lsn(lsn);
+            if let Err(e) = self.write_status_inner(&st, deadline).await {
+                warn!("could not write the last leader position: {e}");
+            }
+        }
+        let body = json!({
+            "compare": [{"key": b64(&key), "target": "VALUE", "value": b64(&self.name)}],
+            "success": [{"request_delete_range": {"key": b64(&key)}}],
+        });
+        if succeeded(&self.txn(body, deadline).await?) {
+            info!("released the leader lock");
+            Ok(())
+        } else {
+            Err(DcsError::CompareFailed { key })
+        }
+    }
+
+    async fn touch_member(&self, data: &MemberData) -> DcsResult<()> {
+        let deadline = self.deadline();
+        let key = self.path.member(&self.name);
+        let value = data.to_json();
+        let observed = self.observed_value(&key);
+        let lease = self
+            .with_lease(true, deadline, |lease| {
+                let (key, value) = (key.clone(), value.clone());
+                let unchanged = observed.as_ref() == Some(&(value.clone(), lease));
+                async move {
+                    if !unchanged {
+                        self.put(&key, &value, Some(lease), deadline).await?;
+                    }
+                    Ok(lease)
+                }
+            })
+            .await?;
+        self.note_written(&key, &value, lease);
+        Ok(())
+    }
+
+    async fn initialize(&self, create_new: bool, sysid: &str) -> DcsResult<()> {
+        let deadline = self.deadline();
+        let key = self.path.key(keys::INITIALIZE);
+        if !create_new {
+            self.put(&key, sysid, None, deadline).await?;
+            return Ok(());
+        }
+        let body = json!({
+            "compare": [{"key": b64(&key), "target": "CREATE", "create_revision": "0"}],
+            "success": [{"request_put": put_request(&key, sysid, None)}],
+        });
+        if succeeded(&self.txn(body, deadline).await?) {
+            Ok(())
+        } else {
+            Err(DcsError::CompareFailed { key })
+        }
+    }
+
+    async fn cancel_initialization(&self) -> DcsResult<()> {
+        self.delete_maybe_cas(&self.path.key(keys::INITIALIZE), None, self.deadline()).await
+    }
+
+    async fn set_config_value(&self, value: &str, version: Option<Version>) -> DcsResult<()> {
+        self.put_maybe_cas(&self.path.key(keys::CONFIG), value, version, self.deadline()).await.map(drop)
+    }
+
+    async fn set_failover_value(&self, value: &str, version: Option<Version>) -> DcsResult<()> {
+        self.put_maybe_cas(&self.path.key(keys::FAILOVER), value, version, self.deadline()).await.map(drop)
+    }
+
+    async fn delete_failover(&self, version: Option<Version>) -> DcsResult<()> {
+        self.delete_maybe_cas(&self.path.key(keys::FAILOVER), version, self.deadline()).await
+    }
+
+    async fn set_sync_state_value(&self, value: &str, version: Option<Version>) -> DcsResult<Version> {
+        self.put_maybe_cas(&self.path.key(keys::SYNC), value, version, self.deadline()).await
+    }
+
+    async fn delete_sync_state(&self, version: Option<Version>) -> DcsResult<()> {
+        self.delete_maybe_cas(&self.path.key(keys::SYNC), version, self.deadline()).await
+    }
+
+    async fn set_history_value(&self, value: &str) -> DcsResult<()> {
+        self.put(&self.path.key(keys::HISTORY), value, None, self.deadline()).await?;
+        Ok(())
+    }
+
+    async fn write_status(&self, status: &Status) -> DcsResult<()> {
+        self.write_status_inner(status, self.deadline()).await
+    }
+
+    async fn write_leader_optime(&self, last_lsn: u64) -> DcsResult<()> {
+        let st = self.last_status_with_lsn(last_lsn);
+        self.write_status_inner(&st, self.deadline()).await
+    }
+
+    async fn write_failsafe(&self, failsafe: &Failsafe) -> DcsResult<()> {
+        self.write_failsafe_inner(failsafe, self.deadline()).await
+    }
+
+    async fn delete_cluster(&self) -> DcsResult<()> {
+        let prefix = self.path.prefix();
+        let body = json!({"key": b64(&prefix), "range_end": b64_bytes(&prefix_end(&prefix))});
+        self.call("/kv/deleterange", body, self.deadline()).await?;
+        if let Ok(mut o) = self.observed.lock() {
+            *o = Observed::default();
+        }
+        Ok(())
+    }
+
+    async fn watch(&self, leader_version: Option<Version>, timeout: Duration) -> DcsResult<bool> {
+        let notified = self.wake.notified();
+        tokio::pin!(notified);
+        // Take a wake-up that arrived while we were not waiting.
+        notified.as_mut().enable();
+        if let (Some(v), Ok(o)) = (leader_version, self.observed.lock()) {
+            if o.leader_version.is_some_and(|known| known != v) {
+                return Ok(true);
+            }
+        }
+        tokio::select! {
+            _ = &mut notified => Ok(true),
+            changed = self.wait_for_change(timeout) => Ok(changed),
+            _ = tokio::time::sleep(timeout) => Ok(false),
+        }
+    }
+
+    fn wakeup(&self) {
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_txn_has_no_succeeded_field() {
+        assert!(!succeeded(&json!({"header": {"revision": "7"}})));
+        assert!(succeeded(&json!({"succeeded": true})));
+        assert_eq!(header_revision(&json!({"header": {"revision": "7"}})), 7);
+    }
+
+    #[test]
+    fn python_range_answer_reads() {
+        let raw = include_str!("../../tests/fixtures/python-patroni-4.1.5-range.json");
+        let v: Value = serde_json::from_str(raw).unwrap();
+        let kvs = read_kvs(&v).unwrap();
+        let leader = kvs.iter().find(|(k, ..)| k == "/service/pyclus/leader").unwrap();
+        assert_eq!(leader.1, "node1");
+        assert_eq!(leader.2, 4111120157477666565);
+        assert_eq!(leader.3, 4);
+        let prefix = "/service/pyclus/";
+        let c = Cluster::from_nodes(kvs.iter().map(|(k, val, l, r)| RawNode {
+            key: k.strip_prefix(prefix).unwrap().to_string(),
+            value: val.clone(),
+            version: *r,
+            session: (*l != 0).then(|| l.to_string()),
+        }));
+        assert!(c.problems.is_empty());
+        assert_eq!(c.leader.unwrap().session.as_deref(), Some("4111120157477666565"));
+        assert_eq!(c.members.len(), 1);
+    }
+}

@@ -51,12 +51,7 @@ pub struct Member {
 impl Member {
     /// A member known only by name, e.g. the leader key names a member that has no `members/` key.
     pub fn placeholder(name: impl Into<String>) -> Self {
-        Member {
-            name: name.into(),
-            version: -1,
-            session: None,
-            data: MemberData::default(),
-        }
+        Member { name: name.into(), version: -1, session: None, data: MemberData::default() }
     }
 
     /// Parses a stored member value. Never fails: what cannot be read is left empty and reported in `problems`
@@ -70,12 +65,7 @@ impl Member {
         problems: &mut Vec<ParseProblem>,
     ) -> Self {
         let data = MemberData::parse(value, key, problems);
-        Member {
-            name: name.into(),
-            version,
-            session,
-            data,
-        }
+        Member { name: name.into(), version, session, data }
     }
 
     pub fn conn_url(&self) -> Option<&str> {
@@ -125,10 +115,9 @@ impl Member {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-            Some(Value::String(s)) => !matches!(
-                s.trim().to_ascii_lowercase().as_str(),
-                "" | "false" | "no" | "off" | "0" | "n" | "f"
-            ),
+            Some(Value::String(s)) => {
+                !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "false" | "no" | "off" | "0" | "n" | "f")
+            }
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
         }
@@ -173,10 +162,7 @@ impl MemberData {
         let map = match serde_json::from_str::<Value>(value) {
             Ok(Value::Object(map)) => map,
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON object, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
                 return MemberData::default();
             }
             Err(e) => {
@@ -191,10 +177,7 @@ impl MemberData {
         let mut data = MemberData::default();
         for (field, v) in map {
             let mut bad = |what: &str, v: &Value| {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("field {field:?}: expected {what}, found {v}"),
-                ));
+                problems.push(ParseProblem::new(key, format!("field {field:?}: expected {what}, found {v}")));
             };
             match field.as_str() {
                 "conn_url" => data.conn_url = str_field(&v, &mut bad),
@@ -225,9 +208,7 @@ impl MemberData {
                     other => bad("an object", &other),
                 },
                 "pending_restart" => data.pending_restart = bool_field(&v, &mut bad),
-                "checkpoint_after_promote" => {
-                    data.checkpoint_after_promote = bool_field(&v, &mut bad)
-                }
+                "checkpoint_after_promote" => data.checkpoint_after_promote = bool_field(&v, &mut bad),
                 "pause" => data.pause = bool_field(&v, &mut bad),
                 "pending_restart_reason" => data.pending_restart_reason = Some(v),
                 "scheduled_restart" => data.scheduled_restart = Some(v),
@@ -250,11 +231,7 @@ impl MemberData {
                 (k == "application_name").then(|| percent_decode(v))
             })
         });
-        MemberData {
-            conn_url: Some(base.to_string()),
-            api_url,
-            ..MemberData::default()
-        }
+        MemberData { conn_url: Some(base.to_string()), api_url, ..MemberData::default() }
     }
 
     /// The JSON object Patroni writes (field order as Python Patroni's `touch_member`), extras last.
@@ -418,10 +395,7 @@ mod tests {
         assert!(problems[0].message.contains("timeline"));
         assert_eq!(d.timeline, None);
         assert_eq!(d.xlog_location, Some(0x3000060));
-        assert_eq!(
-            d.extra.get("future_field"),
-            Some(&serde_json::json!({"x": 1}))
-        );
+        assert_eq!(d.extra.get("future_field"), Some(&serde_json::json!({"x": 1})));
         assert!(d.to_json().contains(r#""future_field":{"x":1}"#));
     }
 
@@ -444,10 +418,7 @@ mod tests {
             &mut problems,
         );
         assert!(problems.is_empty());
-        assert_eq!(
-            d.conn_url.as_deref(),
-            Some("postgres://u:p@10.0.0.1:5432/postgres")
-        );
+        assert_eq!(d.conn_url.as_deref(), Some("postgres://u:p@10.0.0.1:5432/postgres"));
         assert_eq!(d.api_url.as_deref(), Some("http://10.0.0.1:8008/patroni"));
     }
 
@@ -459,12 +430,7 @@ mod tests {
             "members/m",
             &mut problems,
         );
-        let m = Member {
-            name: "m".into(),
-            version: 1,
-            session: None,
-            data,
-        };
+        let m = Member { name: "m".into(), version: 1, session: None, data };
         assert!(!m.nofailover());
         assert!(m.clonefrom());
         assert!(m.nosync());

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 pub use member::{Member, MemberData};
 pub use values::{
-    failsafe_json, isoformat, parse_failsafe, parse_timestamp, ClusterConfig, Failover, Failsafe,
-    HistoryLine, Status, SyncState, TimelineHistory,
+    failsafe_json, isoformat, parse_failsafe, parse_timestamp, ClusterConfig, Failover, Failsafe, HistoryLine, Status,
+    SyncState, TimelineHistory,
 };
 
 use crate::keys;
@@ -36,10 +36,7 @@ pub struct ParseProblem {
 
 impl ParseProblem {
     pub fn new(key: &str, message: impl Into<String>) -> Self {
-        ParseProblem {
-            key: key.to_string(),
-            message: message.into(),
-        }
+        ParseProblem { key: key.to_string(), message: message.into() }
     }
 }
 
@@ -54,9 +51,7 @@ pub fn parse_lsn(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64().or_else(|| {
             // Python may write a float for an integer-valued LSN.
-            n.as_f64()
-                .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19)
-                .map(|f| f as u64)
+            n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19).map(|f| f as u64)
         }),
         Value::String(s) => parse_lsn_str(s),
         _ => None,
@@ -163,25 +158,12 @@ impl Cluster {
             c.initialize = Some(n.value.clone());
         }
         if let Some(n) = by_key.get(keys::CONFIG) {
-            c.config = Some(ClusterConfig::parse(
-                n.version,
-                &n.value,
-                &n.key,
-                &mut problems,
-            ));
+            c.config = Some(ClusterConfig::parse(n.version, &n.value, &n.key, &mut problems));
         }
         if let Some(n) = by_key.get(keys::HISTORY) {
-            c.history = Some(TimelineHistory::parse(
-                n.version,
-                &n.value,
-                &n.key,
-                &mut problems,
-            ));
+            c.history = Some(TimelineHistory::parse(n.version, &n.value, &n.key, &mut problems));
         }
-        if let Some(n) = by_key
-            .get(keys::STATUS)
-            .or_else(|| by_key.get(keys::LEADER_OPTIME))
-        {
+        if let Some(n) = by_key.get(keys::STATUS).or_else(|| by_key.get(keys::LEADER_OPTIME)) {
             c.status = Status::parse(&n.value, &n.key, &mut problems);
         }
         for (k, n) in by_key.range(keys::MEMBERS.to_string()..) {
@@ -191,14 +173,7 @@ impl Cluster {
             if name.is_empty() || name.contains('/') {
                 continue;
             }
-            c.members.push(Member::from_value(
-                name,
-                n.version,
-                n.session.clone(),
-                &n.value,
-                &n.key,
-                &mut problems,
-            ));
+            c.members.push(Member::from_value(name, n.version, n.session.clone(), &n.value, &n.key, &mut problems));
         }
         if let Some(n) = by_key.get(keys::LEADER) {
             let name = n.value.trim().to_string();
@@ -211,12 +186,7 @@ impl Cluster {
                     .find(|m| m.name == name)
                     .cloned()
                     .unwrap_or_else(|| Member::placeholder(name.clone()));
-                c.leader = Some(Leader {
-                    name,
-                    version: n.version,
-                    session: n.session.clone(),
-                    member,
-                });
+                c.leader = Some(Leader { name, version: n.version, session: n.session.clone(), member });
             }
         }
         if let Some(n) = by_key.get(keys::FAILOVER) {
@@ -237,10 +207,7 @@ impl Cluster {
     }
 
     /// Builds a Citus coordinator view: keys are `<group>/<key>`; group 0 is the coordinator itself.
-    pub fn from_mpp_nodes(
-        nodes: impl IntoIterator<Item = RawNode>,
-        coordinator_group: u32,
-    ) -> Cluster {
+    pub fn from_mpp_nodes(nodes: impl IntoIterator<Item = RawNode>, coordinator_group: u32) -> Cluster {
         let mut groups: BTreeMap<u32, Vec<RawNode>> = BTreeMap::new();
         for mut n in nodes {
             let key = n.key.trim_start_matches('/').to_string();
@@ -253,14 +220,8 @@ impl Cluster {
             n.key = rest.to_string();
             groups.entry(group).or_default().push(n);
         }
-        let mut coordinator = groups
-            .remove(&coordinator_group)
-            .map(Cluster::from_nodes)
-            .unwrap_or_default();
-        coordinator.workers = groups
-            .into_iter()
-            .map(|(g, ns)| (g, Cluster::from_nodes(ns)))
-            .collect();
+        let mut coordinator = groups.remove(&coordinator_group).map(Cluster::from_nodes).unwrap_or_default();
+        coordinator.workers = groups.into_iter().map(|(g, ns)| (g, Cluster::from_nodes(ns))).collect();
         coordinator
     }
 
@@ -280,23 +241,13 @@ impl Cluster {
             out.push(node(keys::CONFIG, cfg.to_json(), cfg.version, None));
         }
         if let Some(l) = &self.leader {
-            out.push(node(
-                keys::LEADER,
-                l.name.clone(),
-                l.version,
-                l.session.clone(),
-            ));
+            out.push(node(keys::LEADER, l.name.clone(), l.version, l.session.clone()));
         }
         if self.status != Status::default() {
             out.push(node(keys::STATUS, self.status.to_json(), 0, None));
         }
         for m in &self.members {
-            out.push(node(
-                &format!("{}{}", keys::MEMBERS, m.name),
-                m.data.to_json(),
-                m.version,
-                m.session.clone(),
-            ));
+            out.push(node(&format!("{}{}", keys::MEMBERS, m.name), m.data.to_json(), m.version, m.session.clone()));
         }
         if let Some(f) = &self.failover {
             out.push(node(keys::FAILOVER, f.to_json(), f.version, None));
@@ -332,12 +283,7 @@ impl Cluster {
 
     /// The member, or the leader's (possibly placeholder) member when the name is the leader's.
     pub fn get_member_or_leader(&self, name: &str) -> Option<&Member> {
-        self.get_member(name).or_else(|| {
-            self.leader
-                .as_ref()
-                .filter(|l| l.name == name)
-                .map(|l| &l.member)
-        })
+        self.get_member(name).or_else(|| self.leader.as_ref().filter(|l| l.name == name).map(|l| &l.member))
     }
 
     /// Last known leader WAL position from `status` (0 when unknown).
@@ -352,18 +298,12 @@ impl Cluster {
 
     /// The timeline the cluster is on according to the history (last ended timeline + 1), 1 without history.
     pub fn timeline(&self) -> u32 {
-        self.history
-            .as_ref()
-            .and_then(|h| h.lines.last())
-            .map_or(1, |l| l.timeline.saturating_add(1))
+        self.history.as_ref().and_then(|h| h.lines.last()).map_or(1, |l| l.timeline.saturating_add(1))
     }
 
     /// The lowest Patroni version among members, to keep writing legacy keys old members still read.
     pub fn min_patroni_version(&self) -> Option<Vec<u32>> {
-        self.members
-            .iter()
-            .filter_map(Member::patroni_version)
-            .min()
+        self.members.iter().filter_map(Member::patroni_version).min()
     }
 
     /// True when nothing at all is stored for this cluster.

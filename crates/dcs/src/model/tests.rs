@@ -5,24 +5,16 @@ use super::*;
 use chrono::DateTime;
 
 const PY_CONFIG: &str = r#"{"ttl":30,"loop_wait":10,"retry_timeout":10,"maximum_lag_on_failover":1048576,"postgresql":{"use_pg_rewind":true,"parameters":{"max_connections":100}}}"#;
-const PY_FAILOVER: &str =
-    r#"{"leader":"node1","member":"node2","scheduled_at":"2026-11-22T01:30:00+02:00"}"#;
-const PY_FAILSAFE: &str =
-    r#"{"node1":"http://127.0.0.1:8008/patroni","node2":"http://127.0.0.1:8009/patroni"}"#;
-const PY_HISTORY: &str =
-    r#"[[1,25165984,"no recovery target specified","2026-11-21T23:40:01.123456+00:00","node1"]]"#;
+const PY_FAILOVER: &str = r#"{"leader":"node1","member":"node2","scheduled_at":"2026-11-22T01:30:00+02:00"}"#;
+const PY_FAILSAFE: &str = r#"{"node1":"http://127.0.0.1:8008/patroni","node2":"http://127.0.0.1:8009/patroni"}"#;
+const PY_HISTORY: &str = r#"[[1,25165984,"no recovery target specified","2026-11-21T23:40:01.123456+00:00","node1"]]"#;
 const PY_MEMBER: &str = r#"{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"primary","version":"4.1.5","tags":{"nofailover":false},"xlog_location":50331968,"timeline":2}"#;
 const PY_STATUS: &str = r#"{"optime":50331968,"slots":{"permanent_slot":50331800}}"#;
 const PY_SYNC: &str = r#"{"leader":"node1","quorum":1,"sync_standby":"node2,node3"}"#;
 const LEASE: &str = "4111120157477666565";
 
 fn node(key: &str, value: &str, version: Version, session: Option<&str>) -> RawNode {
-    RawNode {
-        key: key.into(),
-        value: value.into(),
-        version,
-        session: session.map(String::from),
-    }
+    RawNode { key: key.into(), value: value.into(), version, session: session.map(String::from) }
 }
 
 fn python_cluster_nodes() -> Vec<RawNode> {
@@ -58,10 +50,7 @@ fn python_written_cluster_parses_completely() {
     let f = c.failover.as_ref().unwrap();
     assert_eq!(f.leader.as_deref(), Some("node1"));
     assert_eq!(f.candidate.as_deref(), Some("node2"));
-    assert_eq!(
-        f.scheduled_at.unwrap().to_rfc3339(),
-        "2026-11-22T01:30:00+02:00"
-    );
+    assert_eq!(f.scheduled_at.unwrap().to_rfc3339(), "2026-11-22T01:30:00+02:00");
     assert_eq!(c.sync.leader.as_deref(), Some("node1"));
     assert_eq!(c.sync.sync_standby, vec!["node2", "node3"]);
     assert_eq!(c.sync.quorum, 1);
@@ -74,10 +63,7 @@ fn python_written_cluster_parses_completely() {
     assert_eq!(h.lines[0].lsn, 25165984);
     assert_eq!(h.lines[0].new_leader.as_deref(), Some("node1"));
     assert_eq!(c.timeline(), 2);
-    assert_eq!(
-        c.failsafe.as_ref().unwrap()["node2"],
-        "http://127.0.0.1:8009/patroni"
-    );
+    assert_eq!(c.failsafe.as_ref().unwrap()["node2"], "http://127.0.0.1:8009/patroni");
     assert!(!c.is_unlocked());
     assert!(c.has_member("node1"));
     assert!(!c.has_member("node2"));
@@ -88,73 +74,37 @@ fn python_written_cluster_parses_completely() {
 #[test]
 fn every_key_kind_round_trips_byte_for_byte() {
     let c = Cluster::from_nodes(python_cluster_nodes());
-    let mut written: Vec<(String, String)> =
-        c.to_nodes().into_iter().map(|n| (n.key, n.value)).collect();
+    let mut written: Vec<(String, String)> = c.to_nodes().into_iter().map(|n| (n.key, n.value)).collect();
     written.sort();
-    let mut original: Vec<(String, String)> = python_cluster_nodes()
-        .into_iter()
-        .map(|n| (n.key, n.value))
-        .collect();
+    let mut original: Vec<(String, String)> = python_cluster_nodes().into_iter().map(|n| (n.key, n.value)).collect();
     original.sort();
     assert_eq!(written, original);
     // and parsing what we wrote gives the same model
     let again = Cluster::from_nodes(c.to_nodes());
     assert_eq!(again.members, c.members);
     assert_eq!(
-        again
-            .failover
-            .as_ref()
-            .map(|f| (&f.leader, &f.candidate, f.scheduled_at)),
-        c.failover
-            .as_ref()
-            .map(|f| (&f.leader, &f.candidate, f.scheduled_at))
+        again.failover.as_ref().map(|f| (&f.leader, &f.candidate, f.scheduled_at)),
+        c.failover.as_ref().map(|f| (&f.leader, &f.candidate, f.scheduled_at))
     );
     assert_eq!(again.status, c.status);
     assert_eq!(again.sync.to_json(), c.sync.to_json());
-    assert_eq!(
-        again.history.as_ref().map(|h| &h.lines),
-        c.history.as_ref().map(|h| &h.lines)
-    );
+    assert_eq!(again.history.as_ref().map(|h| &h.lines), c.history.as_ref().map(|h| &h.lines));
 }
 
 #[test]
 fn writers_produce_python_layout() {
     let t = parse_timestamp("2026-11-22T01:30:00+02:00").unwrap();
-    assert_eq!(
-        Failover::value_json(Some("node1"), Some("node2"), Some(&t)),
-        PY_FAILOVER
-    );
-    assert_eq!(
-        Failover::value_json(None, Some("node2"), None),
-        r#"{"member":"node2"}"#
-    );
-    assert_eq!(
-        SyncState::value_json(
-            Some("node1"),
-            &["node3".to_string(), "node2".to_string()],
-            1
-        ),
-        PY_SYNC
-    );
-    assert_eq!(
-        SyncState::value_json(Some("node1"), &[], 0),
-        r#"{"leader":"node1","quorum":0,"sync_standby":null}"#
-    );
+    assert_eq!(Failover::value_json(Some("node1"), Some("node2"), Some(&t)), PY_FAILOVER);
+    assert_eq!(Failover::value_json(None, Some("node2"), None), r#"{"member":"node2"}"#);
+    assert_eq!(SyncState::value_json(Some("node1"), &["node3".to_string(), "node2".to_string()], 1), PY_SYNC);
+    assert_eq!(SyncState::value_json(Some("node1"), &[], 0), r#"{"leader":"node1","quorum":0,"sync_standby":null}"#);
     let st = Status {
         last_lsn: 50331968,
-        slots: Some(
-            [("permanent_slot".to_string(), 50331800)]
-                .into_iter()
-                .collect(),
-        ),
+        slots: Some([("permanent_slot".to_string(), 50331800)].into_iter().collect()),
         retain_slots: vec![],
     };
     assert_eq!(st.to_json(), PY_STATUS);
-    let st = Status {
-        last_lsn: 1,
-        slots: None,
-        retain_slots: vec!["node2".into()],
-    };
+    let st = Status { last_lsn: 1, slots: None, retain_slots: vec!["node2".into()] };
     assert_eq!(st.to_json(), r#"{"optime":1,"retain_slots":["node2"]}"#);
 }
 
@@ -164,12 +114,8 @@ fn one_bad_key_does_not_hide_the_rest() {
     for n in &mut nodes {
         match n.key.as_str() {
             "config" => n.value = "{not json".into(),
-            "history" => {
-                n.value = r#"[[1,25165984,"ok"],"junk",[2,"0/3000000","x",null,"n2"]]"#.into()
-            }
-            "sync" => {
-                n.value = r#"{"leader":"node1","quorum":"many","sync_standby":"node2"}"#.into()
-            }
+            "history" => n.value = r#"[[1,25165984,"ok"],"junk",[2,"0/3000000","x",null,"n2"]]"#.into(),
+            "sync" => n.value = r#"{"leader":"node1","quorum":"many","sync_standby":"node2"}"#.into(),
             "status" => n.value = r#"{"optime":"zzz","slots":{"a":1,"b":"x"}}"#.into(),
             "failsafe" => n.value = "[1,2]".into(),
             "failover" => n.value = r#"{"leader":"node1","scheduled_at":"next tuesday"}"#.into(),
@@ -179,20 +125,8 @@ fn one_bad_key_does_not_hide_the_rest() {
     nodes.push(node("members/broken", "\u{0}\u{1}garbage", 11, None));
     let c = Cluster::from_nodes(nodes);
     let keys: Vec<&str> = c.problems.iter().map(|p| p.key.as_str()).collect();
-    for k in [
-        "config",
-        "history",
-        "sync",
-        "status",
-        "failsafe",
-        "failover",
-        "members/broken",
-    ] {
-        assert!(
-            keys.contains(&k),
-            "no problem reported for {k}: {:?}",
-            c.problems
-        );
+    for k in ["config", "history", "sync", "status", "failsafe", "failover", "members/broken"] {
+        assert!(keys.contains(&k), "no problem reported for {k}: {:?}", c.problems);
     }
     // what could be read still is
     assert_eq!(c.config.as_ref().map(|c| c.version), Some(3));
@@ -232,34 +166,20 @@ fn legacy_and_odd_values() {
     // legacy failover text and empty failover
     let c = Cluster::from_nodes(vec![node("failover", "node1:node2", 1, None)]);
     let f = c.failover.unwrap();
-    assert_eq!(
-        (f.leader.as_deref(), f.candidate.as_deref()),
-        (Some("node1"), Some("node2"))
-    );
+    assert_eq!((f.leader.as_deref(), f.candidate.as_deref()), (Some("node1"), Some("node2")));
     let c = Cluster::from_nodes(vec![node("failover", "{}", 1, None)]);
     assert!(c.failover.is_none());
     // leader without a member key gets a placeholder member
     let c = Cluster::from_nodes(vec![node("leader", "ghost", 3, Some("1"))]);
-    assert_eq!(
-        c.leader.as_ref().unwrap().member,
-        Member::placeholder("ghost")
-    );
+    assert_eq!(c.leader.as_ref().unwrap().member, Member::placeholder("ghost"));
     assert!(c.get_member_or_leader("ghost").is_some());
     assert!(c.get_member("ghost").is_none());
     // nested keys under members/ and unrelated keys are ignored
-    let c = Cluster::from_nodes(vec![
-        node("members/a/b", "{}", 1, None),
-        node("zzz", "x", 1, None),
-    ]);
+    let c = Cluster::from_nodes(vec![node("members/a/b", "{}", 1, None), node("zzz", "x", 1, None)]);
     assert!(c.members.is_empty());
     assert!(c.is_empty());
     // sync without a leader is empty
-    let c = Cluster::from_nodes(vec![node(
-        "sync",
-        r#"{"leader":null,"sync_standby":"a","quorum":2}"#,
-        4,
-        None,
-    )]);
+    let c = Cluster::from_nodes(vec![node("sync", r#"{"leader":null,"sync_standby":"a","quorum":2}"#, 4, None)]);
     assert!(c.sync.is_empty());
     assert_eq!(c.sync.quorum, 0);
     assert_eq!(c.sync.version, Some(4));
@@ -272,10 +192,7 @@ fn timestamps_python_and_human_forms() {
         ("2026-11-22T01:30:00.5Z", "2026-11-22T01:30:00.500+00:00"),
         ("2026-11-22 01:30:00+0200", "2026-11-22T01:30:00+02:00"),
         ("2026-11-22T01:30", "2026-11-22T01:30:00+00:00"),
-        (
-            "2016-01-14T10:09:57.1394Z",
-            "2016-01-14T10:09:57.139400+00:00",
-        ),
+        ("2016-01-14T10:09:57.1394Z", "2016-01-14T10:09:57.139400+00:00"),
     ] {
         let t = parse_timestamp(s).unwrap_or_else(|| panic!("{s}"));
         assert_eq!(t, DateTime::parse_from_rfc3339(rfc).unwrap(), "{s}");

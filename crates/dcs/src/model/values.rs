@@ -19,19 +19,11 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    pub fn parse(
-        version: Version,
-        value: &str,
-        key: &str,
-        problems: &mut Vec<ParseProblem>,
-    ) -> Self {
+    pub fn parse(version: Version, value: &str, key: &str, problems: &mut Vec<ParseProblem>) -> Self {
         let data = match serde_json::from_str::<Value>(value) {
             Ok(Value::Object(m)) => m,
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON object, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
                 Map::new()
             }
             Err(e) => {
@@ -62,16 +54,8 @@ pub struct Failover {
 }
 
 impl Failover {
-    pub fn parse(
-        version: Version,
-        value: &str,
-        key: &str,
-        problems: &mut Vec<ParseProblem>,
-    ) -> Self {
-        let mut f = Failover {
-            version,
-            ..Failover::default()
-        };
+    pub fn parse(version: Version, value: &str, key: &str, problems: &mut Vec<ParseProblem>) -> Self {
+        let mut f = Failover { version, ..Failover::default() };
         if value.trim().is_empty() {
             return f;
         }
@@ -79,10 +63,7 @@ impl Failover {
             Ok(Value::Object(m)) => m,
             Ok(Value::Null) => return f,
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON object, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
                 return f;
             }
             Err(_) => {
@@ -110,10 +91,7 @@ impl Failover {
                     }
                 },
                 (name @ ("leader" | "member" | "scheduled_at"), other) => {
-                    problems.push(ParseProblem::new(
-                        key,
-                        format!("field {name:?}: expected a string, found {other}"),
-                    ));
+                    problems.push(ParseProblem::new(key, format!("field {name:?}: expected a string, found {other}")));
                     if name == "scheduled_at" {
                         f.invalid_scheduled_at = Some(other.to_string());
                     }
@@ -181,11 +159,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
         return Some(t);
     }
     let with_t = s.replacen(' ', "T", 1);
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%:z",
-    ] {
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%:z"] {
         if let Ok(t) = DateTime::parse_from_str(&with_t, fmt) {
             return Some(t);
         }
@@ -210,24 +184,13 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    pub fn parse(
-        version: Version,
-        value: &str,
-        key: &str,
-        problems: &mut Vec<ParseProblem>,
-    ) -> Self {
-        let mut s = SyncState {
-            version: Some(version),
-            ..SyncState::default()
-        };
+    pub fn parse(version: Version, value: &str, key: &str, problems: &mut Vec<ParseProblem>) -> Self {
+        let mut s = SyncState { version: Some(version), ..SyncState::default() };
         let map = match serde_json::from_str::<Value>(value) {
             Ok(Value::Object(m)) => m,
             Ok(Value::Null) => return s,
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON object, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
                 return s;
             }
             Err(e) => {
@@ -238,10 +201,9 @@ impl SyncState {
         match map.get("leader") {
             Some(Value::String(l)) if !l.is_empty() => s.leader = Some(l.clone()),
             None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(other) => problems.push(ParseProblem::new(
-                key,
-                format!("field \"leader\": expected a string, found {other}"),
-            )),
+            Some(other) => {
+                problems.push(ParseProblem::new(key, format!("field \"leader\": expected a string, found {other}")))
+            }
         }
         match map.get("sync_standby") {
             Some(Value::String(l)) => s.sync_standby = split_names(l),
@@ -278,25 +240,18 @@ impl SyncState {
         if self.is_empty() || name.is_empty() {
             return false;
         }
-        self.sync_standby
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(name))
-            || (check_leader && self.leader_matches(name))
+        self.sync_standby.iter().any(|s| s.eq_ignore_ascii_case(name)) || (check_leader && self.leader_matches(name))
     }
 
     pub fn leader_matches(&self, name: &str) -> bool {
-        self.leader
-            .as_deref()
-            .is_some_and(|l| l.eq_ignore_ascii_case(name))
+        self.leader.as_deref().is_some_and(|l| l.eq_ignore_ascii_case(name))
     }
 
     /// Leader followed by the synchronous standbys; empty when there is no leader.
     pub fn members(&self) -> Vec<String> {
         match &self.leader {
             None => vec![],
-            Some(l) => std::iter::once(l.clone())
-                .chain(self.sync_standby.iter().cloned())
-                .collect(),
+            Some(l) => std::iter::once(l.clone()).chain(self.sync_standby.iter().cloned()).collect(),
         }
     }
 
@@ -305,19 +260,9 @@ impl SyncState {
         let mut names: Vec<&str> = sync_standby.iter().map(String::as_str).collect();
         names.sort_unstable();
         let mut m = Map::new();
-        m.insert(
-            "leader".into(),
-            leader.map_or(Value::Null, |l| Value::String(l.into())),
-        );
+        m.insert("leader".into(), leader.map_or(Value::Null, |l| Value::String(l.into())));
         m.insert("quorum".into(), Value::from(quorum));
-        m.insert(
-            "sync_standby".into(),
-            if names.is_empty() {
-                Value::Null
-            } else {
-                Value::String(names.join(","))
-            },
-        );
+        m.insert("sync_standby".into(), if names.is_empty() { Value::Null } else { Value::String(names.join(",")) });
         Value::Object(m).to_string()
     }
 
@@ -327,11 +272,7 @@ impl SyncState {
 }
 
 fn split_names(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 /// One promotion: `[timeline, lsn, reason, timestamp, new_leader]`; the last two are absent in old entries.
@@ -355,23 +296,12 @@ pub struct TimelineHistory {
 }
 
 impl TimelineHistory {
-    pub fn parse(
-        version: Version,
-        value: &str,
-        key: &str,
-        problems: &mut Vec<ParseProblem>,
-    ) -> Self {
-        let mut h = TimelineHistory {
-            version,
-            lines: vec![],
-        };
+    pub fn parse(version: Version, value: &str, key: &str, problems: &mut Vec<ParseProblem>) -> Self {
+        let mut h = TimelineHistory { version, lines: vec![] };
         let items = match serde_json::from_str::<Value>(value) {
             Ok(Value::Array(a)) => a,
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON list, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON list, found {}", json_kind(&other))));
                 return h;
             }
             Err(e) => {
@@ -421,11 +351,7 @@ impl HistoryLine {
     }
 
     fn to_value(&self) -> Value {
-        let mut v = vec![
-            Value::from(self.timeline),
-            Value::from(self.lsn),
-            Value::String(self.reason.clone()),
-        ];
+        let mut v = vec![Value::from(self.timeline), Value::from(self.lsn), Value::String(self.reason.clone())];
         if self.timestamp.is_some() || self.new_leader.is_some() {
             v.push(self.timestamp.clone().map_or(Value::Null, Value::String));
         }
@@ -461,10 +387,7 @@ impl Status {
                 return st;
             }
             Ok(other) => {
-                problems.push(ParseProblem::new(
-                    key,
-                    format!("expected a JSON object, found {}", json_kind(&other)),
-                ));
+                problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
                 return st;
             }
             Err(e) => {
@@ -476,10 +399,7 @@ impl Status {
             None | Some(Value::Null) => {}
             Some(v) => match parse_lsn(v) {
                 Some(l) => st.last_lsn = l,
-                None => problems.push(ParseProblem::new(
-                    key,
-                    format!("field \"optime\": not an LSN: {v}"),
-                )),
+                None => problems.push(ParseProblem::new(key, format!("field \"optime\": not an LSN: {v}"))),
             },
         }
         // Old writers stored nested values as JSON encoded strings.
@@ -496,31 +416,19 @@ impl Status {
                         Some(l) => {
                             slots.insert(name, l);
                         }
-                        None => problems.push(ParseProblem::new(
-                            key,
-                            format!("slot {name:?}: not an LSN: {v}"),
-                        )),
+                        None => problems.push(ParseProblem::new(key, format!("slot {name:?}: not an LSN: {v}"))),
                     }
                 }
                 st.slots = Some(slots);
             }
-            Some(_) => problems.push(ParseProblem::new(
-                key,
-                "field \"slots\": expected an object",
-            )),
+            Some(_) => problems.push(ParseProblem::new(key, "field \"slots\": expected an object")),
         }
         match map.get("retain_slots").map(nested) {
             None | Some(Some(Value::Null)) => {}
             Some(Some(Value::Array(a))) => {
-                st.retain_slots = a
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect();
+                st.retain_slots = a.iter().filter_map(|v| v.as_str().map(String::from)).collect();
             }
-            Some(_) => problems.push(ParseProblem::new(
-                key,
-                "field \"retain_slots\": expected a list",
-            )),
+            Some(_) => problems.push(ParseProblem::new(key, "field \"retain_slots\": expected a list")),
         }
         st
     }
@@ -530,22 +438,13 @@ impl Status {
         let mut m = Map::new();
         m.insert("optime".into(), Value::from(self.last_lsn));
         if let Some(slots) = self.slots.as_ref().filter(|s| !s.is_empty()) {
-            let obj: Map<String, Value> = slots
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(*v)))
-                .collect();
+            let obj: Map<String, Value> = slots.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
             m.insert("slots".into(), Value::Object(obj));
         }
         if !self.retain_slots.is_empty() {
             m.insert(
                 "retain_slots".into(),
-                Value::Array(
-                    self.retain_slots
-                        .iter()
-                        .cloned()
-                        .map(Value::String)
-                        .collect(),
-                ),
+                Value::Array(self.retain_slots.iter().cloned().map(Value::String).collect()),
             );
         }
         Value::Object(m).to_string()
@@ -555,11 +454,7 @@ impl Status {
 /// The `failsafe` key: member name to REST API URL of every member the leader last saw.
 pub type Failsafe = IndexMap<String, String>;
 
-pub fn parse_failsafe(
-    value: &str,
-    key: &str,
-    problems: &mut Vec<ParseProblem>,
-) -> Option<Failsafe> {
+pub fn parse_failsafe(value: &str, key: &str, problems: &mut Vec<ParseProblem>) -> Option<Failsafe> {
     match serde_json::from_str::<Value>(value) {
         Ok(Value::Object(m)) => Some(
             m.into_iter()
@@ -570,10 +465,7 @@ pub fn parse_failsafe(
                 .collect(),
         ),
         Ok(other) => {
-            problems.push(ParseProblem::new(
-                key,
-                format!("expected a JSON object, found {}", json_kind(&other)),
-            ));
+            problems.push(ParseProblem::new(key, format!("expected a JSON object, found {}", json_kind(&other))));
             None
         }
         Err(e) => {
@@ -584,10 +476,5 @@ pub fn parse_failsafe(
 }
 
 pub fn failsafe_json(f: &Failsafe) -> String {
-    Value::Object(
-        f.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
-    .to_string()
+    Value::Object(f.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()).to_string()
 }

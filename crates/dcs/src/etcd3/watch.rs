@@ -1,0 +1,134 @@
+//! Reading etcd's streamed `/watch` answer: JSON messages back to back, arriving in arbitrary chunks.
+
+use serde_json::Value;
+
+use super::client::{int, unb64, RpcError};
+
+/// One change the watch reported.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WatchEvent {
+    pub key: String,
+    /// `None` for a delete.
+    pub value: Option<String>,
+}
+
+/// What a message means for the waiting caller.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WatchMessage {
+    Created,
+    Events(Vec<WatchEvent>),
+    /// The watch ended on the server side (e.g. the start revision was compacted): the caller cannot know what
+    /// changed and should look again.
+    Canceled(String),
+}
+
+/// Accumulates bytes and yields complete messages.
+#[derive(Default)]
+pub(crate) struct MessageBuffer {
+    buf: Vec<u8>,
+}
+
+impl MessageBuffer {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// All complete messages so far; an incomplete tail stays buffered.
+    pub fn drain(&mut self) -> Result<Vec<WatchMessage>, RpcError> {
+        let mut out = Vec::new();
+        let mut consumed = 0;
+        {
+            let mut stream = serde_json::Deserializer::from_slice(&self.buf).into_iter::<Value>();
+            loop {
+                match stream.next() {
+                    None => {
+                        consumed = stream.byte_offset();
+                        break;
+                    }
+                    Some(Ok(v)) => {
+                        consumed = stream.byte_offset();
+                        out.push(interpret(&v)?);
+                    }
+                    Some(Err(e)) if e.is_eof() => break,
+                    Some(Err(e)) => return Err(RpcError::Protocol(format!("bad watch message: {e}"))),
+                }
+            }
+        }
+        self.buf.drain(..consumed);
+        Ok(out)
+    }
+}
+
+fn interpret(v: &Value) -> Result<WatchMessage, RpcError> {
+    if let Some(err) = v.get("error") {
+        let message = err.get("message").and_then(Value::as_str).map(String::from).unwrap_or_else(|| err.to_string());
+        return Ok(WatchMessage::Canceled(message));
+    }
+    let Some(result) = v.get("result") else {
+        return Err(RpcError::Protocol(format!("watch message without result: {v}")));
+    };
+    if result.get("canceled").and_then(Value::as_bool) == Some(true) {
+        let reason = match int(result.get("compact_revision")) {
+            0 => result.get("cancel_reason").and_then(Value::as_str).unwrap_or("canceled").to_string(),
+            rev => format!("start revision compacted (now {rev})"),
+        };
+        return Ok(WatchMessage::Canceled(reason));
+    }
+    let mut events = Vec::new();
+    for e in result.get("events").and_then(Value::as_array).into_iter().flatten() {
+        let kv = e.get("kv");
+        let key = unb64(kv.and_then(|kv| kv.get("key")))?;
+        let deleted = e.get("type").and_then(Value::as_str) == Some("DELETE");
+        let value = if deleted { None } else { Some(unb64(kv.and_then(|kv| kv.get("value")))?) };
+        events.push(WatchEvent { key, value });
+    }
+    if events.is_empty() && result.get("created").and_then(Value::as_bool) == Some(true) {
+        return Ok(WatchMessage::Created);
+    }
+    Ok(WatchMessage::Events(events))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::client::b64;
+    use super::*;
+
+    #[test]
+    fn messages_split_across_chunks() {
+        let created = r#"{"result":{"header":{"revision":"5"},"created":true}}"#;
+        let put = format!(
+            r#"{{"result":{{"header":{{"revision":"6"}},"events":[{{"kv":{{"key":"{}","value":"{}","mod_revision":"6"}}}}]}}}}"#,
+            b64("/service/c/leader"),
+            b64("node2")
+        );
+        let del = format!(
+            r#"{{"result":{{"events":[{{"type":"DELETE","kv":{{"key":"{}","mod_revision":"7"}}}}]}}}}"#,
+            b64("/service/c/leader")
+        );
+        let all = format!("{created}\n{put}\n{del}\n");
+        let mut b = MessageBuffer::default();
+        let mut got = vec![];
+        for chunk in all.as_bytes().chunks(7) {
+            b.push(chunk);
+            got.extend(b.drain().unwrap());
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], WatchMessage::Created);
+        assert_eq!(
+            got[1],
+            WatchMessage::Events(vec![WatchEvent { key: "/service/c/leader".into(), value: Some("node2".into()) }])
+        );
+        assert_eq!(got[2], WatchMessage::Events(vec![WatchEvent { key: "/service/c/leader".into(), value: None }]));
+    }
+
+    #[test]
+    fn cancellation_and_errors() {
+        let mut b = MessageBuffer::default();
+        b.push(br#"{"result":{"canceled":true,"compact_revision":"9"}}"#);
+        assert!(matches!(&b.drain().unwrap()[0], WatchMessage::Canceled(m) if m.contains("compacted")));
+        b.push(br#"{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader"}}"#);
+        assert!(matches!(&b.drain().unwrap()[0], WatchMessage::Canceled(m) if m.contains("no leader")));
+        b.push(b"]garbage");
+        assert!(b.drain().is_err());
+    }
+}

@@ -1,0 +1,389 @@
+//! The DCS contract and etcd-specific behaviour against a real etcd from the test kit.
+
+mod contract;
+
+use std::time::{Duration, Instant};
+
+use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::{Dcs, DcsError};
+use patroni_testkit::{free_port, EtcdServer};
+
+fn settings(etcd: &EtcdServer, scope: &str, name: &str) -> Etcd3Settings {
+    let mut s = Etcd3Settings::new(scope, name).with_hosts([etcd.endpoint()]);
+    s.ttl = Duration::from_secs(10);
+    s.retry_timeout = Duration::from_secs(2);
+    if etcd.certs().is_some() {
+        s.protocol = Some("https".into());
+    }
+    s
+}
+
+async fn client(etcd: &EtcdServer, scope: &str, name: &str) -> Etcd3 {
+    Etcd3::new(settings(etcd, scope, name)).await.expect("client")
+}
+
+async fn with_ttl(etcd: &EtcdServer, scope: &str, name: &str, ttl: u64) -> Etcd3 {
+    let mut s = settings(etcd, scope, name);
+    s.ttl = Duration::from_secs(ttl);
+    Etcd3::new(s).await.expect("client")
+}
+
+#[tokio::test]
+async fn leader_race_has_exactly_one_winner_each_time() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = client(&etcd, "race", "a").await;
+    let b = client(&etcd, "race", "b").await;
+    contract::leader_race(&a, &b, 100).await;
+}
+
+#[tokio::test]
+async fn leader_and_member_keys_expire_after_ttl() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let owner = with_ttl(&etcd, "expire", "owner", 2).await;
+    let observer = client(&etcd, "expire", "observer").await;
+    contract::keys_expire_with_ttl(&owner, &observer).await;
+}
+
+#[tokio::test]
+async fn refreshing_keeps_leader_and_member_keys() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let owner = with_ttl(&etcd, "refresh", "owner", 2).await;
+    let observer = client(&etcd, "refresh", "observer").await;
+    contract::refreshing_keeps_keys(&owner, &observer).await;
+}
+
+#[tokio::test]
+async fn ttl_change_takes_effect_on_the_next_refresh() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let owner = with_ttl(&etcd, "ttl", "owner", 30).await;
+    let observer = client(&etcd, "ttl", "observer").await;
+    owner.attempt_to_acquire_leader().await.unwrap();
+    owner.touch_member(&contract::member_data("owner")).await.unwrap();
+    let first_lease = owner.lease_id().await;
+    owner.set_ttl(Duration::from_secs(2));
+    // the next loop's writes rebind both keys to a 2 s lease
+    let c = owner.get_cluster().await.unwrap();
+    owner.update_leader(&c, None, None).await.unwrap();
+    owner.touch_member(&contract::member_data("owner")).await.unwrap();
+    let silent_since = Instant::now();
+    assert_ne!(owner.lease_id().await, first_lease);
+    let gone =
+        contract::wait_cluster(&observer, Duration::from_secs(10), |c| c.is_unlocked() && !c.has_member("owner")).await;
+    assert!(gone.is_some(), "keys still bound to the 30 s lease");
+    assert!(silent_since.elapsed() <= Duration::from_secs(3), "{:?}", silent_since.elapsed());
+}
+
+#[tokio::test]
+async fn foreign_leader_key_cannot_be_updated_or_deleted() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = client(&etcd, "foreign", "a").await;
+    let b = client(&etcd, "foreign", "b").await;
+    contract::foreign_leader_is_untouchable(&a, &b).await;
+}
+
+#[tokio::test]
+async fn config_compare_and_set() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = client(&etcd, "cas", "a").await;
+    let b = client(&etcd, "cas", "b").await;
+    contract::config_cas(&a, &b).await;
+    contract::initialize_sync_failover(&a, &b).await;
+}
+
+#[tokio::test]
+async fn every_key_kind_round_trips_and_is_stored_as_patroni_does() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = client(&etcd, "layout", "node1").await;
+    // raw layout first, then the full round trip (which ends by deleting the cluster)
+    a.touch_member(&contract::member_data("node1")).await.unwrap();
+    a.attempt_to_acquire_leader().await.unwrap();
+    a.write_sync_state(Some("node1"), &["node3".into(), "node2".into()], 1, None).await.unwrap();
+    assert_eq!(etcd.get("/service/layout/leader").await.unwrap().as_deref(), Some("node1"));
+    assert_eq!(
+        etcd.get("/service/layout/sync").await.unwrap().as_deref(),
+        Some(r#"{"leader":"node1","quorum":1,"sync_standby":"node2,node3"}"#)
+    );
+    let member = etcd.get("/service/layout/members/node1").await.unwrap().unwrap();
+    assert!(
+        member.starts_with(r#"{"conn_url":"postgres://127.0.0.1:5432/postgres?name=node1","api_url":"#),
+        "{member}"
+    );
+    a.delete_cluster().await.unwrap();
+    assert!(etcd.get_prefix("/service/layout/").await.unwrap().is_empty());
+    contract::every_key_round_trips(&a).await;
+}
+
+#[tokio::test]
+async fn values_written_by_python_patroni_are_read() {
+    let etcd = EtcdServer::start().await.unwrap();
+    // The exact values Python Patroni 4.1.5 wrote (see tests/fixtures).
+    let raw: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/python-patroni-4.1.5-range.json")).unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for kv in raw["kvs"].as_array().unwrap() {
+        let key = String::from_utf8(b64.decode(kv["key"].as_str().unwrap()).unwrap()).unwrap();
+        let value = String::from_utf8(b64.decode(kv["value"].as_str().unwrap()).unwrap()).unwrap();
+        etcd.put(&key, &value).await.unwrap();
+    }
+    let ours = client(&etcd, "pyclus", "node2").await;
+    let c = ours.get_cluster().await.unwrap();
+    assert!(c.problems.is_empty(), "{:?}", c.problems);
+    assert_eq!(c.leader_name(), Some("node1"));
+    assert_eq!(c.leader.as_ref().unwrap().member.data.role.as_deref(), Some("primary"));
+    assert_eq!(c.sync.sync_standby, vec!["node2", "node3"]);
+    assert_eq!(c.leader_optime(), 50331968);
+    assert_eq!(c.config.as_ref().unwrap().data["loop_wait"], 10);
+    assert_eq!(c.history.as_ref().unwrap().lines.len(), 1);
+    assert_eq!(c.failover.as_ref().unwrap().candidate.as_deref(), Some("node2"));
+    assert_eq!(c.failsafe.as_ref().unwrap().len(), 2);
+    // The Python-written leader key (no lease here) is someone else's: we cannot take or drop it.
+    assert!(ours.attempt_to_acquire_leader().await.unwrap_err().is_compare_failed());
+}
+
+#[tokio::test]
+async fn bad_values_from_another_writer_are_reported_not_fatal() {
+    let etcd = EtcdServer::start().await.unwrap();
+    etcd.put("/service/junk/config", "{oops").await.unwrap();
+    etcd.put("/service/junk/members/weird", "[1,2,3]").await.unwrap();
+    etcd.put("/service/junk/leader", "weird").await.unwrap();
+    etcd.put("/service/junk/status", r#"{"optime":"nope"}"#).await.unwrap();
+    let ours = client(&etcd, "junk", "me").await;
+    let c = ours.get_cluster().await.unwrap();
+    let keys: Vec<&str> = c.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{:?}", c.problems);
+    assert!(keys.contains(&"config") && keys.contains(&"members/weird") && keys.contains(&"status"));
+    assert_eq!(c.leader_name(), Some("weird"));
+    assert!(c.has_member("weird"));
+    // and the bad config can still be replaced with compare-and-set
+    let v = c.config.unwrap().version;
+    ours.set_config_value(r#"{"ttl":30}"#, Some(v)).await.unwrap();
+}
+
+#[tokio::test]
+async fn watch_returns_soon_after_a_leader_change() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let watcher = client(&etcd, "watch", "watcher").await;
+    let changer = client(&etcd, "watch", "changer").await;
+    contract::watch_wakes_on_leader_change(&watcher, &changer).await;
+}
+
+#[tokio::test]
+async fn watch_returns_at_the_timeout_when_nothing_relevant_changes() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let watcher = client(&etcd, "quiet", "watcher").await;
+    let other = client(&etcd, "quiet", "other").await;
+    contract::watch_times_out(&watcher, &other).await;
+    contract::wakeup_ends_watch(&watcher).await;
+}
+
+#[tokio::test]
+async fn stopped_etcd_makes_every_call_unreachable_then_recovers() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let mut s = settings(&etcd, "down", "node1");
+    s.retry_timeout = Duration::from_secs(1);
+    let dcs = Etcd3::new(s).await.unwrap();
+    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+    dcs.attempt_to_acquire_leader().await.unwrap();
+    let cluster = dcs.get_cluster().await.unwrap();
+
+    etcd.stop().await.unwrap();
+    contract::every_call_unreachable(&dcs, &cluster).await;
+
+    etcd.start_again().await.unwrap();
+    let back = contract::wait_cluster(&dcs, Duration::from_secs(15), |_| true).await;
+    assert!(back.is_some(), "no recovery after etcd came back");
+    let c = dcs.get_cluster().await.unwrap();
+    // Our lease survived the restart (etcd persists leases), so the leader key is still ours and refreshable.
+    dcs.update_leader(&c, None, None).await.unwrap();
+    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+    assert!(dcs.get_cluster().await.unwrap().has_member("node1"));
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_among_two_is_skipped() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
+    for hosts in [vec![dead.clone(), etcd.endpoint()], vec![etcd.endpoint(), dead.clone()]] {
+        let mut s = settings(&etcd, "twohosts", "node1");
+        s.hosts = hosts.clone();
+        let dcs = Etcd3::new(s).await.unwrap();
+        let start = Instant::now();
+        dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+        dcs.attempt_to_acquire_leader().await.unwrap();
+        let c = dcs.get_cluster().await.unwrap();
+        assert_eq!(c.leader_name(), Some("node1"), "{hosts:?}");
+        dcs.delete_leader(c.leader.as_ref().unwrap(), None).await.unwrap();
+        assert!(start.elapsed() < dcs.retry_timeout(), "{hosts:?}");
+    }
+}
+
+#[tokio::test]
+async fn hosts_given_as_one_comma_separated_string() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let mut s = settings(&etcd, "comma", "node1");
+    s.hosts = vec![format!("{dead},{}", etcd.endpoint())];
+    let dcs = Etcd3::new(s).await.unwrap();
+    dcs.get_cluster().await.unwrap();
+}
+
+#[tokio::test]
+async fn url_and_proxy_settings_work() {
+    let etcd = EtcdServer::start().await.unwrap();
+    for (url, proxy) in [(Some(etcd.client_url()), None), (None, Some(etcd.client_url()))] {
+        let mut s = Etcd3Settings::new("urls", "node1");
+        s.url = url;
+        s.proxy = proxy;
+        let dcs = Etcd3::new(s).await.unwrap();
+        dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+        assert!(dcs.get_cluster().await.unwrap().has_member("node1"));
+    }
+}
+
+#[tokio::test]
+async fn etcd_with_authentication() {
+    let etcd = EtcdServer::builder().auth("rootpw").start().await.unwrap();
+    etcd.add_user("patroni", "secret", "/service/").await.unwrap();
+
+    let mut s = settings(&etcd, "auth", "a");
+    s.username = Some("patroni".into());
+    s.password = Some("secret".into());
+    let a = Etcd3::new(s.clone()).await.unwrap();
+    s.name = "b".into();
+    let b = Etcd3::new(s.clone()).await.unwrap();
+    contract::leader_race(&a, &b, 5).await;
+    contract::config_cas(&a, &b).await;
+    contract::watch_wakes_on_leader_change(&a, &b).await;
+
+    // credentials in the url work too
+    let mut u = Etcd3Settings::new("auth", "c");
+    u.url = Some(format!("http://patroni:secret@{}", etcd.endpoint()));
+    let c = Etcd3::new(u).await.unwrap();
+    c.touch_member(&contract::member_data("c")).await.unwrap();
+
+    // wrong password: refused, and said so (not "unreachable")
+    s.password = Some("wrong".into());
+    let bad = Etcd3::new(s.clone()).await.unwrap();
+    match bad.get_cluster().await {
+        Err(DcsError::Rejected(m)) => assert!(m.contains("authentication"), "{m}"),
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    // no credentials at all against an auth-enabled etcd: refused too
+    let mut anon = settings(&etcd, "auth", "anon");
+    anon.retry_timeout = Duration::from_secs(1);
+    let anon = Etcd3::new(anon).await.unwrap();
+    assert!(matches!(anon.get_cluster().await, Err(DcsError::Rejected(_))));
+}
+
+#[tokio::test]
+async fn expired_auth_token_is_renewed() {
+    let etcd = EtcdServer::builder().auth("rootpw").arg("--auth-token-ttl=1").start().await.unwrap();
+    etcd.add_user("patroni", "secret", "/service/").await.unwrap();
+    let mut s = settings(&etcd, "token", "a");
+    s.username = Some("patroni".into());
+    s.password = Some("secret".into());
+    let a = Etcd3::new(s).await.unwrap();
+    a.touch_member(&contract::member_data("a")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.touch_member(&contract::member_data("a2")).await.unwrap();
+    assert!(a.get_cluster().await.unwrap().has_member("a"));
+}
+
+#[tokio::test]
+async fn etcd_over_tls() {
+    // etcd 3.4 asks for client certificates whenever it has a trusted CA file, so clients present one.
+    let etcd = EtcdServer::builder().tls().start().await.unwrap();
+    let certs = etcd.certs().unwrap();
+    let mut s = settings(&etcd, "tls", "a");
+    s.cacert = Some(certs.ca_cert.clone());
+    s.cert = Some(certs.client_cert.clone());
+    s.key = Some(certs.client_key.clone());
+    let a = Etcd3::new(s.clone()).await.unwrap();
+    s.name = "b".into();
+    let b = Etcd3::new(s.clone()).await.unwrap();
+    contract::leader_race(&a, &b, 5).await;
+    contract::watch_wakes_on_leader_change(&a, &b).await;
+
+    // without our CA the server is not trusted: a clear failure, bounded by retry_timeout
+    let mut untrusted = settings(&etcd, "tls", "c");
+    untrusted.cert = Some(certs.client_cert.clone());
+    untrusted.key = Some(certs.client_key.clone());
+    untrusted.retry_timeout = Duration::from_secs(1);
+    let c = Etcd3::new(untrusted).await.unwrap();
+    assert!(c.get_cluster().await.is_err());
+}
+
+#[tokio::test]
+async fn etcd_with_client_certificates_including_an_encrypted_key() {
+    let etcd = EtcdServer::builder().client_cert_auth().start().await.unwrap();
+    let certs = etcd.certs().unwrap();
+    let mut s = settings(&etcd, "mtls", "a");
+    s.cacert = Some(certs.ca_cert.clone());
+    s.cert = Some(certs.client_cert.clone());
+    s.key = Some(certs.client_key.clone());
+    let a = Etcd3::new(s.clone()).await.unwrap();
+    a.touch_member(&contract::member_data("a")).await.unwrap();
+    assert!(a.get_cluster().await.unwrap().has_member("a"));
+
+    // the same key, encrypted with a password (PKCS#8), via key_password
+    let dir = tempfile::tempdir().unwrap();
+    let encrypted = dir.path().join("client.enc.key");
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in"])
+        .arg(&certs.client_key)
+        .arg("-out")
+        .arg(&encrypted)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            s.key = Some(encrypted.clone());
+            s.key_password = Some("s3cret".into());
+            s.name = "b".into();
+            let b = Etcd3::new(s.clone()).await.unwrap();
+            b.touch_member(&contract::member_data("b")).await.unwrap();
+            s.key_password = Some("wrong".into());
+            assert!(matches!(Etcd3::new(s.clone()).await, Err(DcsError::Config(_))));
+            s.key_password = None;
+            assert!(matches!(Etcd3::new(s).await, Err(DcsError::Config(m)) if m.contains("key_password")));
+        }
+        _ => eprintln!("openssl not available: encrypted key part skipped"),
+    }
+
+    // without a client certificate the server refuses us
+    let mut nocert = settings(&etcd, "mtls", "c");
+    nocert.cacert = Some(certs.ca_cert.clone());
+    nocert.retry_timeout = Duration::from_secs(1);
+    let c = Etcd3::new(nocert).await.unwrap();
+    assert!(c.get_cluster().await.is_err());
+}
+
+#[tokio::test]
+async fn citus_groups_live_under_the_scope_and_the_coordinator_sees_workers() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut w = settings(&etcd, "citus", "worker1");
+    w.citus_group = Some(1);
+    let worker = Etcd3::new(w).await.unwrap();
+    let mut c = settings(&etcd, "citus", "coord1");
+    c.citus_group = Some(0);
+    let coord = Etcd3::new(c).await.unwrap();
+    worker.attempt_to_acquire_leader().await.unwrap();
+    coord.attempt_to_acquire_leader().await.unwrap();
+    assert_eq!(etcd.get("/service/citus/1/leader").await.unwrap().as_deref(), Some("worker1"));
+    assert_eq!(etcd.get("/service/citus/0/leader").await.unwrap().as_deref(), Some("coord1"));
+    let view = coord.get_cluster().await.unwrap();
+    assert_eq!(view.leader_name(), Some("coord1"));
+    assert_eq!(view.workers[&1].leader_name(), Some("worker1"));
+    let wview = worker.get_cluster().await.unwrap();
+    assert_eq!(wview.leader_name(), Some("worker1"));
+    assert!(wview.workers.is_empty());
+}
+
+#[tokio::test]
+async fn bad_settings_are_reported() {
+    let s = Etcd3Settings::new("x", "y");
+    assert!(matches!(Etcd3::new(s).await, Err(DcsError::Config(_))));
+    let mut s = Etcd3Settings::new("x", "y").with_hosts(["127.0.0.1:1"]);
+    s.cacert = Some("/nonexistent/ca.pem".into());
+    assert!(matches!(Etcd3::new(s).await, Err(DcsError::Config(m)) if m.contains("cacert")));
+}
