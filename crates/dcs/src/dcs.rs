@@ -66,7 +66,7 @@ pub trait Dcs: Send + Sync {
     /// Deletes `failover`; with `version` only if the key still has it.
     async fn delete_failover(&self, version: Option<Version>) -> DcsResult<()>;
 
-    /// Writes `sync`; with `version` only if the key still has it (`None` for "must not exist").
+    /// Writes `sync`; with `version` only if the key still has it, without unconditionally.
     /// Returns the new version of the key.
     async fn set_sync_state_value(&self, value: &str, version: Option<Version>) -> DcsResult<Version>;
 
