@@ -1,0 +1,49 @@
+//! The invariants, named as the issue states them.
+
+use std::fmt;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// 1. Never two members writable as primary at the same simulated instant.
+    SplitBrain,
+    /// 2a. Synchronous mode: a failover never loses an acknowledged write.
+    LostAcknowledgedWrite,
+    /// 2b. Asynchronous: an automatic promotion lags the last published leader LSN by at most
+    ///     `maximum_lag_on_failover`.
+    LagBound,
+    /// 3. After the faults stop, within a bound: exactly one primary holding the key, and every healthy member
+    ///    streaming from it (or from its `replicatefrom`).
+    Convergence,
+    /// 4a. A `nofailover` member (or `failover_priority: 0`) is never promoted unless an operator names it.
+    NofailoverPromoted,
+    /// 4b. Paused: no automatic promotion or demotion.
+    PauseViolated,
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Invariant::SplitBrain => "split brain: two writable primaries",
+            Invariant::LostAcknowledgedWrite => "acknowledged write lost by a failover",
+            Invariant::LagBound => "promoted beyond maximum_lag_on_failover",
+            Invariant::Convergence => "no convergence after faults stopped",
+            Invariant::NofailoverPromoted => "nofailover member promoted automatically",
+            Invariant::PauseViolated => "automatic action while paused",
+        };
+        f.write_str(text)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Simulated milliseconds.
+    pub at: i64,
+    pub invariant: Invariant,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>10} VIOLATION {}: {}", crate::world::clock(self.at), self.invariant, self.detail)
+    }
+}

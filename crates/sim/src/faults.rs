@@ -1,0 +1,134 @@
+//! The fault schedule: what goes wrong, when, and for how long. Generated up front from the seed so that the
+//! schedule is part of the reproducible input, then applied by the world at the given times.
+
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// SIGKILL the agent; PostgreSQL keeps running. The agent is restarted after `down` ms.
+    KillAgent {
+        member: usize,
+        down: i64,
+    },
+    /// PostgreSQL exits without being asked to; the agent must notice and restart it.
+    CrashPostgres {
+        member: usize,
+    },
+    /// The member cannot reach the DCS (reads and writes time out after `retry_timeout`).
+    DcsPartition {
+        member: usize,
+        lasts: i64,
+    },
+    /// The member cannot reach the other members (REST and replication), the DCS still answers.
+    PeerPartition {
+        member: usize,
+        lasts: i64,
+    },
+    /// A single link between two members is cut.
+    LinkCut {
+        a: usize,
+        b: usize,
+        lasts: i64,
+    },
+    /// Network isolation: neither the DCS nor the peers.
+    Isolate {
+        member: usize,
+        lasts: i64,
+    },
+    /// Nobody can reach the DCS.
+    DcsOutage {
+        lasts: i64,
+    },
+    /// DCS answers take up to 1.5 × `retry_timeout` (the slower ones count as failures).
+    SlowDcs {
+        lasts: i64,
+    },
+    /// Long actions (promote, stop, start, clone) take 5–20 times longer.
+    SlowDisk {
+        member: usize,
+        lasts: i64,
+    },
+    /// The replica stops receiving WAL (a stuck walreceiver, a saturated link).
+    StallReplication {
+        member: usize,
+        lasts: i64,
+    },
+    /// An operator writes the failover key: a switchover names the current leader, a failover does not.
+    FailoverKey {
+        switchover: bool,
+        with_candidate: bool,
+        scheduled_in: Option<i64>,
+    },
+    Pause {
+        lasts: i64,
+    },
+    /// New timeouts (always within Patroni's rule) and a new `maximum_lag_on_failover`.
+    ConfigChange {
+        ttl: u64,
+        loop_wait: u64,
+        retry_timeout: u64,
+        maximum_lag_on_failover: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub at: i64,
+    pub kind: FaultKind,
+}
+
+/// Random timeouts obeying `loop_wait + 2 * retry_timeout <= ttl`, in ms. Sometimes Patroni's defaults.
+pub fn timeouts(rng: &mut Rng) -> (u64, u64, u64) {
+    if rng.chance(25) {
+        return (30_000, 10_000, 10_000);
+    }
+    let loop_wait = rng.range(1, 10) * 1000;
+    let retry = rng.range(1, 10) * 1000;
+    let ttl = loop_wait + 2 * retry + rng.range(0, 10) * 1000;
+    (ttl, loop_wait, retry)
+}
+
+pub fn max_lag(rng: &mut Rng) -> u64 {
+    rng.pick(&[0, 16 << 10, 128 << 10, 1 << 20, 1 << 20, 16 << 20]).unwrap_or(1 << 20)
+}
+
+/// `count` faults at random times in `start..end`, over `members` members.
+pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usize) -> Vec<Fault> {
+    let n = members as u64;
+    let mut faults: Vec<Fault> = (0..count)
+        .map(|_| {
+            let at = rng.ms(start, end);
+            let member = rng.below(n) as usize;
+            let lasts = rng.ms(1_000, 40_000);
+            let kind = match rng.below(15) {
+                0 | 1 => FaultKind::KillAgent { member, down: rng.ms(500, 60_000) },
+                2 => FaultKind::CrashPostgres { member },
+                3 | 4 => FaultKind::DcsPartition { member, lasts },
+                5 => FaultKind::PeerPartition { member, lasts },
+                6 => {
+                    let b = (member + 1 + rng.below(n.saturating_sub(1)) as usize) % members;
+                    FaultKind::LinkCut { a: member, b, lasts }
+                }
+                7 => FaultKind::Isolate { member, lasts },
+                8 => FaultKind::DcsOutage { lasts: lasts / 2 },
+                9 => FaultKind::SlowDcs { lasts },
+                10 => FaultKind::SlowDisk { member, lasts },
+                11 => FaultKind::StallReplication { member, lasts },
+                12 => FaultKind::FailoverKey {
+                    switchover: rng.chance(70),
+                    with_candidate: rng.chance(60),
+                    scheduled_in: rng.chance(25).then(|| rng.ms(1_000, 10_000)),
+                },
+                13 => FaultKind::Pause { lasts },
+                _ => {
+                    let (ttl, loop_wait, retry_timeout) = timeouts(rng);
+                    FaultKind::ConfigChange { ttl, loop_wait, retry_timeout, maximum_lag_on_failover: max_lag(rng) }
+                }
+            };
+            Fault { at, kind }
+        })
+        .collect();
+    // Stable sort: equal times keep generation order, so the schedule is a pure function of the seed.
+    faults.sort_by_key(|f| f.at);
+    faults
+}

@@ -1,0 +1,58 @@
+//! Deliberately broken variants of the core, applied as filters around `Ha::step`, to prove the simulator fails
+//! when the core is wrong. The checker always uses the real configuration.
+
+use patroni_ha::{Action, DemoteMode, Observation, Plan, Settings};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// "Forgets to demote on lost lease": a primary that cannot read the DCS keeps running as primary.
+    ForgetDemoteOnDcsLoss,
+    /// "Skips the lag check": the core runs with `maximum_lag_on_failover = u64::MAX`.
+    SkipLagCheck,
+    /// A primary that sees another member holding the key does not step down.
+    IgnoreOtherLeader,
+    /// The runtime runs without a watchdog: a killed agent leaves its primary writable after the lease expires.
+    NoWatchdog,
+}
+
+impl Mutation {
+    pub const ALL: [Mutation; 4] =
+        [Mutation::ForgetDemoteOnDcsLoss, Mutation::SkipLagCheck, Mutation::IgnoreOtherLeader, Mutation::NoWatchdog];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::ForgetDemoteOnDcsLoss => "forget-demote-on-dcs-loss",
+            Mutation::SkipLagCheck => "skip-lag-check",
+            Mutation::IgnoreOtherLeader => "ignore-other-leader",
+            Mutation::NoWatchdog => "no-watchdog",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mutation> {
+        Mutation::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// What the broken core is configured with, before it steps.
+    pub fn settings(self, s: &mut Settings) {
+        if self == Mutation::SkipLagCheck {
+            s.maximum_lag_on_failover = u64::MAX;
+        }
+    }
+
+    /// What the broken core would have answered, given the real one's plan.
+    pub fn plan(self, obs: &Observation, plan: &mut Plan) {
+        match self {
+            Mutation::ForgetDemoteOnDcsLoss if obs.cluster.is_none() => {
+                plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
+            }
+            Mutation::IgnoreOtherLeader => {
+                plan.actions.retain(|a| !matches!(a, Action::Demote { mode: DemoteMode::ImmediateNoLock, .. }));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn disables_watchdog(self) -> bool {
+        self == Mutation::NoWatchdog
+    }
+}
