@@ -1,1 +1,54 @@
-fn main() {}
+//! `patroni`: the agent binary. Command-line handling lives in `cli`; the runtime in the library.
+
+mod cli;
+
+use clap::Parser;
+use cli::Cli;
+use patroni_config::{process_env, EnvMap, Loaded, SampleContext};
+use std::io::Write;
+
+/// PostgreSQL major version of the binaries the environment points at, for the sample's version-dependent
+/// parts; `None` when no server binary can be found or run.
+fn detect_pg_major(env: &EnvMap) -> Option<u32> {
+    let bin_dir = env.get("PATRONI_POSTGRESQL_BIN_DIR").filter(|d| !d.is_empty()).map(std::path::PathBuf::from);
+    let binaries = patroni_postgres::binaries::Binaries::new(bin_dir, &Default::default()).ok()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(binaries.version()).ok().map(|v| v.major())
+}
+
+/// Runs the agent with a valid configuration.
+fn run_agent(_loaded: Loaded, err: &mut impl Write) -> i32 {
+    let _ = writeln!(
+        err,
+        "patroni: the configuration is valid, but the agent runtime is not wired into this binary yet; exiting"
+    );
+    1
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let env = process_env();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    let code = if cli.validate_config {
+        cli::validate_config(&cli, &env, &mut out, &mut err)
+    } else if cli.generate_sample_config {
+        let mut ctx = SampleContext::detect();
+        ctx.pg_major = detect_pg_major(&env);
+        cli::generate_sample_config(&cli, &env, &ctx, &mut out, &mut err)
+    } else if cli.generate_config {
+        let _ = writeln!(
+            err,
+            "patroni: --generate-config is not yet supported (use --generate-sample-config for a template)"
+        );
+        2
+    } else {
+        match cli::load_reporting(cli.configfile.as_deref(), &env, &mut err) {
+            Some(loaded) => run_agent(loaded, &mut err),
+            None => 1,
+        }
+    };
+    let _ = out.flush();
+    std::process::exit(code);
+}

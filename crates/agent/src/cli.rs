@@ -1,0 +1,132 @@
+//! Command line of the `patroni` binary, as Python Patroni's: `patroni [CONFIG]` runs the agent, and the
+//! mutually exclusive `--validate-config`, `--generate-sample-config` and `--generate-config` modes work
+//! on configurations.
+
+use clap::{ArgGroup, Parser};
+use patroni_config::{
+    generate_sample, load_tree, render_config, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext,
+};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Patroni: PostgreSQL high availability.
+#[derive(Debug, Parser)]
+#[command(name = "patroni", version, about = "Patroni: PostgreSQL high availability")]
+#[command(group(ArgGroup::new("mode").args(["validate_config", "generate_config", "generate_sample_config"])))]
+pub struct Cli {
+    /// Patroni may also read the configuration from the PATRONI_CONFIGURATION environment variable or from
+    /// individual PATRONI_* environment variables.
+    #[arg(value_name = "CONFIGFILE")]
+    pub configfile: Option<PathBuf>,
+
+    /// Run Patroni configuration validation and exit.
+    #[arg(long)]
+    pub validate_config: bool,
+
+    /// Generate a Patroni yaml configuration file for a running instance.
+    #[arg(long)]
+    pub generate_config: bool,
+
+    /// Generate a sample Patroni yaml configuration file.
+    #[arg(long)]
+    pub generate_sample_config: bool,
+
+    /// Optional DSN string of the instance to be used as a source for config generation. Superuser connection
+    /// is required.
+    #[arg(long, requires = "generate_config")]
+    pub dsn: Option<String>,
+
+    /// Ignore the check of listen ports being already in use. Can only be used with --validate-config.
+    #[arg(long, short = 'i', requires = "validate_config")]
+    pub ignore_listen_port: bool,
+
+    /// Print out local configuration (incl. environment configuration overrides). Can only be used with
+    /// --validate-config.
+    #[arg(long, short = 'p', requires = "validate_config")]
+    pub print: bool,
+}
+
+/// Exit status of a command.
+pub type Code = i32;
+
+fn print_diagnostics(err: &mut impl Write, warnings: &[Diagnostic], errors: &[Diagnostic]) {
+    for w in warnings {
+        let _ = writeln!(err, "WARNING: {w}");
+    }
+    for e in errors {
+        let _ = writeln!(err, "{e}");
+    }
+}
+
+/// The configuration path to use: a path that does not exist falls back to the environment, as in Patroni,
+/// but says so.
+fn effective_path<'p>(path: Option<&'p Path>, err: &mut impl Write) -> Option<&'p Path> {
+    match path {
+        Some(p) if !p.exists() => {
+            let _ = writeln!(
+                err,
+                "WARNING: configuration file {} does not exist, reading the configuration from the environment",
+                p.display()
+            );
+            None
+        }
+        other => other,
+    }
+}
+
+/// Loads and validates, printing every warning and error. `None` means invalid (already reported).
+pub fn load_reporting(path: Option<&Path>, env: &EnvMap, err: &mut impl Write) -> Option<Loaded> {
+    let path = effective_path(path, err);
+    let result = load_tree(path, env).and_then(|(tree, source)| patroni_config::load::from_tree(tree, source));
+    match result {
+        Ok(loaded) => {
+            print_diagnostics(err, &loaded.warnings, &[]);
+            Some(loaded)
+        }
+        Err(ConfigError::Invalid { errors, warnings }) => {
+            print_diagnostics(err, &warnings, &errors);
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            None
+        }
+    }
+}
+
+/// `--validate-config`: exit status 1 exactly when the configuration is invalid.
+pub fn validate_config(cli: &Cli, env: &EnvMap, out: &mut impl Write, err: &mut impl Write) -> Code {
+    match load_reporting(cli.configfile.as_deref(), env, err) {
+        Some(loaded) => {
+            if cli.print {
+                let _ = out.write_all(render_config(&loaded.tree).as_bytes());
+            }
+            0
+        }
+        None => 1,
+    }
+}
+
+/// `--generate-sample-config [FILE]`.
+pub fn generate_sample_config(
+    cli: &Cli,
+    env: &EnvMap,
+    ctx: &SampleContext,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Code {
+    let text = generate_sample(ctx, env);
+    match &cli.configfile {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = writeln!(err, "cannot write {}: {e}", path.display());
+                1
+            }
+        },
+        None => {
+            let _ = out.write_all(text.as_bytes());
+            0
+        }
+    }
+}
