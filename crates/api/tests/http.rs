@@ -56,7 +56,8 @@ fn noloadbalance() -> NodeStatus {
 #[tokio::test]
 async fn health_checks_table() {
     let mb20 = 20 * 1024 * 1024;
-    let cases: Vec<(&str, NodeStatus, Vec<(&str, u16)>)> = vec![
+    type Checks = Vec<(&'static str, u16)>;
+    let cases: Vec<(&str, NodeStatus, Checks)> = vec![
         (
             "primary",
             primary(),
@@ -316,7 +317,7 @@ async fn metrics_parse_and_carry_every_documented_metric() {
         let names: Vec<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
         for m in DOCUMENTED_METRICS {
             // Streaming metrics only exist while PostgreSQL (9.6+) answers, as in Patroni.
-            if !running && m.starts_with("patroni_postgres_streaming") || !running && m.contains("archive") {
+            if !running && (m.starts_with("patroni_postgres_streaming") || m.contains("archive")) {
                 continue;
             }
             assert!(names.contains(&m), "{m} missing in\n{text}");
