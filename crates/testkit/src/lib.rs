@@ -1,4 +1,4 @@
-//! Real servers for integration tests: etcd, PostgreSQL and (soon) patroni agents, each on free loopback ports, in
+//! Real servers for integration tests: etcd, PostgreSQL and patroni agents, each on free loopback ports, in
 //! its own temp dir, stopped on drop — and run as the unprivileged `postgres` user when the tests run as root
 //! (PostgreSQL refuses root, and CI is root).
 //!
@@ -28,7 +28,9 @@
 //!
 //! Servers: [`EtcdServer`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
 //! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args; `query`, `stop(StopMode)`,
-//! `start_again`, `start_replica`, `init` without starting), [`TestCerts`].
+//! `start_again`, `start_replica`, `init` without starting), [`AgentProcess`] (a `patroni` binary given by path,
+//! config from a template that gets the agent's dir and free ports; signals, `wait_exit`, REST helper),
+//! [`TestCerts`].
 //!
 //! Building blocks: [`free_port`], [`TestDir`], [`wait_until`] / [`wait_for`], [`unprivileged_user`],
 //! [`UnprivilegedCommand`] (spawn any command as that user), [`pid_alive`].
@@ -36,6 +38,7 @@
 //! Every child gets SIGKILL if the thread that spawned it dies (a test killed by nextest leaves nothing behind),
 //! so start servers from the test's thread, not from `spawn_blocking`.
 
+mod agent;
 mod dir;
 mod error;
 mod etcd;
@@ -46,6 +49,7 @@ mod tls;
 mod user;
 mod wait;
 
+pub use agent::{AgentContext, AgentOptions, AgentProcess};
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
 pub use error::{Error, Result};
 pub use etcd::{etcd_binary, EtcdOptions, EtcdServer, ETCD_BIN_ENV};

@@ -117,8 +117,17 @@ impl Supervised {
     }
 
     fn kill_group_leftovers(&self) {
-        if self.own_group {
-            let _ = killpg(self.nix_pid(), Signal::SIGKILL);
+        if !self.own_group {
+            return;
+        }
+        if killpg(self.nix_pid(), Signal::SIGKILL).is_err() {
+            return;
+        }
+        // Members are not our children, so they cannot be reaped here; wait (bounded) until the kernel has torn
+        // them down and their ports are free, so the next test step does not see a ghost.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while group_alive(self.child.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -155,12 +164,40 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
-/// True while a process with this pid exists (a zombie counts; the kit reaps its own children).
+/// True while a process with this pid exists and is not a zombie. Orphans are reparented to PID 1, which on some
+/// machines (this one: a VM init) reaps them only after seconds; a zombie holds no ports, files or shared memory.
 pub fn pid_alive(pid: u32) -> bool {
     match i32::try_from(pid) {
-        Ok(raw) if raw > 0 => !matches!(kill(Pid::from_raw(raw), None), Err(nix::errno::Errno::ESRCH)),
+        Ok(raw) if raw > 0 => {
+            !matches!(kill(Pid::from_raw(raw), None), Err(nix::errno::Errno::ESRCH))
+                && proc_stat(pid).is_none_or(|(state, _)| state != 'Z')
+        }
         _ => false,
     }
+}
+
+/// True while some non-zombie process is in process group `pgid`.
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(proc_stat)
+        .any(|(state, group)| group == pgid && state != 'Z')
+}
+
+/// `(state, process group)` from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; the fields after its last ')' are fixed.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
 }
 
 #[cfg(test)]
