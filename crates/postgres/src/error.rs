@@ -31,7 +31,7 @@ pub enum Error {
     #[error("cannot parse {what}: {detail}")]
     Parse { what: String, detail: String },
 
-    #[error("PostgreSQL query failed: {0}")]
+    #[error("PostgreSQL: {}", db_message(.0))]
     Db(#[from] tokio_postgres::Error),
 
     #[error("PostgreSQL did not answer within {0:?}")]
@@ -45,6 +45,17 @@ pub enum Error {
 
     #[error("{0}")]
     State(String),
+}
+
+/// tokio-postgres prints only "db error"; the server's message (and SQLSTATE) is what the operator needs.
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {

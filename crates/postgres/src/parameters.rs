@@ -195,6 +195,13 @@ pub fn server_parameters(
     config_dir: &Path,
 ) -> ServerParameters {
     let mut params = normalized(effective);
+    for (name, default, ..) in CONTROLLED {
+        if let Some(d) = default {
+            if !matches!(*name, "wal_keep_segments" | "wal_keep_size") {
+                params.entry(name.to_string()).or_insert_with(|| d.to_string());
+            }
+        }
+    }
     let (addresses, port) = split_listen(listen);
     params.insert("listen_addresses".into(), addresses);
     params.insert("port".into(), port.to_string());

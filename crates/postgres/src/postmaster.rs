@@ -47,13 +47,7 @@ impl PidFile {
     pub fn parse(text: &str) -> Option<Self> {
         let lines: Vec<&str> = text.lines().collect();
         let pid = lines.first()?.trim().parse::<i32>().ok().filter(|p| *p > 0)?;
-        let non_empty = |i: usize| {
-            lines
-                .get(i)
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let non_empty = |i: usize| lines.get(i).map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_string);
         Some(PidFile {
             pid,
             data_dir: PathBuf::from(lines.get(1).map(|s| s.trim()).unwrap_or("")),
@@ -105,9 +99,7 @@ impl std::str::FromStr for StopMode {
             "smart" => Ok(StopMode::Smart),
             "fast" => Ok(StopMode::Fast),
             "immediate" => Ok(StopMode::Immediate),
-            other => Err(Error::Config(format!(
-                "unknown stop mode `{other}` (smart, fast or immediate)"
-            ))),
+            other => Err(Error::Config(format!("unknown stop mode `{other}` (smart, fast or immediate)"))),
         }
     }
 }
@@ -224,10 +216,10 @@ impl Postmaster {
             }
             if rx.changed().await.is_err() {
                 // The watcher task is gone; the last value is final.
-                return rx.borrow().clone().unwrap_or(Exit {
-                    status: None,
-                    requested: self.stop_requested.load(Ordering::SeqCst),
-                });
+                return rx
+                    .borrow()
+                    .clone()
+                    .unwrap_or(Exit { status: None, requested: self.stop_requested.load(Ordering::SeqCst) });
             }
         }
     }
@@ -272,11 +264,8 @@ impl Postmaster {
             .kill_on_drop(false);
         match &opts.log_file {
             Some(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| Error::io(path, e))?;
+                let f =
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
                 let f2 = f.try_clone().map_err(|e| Error::io(path, e))?;
                 cmd.stdout(f).stderr(f2);
             }
@@ -291,10 +280,8 @@ impl Postmaster {
             opts.config_file.display(),
             opts.options.join(" ")
         );
-        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: program.display().to_string(),
-            source,
-        })?;
+        let mut child =
+            cmd.spawn().map_err(|source| Error::Spawn { program: program.display().to_string(), source })?;
         let pid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
@@ -314,20 +301,11 @@ impl Postmaster {
             } else {
                 tracing::error!("postmaster (pid {pid}) died unexpectedly: {status_text}");
             }
-            let _ = tx.send(Some(Exit {
-                status: Some(status_text),
-                requested,
-            }));
+            let _ = tx.send(Some(Exit { status: Some(status_text), requested }));
             // Keep the sender alive until every receiver is gone so `changed()` never errors spuriously.
             tx.closed().await;
         });
-        let pm = Postmaster {
-            pid,
-            data_dir: opts.data_dir.clone(),
-            adopted: false,
-            stop_requested,
-            exit: rx,
-        };
+        let pm = Postmaster { pid, data_dir: opts.data_dir.clone(), adopted: false, stop_requested, exit: rx };
         let outcome = pm.wait_ready(opts.timeout).await.map_err(|e| match &opts.log_file {
             Some(log) => Error::State(format!("{e}; last lines of {}:\n{}", log.display(), tail(log, 20))),
             None => e,
@@ -351,11 +329,7 @@ impl Postmaster {
                 }
             }
             if Instant::now() >= deadline {
-                tracing::warn!(
-                    "PostgreSQL (pid {}) is not accepting connections after {:?}",
-                    self.pid,
-                    timeout
-                );
+                tracing::warn!("PostgreSQL (pid {}) is not accepting connections after {:?}", self.pid, timeout);
                 return Ok(StartOutcome::StillStarting);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -388,20 +362,11 @@ impl Postmaster {
             } else {
                 tracing::error!("postmaster (pid {pid}) died unexpectedly");
             }
-            let _ = tx.send(Some(Exit {
-                status: None,
-                requested,
-            }));
+            let _ = tx.send(Some(Exit { status: None, requested }));
             tx.closed().await;
         });
         tracing::info!("found PostgreSQL already running on {} (pid {})", data_dir.display(), pid);
-        Ok(Some(Postmaster {
-            pid,
-            data_dir: data_dir.to_path_buf(),
-            adopted: true,
-            stop_requested,
-            exit: rx,
-        }))
+        Ok(Some(Postmaster { pid, data_dir: data_dir.to_path_buf(), adopted: true, stop_requested, exit: rx }))
     }
 
     /// Stops in `mode`; after `timeout` escalates to an immediate shutdown, then to SIGKILL of the postmaster and
@@ -434,10 +399,7 @@ impl Postmaster {
         if self.exited_within(Duration::from_secs(10)).await {
             Ok(StopOutcome::Killed)
         } else {
-            Err(Error::State(format!(
-                "postmaster (pid {}) survived SIGKILL",
-                self.pid
-            )))
+            Err(Error::State(format!("postmaster (pid {}) survived SIGKILL", self.pid)))
         }
     }
 
@@ -460,10 +422,7 @@ fn tail(path: &Path, lines: usize) -> String {
 /// The checks PostgreSQL would make, done first so that the error names the data directory and the fix.
 pub fn check_data_dir(data_dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let err = |detail: String| Error::DataDir {
-        path: data_dir.to_path_buf(),
-        detail,
-    };
+    let err = |detail: String| Error::DataDir { path: data_dir.to_path_buf(), detail };
     let meta = std::fs::metadata(data_dir).map_err(|e| err(e.to_string()))?;
     if !meta.is_dir() {
         return Err(err("is not a directory".into()));
@@ -549,11 +508,7 @@ fn process_start_time(pid: i32) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)
-        .unwrap_or(100);
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().filter(|t| *t > 0).unwrap_or(100);
     Some(btime + starttime / ticks)
 }
 
@@ -566,13 +521,10 @@ fn child_pids(pid: i32) -> Vec<i32> {
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()))
-                })
-                == Some(pid)
+            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()))
+            }) == Some(pid)
         })
         .collect()
 }
@@ -581,8 +533,7 @@ fn child_pids(pid: i32) -> Vec<i32> {
 async fn wait_foreign_exit(pid: i32) {
     if let Some(fd) = pidfd_open(pid) {
         // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and unchanged for its lifetime.
-        let registered =
-            unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
         if let Ok(async_fd) = registered {
             let _ = async_fd.readable().await;
             return;
@@ -616,7 +567,8 @@ mod tests {
 
     #[test]
     fn parses_pid_file() {
-        let text = "21494\n/tmp/pgsample/d\n1795303255\n54399\n/tmp/pgsample\nlocalhost\n 10029449         4\nready   \n";
+        let text =
+            "21494\n/tmp/pgsample/d\n1795303255\n54399\n/tmp/pgsample\nlocalhost\n 10029449         4\nready   \n";
         let pf = PidFile::parse(text).unwrap();
         assert_eq!(pf.pid, 21494);
         assert_eq!(pf.data_dir, PathBuf::from("/tmp/pgsample/d"));
@@ -634,18 +586,13 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("0.3").spawn().unwrap();
         let pid = child.id() as i32;
         let reaper = std::thread::spawn(move || child.wait());
-        tokio::time::timeout(Duration::from_secs(5), wait_foreign_exit(pid))
-            .await
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wait_foreign_exit(pid)).await.unwrap();
         reaper.join().unwrap().unwrap();
     }
 
     #[test]
     fn start_time_of_self() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let t = process_start_time(std::process::id() as i32).unwrap();
         assert!(t <= now + 1 && t > now - 3600, "{t} vs {now}");
     }

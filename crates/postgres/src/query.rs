@@ -102,9 +102,7 @@ impl ClusterInfo {
     /// and replayed on a standby.
     pub fn wal_position(&self) -> Lsn {
         if self.in_recovery {
-            self.received_lsn
-                .unwrap_or_default()
-                .max(self.replayed_lsn.unwrap_or_default())
+            self.received_lsn.unwrap_or_default().max(self.replayed_lsn.unwrap_or_default())
         } else {
             self.flush_lsn.or(self.current_lsn).unwrap_or_default()
         }
@@ -186,19 +184,14 @@ impl Db {
     /// bounds every later query.
     pub async fn connect(params: &ConnParams, timeout: Duration) -> Result<Db> {
         let config = params.to_config(timeout);
-        let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
-            .await
-            .map_err(|_| Error::DbTimeout(timeout))??;
+        let (client, connection) =
+            tokio::time::timeout(timeout, config.connect(NoTls)).await.map_err(|_| Error::DbTimeout(timeout))??;
         let driver = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("PostgreSQL connection closed: {e}");
             }
         });
-        Ok(Db {
-            client,
-            driver,
-            timeout,
-        })
+        Ok(Db { client, driver, timeout })
     }
 
     pub fn client(&self) -> &Client {
@@ -210,29 +203,18 @@ impl Db {
     }
 
     async fn bounded<T>(&self, fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T> {
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| Error::DbTimeout(self.timeout))?
-            .map_err(Error::from)
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| Error::DbTimeout(self.timeout))?.map_err(Error::from)
     }
 
     pub async fn execute(&self, sql: &str) -> Result<()> {
         self.bounded(self.client.batch_execute(sql)).await
     }
 
-    pub async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn postgres_types::ToSql + Sync)],
-    ) -> Result<Vec<Row>> {
+    pub async fn query(&self, sql: &str, params: &[&(dyn postgres_types::ToSql + Sync)]) -> Result<Vec<Row>> {
         self.bounded(self.client.query(sql, params)).await
     }
 
-    pub async fn query_one(
-        &self,
-        sql: &str,
-        params: &[&(dyn postgres_types::ToSql + Sync)],
-    ) -> Result<Row> {
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn postgres_types::ToSql + Sync)]) -> Result<Row> {
         self.bounded(self.client.query_one(sql, params)).await
     }
 
@@ -241,19 +223,14 @@ impl Db {
     }
 
     pub async fn server_version(&self) -> Result<u32> {
-        let v: String = self
-            .query_one("SELECT pg_catalog.current_setting('server_version_num')", &[])
-            .await?
-            .try_get(0)?;
-        v.parse()
-            .map_err(|_| Error::parse("server_version_num", v.clone()))
+        let v: String =
+            self.query_one("SELECT pg_catalog.current_setting('server_version_num')", &[]).await?.try_get(0)?;
+        v.parse().map_err(|_| Error::parse("server_version_num", v.clone()))
     }
 
     pub async fn system_identifier(&self) -> Result<u64> {
-        let v: i64 = self
-            .query_one("SELECT system_identifier FROM pg_catalog.pg_control_system()", &[])
-            .await?
-            .try_get(0)?;
+        let v: i64 =
+            self.query_one("SELECT system_identifier FROM pg_catalog.pg_control_system()", &[]).await?.try_get(0)?;
         Ok(v as u64)
     }
 
@@ -263,8 +240,8 @@ impl Db {
         let in_recovery: bool = row.try_get("in_recovery")?;
         let wal_receiver = match row.try_get::<_, Option<String>>("wal_receiver")? {
             Some(text) => {
-                let r: RawReceiver = serde_json::from_str(&text)
-                    .map_err(|e| Error::parse("pg_stat_wal_receiver", e.to_string()))?;
+                let r: RawReceiver =
+                    serde_json::from_str(&text).map_err(|e| Error::parse("pg_stat_wal_receiver", e.to_string()))?;
                 Some(WalReceiver {
                     status: r.status,
                     received_tli: r.received_tli,
@@ -280,8 +257,8 @@ impl Db {
         };
         let replication = match row.try_get::<_, Option<String>>("replication")? {
             Some(text) => {
-                let raw: Vec<RawReplication> = serde_json::from_str(&text)
-                    .map_err(|e| Error::parse("pg_stat_replication", e.to_string()))?;
+                let raw: Vec<RawReplication> =
+                    serde_json::from_str(&text).map_err(|e| Error::parse("pg_stat_replication", e.to_string()))?;
                 raw.into_iter()
                     .map(|r| {
                         Ok(ReplicationRow {
@@ -305,10 +282,7 @@ impl Db {
         let primary_tl: Option<i32> = row.try_get("primary_timeline")?;
         let checkpoint_tl: i32 = row.try_get("checkpoint_timeline")?;
         let receiving_tl = wal_receiver.as_ref().and_then(|w| w.received_tli);
-        let timeline = primary_tl
-            .map(|t| t as u32)
-            .or(receiving_tl)
-            .unwrap_or(checkpoint_tl as u32);
+        let timeline = primary_tl.map(|t| t as u32).or(receiving_tl).unwrap_or(checkpoint_tl as u32);
         let server_version: i32 = row.try_get("server_version")?;
         Ok(ClusterInfo {
             in_recovery,
@@ -379,9 +353,8 @@ impl Db {
             )
             .await?;
         if rows.is_empty() {
-            let still = self
-                .query("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name])
-                .await?;
+            let still =
+                self.query("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1", &[&name]).await?;
             return Ok(still.is_empty());
         }
         Ok(true)
@@ -400,44 +373,26 @@ impl Db {
             )
             .await?;
         rows.iter()
-            .map(|r| {
-                Ok(PendingRestart {
-                    name: r.try_get(0)?,
-                    old_value: r.try_get(1)?,
-                    new_value: r.try_get(2)?,
-                })
-            })
+            .map(|r| Ok(PendingRestart { name: r.try_get(0)?, old_value: r.try_get(1)?, new_value: r.try_get(2)? }))
             .collect()
     }
 
     /// When the configuration was last loaded; changes once a SIGHUP has been processed.
     pub async fn conf_load_time(&self) -> Result<DateTime<Utc>> {
-        Ok(self
-            .query_one("SELECT pg_catalog.pg_conf_load_time()", &[])
-            .await?
-            .try_get(0)?)
+        Ok(self.query_one("SELECT pg_catalog.pg_conf_load_time()", &[]).await?.try_get(0)?)
     }
 
     /// `pg_settings.context` of each named setting (`postmaster` ones need a restart).
     pub async fn setting_contexts(&self, names: &[String]) -> Result<Vec<(String, String)>> {
-        let rows = self
-            .query(
-                "SELECT name, context FROM pg_catalog.pg_settings WHERE name = ANY($1)",
-                &[&names],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
+        let rows =
+            self.query("SELECT name, context FROM pg_catalog.pg_settings WHERE name = ANY($1)", &[&names]).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// `pg_promote()` (v12+), waiting up to `wait_seconds` for the promotion to finish.
     pub async fn promote(&self, wait_seconds: i32) -> Result<bool> {
         let wait = wait_seconds > 0;
-        Ok(self
-            .query_one("SELECT pg_catalog.pg_promote($1, $2)", &[&wait, &wait_seconds.max(1)])
-            .await?
-            .try_get(0)?)
+        Ok(self.query_one("SELECT pg_catalog.pg_promote($1, $2)", &[&wait, &wait_seconds.max(1)]).await?.try_get(0)?)
     }
 
     /// Forces a checkpoint (before a switchover/rewind, so the new timeline is on disk).
@@ -448,10 +403,7 @@ impl Db {
     /// The content of a file in the data directory (superuser or the rewind role's grants), e.g. a timeline
     /// history file `pg_wal/00000002.history`.
     pub async fn read_data_file(&self, relative: &str) -> Result<Vec<u8>> {
-        Ok(self
-            .query_one("SELECT pg_catalog.pg_read_binary_file($1)", &[&relative])
-            .await?
-            .try_get(0)?)
+        Ok(self.query_one("SELECT pg_catalog.pg_read_binary_file($1)", &[&relative]).await?.try_get(0)?)
     }
 }
 

@@ -1,0 +1,722 @@
+//! [`Postgres`]: one managed PostgreSQL instance, the API the HA runtime calls. It ties together the binaries,
+//! the configuration files, the postmaster and the SQL connection, and fires callbacks on state changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::binaries::{Binaries, PgVersion};
+use crate::callbacks::{CallbackAction, CallbackRunner, CallbackScripts};
+use crate::conf::{ConfigFiles, RecoverySettings};
+use crate::conninfo::{ConnParams, Credentials};
+use crate::controldata::ControlData;
+use crate::error::{Error, Result};
+use crate::parameters::{command_line_options, server_parameters, split_listen, Parameters, ServerParameters};
+use crate::postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
+use crate::query::{ClusterInfo, Db, PendingRestart};
+
+/// Options of one custom replica creation method (`postgresql.<method>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaMethod {
+    /// Command line; the method name when absent.
+    pub command: Option<String>,
+    pub no_leader: bool,
+    pub keep_data: bool,
+    pub no_params: bool,
+    /// Other keys, passed as `--key=value` in configuration order.
+    pub options: Vec<(String, String)>,
+}
+
+/// Everything about the local instance that comes from `patroni.yml` (and the dynamic configuration for
+/// `parameters`). Build it directly or from the config crate's types.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Member name (`name`), also `application_name` of the replication connection and the slot name.
+    pub name: String,
+    /// Cluster name (`scope`), also `cluster_name`.
+    pub scope: String,
+    pub data_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+    pub config_base_name: String,
+    pub custom_conf: Option<PathBuf>,
+    pub pgpass: PathBuf,
+    pub binaries: Binaries,
+    /// `postgresql.listen`.
+    pub listen: String,
+    pub connect_address: Option<String>,
+    pub use_unix_socket: bool,
+    pub use_unix_socket_repl: bool,
+    pub superuser: Credentials,
+    pub replication: Credentials,
+    /// The pg_rewind role; the superuser when `None`.
+    pub rewind: Option<Credentials>,
+    /// Database for local connections.
+    pub database: String,
+    /// Effective parameters (see [`crate::parameters::effective_parameters`]).
+    pub parameters: Parameters,
+    pub pg_hba: Vec<String>,
+    pub pg_ident: Vec<String>,
+    pub recovery_conf: Parameters,
+    pub pg_ctl_timeout: Duration,
+    pub callbacks: CallbackScripts,
+    pub create_replica_methods: Vec<String>,
+    pub replica_methods: BTreeMap<String, ReplicaMethod>,
+    /// `pg_basebackup` arguments from `postgresql.basebackup` (`--max-rate=100M`, `--verbose`).
+    pub basebackup: Vec<String>,
+    pub use_pg_rewind: bool,
+    pub remove_data_directory_on_rewind_failure: bool,
+    pub remove_data_directory_on_diverged_timelines: bool,
+    pub use_slots: bool,
+    pub pre_promote: Option<String>,
+    pub before_stop: Option<String>,
+    /// Where PostgreSQL's own stdout/stderr go; the agent's when `None`.
+    pub log_file: Option<PathBuf>,
+    /// Bound for each SQL statement and connection attempt.
+    pub query_timeout: Duration,
+}
+
+impl Settings {
+    /// Minimal settings with Patroni's defaults; tests and simple callers fill in the rest.
+    pub fn new(name: &str, scope: &str, data_dir: impl Into<PathBuf>, listen: &str) -> Self {
+        let data_dir = data_dir.into();
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        Settings {
+            name: name.to_string(),
+            scope: scope.to_string(),
+            pgpass: home.join("pgpass"),
+            data_dir,
+            config_dir: None,
+            config_base_name: "postgresql".into(),
+            custom_conf: None,
+            binaries: Binaries::default(),
+            listen: listen.to_string(),
+            connect_address: None,
+            use_unix_socket: false,
+            use_unix_socket_repl: false,
+            superuser: Credentials::new("postgres", None),
+            replication: Credentials::new("replicator", None),
+            rewind: None,
+            database: "postgres".into(),
+            parameters: Parameters::new(),
+            pg_hba: Vec::new(),
+            pg_ident: Vec::new(),
+            recovery_conf: Parameters::new(),
+            pg_ctl_timeout: Duration::from_secs(60),
+            callbacks: CallbackScripts::default(),
+            create_replica_methods: Vec::new(),
+            replica_methods: BTreeMap::new(),
+            basebackup: Vec::new(),
+            use_pg_rewind: false,
+            remove_data_directory_on_rewind_failure: false,
+            remove_data_directory_on_diverged_timelines: false,
+            use_slots: true,
+            pre_promote: None,
+            before_stop: None,
+            log_file: None,
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn config_files(&self) -> ConfigFiles {
+        ConfigFiles {
+            data_dir: self.data_dir.clone(),
+            config_dir: self.config_dir.clone().unwrap_or_else(|| self.data_dir.clone()),
+            base_name: self.config_base_name.clone(),
+            custom_conf: self.custom_conf.clone(),
+            pgpass: self.pgpass.clone(),
+        }
+    }
+
+    /// The rewind role (the superuser when none is configured).
+    pub fn rewind_credentials(&self) -> &Credentials {
+        self.rewind.as_ref().unwrap_or(&self.superuser)
+    }
+}
+
+/// The role PostgreSQL is running in, as callbacks name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Replica,
+    StandbyLeader,
+    Demoted,
+    Uninitialized,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::StandbyLeader => "standby_leader",
+            Role::Demoted => "demoted",
+            Role::Uninitialized => "uninitialized",
+        }
+    }
+}
+
+/// What a configuration change did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReloadOutcome {
+    /// postgresql.conf (or hba/ident) changed and PostgreSQL was sent SIGHUP.
+    pub reloaded: bool,
+    /// Settings that only apply after a restart, as PostgreSQL itself reports them.
+    pub pending_restart: Vec<PendingRestart>,
+}
+
+/// One managed PostgreSQL instance.
+#[derive(Debug)]
+pub struct Postgres {
+    pub(crate) settings: Settings,
+    pub(crate) files: ConfigFiles,
+    pub(crate) version: PgVersion,
+    pub(crate) server: ServerParameters,
+    pub(crate) postmaster: Option<Postmaster>,
+    pub(crate) db: Mutex<Option<Db>>,
+    pub(crate) callbacks: CallbackRunner,
+    pub(crate) role: Role,
+    /// Recovery settings the running server was (last) configured with; `None` as a primary.
+    pub(crate) recovery: Option<RecoverySettings>,
+}
+
+impl Postgres {
+    /// Reads the server version from the binaries (`postgres --version`); fails clearly when they are missing.
+    pub async fn new(settings: Settings) -> Result<Self> {
+        let version = settings.binaries.version().await?;
+        Ok(Self::with_version(settings, version))
+    }
+
+    pub fn with_version(settings: Settings, version: PgVersion) -> Self {
+        let files = settings.config_files();
+        let server =
+            server_parameters(&settings.parameters, &settings.listen, &settings.scope, version, &files.config_dir);
+        Postgres {
+            files,
+            version,
+            server,
+            postmaster: None,
+            db: Mutex::new(None),
+            callbacks: CallbackRunner::new(),
+            role: Role::Uninitialized,
+            recovery: None,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn version(&self) -> PgVersion {
+        self.version
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.settings.data_dir
+    }
+
+    pub fn config_files(&self) -> &ConfigFiles {
+        &self.files
+    }
+
+    pub fn server_parameters(&self) -> &Parameters {
+        &self.server.parameters
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Overrides the role callbacks report (e.g. `standby_leader`, `demoted`), decided by the HA loop.
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+    }
+
+    pub fn postmaster(&self) -> Option<&Postmaster> {
+        self.postmaster.as_ref()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.postmaster.as_ref().is_some_and(Postmaster::is_alive)
+    }
+
+    /// Fires when the postmaster exits; `None` when nothing is running.
+    pub fn exit_watch(&self) -> Option<tokio::sync::watch::Receiver<Option<Exit>>> {
+        self.postmaster.as_ref().map(Postmaster::watch)
+    }
+
+    /// `Some` when the postmaster we managed died without being asked to: the crash report.
+    pub fn crashed(&self) -> Option<Exit> {
+        self.postmaster.as_ref().and_then(Postmaster::exit).filter(Exit::is_crash)
+    }
+
+    /// No data directory, or an empty one.
+    pub fn data_directory_empty(&self) -> bool {
+        match std::fs::read_dir(&self.settings.data_dir) {
+            Ok(mut it) => it.next().is_none(),
+            Err(_) => true,
+        }
+    }
+
+    /// A data directory with `PG_VERSION` and `global/pg_control`.
+    pub fn is_initialized(&self) -> bool {
+        self.settings.data_dir.join("PG_VERSION").is_file()
+            && self.settings.data_dir.join("global/pg_control").is_file()
+    }
+
+    pub async fn controldata(&self) -> Result<ControlData> {
+        ControlData::read(&self.settings.binaries, &self.settings.data_dir).await
+    }
+
+    /// Port PostgreSQL listens on.
+    pub fn port(&self) -> u16 {
+        split_listen(&self.settings.listen).1
+    }
+
+    /// Host used for local TCP connections: `localhost`-ish when listening there, else the first address.
+    fn local_tcp_host(&self) -> String {
+        let (addresses, _) = split_listen(&self.settings.listen);
+        for a in addresses.split(',').map(str::trim) {
+            if a == "*" || a.eq_ignore_ascii_case("localhost") || a == "0.0.0.0" || a == "127.0.0.1" {
+                return "127.0.0.1".into();
+            }
+            if a == "::" || a == "::1" {
+                return "::1".into();
+            }
+        }
+        addresses.split(',').next().unwrap_or("127.0.0.1").trim().to_string()
+    }
+
+    /// Host for local connections: the first absolute `unix_socket_directories` entry when unix sockets are
+    /// preferred, else TCP.
+    fn local_host(&self, unix: bool) -> String {
+        if unix {
+            match self.server.parameters.get("unix_socket_directories") {
+                Some(dirs) => {
+                    if let Some(d) = dirs.split(',').map(str::trim).find(|d| d.starts_with('/')) {
+                        return d.to_string();
+                    }
+                    return self.local_tcp_host();
+                }
+                // libpq's compiled-in default socket directory.
+                None => return "/var/run/postgresql".into(),
+            }
+        }
+        self.local_tcp_host()
+    }
+
+    /// Superuser connection parameters to the local instance.
+    pub fn local_conn_params(&self) -> ConnParams {
+        ConnParams::for_role(
+            &self.local_host(self.settings.use_unix_socket),
+            self.port(),
+            &self.settings.database,
+            &self.settings.superuser,
+        )
+    }
+
+    /// Replication-role connection parameters to the local instance (for other tools on this host).
+    pub fn local_replication_params(&self) -> ConnParams {
+        ConnParams::for_role(
+            &self.local_host(self.settings.use_unix_socket_repl),
+            self.port(),
+            &self.settings.database,
+            &self.settings.replication,
+        )
+    }
+
+    /// `postgres://host:port/postgres`, what goes to the member key as `conn_url`.
+    pub fn connection_url(&self) -> String {
+        let netloc = match &self.settings.connect_address {
+            Some(a) => a.clone(),
+            None => format!("{}:{}", self.local_tcp_host(), self.port()),
+        };
+        format!("postgres://{netloc}/{}", self.settings.database)
+    }
+
+    /// The cached superuser connection, reconnecting when closed.
+    pub async fn db(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Db>> {
+        let mut guard = self.db.lock().await;
+        if guard.as_ref().is_none_or(Db::is_closed) {
+            *guard = None;
+            let db = Db::connect(&self.local_conn_params(), self.settings.query_timeout).await?;
+            *guard = Some(db);
+        }
+        tokio::sync::MutexGuard::try_map(guard, |g| g.as_mut())
+            .map_err(|_| Error::State("no database connection".into()))
+    }
+
+    pub(crate) async fn drop_connection(&self) {
+        *self.db.lock().await = None;
+    }
+
+    /// Everything the HA loop needs this cycle.
+    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let r = self.db().await?.cluster_info().await;
+        if r.is_err() {
+            self.drop_connection().await;
+        }
+        r
+    }
+
+    pub(crate) fn fire(&self, action: CallbackAction) {
+        if let Some(script) = self.settings.callbacks.get(action) {
+            if let Err(e) = self.callbacks.call(script, action, self.role.as_str(), &self.settings.scope) {
+                tracing::error!("{} callback failed to start: {e}", action.as_str());
+            }
+        }
+    }
+
+    /// Waits for the last callback to finish (shutdown, tests).
+    pub async fn wait_for_callbacks(&self) {
+        self.callbacks.wait().await;
+    }
+
+    /// Writes postgresql.conf (with the recovery section for a standby), pg_hba.conf and pg_ident.conf (unless
+    /// `hba_file`/`ident_file` point elsewhere) and the signal files.
+    pub fn write_config(&self, recovery: Option<&RecoverySettings>, keep_existing_recovery: bool) -> Result<()> {
+        let params = &self.server.parameters;
+        if !keep_existing_recovery {
+            match recovery {
+                Some(r) => self.files.write_recovery_signal(r)?,
+                None => self.files.remove_recovery_signals()?,
+            }
+        }
+        let recovery = if keep_existing_recovery { None } else { recovery };
+        self.files.write_postgresql_conf(params, recovery, !keep_existing_recovery)?;
+        if !params.contains_key("hba_file") && !self.settings.pg_hba.is_empty() {
+            self.files.write_pg_hba(&self.settings.pg_hba)?;
+        }
+        if !params.contains_key("ident_file") && !self.settings.pg_ident.is_empty() {
+            self.files.write_pg_ident(&self.settings.pg_ident)?;
+        }
+        Ok(())
+    }
+
+    /// Recovery settings for following `primary` (a member's connection parameters: host and port), or for
+    /// archive recovery only when `None`.
+    pub fn follow_settings(&self, primary: Option<&ConnParams>) -> RecoverySettings {
+        let conninfo = primary.map(|p| {
+            let mut c = crate::conf::primary_conninfo(
+                p.get("host").unwrap_or(""),
+                p.get("port").and_then(|v| v.parse().ok()).unwrap_or(5432),
+                &self.settings.replication,
+                &self.settings.name,
+                self.version,
+            );
+            if let Some(db) = p.get("dbname") {
+                c.set("dbname", db);
+            }
+            c
+        });
+        let mut recovery_conf = self.server.recovery.clone();
+        recovery_conf.extend(self.settings.recovery_conf.clone());
+        let slot = self.settings.use_slots.then(|| slot_name_from_member_name(&self.settings.name));
+        RecoverySettings::follow(conninfo, slot, &recovery_conf, self.version)
+    }
+
+    /// Adopts a PostgreSQL already running on the data directory (agent restart). Returns whether one was found.
+    pub async fn adopt(&mut self) -> Result<bool> {
+        match Postmaster::adopt(&self.settings.data_dir)? {
+            Some(pm) => {
+                self.postmaster = Some(pm);
+                let role = match self.db().await {
+                    Ok(db) => match db.in_recovery().await {
+                        Ok(true) => Role::Replica,
+                        Ok(false) => Role::Primary,
+                        Err(_) => Role::Uninitialized,
+                    },
+                    Err(_) => Role::Uninitialized,
+                };
+                self.role = role;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Writes the configuration and starts PostgreSQL as a primary (`recovery` `None`) or standby, waiting up to
+    /// `pg_ctl_timeout` for it to accept connections. Fires `on_start`.
+    pub async fn start(&mut self, recovery: Option<RecoverySettings>) -> Result<StartOutcome> {
+        self.start_inner(recovery, false, Some(CallbackAction::OnStart)).await
+    }
+
+    pub(crate) async fn start_inner(
+        &mut self,
+        recovery: Option<RecoverySettings>,
+        keep_existing_recovery: bool,
+        callback: Option<CallbackAction>,
+    ) -> Result<StartOutcome> {
+        if self.is_running() {
+            return Err(Error::State("PostgreSQL is already running".into()));
+        }
+        crate::postmaster::check_data_dir(&self.settings.data_dir)?;
+        self.write_config(recovery.as_ref(), keep_existing_recovery)?;
+        let mut opts = StartOptions::new(&self.settings.data_dir, self.files.postgresql_conf());
+        opts.options = command_line_options(&self.server.parameters);
+        opts.timeout = self.settings.pg_ctl_timeout;
+        opts.log_file = self.settings.log_file.clone();
+        let (addresses, port) = split_listen(&self.settings.listen);
+        opts.check_port = Some((addresses, port));
+        self.drop_connection().await;
+        let (pm, outcome) = Postmaster::start(&self.settings.binaries, &opts).await?;
+        self.postmaster = Some(pm);
+        self.role = if recovery.is_some() { Role::Replica } else { Role::Primary };
+        self.recovery = recovery;
+        if let Some(cb) = callback {
+            self.fire(cb);
+        }
+        Ok(outcome)
+    }
+
+    /// Stops PostgreSQL (`before_stop` first, then the mode, escalating after `pg_ctl_timeout`). Fires `on_stop`.
+    pub async fn stop(&mut self, mode: StopMode) -> Result<StopOutcome> {
+        self.stop_inner(mode, Some(CallbackAction::OnStop)).await
+    }
+
+    pub(crate) async fn stop_inner(&mut self, mode: StopMode, callback: Option<CallbackAction>) -> Result<StopOutcome> {
+        let Some(pm) = self.postmaster.clone() else {
+            return Ok(StopOutcome::Stopped);
+        };
+        if !pm.is_alive() {
+            self.postmaster = None;
+            return Ok(StopOutcome::Stopped);
+        }
+        if let Some(script) = &self.settings.before_stop {
+            // Its result does not stop the shutdown; bounded so a hung script cannot block it forever.
+            match crate::command::Cmd::from_command_line(script) {
+                Ok(cmd) => {
+                    if let Err(e) = cmd.timeout(self.settings.pg_ctl_timeout).run().await {
+                        tracing::warn!("before_stop script: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("before_stop script: {e}"),
+            }
+        }
+        self.drop_connection().await;
+        let outcome = pm.stop(mode, self.settings.pg_ctl_timeout).await?;
+        self.postmaster = None;
+        if let Some(cb) = callback {
+            self.fire(cb);
+        }
+        Ok(outcome)
+    }
+
+    /// Stop and start again with the same role. Fires `on_restart`.
+    pub async fn restart(&mut self, mode: StopMode) -> Result<StartOutcome> {
+        self.stop_inner(mode, None).await?;
+        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        self.start_inner(recovery, false, Some(CallbackAction::OnRestart)).await
+    }
+
+    /// Applies new effective parameters and `pg_hba`/`pg_ident`: rewrites the files, reloads when anything
+    /// changed, and reports what PostgreSQL says needs a restart. Fires `on_reload` when it reloaded.
+    pub async fn update_config(
+        &mut self,
+        parameters: Parameters,
+        pg_hba: Vec<String>,
+        pg_ident: Vec<String>,
+    ) -> Result<ReloadOutcome> {
+        let before = self.config_snapshot();
+        self.settings.parameters = parameters;
+        self.settings.pg_hba = pg_hba;
+        self.settings.pg_ident = pg_ident;
+        self.server = server_parameters(
+            &self.settings.parameters,
+            &self.settings.listen,
+            &self.settings.scope,
+            self.version,
+            &self.files.config_dir,
+        );
+        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        self.write_config(recovery.as_ref(), false)?;
+        let changed = before != self.config_snapshot();
+        if !self.is_running() {
+            return Ok(ReloadOutcome { reloaded: false, pending_restart: Vec::new() });
+        }
+        if changed {
+            self.reload().await?;
+        }
+        let pending_restart = self.db().await?.pending_restart().await?;
+        Ok(ReloadOutcome { reloaded: changed, pending_restart })
+    }
+
+    fn config_snapshot(&self) -> Vec<Option<Vec<u8>>> {
+        [self.files.postgresql_conf(), self.files.pg_hba_conf(), self.files.pg_ident_conf()]
+            .iter()
+            .map(|p| std::fs::read(p).ok())
+            .collect()
+    }
+
+    /// SIGHUP, then waits (bounded) until PostgreSQL has processed it, so a following `pending_restart`
+    /// query sees the new files. Fires `on_reload`.
+    pub async fn reload(&mut self) -> Result<()> {
+        let pm = self.postmaster.as_ref().ok_or_else(|| Error::State("PostgreSQL is not running".into()))?;
+        let before = self.db().await?.conf_load_time().await.ok();
+        pm.reload()?;
+        let deadline = tokio::time::Instant::now() + self.settings.query_timeout;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // pg_conf_load_time is per backend: a new connection sees the postmaster's latest load.
+            self.drop_connection().await;
+            if let Ok(db) = self.db().await {
+                if let Ok(t) = db.conf_load_time().await {
+                    if Some(t) != before {
+                        break;
+                    }
+                }
+            }
+        }
+        self.fire(CallbackAction::OnReload);
+        Ok(())
+    }
+
+    /// Promotes a standby and waits (bounded by `pg_ctl_timeout`) until it accepts writes. Runs `pre_promote`
+    /// first; its failure aborts the promotion. Fires `on_role_change` with role `primary`.
+    pub async fn promote(&mut self) -> Result<()> {
+        if !self.is_running() {
+            return Err(Error::State("cannot promote: PostgreSQL is not running".into()));
+        }
+        if let Some(script) = &self.settings.pre_promote {
+            crate::command::Cmd::from_command_line(script)?
+                .timeout(self.settings.pg_ctl_timeout)
+                .run()
+                .await
+                .map_err(|e| Error::State(format!("pre_promote script failed, not promoting: {e}")))?;
+        }
+        let wait = i32::try_from(self.settings.pg_ctl_timeout.as_secs()).unwrap_or(60).max(1);
+        tracing::info!("promoting PostgreSQL");
+        let promoted = {
+            let db = self.db().await?;
+            // pg_promote waits server-side; give the client side the same budget.
+            let row = tokio::time::timeout(
+                Duration::from_secs(wait as u64 + 5),
+                db.client().query_one("SELECT pg_catalog.pg_promote(true, $1)", &[&wait]),
+            )
+            .await
+            .map_err(|_| Error::DbTimeout(Duration::from_secs(wait as u64 + 5)))??;
+            row.try_get::<_, bool>(0)?
+        };
+        if !promoted {
+            return Err(Error::State(format!("promotion did not finish within {wait}s")));
+        }
+        self.role = Role::Primary;
+        self.recovery = None;
+        // A primary has no recovery section and no signal file (PostgreSQL removed standby.signal itself).
+        self.write_config(None, false)?;
+        self.fire(CallbackAction::OnRoleChange);
+        Ok(())
+    }
+
+    /// Rewrites the recovery settings for following another primary. PostgreSQL 13+ applies a new
+    /// `primary_conninfo` on reload; a running primary must be demoted by a restart instead, which is what
+    /// happens here when needed. Fires `on_role_change` when the role changes.
+    pub async fn follow(&mut self, primary: Option<&ConnParams>) -> Result<StartOutcome> {
+        let recovery = self.follow_settings(primary);
+        let was_primary = self.role == Role::Primary;
+        if !self.is_running() {
+            let outcome = self.start_inner(Some(recovery), false, Some(CallbackAction::OnStart)).await?;
+            return Ok(outcome);
+        }
+        if was_primary || self.version.0 < 130000 {
+            self.stop_inner(StopMode::Fast, None).await?;
+            let outcome = self.start_inner(Some(recovery), false, None).await?;
+            self.fire(if was_primary { CallbackAction::OnRoleChange } else { CallbackAction::OnRestart });
+            return Ok(outcome);
+        }
+        self.write_config(Some(&recovery), false)?;
+        self.recovery = Some(recovery);
+        self.reload().await?;
+        Ok(StartOutcome::Ready)
+    }
+
+    /// Moves the data directory aside as `<data_dir>_<YYYY-MM-DD-HH-MM-SS>`: failed bootstraps and replicas that
+    /// cannot be repaired are kept for inspection, never deleted.
+    pub fn move_data_directory_aside(&self) -> Result<Option<PathBuf>> {
+        let dir = &self.settings.data_dir;
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let stamp = chrono::Local::now().format("%Y-%m-%d-%H-%M-%S");
+        let mut target = PathBuf::from(format!("{}_{stamp}", dir.display()));
+        let mut n = 1;
+        while target.exists() {
+            target = PathBuf::from(format!("{}_{stamp}.{n}", dir.display()));
+            n += 1;
+        }
+        tracing::warn!("moving data directory {} aside to {}", dir.display(), target.display());
+        std::fs::rename(dir, &target).map_err(|e| Error::io(dir, e))?;
+        Ok(Some(target))
+    }
+
+    /// Removes the data directory's contents (the directory itself stays, keeping its owner and mode).
+    pub fn remove_data_directory(&self) -> Result<()> {
+        let dir = &self.settings.data_dir;
+        tracing::warn!("removing data directory {}", dir.display());
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+            let r = if ft.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            r.map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the data directory (mode 0700) if missing.
+    pub(crate) fn ensure_data_dir(&self) -> Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = &self.settings.data_dir;
+        if !dir.exists() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Patroni's slot name for a member: lower case, anything outside `[a-z0-9_]` replaced by `_`.
+pub fn slot_name_from_member_name(name: &str) -> String {
+    let s: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
+        .collect();
+    s.chars().take(63).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names() {
+        assert_eq!(slot_name_from_member_name("Node-1.example"), "node_1_example");
+    }
+
+    #[test]
+    fn connection_addresses() {
+        let mut s = Settings::new("n1", "demo", "/data", "0.0.0.0:5433");
+        s.superuser = Credentials::new("postgres", Some("pw"));
+        let pg = Postgres::with_version(s.clone(), PgVersion(150000));
+        let p = pg.local_conn_params();
+        assert_eq!(p.get("host"), Some("127.0.0.1"));
+        assert_eq!(p.get("port"), Some("5433"));
+        assert_eq!(p.get("user"), Some("postgres"));
+        assert_eq!(pg.connection_url(), "postgres://127.0.0.1:5433/postgres");
+
+        s.use_unix_socket = true;
+        s.parameters.insert("unix_socket_directories".into(), "relative, /tmp/sock".into());
+        s.connect_address = Some("10.0.0.1:5433".into());
+        let pg = Postgres::with_version(s, PgVersion(150000));
+        assert_eq!(pg.local_conn_params().get("host"), Some("/tmp/sock"));
+        assert_eq!(pg.connection_url(), "postgres://10.0.0.1:5433/postgres");
+    }
+}
