@@ -36,6 +36,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod params;
+mod pyyaml;
 pub mod sample;
 pub mod tree;
 pub mod units;

@@ -17,40 +17,9 @@ pub struct YamlError {
     pub message: String,
 }
 
-fn yaml_options() -> serde_saphyr::Options {
-    // PyYAML reads YAML 1.1: `0640` is octal (log.mode), so we do too.
-    let mut o = serde_saphyr::Options::default();
-    o.legacy_octal_numbers = true;
-    // PyYAML keeps the last of duplicate keys; refusing the file would break configurations that run today.
-    o.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
-    o
-}
-
-/// Parses YAML text into a value tree. An empty document is `null`.
+/// Parses YAML text into a value tree with PyYAML's `safe_load` semantics. An empty document is `null`.
 pub fn parse_yaml(text: &str, source_name: &str) -> Result<Value, YamlError> {
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_saphyr::from_str_with_options::<Value>(text, yaml_options()).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        YamlError { source_name: source_name.to_owned(), line, column, message: strip_location(&e.to_string()) }
-    })
-}
-
-/// The parser appends its own position to messages; ours goes in front, so drop the duplicate.
-fn strip_location(msg: &str) -> String {
-    let mut m = msg.lines().next().unwrap_or(msg).trim();
-    m = m.strip_prefix("error:").map_or(m, str::trim);
-    if let Some(rest) = m.strip_prefix("line ") {
-        // "line 12 column 3: message"
-        if let Some((_, after)) = rest.split_once(": ") {
-            m = after.trim();
-        }
-    }
-    match m.find(" at line ") {
-        Some(i) => m[..i].to_owned(),
-        None => m.to_owned(),
-    }
+    crate::pyyaml::parse(text, source_name)
 }
 
 /// Merges `overlay` into `base` the way Patroni patches configurations: mappings merge key by key,
