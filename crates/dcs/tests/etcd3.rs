@@ -201,6 +201,26 @@ async fn stopped_etcd_makes_every_call_unreachable_then_recovers() {
 }
 
 #[tokio::test]
+async fn a_hung_etcd_cannot_block_a_call_past_retry_timeout() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let mut s = settings(&etcd, "hung", "node1");
+    s.retry_timeout = Duration::from_secs(1);
+    let dcs = Etcd3::new(s).await.unwrap();
+    dcs.attempt_to_acquire_leader().await.unwrap();
+    let cluster = dcs.get_cluster().await.unwrap();
+    etcd.pause().unwrap();
+    // connections are accepted by the kernel but never answered
+    let result = tokio::time::timeout(Duration::from_secs(30), async {
+        contract::every_call_unreachable(&dcs, &cluster).await;
+    })
+    .await;
+    etcd.resume().unwrap();
+    assert!(result.is_ok(), "calls blocked");
+    // (requests given up on were still delivered and run after the resume, delete_cluster among them)
+    assert!(contract::wait_cluster(&dcs, Duration::from_secs(15), |_| true).await.is_some());
+}
+
+#[tokio::test]
 async fn a_dead_endpoint_among_two_is_skipped() {
     let etcd = EtcdServer::start().await.unwrap();
     let dead = format!("127.0.0.1:{}", free_port());

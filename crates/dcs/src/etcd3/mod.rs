@@ -144,7 +144,10 @@ impl Etcd3 {
     /// Returns our lease, granting one when there is none or the TTL changed, and keeping it alive when
     /// `keepalive` is set.
     async fn lease(&self, keepalive: bool, deadline: Instant) -> DcsResult<i64> {
-        let mut st = self.lease.lock().await;
+        // Another call may be refreshing the lease right now; waiting for it must not outlast our own deadline.
+        let mut st = tokio::time::timeout_at(deadline, self.lease.lock())
+            .await
+            .map_err(|_| DcsError::Unreachable("timed out waiting for the lease refresh of another call".into()))?;
         let ttl = self.ttl_secs.load(Ordering::Relaxed);
         if let Some(id) = st.id {
             if st.ttl != ttl {
@@ -290,11 +293,12 @@ impl Etcd3 {
                     .filter_map(|u| u.as_str().map(String::from))
                     .collect();
                 self.transport.merge_endpoints(urls);
-                if let Ok(mut at) = self.discovered_at.lock() {
-                    *at = Some(Instant::now());
-                }
             }
             Err(e) => debug!("etcd member discovery failed: {e:?}"),
+        }
+        // Also after a failure: a proxy or a restricted user may never answer it, and it must not cost every read.
+        if let Ok(mut at) = self.discovered_at.lock() {
+            *at = Some(Instant::now());
         }
     }
 

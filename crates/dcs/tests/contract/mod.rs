@@ -72,7 +72,7 @@ pub async fn keys_expire_with_ttl(owner: &dyn Dcs, observer: &dyn Dcs) {
     let after = silent_since.elapsed();
     assert!(after <= ttl + Duration::from_secs(1), "keys expired {after:?} after the last refresh, ttl {ttl:?}");
     // and not too early: the lease really had the TTL
-    assert!(after + Duration::from_millis(100) >= ttl, "keys expired after only {after:?}");
+    assert!(after + Duration::from_secs(1) >= ttl, "keys expired after only {after:?}");
 }
 
 /// Refreshing keeps the keys well past the TTL.
