@@ -1,6 +1,7 @@
 //! A real single-node etcd (3.4+, Debian `etcd-server`), with helpers over its v3 JSON gateway.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -85,12 +86,21 @@ impl EtcdOptions {
     pub async fn start(self) -> Result<EtcdServer> {
         EtcdServer::start_with(self).await
     }
+
+    /// `members` etcd processes forming one cluster (certificates and auth shared).
+    pub async fn start_cluster(self, members: usize) -> Result<EtcdCluster> {
+        EtcdCluster::start_with(self, members).await
+    }
 }
 
 /// A running etcd: own client and peer ports on 127.0.0.1, data and log (`etcd.log`) in its own [`TestDir`].
 /// Killed on drop.
 pub struct EtcdServer {
     options: EtcdOptions,
+    /// Member name and the `--initial-cluster` value (used on first start only; etcd ignores it afterwards).
+    name: String,
+    initial_cluster: String,
+    cluster_token: String,
     client_port: u16,
     peer_port: u16,
     binary: PathBuf,
@@ -99,6 +109,8 @@ pub struct EtcdServer {
     process: Option<Supervised>,
     // Last: removed after the process is gone.
     dir: TestDir,
+    /// A cluster's shared certificates live here; dropped after every member.
+    _shared: Option<Arc<TestDir>>,
 }
 
 impl std::fmt::Debug for EtcdServer {
@@ -141,7 +153,6 @@ impl EtcdServer {
 
     pub async fn start_with(options: EtcdOptions) -> Result<Self> {
         crate::install_crypto_provider();
-        let binary = etcd_binary()?;
         let dir = TestDir::with_prefix("patroni-etcd-")?;
         let certs = if options.tls {
             let tls_dir = dir.create_dir("tls", 0o755)?;
@@ -149,22 +160,40 @@ impl EtcdServer {
         } else {
             None
         };
-        let http = http_client(certs.as_ref())?;
-        let mut server = EtcdServer {
-            client_port: try_free_port()?,
-            peer_port: try_free_port()?,
-            options,
-            binary,
-            certs,
-            http,
-            process: None,
-            dir,
-        };
+        let (client_port, peer_port) = (try_free_port()?, try_free_port()?);
+        let name = "testkit".to_string();
+        let initial_cluster = format!("{name}=http://127.0.0.1:{peer_port}");
+        let mut server = EtcdServer::new(options, name, initial_cluster, (client_port, peer_port), certs, dir, None)?;
         server.launch().await?;
         if let Some(password) = server.options.root_password.clone() {
             server.enable_auth(&password).await?;
         }
         Ok(server)
+    }
+
+    fn new(
+        options: EtcdOptions,
+        name: String,
+        initial_cluster: String,
+        (client_port, peer_port): (u16, u16),
+        certs: Option<TestCerts>,
+        dir: TestDir,
+        shared: Option<Arc<TestDir>>,
+    ) -> Result<Self> {
+        Ok(EtcdServer {
+            http: http_client(certs.as_ref())?,
+            binary: etcd_binary()?,
+            cluster_token: cluster_token(&initial_cluster),
+            options,
+            name,
+            initial_cluster,
+            client_port,
+            peer_port,
+            certs,
+            process: None,
+            dir,
+            _shared: shared,
+        })
     }
 
     fn scheme(&self) -> &'static str {
@@ -232,15 +261,15 @@ impl EtcdServer {
         let client_url = self.client_url();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = std::process::Command::new(&self.binary);
-        cmd.arg("--name=testkit")
+        cmd.arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=testkit={peer_url}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--initial-cluster-state=new")
-            .arg(format!("--initial-cluster-token=testkit-{}", self.client_port))
+            .arg(format!("--initial-cluster-token={}", self.cluster_token))
             .arg("--logger=zap")
             .arg("--log-outputs=stderr");
         if self.options.enable_v2 {
@@ -261,17 +290,34 @@ impl EtcdServer {
     }
 
     async fn launch(&mut self) -> Result<()> {
-        let log = self.log_path();
-        let mut process = Supervised::spawn("etcd", self.command(), &log, false)?;
+        self.spawn_process()?;
+        self.wait_healthy().await
+    }
+
+    fn spawn_process(&mut self) -> Result<()> {
+        let process = Supervised::spawn(&format!("etcd {}", self.name), self.command(), &self.log_path(), false)?;
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Waits until `/health` says true (a leader is known), failing at once if the process exits.
+    async fn wait_healthy(&mut self) -> Result<()> {
         let health = format!("{}/health", self.client_url());
         let timeout = self.options.start_timeout;
+        let http = self.http.clone();
+        let Some(process) = self.process.as_mut() else {
+            return Err(Error::NotFound {
+                what: format!("etcd {} process", self.name),
+                hint: "not started".to_string(),
+            });
+        };
         let mut last_error = String::from("no answer yet");
         let probing = async {
             loop {
                 if let Some(status) = process.exit_status() {
                     return Err(format!("etcd exited during startup ({status})"));
                 }
-                match self.http.get(&health).timeout(HTTP_TIMEOUT).send().await {
+                match http.get(&health).timeout(HTTP_TIMEOUT).send().await {
                     Ok(r) => {
                         let status = r.status();
                         let body = r.text().await.unwrap_or_default();
@@ -290,20 +336,21 @@ impl EtcdServer {
             Err(_) => Err(format!("{health} not healthy after {timeout:?} (last answer: {last_error})")),
         };
         match outcome {
-            Ok(()) => {
-                self.process = Some(process);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(reason) => {
                 // Kill before quoting the log so the tail is complete.
                 process.kill_now();
-                Err(process.failure(reason))
+                let err = process.failure(reason);
+                self.process = None;
+                Err(err)
             }
         }
     }
 
     /// Graceful stop (SIGTERM, then SIGKILL after 10 s), waiting for the exit. Data stays for [`Self::start_again`].
     pub async fn stop(&mut self) -> Result<()> {
+        // A paused etcd would only see the SIGTERM once resumed.
+        self.resume()?;
         if let Some(mut process) = self.process.take() {
             process.stop(Signal::SIGTERM, Duration::from_secs(10)).await?;
         }
@@ -436,6 +483,126 @@ impl Drop for EtcdServer {
         let _ = self.resume();
         self.kill();
     }
+}
+
+/// Several etcd members forming one cluster, each an [`EtcdServer`] with its own ports, dir and log, for tests
+/// where one DCS node goes away. Members are stopped and started again individually through [`Self::member`].
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// `members` plain-http members.
+    pub async fn start(members: usize) -> Result<Self> {
+        Self::start_with(EtcdOptions::default(), members).await
+    }
+
+    pub async fn start_with(options: EtcdOptions, members: usize) -> Result<Self> {
+        crate::install_crypto_provider();
+        if members == 0 {
+            return Err(Error::Protocol {
+                what: "EtcdCluster::start".to_string(),
+                detail: "a cluster needs at least one member".to_string(),
+            });
+        }
+        let shared = Arc::new(TestDir::with_prefix("patroni-etcd-cluster-")?);
+        let certs = if options.tls {
+            let tls_dir = shared.create_dir("tls", 0o755)?;
+            Some(TestCerts::generate(&tls_dir)?)
+        } else {
+            None
+        };
+        let mut ports = Vec::with_capacity(members);
+        for _ in 0..members {
+            ports.push((try_free_port()?, try_free_port()?));
+        }
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("etcd{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster { members: Vec::with_capacity(members) };
+        for (i, member_ports) in ports.into_iter().enumerate() {
+            let member = EtcdServer::new(
+                options.clone(),
+                format!("etcd{i}"),
+                initial_cluster.clone(),
+                member_ports,
+                certs.clone(),
+                TestDir::with_prefix("patroni-etcd-")?,
+                Some(shared.clone()),
+            )?;
+            cluster.members.push(member);
+        }
+        // All must run before any is healthy: a member has no leader until a quorum has started.
+        for member in &mut cluster.members {
+            member.spawn_process()?;
+        }
+        for member in &mut cluster.members {
+            member.wait_healthy().await?;
+        }
+        if let Some(password) = options.root_password {
+            cluster.members[0].enable_auth(&password).await?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn members(&self) -> &[EtcdServer] {
+        &self.members
+    }
+
+    /// Member `index` (0-based), to stop, kill, pause or start again.
+    pub fn member(&mut self, index: usize) -> Option<&mut EtcdServer> {
+        self.members.get_mut(index)
+    }
+
+    /// `127.0.0.1:PORT` of every member, the form of Patroni's `etcd3.hosts`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::endpoint).collect()
+    }
+
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::client_url).collect()
+    }
+
+    /// Puts through the first member that answers.
+    pub async fn put(&self, key: &str, value: &str) -> Result<()> {
+        let mut last = None;
+        for member in &self.members {
+            match member.put(key, value).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_member))
+    }
+
+    /// Reads through the first member that answers.
+    pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        let mut last = None;
+        for member in &self.members {
+            match member.get(key).await {
+                Ok(value) => return Ok(value),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_member))
+    }
+}
+
+fn no_member() -> Error {
+    Error::Protocol { what: "etcd cluster".to_string(), detail: "no member".to_string() }
+}
+
+/// Same for every member of one cluster (it is derived from the shared `--initial-cluster`), distinct between
+/// clusters (their ports differ).
+fn cluster_token(initial_cluster: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    initial_cluster.hash(&mut hasher);
+    format!("testkit-{:016x}", hasher.finish())
 }
 
 fn http_client(certs: Option<&TestCerts>) -> Result<reqwest::Client> {

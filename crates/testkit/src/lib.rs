@@ -26,7 +26,7 @@
 //! }
 //! ```
 //!
-//! Servers: [`EtcdServer`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
+//! Servers: [`EtcdServer`] and [`EtcdCluster`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
 //! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args; `query`, `stop(StopMode)`,
 //! `start_again`, `start_replica`, `init` without starting), [`AgentProcess`] (a `patroni` binary given by path,
 //! config from a template that gets the agent's dir and free ports; signals, `wait_exit`, REST helper),
@@ -52,7 +52,7 @@ mod wait;
 pub use agent::{AgentContext, AgentOptions, AgentProcess};
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
 pub use error::{Error, Result};
-pub use etcd::{etcd_binary, EtcdOptions, EtcdServer, ETCD_BIN_ENV};
+pub use etcd::{etcd_binary, EtcdCluster, EtcdOptions, EtcdServer, ETCD_BIN_ENV};
 pub use pg::{kill_postmaster, pg_bin_dir, PgOptions, PgServer, StopMode, PG_BIN_DIR_ENV};
 pub use port::{free_port, try_free_port};
 pub use process::{log_tail, pid_alive};

@@ -198,6 +198,15 @@ impl PgServer {
     }
 
     fn prepare(options: PgOptions) -> Result<Self> {
+        if crate::user::is_root() && unprivileged_user().is_none() {
+            return Err(Error::NotFound {
+                what: format!(
+                    "user `{}` to run PostgreSQL as (it refuses to run as root)",
+                    std::env::var(crate::user::USER_ENV).unwrap_or_else(|_| "postgres".to_string())
+                ),
+                hint: format!("create it, or set {} to another unprivileged user", crate::user::USER_ENV),
+            });
+        }
         let bin_dir = pg_bin_dir()?;
         if let Some((uid, gid)) = unprivileged_user() {
             ensure_reachable(&bin_dir.join("postgres"), uid, gid)?;
@@ -250,6 +259,11 @@ impl PgServer {
             "host=127.0.0.1 port={} user={} password={} dbname=postgres",
             self.port, self.options.superuser, self.options.password
         )
+    }
+
+    /// `postgresql://user:password@127.0.0.1:port/postgres` (URI form of [`Self::connstr`]).
+    pub fn url(&self) -> String {
+        format!("postgresql://{}:{}@127.0.0.1:{}/postgres", self.options.superuser, self.options.password, self.port)
     }
 
     /// Over the unix socket, where local trust auth needs no password.

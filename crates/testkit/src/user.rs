@@ -190,7 +190,8 @@ fn rerun(test_name: &str, account: &Account) -> std::result::Result<(), String> 
         .unwrap_or(Duration::from_secs(600));
 
     let mut cmd = std::process::Command::new(&staged);
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+    // --include-ignored: an #[ignore]d test run on purpose must run in the re-run too; --exact keeps it to one.
+    cmd.args(["--exact", test_name, "--include-ignored", "--nocapture", "--test-threads=1"])
         .env(RERUN_ENV, "1")
         .current_dir(dir.path())
         .stdin(Stdio::null())

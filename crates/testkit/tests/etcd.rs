@@ -168,3 +168,36 @@ async fn startup_failure_quotes_the_log() {
     assert!(err.contains("exited during startup"), "{err}");
     assert!(err.contains("no-such-flag"), "{err}");
 }
+
+#[tokio::test]
+async fn pause_makes_requests_time_out_and_resume_recovers() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    etcd.put("/p", "1").await.unwrap();
+    etcd.pause().unwrap();
+    let url = format!("{}/v3/kv/range", etcd.client_url());
+    let body = json!({"key": B64.encode("/p")});
+    let paused = etcd.http_client().post(&url).timeout(std::time::Duration::from_millis(300)).json(&body).send().await;
+    assert!(paused.unwrap_err().is_timeout());
+    etcd.resume().unwrap();
+    assert_eq!(etcd.get("/p").await.unwrap().as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn a_three_member_cluster_survives_one_member_down() {
+    let mut cluster = patroni_testkit::EtcdCluster::start(3).await.unwrap();
+    let endpoints = cluster.endpoints();
+    assert_eq!(endpoints.len(), 3);
+    assert_eq!(endpoints.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+
+    let members: Value = cluster.members()[0].v3("cluster/member/list", json!({})).await.unwrap();
+    assert_eq!(members["members"].as_array().unwrap().len(), 3);
+
+    cluster.put("/c", "before").await.unwrap();
+    cluster.member(0).unwrap().stop().await.unwrap();
+    // The remaining quorum still serves writes; the helper skips the stopped member.
+    cluster.put("/c", "during").await.unwrap();
+    assert_eq!(cluster.members()[2].get("/c").await.unwrap().as_deref(), Some("during"));
+
+    cluster.member(0).unwrap().start_again().await.unwrap();
+    assert_eq!(cluster.members()[0].get("/c").await.unwrap().as_deref(), Some("during"));
+}

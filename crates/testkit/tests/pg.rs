@@ -20,6 +20,9 @@ async fn select_one_and_a_table() {
     let owner = pg.query_value("select current_setting('data_directory')").await.unwrap().unwrap();
     assert_eq!(std::path::PathBuf::from(owner), pg.data_dir());
     assert!(pg.connstr().contains(&format!("port={}", pg.port())));
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    assert_eq!(client.query_one("select current_user::text", &[]).await.unwrap().get::<_, String>(0), "postgres");
 }
 
 #[tokio::test]
