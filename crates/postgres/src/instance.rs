@@ -454,13 +454,21 @@ impl Postgres {
             return Err(Error::State("PostgreSQL is already running".into()));
         }
         crate::postmaster::check_data_dir(&self.settings.data_dir)?;
+        // Checked before touching any file, so a refused start leaves the data directory as it was.
+        if let Some(existing) = Postmaster::adopt(&self.settings.data_dir)? {
+            return Err(Error::State(format!(
+                "PostgreSQL is already running on {} (pid {})",
+                self.settings.data_dir.display(),
+                existing.pid()
+            )));
+        }
+        let (addresses, port) = split_listen(&self.settings.listen);
+        crate::postmaster::check_port_free(&addresses, port)?;
         self.write_config(recovery.as_ref(), keep_existing_recovery)?;
         let mut opts = StartOptions::new(&self.settings.data_dir, self.files.postgresql_conf());
         opts.options = command_line_options(&self.server.parameters);
         opts.timeout = self.settings.pg_ctl_timeout;
         opts.log_file = self.settings.log_file.clone();
-        let (addresses, port) = split_listen(&self.settings.listen);
-        opts.check_port = Some((addresses, port));
         self.drop_connection().await;
         let (pm, outcome) = Postmaster::start(&self.settings.binaries, &opts).await?;
         self.postmaster = Some(pm);
@@ -602,6 +610,10 @@ impl Postgres {
         };
         if !promoted {
             return Err(Error::State(format!("promotion did not finish within {wait}s")));
+        }
+        // pg_rewind on the old primary reads our timeline from pg_control, updated only by a checkpoint.
+        if let Err(e) = self.db().await?.checkpoint().await {
+            tracing::warn!("checkpoint after promote failed: {e}");
         }
         self.role = Role::Primary;
         self.recovery = None;

@@ -29,3 +29,6 @@ pub mod instance;
 pub use instance::{Postgres, ReloadOutcome, ReplicaMethod, Role, Settings};
 pub mod bootstrap;
 pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
+pub mod replica;
+pub mod rewind;
+pub use rewind::{Divergence, RewindOutcome};

@@ -1,0 +1,354 @@
+//! Rejoining a former primary: detect whether its history diverged from the new leader's (timeline history),
+//! make a crashed one consistent (single-user crash recovery), `pg_rewind` when allowed, and remove the data
+//! directory only where `remove_data_directory_on_rewind_failure` / `_on_diverged_timelines` say so.
+
+use std::time::Duration;
+
+use crate::binaries::Tool;
+use crate::command::Cmd;
+use crate::conninfo::ConnParams;
+use crate::controldata::ClusterState;
+use crate::error::{Error, Result};
+use crate::instance::Postgres;
+use crate::lsn::Lsn;
+use crate::parameters::command_line_options;
+use crate::query::Db;
+
+/// Bound for pg_rewind and single-user recovery: they scale with the amount of changed data, not with a timeout
+/// an operator tunes, so this is a generous safety net.
+const LONG_STEP: Duration = Duration::from_secs(3600);
+/// How long to wait for the new leader's post-promotion checkpoint (pg_rewind reads its timeline from pg_control).
+const LEADER_CHECKPOINT_WAIT: Duration = Duration::from_secs(60);
+
+/// One line of a timeline history file: `parent_tli  switchpoint  reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub parent_timeline: u32,
+    pub switchpoint: Lsn,
+    pub reason: String,
+}
+
+pub fn parse_history(text: &str) -> Vec<HistoryEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                return None;
+            }
+            let mut parts = l.splitn(3, char::is_whitespace);
+            let tli = parts.next()?.trim().parse().ok()?;
+            let lsn = parts.next()?.trim().parse().ok()?;
+            Some(HistoryEntry {
+                parent_timeline: tli,
+                switchpoint: lsn,
+                reason: parts.next().unwrap_or("").trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where the local (stopped) instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPosition {
+    pub in_recovery: bool,
+    pub timeline: u32,
+    pub lsn: Lsn,
+}
+
+/// Result of comparing the local history with the leader's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Divergence {
+    /// The local WAL is a prefix of the leader's history: streaming can simply continue.
+    NotDiverged,
+    /// The local instance wrote WAL the leader does not have.
+    Diverged { local: LocalPosition, leader_timeline: u32, switchpoint: Option<Lsn> },
+}
+
+/// What [`Postgres::rewind_or_reinit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewindOutcome {
+    NotNeeded,
+    Rewound,
+    /// Diverged but pg_rewind is not allowed (`use_pg_rewind` off, or neither wal_log_hints nor checksums).
+    CannotRewind {
+        reason: String,
+        data_removed: bool,
+    },
+    /// pg_rewind ran and failed.
+    Failed {
+        error: String,
+        data_removed: bool,
+    },
+}
+
+/// The decision for a diverged history, as a pure function of the settings (documented rules).
+pub fn diverged_action(
+    use_pg_rewind: bool,
+    rewind_possible: bool,
+    remove_on_diverged: bool,
+) -> std::result::Result<(), (String, bool)> {
+    if !use_pg_rewind {
+        Err(("use_pg_rewind is off".into(), remove_on_diverged))
+    } else if !rewind_possible {
+        Err(("neither wal_log_hints nor data checksums are enabled, pg_rewind cannot run".into(), remove_on_diverged))
+    } else {
+        Ok(())
+    }
+}
+
+impl Postgres {
+    /// Position of the stopped instance from pg_controldata. A crashed primary must go through
+    /// [`Postgres::ensure_clean_shutdown`] first.
+    pub async fn local_position(&self) -> Result<LocalPosition> {
+        let c = self.controldata().await?;
+        let recovery = matches!(c.cluster_state, ClusterState::ShutDownInRecovery | ClusterState::InArchiveRecovery)
+            && c.min_recovery_end != Lsn::ZERO
+            && c.min_recovery_timeline != 0;
+        if recovery {
+            return Ok(LocalPosition { in_recovery: true, timeline: c.min_recovery_timeline, lsn: c.min_recovery_end });
+        }
+        match c.cluster_state {
+            ClusterState::ShutDown | ClusterState::ShutDownInRecovery | ClusterState::InArchiveRecovery => {
+                Ok(LocalPosition { in_recovery: false, timeline: c.timeline, lsn: c.checkpoint_location })
+            }
+            other => Err(Error::State(format!(
+                "cannot tell the local timeline: cluster state is {other:?} (not shut down cleanly)"
+            ))),
+        }
+    }
+
+    fn leader_params(&self, leader: &ConnParams) -> ConnParams {
+        let mut p = ConnParams::for_role(
+            leader.get("host").unwrap_or(""),
+            leader.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432),
+            leader.get("dbname").unwrap_or(&self.settings.database),
+            self.settings.rewind_credentials(),
+        );
+        // Rewinding from the real primary is the safe choice.
+        p.set("target_session_attrs", "read-write");
+        p
+    }
+
+    /// Compares the stopped local instance with the leader's timeline history.
+    pub async fn check_divergence(&self, leader: &ConnParams) -> Result<Divergence> {
+        let local = self.local_position().await?;
+        let db = Db::connect(&self.leader_params(leader), self.settings.query_timeout).await?;
+        let row = db
+            .query_one(
+                "SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() THEN 0 ELSE \
+                 ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))\
+                 ::bit(32)::int END",
+                &[],
+            )
+            .await?;
+        let in_recovery: bool = row.try_get(0)?;
+        if in_recovery {
+            return Err(Error::State("the leader is still in recovery; cannot compare timelines yet".into()));
+        }
+        let leader_tl = row.try_get::<_, i32>(1)? as u32;
+        tracing::info!("Local timeline={} lsn={}; primary_timeline={}", local.timeline, local.lsn, leader_tl);
+        if local.timeline == leader_tl {
+            return Ok(Divergence::NotDiverged);
+        }
+        if local.timeline > leader_tl {
+            return Ok(Divergence::Diverged { local, leader_timeline: leader_tl, switchpoint: None });
+        }
+        let history = db.read_data_file(&format!("pg_wal/{leader_tl:08X}.history")).await?;
+        let history = parse_history(&String::from_utf8_lossy(&history));
+        for entry in &history {
+            if entry.parent_timeline == local.timeline {
+                let diverged = if local.in_recovery {
+                    local.lsn > entry.switchpoint
+                } else if local.lsn >= entry.switchpoint {
+                    true
+                } else {
+                    // A cleanly stopped former primary's last record is its shutdown checkpoint; if that record
+                    // ends exactly at the switchpoint the new leader has everything we wrote.
+                    match self.checkpoint_end(local.timeline, local.lsn).await {
+                        Some(end) => end != entry.switchpoint,
+                        None => true,
+                    }
+                };
+                tracing::info!(
+                    "primary switched from timeline {} at {}: local history {}",
+                    entry.parent_timeline,
+                    entry.switchpoint,
+                    if diverged { "diverged" } else { "is a prefix" }
+                );
+                return Ok(if diverged {
+                    Divergence::Diverged { local, leader_timeline: leader_tl, switchpoint: Some(entry.switchpoint) }
+                } else {
+                    Divergence::NotDiverged
+                });
+            }
+            if entry.parent_timeline > local.timeline {
+                break;
+            }
+        }
+        Ok(Divergence::Diverged { local, leader_timeline: leader_tl, switchpoint: None })
+    }
+
+    /// End of the WAL record at `lsn`, from `pg_waldump` (next to the other binaries).
+    async fn checkpoint_end(&self, timeline: u32, lsn: Lsn) -> Option<Lsn> {
+        let postgres = self.settings.binaries.path(Tool::Postgres).ok()?;
+        let waldump = postgres.parent()?.join("pg_waldump");
+        let out = Cmd::new(waldump)
+            .arg("-p")
+            .arg(self.settings.data_dir.join("pg_wal"))
+            .args(["-t", &timeline.to_string(), "-s", &lsn.to_string(), "-n", "1"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .await
+            .ok()?;
+        // "rmgr: XLOG len (rec/tot): 114/ 114, tx: 0, lsn: 0/03000028, ..."
+        let line = out.stdout.lines().find(|l| l.contains("lsn:"))?;
+        let tot: u64 = line.split("(rec/tot):").nth(1)?.split(',').next()?.split('/').nth(1)?.trim().parse().ok()?;
+        let mut end = lsn.as_u64() + tot;
+        // A record crossing a page boundary has that page's header in between.
+        const PAGE: u64 = 8192;
+        if lsn.as_u64() / PAGE != (end - 1) / PAGE {
+            end += 24;
+        }
+        Some(Lsn((end + 7) & !7))
+    }
+
+    /// Brings a cluster that was not shut down cleanly to a clean shutdown with a single-user start (crash
+    /// recovery, no archiving), which pg_rewind requires.
+    pub async fn ensure_clean_shutdown(&self) -> Result<()> {
+        let state = self.controldata().await?.cluster_state;
+        if state.is_clean_shutdown() {
+            return Ok(());
+        }
+        if self.is_running() {
+            return Err(Error::State("PostgreSQL is running".into()));
+        }
+        tracing::info!("cluster state is {state:?}; running crash recovery in single-user mode");
+        self.write_config(None, false)?;
+        let mut cmd = self
+            .settings
+            .binaries
+            .cmd(Tool::Postgres)?
+            .arg("--single")
+            .arg("-D")
+            .arg(&self.settings.data_dir)
+            .arg(format!("--config-file={}", self.files.postgresql_conf().display()))
+            .timeout(LONG_STEP);
+        for opt in command_line_options(&self.server.parameters) {
+            cmd = cmd.arg(opt);
+        }
+        cmd = cmd.args(["-c", "archive_mode=on", "-c", "archive_command=false", "template1"]);
+        cmd.run().await.map(|_| ())
+    }
+
+    /// Runs `pg_rewind` against the leader as the rewind role.
+    pub async fn pg_rewind(&self, leader: &ConnParams) -> Result<()> {
+        let mut p = self.leader_params(leader);
+        let pgpass = self.files.write_pgpass(&p)?;
+        p.remove("password");
+        self.wait_leader_checkpoint(leader).await?;
+        let mut cmd = self
+            .settings
+            .binaries
+            .cmd(Tool::PgRewind)?
+            .arg(format!("--target-pgdata={}", self.settings.data_dir.display()))
+            .arg(format!("--source-server={}", p.to_dsn()))
+            .timeout(LONG_STEP);
+        let has_restore = self.settings.recovery_conf.contains_key("restore_command")
+            || self.server.recovery.contains_key("restore_command");
+        if has_restore && self.version.0 >= 130000 {
+            cmd = cmd.arg("--restore-target-wal");
+        }
+        if pgpass {
+            cmd = cmd.env("PGPASSFILE", &self.files.pgpass);
+        }
+        cmd.run().await.map(|_| ())
+    }
+
+    /// pg_rewind reads the source's timeline from its pg_control, which a promoted leader updates only at its
+    /// first checkpoint.
+    async fn wait_leader_checkpoint(&self, leader: &ConnParams) -> Result<()> {
+        let db = Db::connect(&self.leader_params(leader), self.settings.query_timeout).await?;
+        let deadline = tokio::time::Instant::now() + LEADER_CHECKPOINT_WAIT;
+        loop {
+            let row = db
+                .query_one(
+                    "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), \
+                     1, 8))::bit(32)::int, (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())",
+                    &[],
+                )
+                .await?;
+            let (current, checkpoint): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
+            if current == checkpoint {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::State(format!(
+                    "the leader is on timeline {current} but has not checkpointed since its promotion \
+                     (pg_control says {checkpoint}); pg_rewind would see the wrong timeline"
+                )));
+            }
+            tracing::info!("waiting for checkpoint on the leader");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The whole decision for a stopped former primary about to follow `leader`: crash recovery if needed,
+    /// divergence check, pg_rewind when allowed, and data directory removal only where configured (the caller
+    /// then builds a new replica).
+    pub async fn rewind_or_reinit(&mut self, leader: &ConnParams) -> Result<RewindOutcome> {
+        if self.is_running() {
+            return Err(Error::State("stop PostgreSQL before rewinding".into()));
+        }
+        self.ensure_clean_shutdown().await?;
+        let Divergence::Diverged { .. } = self.check_divergence(leader).await? else {
+            return Ok(RewindOutcome::NotNeeded);
+        };
+        let control = self.controldata().await?;
+        if let Err((reason, remove)) = diverged_action(
+            self.settings.use_pg_rewind,
+            control.rewind_possible(),
+            self.settings.remove_data_directory_on_diverged_timelines,
+        ) {
+            tracing::warn!("timelines diverged and pg_rewind cannot be used: {reason}");
+            if remove {
+                self.remove_data_directory()?;
+            }
+            return Ok(RewindOutcome::CannotRewind { reason, data_removed: remove });
+        }
+        match self.pg_rewind(leader).await {
+            Ok(()) => {
+                self.files.restore_backups()?;
+                Ok(RewindOutcome::Rewound)
+            }
+            Err(e) => {
+                tracing::error!("pg_rewind failed: {e}");
+                let remove = self.settings.remove_data_directory_on_rewind_failure;
+                if remove {
+                    self.remove_data_directory()?;
+                }
+                Ok(RewindOutcome::Failed { error: e.to_string(), data_removed: remove })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_files() {
+        let h = parse_history("1\t0/3000060\tno recovery target specified\n\n2\t0/5000000\tat restore point\n");
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].parent_timeline, 1);
+        assert_eq!(h[0].switchpoint.to_string(), "0/3000060");
+        assert_eq!(h[1].reason, "at restore point");
+    }
+
+    #[test]
+    fn diverged_rules() {
+        assert!(diverged_action(true, true, false).is_ok());
+        assert_eq!(diverged_action(false, true, true).unwrap_err().1, true);
+        assert_eq!(diverged_action(true, false, false).unwrap_err().1, false);
+    }
+}
