@@ -284,6 +284,18 @@ impl DynamicConfig {
         (cfg.unwrap_or_default(), cx.errors)
     }
 
+    /// Range and consistency problems (`ttl` below 20, invalid controlled parameters, a logical slot without
+    /// plugin…) as `(errors, warnings)`, e.g. to refuse a bad `PATCH /config` or `edit-config`.
+    pub fn check(&self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+        let mut cx = Cx::new("");
+        crate::validate::validate_dynamic(self, "", &mut cx);
+        let strip = |mut d: Diagnostic| {
+            d.path = d.path.trim_start_matches('.').to_owned();
+            d
+        };
+        (cx.errors.into_iter().map(strip).collect(), cx.warnings.into_iter().map(strip).collect())
+    }
+
     /// The JSON text Patroni stores in the DCS.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
@@ -401,6 +413,22 @@ mod tests {
         let back: Value = serde_json::from_str(&cfg.to_json()).unwrap();
         let orig: Value = serde_json::from_str(text).unwrap();
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn check_reports_ranges_and_the_timeout_rule() {
+        let cfg = DynamicConfig::from_value(&json!({"ttl": 10, "slots": {"s": {"type": "logical"}}})).unwrap();
+        let (errors, _) = cfg.check();
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            vec!["ttl: 10 is smaller than the minimum 20", "slots.s: a logical slot needs database and plugin"]
+        );
+        let cfg = DynamicConfig::from_value(&json!({"loop_wait": 20})).unwrap();
+        let (errors, warnings) = cfg.check();
+        assert!(errors.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].path, "");
     }
 
     #[test]

@@ -100,6 +100,8 @@ section! {
         verify: Option<bool>,
         /// x509 principal → permissions applied to created znodes.
         set_acls: Option<Map<String, Value>>,
+        /// Authentication scheme → credentials added to the session.
+        auth_data: Option<Map<String, Value>>,
     }
 }
 

@@ -248,6 +248,10 @@ section! {
         watchdog: Option<WatchdogConfig>,
         /// Member tags.
         tags: Tags,
+        /// Python Patroni's thread pool size; accepted so existing files load, it has no effect here.
+        thread_pool_size: Option<u32>,
+        /// Python Patroni's thread stack size; accepted so existing files load, it has no effect here.
+        thread_stack_size: Option<crate::units::Size>,
     }
 }
 
@@ -272,6 +276,8 @@ impl Default for Config {
             ctl: None,
             watchdog: None,
             tags: Tags::default(),
+            thread_pool_size: None,
+            thread_stack_size: None,
             extra: Map::new(),
         }
     }
@@ -347,6 +353,11 @@ impl Config {
     /// The effective configuration as a value tree (what `show-config`-like output prints).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// Local configuration merged over the cluster's dynamic configuration (see [`crate::EffectiveConfig`]).
+    pub fn effective(&self, dynamic: &DynamicConfig) -> crate::EffectiveConfig {
+        crate::EffectiveConfig::new(self, dynamic)
     }
 
     /// The DCS key prefix for this cluster: `<namespace>/<scope>/` with single slashes.

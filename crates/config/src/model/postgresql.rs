@@ -34,6 +34,13 @@ section! {
     }
 }
 
+impl BinName {
+    /// The configured name of `pg_controldata`, under either spelling.
+    pub fn pg_controldata_name(&self) -> Option<&str> {
+        self.pg_controldata.as_deref().or(self.pgcontroldata.as_deref())
+    }
+}
+
 impl UserAuth {
     /// The libpq connection keywords set for this user, in a stable order, password excluded.
     pub fn ssl_params(&self) -> Vec<(&'static str, &str)> {
@@ -83,6 +90,8 @@ section! {
         pg_isready: Option<String>,
         /// `pg_rewind`.
         pg_rewind: Option<String>,
+        /// The documentation's spelling of `pg_controldata`.
+        pgcontroldata: Option<String>,
     }
 }
 

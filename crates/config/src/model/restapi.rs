@@ -62,6 +62,8 @@ section! {
         request_queue_size: Option<u32>,
         /// `Server` header style: `original`, `productonly` or `minimal`.
         server_tokens: Option<String>,
+        /// Python Patroni's REST thread pool size; accepted so existing files load, it has no effect here.
+        thread_pool_size: Option<u32>,
     }
 }
 
