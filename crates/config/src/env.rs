@@ -99,11 +99,29 @@ fn convert_value(raw: &str, kind: Kind) -> Value {
     let fallback = || Value::String(raw.to_owned());
     match kind {
         Kind::Str => fallback(),
-        Kind::Int => raw.trim().parse::<i64>().map(Value::from).unwrap_or_else(|_| fallback()),
+        Kind::Int => strtol(raw).map(Value::from).unwrap_or_else(fallback),
         Kind::Bool => parse_bool(raw).map(Value::Bool).unwrap_or_else(fallback),
         Kind::List => parse_list(raw).unwrap_or_else(fallback),
         Kind::Dict => parse_dict(raw).unwrap_or_else(fallback),
     }
+}
+
+/// An integer the way C's `strtol` with base 0 reads it (Patroni's `parse_int`): `0x1F` is hex, `0640`
+/// octal (log file modes), anything else decimal.
+fn strtol(raw: &str) -> Option<i64> {
+    let t = raw.trim();
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()?
+    } else if body.len() > 1 && body.starts_with('0') {
+        i64::from_str_radix(&body[1..], 8).ok()?
+    } else {
+        body.parse::<i64>().ok()?
+    };
+    Some(if neg { -v } else { v })
 }
 
 /// `'a:1','b:2'`, `a,b`, `[a, b]` or a YAML block list.
@@ -432,6 +450,12 @@ mod tests {
         );
         assert_eq!(t["log"], json!({"level": "DEBUG", "loggers": {"patroni.postmaster": "WARNING"}}));
         assert_eq!(t["raft"]["partner_addrs"], json!(["10.0.0.1:1234", "10.0.0.2:1234"]));
+    }
+
+    #[test]
+    fn integers_read_like_strtol() {
+        let t = environment_tree(&env(&[("PATRONI_LOG_MODE", "0640"), ("PATRONI_LOG_FILE_SIZE", "0x10")]));
+        assert_eq!(t["log"], json!({"mode": 416, "file_size": 16}));
     }
 
     #[test]
