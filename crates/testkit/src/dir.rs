@@ -2,6 +2,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::user::unprivileged_user;
@@ -79,6 +80,11 @@ impl AsRef<Path> for TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
+        // Code under test starts PostgreSQL in test dirs (pg_ctl detaches it): a failed test must not leave a
+        // postmaster running on a deleted data directory.
+        for data_dir in postmaster_dirs(&self.path) {
+            crate::pg::kill_postmaster(&data_dir, Duration::from_secs(5));
+        }
         if std::env::var_os(KEEP_DIRS_ENV).is_some() {
             if let Some(dir) = self.dir.take() {
                 eprintln!("patroni-testkit: keeping {}", dir.keep().display());
@@ -86,6 +92,22 @@ impl Drop for TestDir {
         }
         // Otherwise tempfile's own Drop removes the tree.
     }
+}
+
+/// Directories at most two levels below `root` (and `root` itself) holding a `postmaster.pid`.
+fn postmaster_dirs(root: &Path) -> Vec<PathBuf> {
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .unwrap_or_default()
+    };
+    let mut candidates = vec![root.to_path_buf()];
+    for child in children(root) {
+        candidates.extend(children(&child));
+        candidates.push(child);
+    }
+    candidates.retain(|dir| dir.join("postmaster.pid").exists());
+    candidates
 }
 
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -108,3 +108,27 @@ async fn startup_failure_quotes_the_log() {
     assert!(err.contains("exited during startup"), "{err}");
     assert!(err.contains("shared_buffers"), "{err}");
 }
+
+#[tokio::test]
+async fn test_dir_drop_stops_a_postgres_started_by_code_under_test() {
+    let pg = PgServer::builder().init().await.unwrap();
+    let dir = patroni_testkit::TestDir::new().unwrap();
+    let data = dir.join("node1");
+    assert!(std::process::Command::new("cp").arg("-a").arg(pg.data_dir()).arg(&data).status().unwrap().success());
+    // As code under test would: pg_ctl, which detaches the postmaster from us.
+    let mut pg_ctl = std::process::Command::new(pg.bin_dir().join("pg_ctl"));
+    pg_ctl
+        .args(["start", "-w", "-t", "30", "-s", "-l"])
+        .arg(dir.join("pg.log"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-o", &format!("-p {} -k {}", patroni_testkit::free_port(), dir.path().display())])
+        .stdout(std::process::Stdio::null());
+    patroni_testkit::UnprivilegedCommand::unprivileged(&mut pg_ctl);
+    assert!(pg_ctl.status().unwrap().success());
+    let pid: u32 =
+        std::fs::read_to_string(data.join("postmaster.pid")).unwrap().lines().next().unwrap().parse().unwrap();
+    assert!(pid_alive(pid));
+    drop(dir);
+    assert!(!pid_alive(pid), "postmaster {pid} survived TestDir drop");
+}
