@@ -335,6 +335,20 @@ async fn etcd_over_tls() {
 }
 
 #[tokio::test]
+async fn etcd_over_tls_without_client_certificates() {
+    // An empty trusted CA file (the last flag wins) makes etcd 3.4 stop asking for client certificates.
+    let etcd = EtcdServer::builder().tls().arg("--trusted-ca-file=").start().await.unwrap();
+    let certs = etcd.certs().unwrap();
+    let mut s = settings(&etcd, "tlsonly", "a");
+    s.cacert = Some(certs.ca_cert.clone());
+    let a = Etcd3::new(s.clone()).await.unwrap();
+    s.name = "b".into();
+    let b = Etcd3::new(s).await.unwrap();
+    contract::leader_race(&a, &b, 3).await;
+    contract::config_cas(&a, &b).await;
+}
+
+#[tokio::test]
 async fn etcd_with_client_certificates_including_an_encrypted_key() {
     let etcd = EtcdServer::builder().client_cert_auth().start().await.unwrap();
     let certs = etcd.certs().unwrap();

@@ -11,6 +11,7 @@
 //! on their next write. Every call has one deadline, `retry_timeout` from its start, across all endpoints.
 
 mod client;
+mod lease;
 mod settings;
 mod srv;
 mod tls_key;
@@ -30,7 +31,7 @@ use tracing::{debug, info, warn};
 pub use settings::Etcd3Settings;
 
 use client::{b64, b64_bytes, int, prefix_end, unb64, RpcError, Transport};
-use watch::{MessageBuffer, WatchMessage};
+use lease::LeaseState;
 
 use crate::dcs::Dcs;
 use crate::error::{DcsError, DcsResult};
@@ -42,13 +43,6 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The citus coordinator's group.
 const COORDINATOR_GROUP: u32 = 0;
-
-#[derive(Default)]
-struct LeaseState {
-    id: Option<i64>,
-    ttl: u64,
-    refreshed: Option<Instant>,
-}
 
 /// What the last snapshot (and our own writes since) told us; used to skip unchanged writes and to decide which
 /// watch events matter.
@@ -139,78 +133,6 @@ impl Etcd3 {
 
     async fn call(&self, method: &str, body: Value, deadline: Instant) -> Result<Value, RpcError> {
         self.transport.call(method, &body, deadline).await
-    }
-
-    /// Returns our lease, granting one when there is none or the TTL changed, and keeping it alive when
-    /// `keepalive` is set.
-    async fn lease(&self, keepalive: bool, deadline: Instant) -> DcsResult<i64> {
-        // Another call may be refreshing the lease right now; waiting for it must not outlast our own deadline.
-        let mut st = tokio::time::timeout_at(deadline, self.lease.lock())
-            .await
-            .map_err(|_| DcsError::Unreachable("timed out waiting for the lease refresh of another call".into()))?;
-        let ttl = self.ttl_secs.load(Ordering::Relaxed);
-        if let Some(id) = st.id {
-            if st.ttl != ttl {
-                info!("TTL changed from {} to {ttl} s: taking a new lease", st.ttl);
-                st.id = None;
-            } else if keepalive {
-                let answer = self.call("/lease/keepalive", json!({"ID": id.to_string()}), deadline).await;
-                match answer {
-                    Ok(v) => {
-                        let left = int(v.get("result").and_then(|r| r.get("TTL")));
-                        if left > 0 {
-                            st.refreshed = Some(Instant::now());
-                            return Ok(id);
-                        }
-                        warn!("our etcd lease {id} expired; taking a new one");
-                        st.id = None;
-                    }
-                    Err(RpcError::LeaseNotFound) => {
-                        warn!("our etcd lease {id} is gone; taking a new one");
-                        st.id = None;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                return Ok(id);
-            }
-        }
-        let v = self.call("/lease/grant", json!({"TTL": ttl.to_string()}), deadline).await?;
-        let id = int(v.get("ID"));
-        if id == 0 {
-            let err = v.get("error").and_then(Value::as_str).unwrap_or("no lease id in the answer");
-            return Err(DcsError::Protocol(format!("etcd lease grant failed: {err}")));
-        }
-        debug!("granted etcd lease {id} with TTL {ttl} s");
-        st.id = Some(id);
-        st.ttl = ttl;
-        st.refreshed = Some(Instant::now());
-        Ok(id)
-    }
-
-    async fn forget_lease(&self, id: i64) {
-        let mut st = self.lease.lock().await;
-        if st.id == Some(id) {
-            st.id = None;
-        }
-    }
-
-    /// Runs `op` with our lease; when etcd says the lease is gone, takes a new one and runs it once more.
-    async fn with_lease<F, Fut, T>(&self, keepalive: bool, deadline: Instant, op: F) -> DcsResult<T>
-    where
-        F: Fn(i64) -> Fut,
-        Fut: std::future::Future<Output = Result<T, RpcError>>,
-    {
-        let id = self.lease(keepalive, deadline).await?;
-        match op(id).await {
-            Err(RpcError::LeaseNotFound) => {
-                warn!("etcd lease {id} disappeared; taking a new one and retrying");
-                self.forget_lease(id).await;
-                let id = self.lease(false, deadline).await?;
-                Ok(op(id).await?)
-            }
-            other => Ok(other?),
-        }
     }
 
     async fn txn(&self, body: Value, deadline: Instant) -> Result<Value, RpcError> {
@@ -364,83 +286,6 @@ impl Etcd3 {
         let mut st = self.observed.lock().ok().and_then(|o| o.status.clone()).unwrap_or_default();
         st.last_lsn = last_lsn;
         st
-    }
-
-    /// Reads the watch stream until a change that matters arrives. Never returns on errors: the caller's timeout
-    /// ends the wait, and the next snapshot reports an unreachable etcd.
-    async fn wait_for_change(&self, timeout: Duration) -> bool {
-        let prefix = self.read_prefix();
-        let (start, mut known) = match self.observed.lock() {
-            Ok(o) => (o.revision.map(|r| r + 1), o.values.clone()),
-            Err(_) => (None, HashMap::new()),
-        };
-        let mut create = json!({"key": b64(&prefix), "range_end": b64_bytes(&prefix_end(&prefix))});
-        if let Some(rev) = start {
-            create["start_revision"] = json!(rev.to_string());
-        }
-        let mut resp =
-            match self.transport.open_watch(&json!({"create_request": create}), timeout + Duration::from_secs(1)).await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    debug!("etcd watch failed: {e}");
-                    return std::future::pending().await;
-                }
-            };
-        let leader_key = self.path.key(keys::LEADER);
-        let relevant = [
-            leader_key.clone(),
-            self.path.key(keys::CONFIG),
-            self.path.key(keys::FAILOVER),
-            self.path.key(keys::INITIALIZE),
-        ];
-        let status_keys = [self.path.key(keys::STATUS), self.path.key(keys::LEADER_OPTIME)];
-        let mut buffer = MessageBuffer::default();
-        loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => {
-                    debug!("etcd closed the watch stream");
-                    return std::future::pending().await;
-                }
-                Err(e) => {
-                    debug!("etcd watch stream broke: {e}");
-                    return std::future::pending().await;
-                }
-            };
-            buffer.push(&chunk);
-            let messages = match buffer.drain() {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!("unreadable etcd watch stream: {e:?}");
-                    return std::future::pending().await;
-                }
-            };
-            for m in messages {
-                match m {
-                    WatchMessage::Created => {}
-                    WatchMessage::Canceled(why) => {
-                        debug!("etcd watch canceled: {why}");
-                        return true;
-                    }
-                    WatchMessage::Events(events) => {
-                        for e in events {
-                            let old = known.get(&e.key).map(|(v, _)| v.clone());
-                            let changed = old != e.value;
-                            let leader_is_me = known.get(&leader_key).is_some_and(|(v, _)| *v == self.name);
-                            match &e.value {
-                                Some(v) => known.insert(e.key.clone(), (v.clone(), 0)),
-                                None => known.remove(&e.key),
-                            };
-                            if changed && (relevant.contains(&e.key) || status_keys.contains(&e.key) && !leader_is_me) {
-                                debug!("{} changed", e.key);
-                                return true;
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -1,8 +1,14 @@
 //! Reading etcd's streamed `/watch` answer: JSON messages back to back, arriving in arbitrary chunks.
 
-use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
 
-use super::client::{int, unb64, RpcError};
+use serde_json::{json, Value};
+use tracing::{debug, warn};
+
+use super::client::{b64, b64_bytes, int, prefix_end, unb64, RpcError};
+use super::Etcd3;
+use crate::keys;
 
 /// One change the watch reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +92,85 @@ fn interpret(v: &Value) -> Result<WatchMessage, RpcError> {
         return Ok(WatchMessage::Created);
     }
     Ok(WatchMessage::Events(events))
+}
+
+impl Etcd3 {
+    /// Reads the watch stream until a change that matters arrives. Never returns on errors: the caller's timeout
+    /// ends the wait, and the next snapshot reports an unreachable etcd.
+    pub(super) async fn wait_for_change(&self, timeout: Duration) -> bool {
+        let prefix = self.read_prefix();
+        let (start, mut known) = match self.observed.lock() {
+            Ok(o) => (o.revision.map(|r| r + 1), o.values.clone()),
+            Err(_) => (None, HashMap::new()),
+        };
+        let mut create = json!({"key": b64(&prefix), "range_end": b64_bytes(&prefix_end(&prefix))});
+        if let Some(rev) = start {
+            create["start_revision"] = json!(rev.to_string());
+        }
+        let mut resp =
+            match self.transport.open_watch(&json!({"create_request": create}), timeout + Duration::from_secs(1)).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!("etcd watch failed: {e}");
+                    return std::future::pending().await;
+                }
+            };
+        let leader_key = self.path.key(keys::LEADER);
+        let relevant = [
+            leader_key.clone(),
+            self.path.key(keys::CONFIG),
+            self.path.key(keys::FAILOVER),
+            self.path.key(keys::INITIALIZE),
+        ];
+        let status_keys = [self.path.key(keys::STATUS), self.path.key(keys::LEADER_OPTIME)];
+        let mut buffer = MessageBuffer::default();
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    debug!("etcd closed the watch stream");
+                    return std::future::pending().await;
+                }
+                Err(e) => {
+                    debug!("etcd watch stream broke: {e}");
+                    return std::future::pending().await;
+                }
+            };
+            buffer.push(&chunk);
+            let messages = match buffer.drain() {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("unreadable etcd watch stream: {e:?}");
+                    return std::future::pending().await;
+                }
+            };
+            for m in messages {
+                match m {
+                    WatchMessage::Created => {}
+                    WatchMessage::Canceled(why) => {
+                        debug!("etcd watch canceled: {why}");
+                        return true;
+                    }
+                    WatchMessage::Events(events) => {
+                        for e in events {
+                            let old = known.get(&e.key).map(|(v, _)| v.clone());
+                            let changed = old != e.value;
+                            let leader_is_me = known.get(&leader_key).is_some_and(|(v, _)| *v == self.name);
+                            match &e.value {
+                                Some(v) => known.insert(e.key.clone(), (v.clone(), 0)),
+                                None => known.remove(&e.key),
+                            };
+                            if changed && (relevant.contains(&e.key) || status_keys.contains(&e.key) && !leader_is_me) {
+                                debug!("{} changed", e.key);
+                                return true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
