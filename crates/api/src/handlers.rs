@@ -2,12 +2,13 @@
 //! actions go through [`Control`](crate::control::Control).
 
 use crate::access::{allowed, api_url_host, check_basic_auth, resolve_host, IpNet};
-use crate::config_patch::{merge_patch, validate_dynamic_config};
+use crate::config_patch::merge_patch;
 use crate::control::{
     failover_outcome_response, no_good_candidates, parse_reinitialize, validate_failover, validate_restart,
     CancelSwitchover, FailoverAction, FailsafeReply,
 };
 use crate::health::{health_check, liveness, readiness, Query};
+use crate::model::check_dynamic_config;
 use crate::server::{Runtime, Shared};
 use crate::status::NodeStatus;
 use crate::tls::VerifyClient;
@@ -425,7 +426,7 @@ async fn patch_config(shared: &Shared, rt: &Runtime, req: Request<Incoming>) -> 
     let changed = merge_patch(&mut data, &patch);
     let merged = Value::Object(data);
     if changed {
-        if let Err(errors) = validate_dynamic_config(&merged) {
+        if let Err(errors) = check_dynamic_config(&merged) {
             return Reply::bad_request(format!("invalid dynamic configuration: {}", errors.join("; ")));
         }
         match shared.control.write_config(&merged, Some(&current.version)).await {
@@ -444,7 +445,7 @@ async fn put_config(shared: &Shared, rt: &Runtime, req: Request<Incoming>) -> Re
         Err(r) => return r,
     };
     let value = Value::Object(body);
-    if let Err(errors) = validate_dynamic_config(&value) {
+    if let Err(errors) = check_dynamic_config(&value) {
         return Reply::bad_request(format!("invalid dynamic configuration: {}", errors.join("; ")));
     }
     let unchanged = matches!(shared.control.read_config().await, Ok(Some(c)) if c.data == value);

@@ -25,6 +25,7 @@ pub mod control;
 mod handlers;
 pub mod health;
 pub mod metrics;
+pub mod model;
 pub mod pyjson;
 pub mod schedule;
 pub mod server;

@@ -70,6 +70,9 @@ impl ServerSettings {
 /// Why the server could not start or reload.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// `restapi.listen` is missing.
+    #[error("Can not find \"restapi.listen\" config")]
+    MissingListen,
     /// `listen` is not `host:port`.
     #[error("Invalid \"restapi\" config: expected <HOST>:<PORT> for \"listen\", but got \"{0}\"")]
     Listen(String),
