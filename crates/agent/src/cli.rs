@@ -3,9 +3,7 @@
 //! on configurations.
 
 use clap::{ArgGroup, Parser};
-use patroni_config::{
-    generate_sample, load_tree, render_config, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext,
-};
+use patroni_config::{generate_sample, load_tree, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -99,7 +97,8 @@ pub fn validate_config(cli: &Cli, env: &EnvMap, out: &mut impl Write, err: &mut 
     match load_reporting(cli.configfile.as_deref(), env, err) {
         Some(loaded) => {
             if cli.print {
-                let _ = out.write_all(render_config(&loaded.tree).as_bytes());
+                // Python Patroni prints the local configuration with yaml.safe_dump: sorted keys, block style.
+                let _ = out.write_all(to_yaml(&loaded.tree, true).as_bytes());
             }
             0
         }

@@ -132,7 +132,7 @@ pub fn sample_tree(ctx: &SampleContext, env: &EnvMap) -> Value {
     tree
 }
 
-const TOP_ORDER: &[&str] = &[
+const HEAD_SECTIONS: &[&str] = &[
     "scope",
     "namespace",
     "name",
@@ -147,52 +147,86 @@ const TOP_ORDER: &[&str] = &[
     "kubernetes",
     "raft",
     "zookeeper",
-    "bootstrap",
-    "postgresql",
-    "watchdog",
-    "tags",
 ];
+const TAIL_SECTIONS: &[&str] = &["postgresql", "watchdog", "tags"];
 
-const BOOTSTRAP_COMMENT: &str = "\
-# The bootstrap configuration. Works only when the cluster is not yet initialized.
-# If the cluster is already initialized, all changes in the `bootstrap` section are ignored!
-";
+/// One `key: value` block, stripped of its final newline, every line after the first prefixed.
+fn block(key: &str, value: &Value, prefix: &str) -> String {
+    let mut one = Map::new();
+    one.insert(key.to_owned(), value.clone());
+    let text = to_yaml(&Value::Object(one), true);
+    format!("{prefix}{}", text.trim().replace('\n', &format!("\n{prefix}")))
+}
 
-const DCS_COMMENT: &str = "\
-  # This section will be written into <dcs>:/<namespace>/<scope>/config after initializing
-  # new cluster and all other cluster members will use it as a `global configuration`.
-  # WARNING! If you want to change any of the parameters that were set up
-  # via `bootstrap.dcs` section, please use `patronictl edit-config`!
-";
+fn section(lines: &mut Vec<String>, root: &Map<String, Value>, name: &str) {
+    if let Some(v) = root.get(name) {
+        if v.is_object() {
+            lines.push(String::new());
+        }
+        lines.push(block(name, v, ""));
+    }
+}
 
-/// Renders a configuration tree the way Patroni's generator lays it out: scalars first, then one block per
-/// section separated by blank lines, keys sorted inside sections, with the bootstrap comments.
+/// Lays a configuration out the way Patroni's generator does: known sections in a fixed order, a blank line
+/// before each mapping, the bootstrap comments, `loop_wait`/`retry_timeout`/`ttl` first in `bootstrap.dcs`,
+/// keys sorted inside sections, no final newline. Sections Patroni's generator would drop (other
+/// `bootstrap` keys, unknown top-level keys) are kept, after their neighbours.
 pub fn render_config(tree: &Value) -> String {
     let Some(root) = tree.as_object() else {
         return to_yaml(tree, true);
     };
-    let mut keys: Vec<&String> = root.keys().collect();
-    let rank = |k: &str| TOP_ORDER.iter().position(|t| *t == k).unwrap_or(TOP_ORDER.len());
-    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
-    let mut out = String::new();
-    let mut prev_block = false;
-    for k in keys {
-        let v = &root[k.as_str()];
-        let mut one = Map::new();
-        one.insert(k.clone(), v.clone());
-        let is_block = v.as_object().is_some_and(|m| !m.is_empty());
-        if (is_block || prev_block) && !out.is_empty() {
-            out.push('\n');
-        }
-        let mut text = to_yaml(&Value::Object(one), true);
-        if k == "bootstrap" {
-            out.push_str(BOOTSTRAP_COMMENT);
-            text = text.replacen("bootstrap:\n  dcs:", &format!("bootstrap:\n{DCS_COMMENT}  dcs:"), 1);
-        }
-        out.push_str(&text);
-        prev_block = is_block;
+    let mut lines: Vec<String> = Vec::new();
+    for name in HEAD_SECTIONS {
+        section(&mut lines, root, name);
     }
-    out
+    if let Some(b) = root.get("bootstrap") {
+        lines.push("\n# The bootstrap configuration. Works only when the cluster is not yet initialized.".to_owned());
+        lines.push(
+            "# If the cluster is already initialized, all changes in the `bootstrap` section are ignored!".to_owned(),
+        );
+        lines.push("bootstrap:".to_owned());
+        let empty = Map::new();
+        let b = b.as_object().unwrap_or(&empty);
+        if let Some(dcs) = b.get("dcs") {
+            lines.extend(
+                [
+                    "  # This section will be written into <dcs>:/<namespace>/<scope>/config after initializing",
+                    "  # new cluster and all other cluster members will use it as a `global configuration`.",
+                    "  # WARNING! If you want to change any of the parameters that were set up",
+                    "  # via `bootstrap.dcs` section, please use `patronictl edit-config`!",
+                    "  dcs:",
+                ]
+                .map(str::to_owned),
+            );
+            let dcs = dcs.as_object().unwrap_or(&empty);
+            let first = ["loop_wait", "retry_timeout", "ttl"];
+            for name in first {
+                if let Some(v) = dcs.get(name) {
+                    lines.push(block(name, v, "    "));
+                }
+            }
+            for (name, v) in dcs.iter().filter(|(k, _)| !first.contains(&k.as_str())) {
+                lines.push(block(name, v, "    "));
+            }
+        }
+        let mut rest: Vec<(&String, &Value)> = b.iter().filter(|(k, _)| k.as_str() != "dcs").collect();
+        rest.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, v) in rest {
+            lines.push(block(name, v, "  "));
+        }
+    }
+    for name in TAIL_SECTIONS {
+        section(&mut lines, root, name);
+    }
+    let mut others: Vec<&String> = root
+        .keys()
+        .filter(|k| !HEAD_SECTIONS.contains(&k.as_str()) && !TAIL_SECTIONS.contains(&k.as_str()) && *k != "bootstrap")
+        .collect();
+    others.sort();
+    for name in others {
+        section(&mut lines, root, name);
+    }
+    lines.join("\n")
 }
 
 /// The text of `patroni --generate-sample-config`.
@@ -216,8 +250,9 @@ mod tests {
         assert_eq!(loaded.config.scope.as_deref(), Some(FIXME));
         assert_eq!(loaded.tree, sample_tree(&ctx(), &EnvMap::new()));
         assert!(text.starts_with("scope: '#FIXME'\nname: db1\n\nlog:\n"));
-        assert!(text.contains("\n# The bootstrap configuration."));
-        assert!(text.contains("    ttl: 30\n"));
+        assert!(text.contains("\n\n# The bootstrap configuration."));
+        assert!(text.contains("  dcs:\n    loop_wait: 10\n    retry_timeout: 10\n    ttl: 30\n    postgresql:\n"));
+        assert!(text.ends_with("  sync_priority: 1"));
     }
 
     #[test]
