@@ -402,7 +402,7 @@ impl Dcs for Etcd3 {
             .await?;
         let (v, lease) = result;
         if succeeded(&v) {
-            info!("acquired the leader lock");
+            debug!("acquired the leader lock");
             self.note_written(&key, &self.name, lease);
             return Ok(());
         }
@@ -415,7 +415,7 @@ impl Dcs for Etcd3 {
             }
             debug!("leader lock is held by {value}");
         }
-        info!("could not take out TTL lock");
+        info!("Could not take out TTL lock");
         Err(DcsError::CompareFailed { key })
     }
 
@@ -495,7 +495,7 @@ impl Dcs for Etcd3 {
             "success": [{"request_delete_range": {"key": b64(&key)}}],
         });
         if succeeded(&self.txn(body, deadline).await?) {
-            info!("released the leader lock");
+            debug!("released the leader lock");
             Ok(())
         } else {
             Err(DcsError::CompareFailed { key })

@@ -33,12 +33,20 @@ pub(crate) struct SrvRecord {
 }
 
 pub(crate) async fn discover(domain: &str, suffix: Option<&str>, budget: Duration) -> Result<Vec<Url>, DcsError> {
-    let servers = nameservers();
+    discover_with(&nameservers(), domain, suffix, budget).await
+}
+
+async fn discover_with(
+    servers: &[SocketAddr],
+    domain: &str,
+    suffix: Option<&str>,
+    budget: Duration,
+) -> Result<Vec<Url>, DcsError> {
     let suffix = suffix.map(|s| format!("-{s}")).unwrap_or_default();
     let per_query = (budget / 6).max(Duration::from_millis(500));
     for (service, scheme, peers) in SERVICES {
         let name = format!("{service}{suffix}._tcp.{}", domain.trim_end_matches('.'));
-        let mut records = match query_any(&servers, &name, per_query).await {
+        let mut records = match query_any(servers, &name, per_query).await {
             Ok(r) if !r.is_empty() => r,
             Ok(_) => continue,
             Err(e) => {
@@ -234,6 +242,54 @@ mod tests {
         m.extend_from_slice(&rdata);
         let r = parse_response(&m).unwrap();
         assert_eq!(r, vec![SrvRecord { priority: 10, weight: 5, port: 2379, target: "etcd1.example.org".into() }]);
+    }
+
+    /// A one-zone DNS server: answers `_etcd-client._tcp.<zone>` with two records, NXDOMAIN for the rest.
+    async fn fake_dns(zone: &'static str) -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let q = &buf[..n];
+                let (name, _) = read_name(q, 12).unwrap();
+                let mut m = q.to_vec();
+                m[2] = 0x81;
+                if name != format!("_etcd-client._tcp.{zone}") {
+                    m[3] = 0x83;
+                } else {
+                    m[3] = 0x80;
+                    m[7] = 2;
+                    for (prio, port, target) in [(20u16, 2380u16, "b.example"), (10, 2379, "127.0.0.1")] {
+                        m.extend_from_slice(&[0xc0, 12, 0, 33, 0, 1, 0, 0, 0, 60]);
+                        let mut rdata = Vec::new();
+                        rdata.extend_from_slice(&prio.to_be_bytes());
+                        rdata.extend_from_slice(&[0, 1]);
+                        rdata.extend_from_slice(&port.to_be_bytes());
+                        for label in target.split('.') {
+                            rdata.push(u8::try_from(label.len()).unwrap());
+                            rdata.extend_from_slice(label.as_bytes());
+                        }
+                        rdata.push(0);
+                        m.extend_from_slice(&u16::try_from(rdata.len()).unwrap().to_be_bytes());
+                        m.extend_from_slice(&rdata);
+                    }
+                }
+                let _ = sock.send_to(&m, from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn discovery_tries_services_in_order_and_sorts_by_priority() {
+        let dns = fake_dns("example.org").await;
+        let urls = discover_with(&[dns], "example.org", None, Duration::from_secs(3)).await.unwrap();
+        let urls: Vec<&str> = urls.iter().map(Url::as_str).collect();
+        assert_eq!(urls, ["http://127.0.0.1:2379/", "http://b.example:2380/"]);
+        // a suffix changes the names queried: nothing matches here
+        let e = discover_with(&[dns], "example.org", Some("foo"), Duration::from_secs(3)).await;
+        assert!(matches!(e, Err(DcsError::Config(m)) if m.contains("example.org")));
     }
 
     #[test]
