@@ -436,7 +436,9 @@ pub trait Control: Send + Sync + 'static {
     /// (reachable, no `nofailover`, watchdog fine).
     async fn any_healthy_candidate(&self, members: &[String]) -> bool;
 
-    /// Writes the failover key and, for an immediate action, waits for its outcome.
+    /// Writes the failover key (with `plan.scheduled_at` when set), wakes the HA loop and, for an
+    /// immediate action, waits for its outcome ([`crate::wait::await_failover`] does the waiting
+    /// on the published snapshots).
     async fn manual_failover(&self, plan: &FailoverPlan) -> FailoverOutcome;
 
     /// Removes a scheduled switchover.

@@ -32,6 +32,7 @@ pub mod server;
 pub mod status;
 pub mod tls;
 pub mod units;
+pub mod wait;
 
 pub use access::Credentials;
 pub use client::{ApiClient, ClientError, ClientSettings, MemberStatus};
@@ -46,3 +47,4 @@ pub use status::{
     Xlog,
 };
 pub use tls::{TlsSettings, VerifyClient};
+pub use wait::{await_failover, failover_wait};
