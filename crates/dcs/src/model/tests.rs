@@ -229,3 +229,54 @@ fn citus_coordinator_view_splits_groups() {
     assert_eq!(c.workers[&1].leader_name(), Some("w1"));
     assert_eq!(c.workers[&2].initialize.as_deref(), Some("1"));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 11] = [
+        "initialize",
+        "config",
+        "leader",
+        "status",
+        "optime/leader",
+        "members/a",
+        "failover",
+        "sync",
+        "history",
+        "failsafe",
+        "1/leader",
+    ];
+
+    /// Values that look like what might be stored: JSON fragments of the right and wrong shapes, and noise.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[\\[\\]{}\":,0-9a-z/ .+-]{0,40}",
+            Just(PY_MEMBER.to_string()),
+            Just(PY_HISTORY.to_string()),
+            (any::<i64>(), any::<String>()).prop_map(|(n, s)| format!(
+                r#"{{"optime":{n},"slots":{{"x":"{s:?}"}},"leader":{n},"sync_standby":[{n}],"scheduled_at":"{s:?}","timeline":{n}}}"#
+            )),
+            (any::<u32>(), any::<String>()).prop_map(|(n, s)| format!(r#"[[{n},"{s:?}",{n}],[{n}],"{s:?}"]"#)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_stored_values_parse_without_panicking(
+            values in proptest::collection::vec((0..KEYS.len(), value()), 0..12)
+        ) {
+            let nodes: Vec<RawNode> = values
+                .into_iter()
+                .map(|(k, v)| node(KEYS[k], &v, 1, None))
+                .collect();
+            let c = Cluster::from_nodes(nodes.clone());
+            // whatever was read can be written back and read again
+            let again = Cluster::from_nodes(c.to_nodes());
+            prop_assert_eq!(again.members.len(), c.members.len());
+            prop_assert_eq!(again.leader_name(), c.leader_name());
+            let _ = Cluster::from_mpp_nodes(nodes, 0);
+        }
+    }
+}
