@@ -1842,6 +1842,47 @@ mod tests {
         assert_eq!(percent_names("%()s) %(é)s %(x"), [")s", "é"]);
     }
 
+    /// Expected lines produced by Python 3.11's `logging.Formatter` for the same record.
+    #[test]
+    fn plain_lines_match_python_logging() {
+        let time = chrono::TimeZone::with_ymd_and_hms(&Local, 2024, 1, 1, 12, 0, 0).unwrap()
+            + chrono::Duration::milliseconds(123);
+        let extras = [("member".to_owned(), Val::Str("pg1".into()))];
+        let rec = Record {
+            time,
+            elapsed: Duration::ZERO,
+            levelno: INFO_NO,
+            threshold: INFO_NO,
+            target: "patroni.ha",
+            file: Some("/x/ha.py"),
+            line: Some(42),
+            func: Some("run_cycle"),
+            message: "hello world",
+            extras: &extras[..0],
+            traceback: None,
+        };
+        let line_of = |rec: &Record<'_>, format: &str, datefmt: Option<&str>| {
+            let config = LogConfig {
+                format: Some(Value::String(format.into())),
+                dateformat: datefmt.map(str::to_owned),
+                ..LogConfig::default()
+            };
+            Settings::compile(Some(&config)).0.format(rec)
+        };
+        let line = |format: &str, datefmt: Option<&str>| line_of(&rec, format, datefmt);
+        assert_eq!(line(DEFAULT_FORMAT, None), "2024-01-01 12:00:00,123 INFO: hello world\n");
+        assert_eq!(
+            line(
+                "%(asctime)s %(levelname)-8s|%(name)10s|%(lineno)05d|%(msecs)d|%(msecs)03d|%(levelno)s|%(module)s|\
+                 %(filename)s|%(funcName)s %% %(message)s",
+                Some("%d/%m/%Y %H:%M")
+            ),
+            "01/01/2024 12:00 INFO    |patroni.ha|00042|123|123|20|ha|ha.py|run_cycle % hello world\n"
+        );
+        let rec = Record { extras: &extras, ..rec };
+        assert_eq!(line_of(&rec, "%(member)s: %(message)s", None), "pg1: hello world member=pg1\n");
+    }
+
     #[test]
     fn python_float_repr() {
         assert_eq!(py_float(1704110400.123456), "1704110400.123456");
@@ -1864,6 +1905,10 @@ mod tests {
         let items = compile_datefmt("%Y %f %Q %").unwrap();
         let t = chrono::TimeZone::with_ymd_and_hms(&Local, 2024, 1, 1, 12, 0, 0).unwrap();
         assert_eq!(t.format_with_items(items.iter()).to_string(), "2024 %f %Q %");
+        let items = compile_datefmt("%a %b %e %-d %Z %z %p %j %%").unwrap();
+        let mut s = String::new();
+        assert!(write!(s, "{}", t.format_with_items(items.iter())).is_ok());
+        assert!(s.starts_with("Mon Jan  1 1 "), "{s}");
     }
 
     #[test]
