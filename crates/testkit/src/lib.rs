@@ -27,7 +27,7 @@
 //! ```
 //!
 //! Servers: [`EtcdServer`] and [`EtcdCluster`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
-//! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args; `query`, `stop(StopMode)`,
+//! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args, TLS; `query`, `stop(StopMode)`,
 //! `start_again`, `start_replica`, `init` without starting), [`AgentProcess`] (a `patroni` binary given by path,
 //! config from a template that gets the agent's dir and free ports; signals, `wait_exit`, REST helper),
 //! [`TestCerts`].

@@ -11,6 +11,7 @@ use crate::dir::{ensure_reachable, TestDir};
 use crate::error::{Error, IoContext, Result};
 use crate::port::try_free_port;
 use crate::process::{pid_alive, Supervised};
+use crate::tls::TestCerts;
 use crate::user::{unprivileged_user, UnprivilegedCommand};
 
 /// Directory holding `initdb`, `postgres`, `pg_ctl`..., overriding the search of `/usr/lib/postgresql/*/bin`.
@@ -93,6 +94,7 @@ pub struct PgOptions {
     hba_lines: Vec<String>,
     initdb_args: Vec<String>,
     start_timeout: Duration,
+    tls: bool,
 }
 
 impl Default for PgOptions {
@@ -104,6 +106,7 @@ impl Default for PgOptions {
             hba_lines: Vec::new(),
             initdb_args: Vec::new(),
             start_timeout: DEFAULT_START_TIMEOUT,
+            tls: false,
         }
     }
 }
@@ -144,6 +147,13 @@ impl PgOptions {
         self
     }
 
+    /// `ssl = on` with certificates from [`PgServer::certs`] (server cert valid for 127.0.0.1 and localhost,
+    /// `ssl_ca_file` set so client certificates can be checked by `hostssl ... cert` lines).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
     /// initdb, configure, start, wait until it answers queries.
     pub async fn start(self) -> Result<PgServer> {
         let mut server = self.init().await?;
@@ -169,6 +179,7 @@ pub struct PgServer {
     port: u16,
     bin_dir: PathBuf,
     process: Option<Supervised>,
+    certs: Option<TestCerts>,
     // Last: removed after the processes are gone.
     dir: TestDir,
 }
@@ -213,7 +224,8 @@ impl PgServer {
         }
         let dir = TestDir::with_prefix("patroni-pg-")?;
         dir.create_dir("sock", 0o755)?;
-        Ok(PgServer { options, port: try_free_port()?, bin_dir, process: None, dir })
+        let certs = if options.tls { Some(TestCerts::generate(&dir.create_dir("tls", 0o755)?)?) } else { None };
+        Ok(PgServer { options, port: try_free_port()?, bin_dir, process: None, certs, dir })
     }
 
     async fn initdb(&self) -> Result<()> {
@@ -238,6 +250,14 @@ impl PgServer {
             self.port,
             self.socket_dir().display()
         );
+        if let Some(certs) = &self.certs {
+            conf.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+                certs.server_cert.display(),
+                certs.server_key.display(),
+                certs.ca_cert.display()
+            ));
+        }
         for (name, value) in &self.options.settings {
             conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
         }
@@ -278,6 +298,11 @@ impl PgServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The certificates when started with [`PgOptions::tls`].
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.certs.as_ref()
     }
 
     pub fn superuser(&self) -> &str {
@@ -433,11 +458,19 @@ impl PgServer {
     }
 
     fn configure_copy(&self) -> Result<()> {
-        let conf = format!(
+        let mut conf = format!(
             "\n# patroni-testkit (replica)\nport = {}\nunix_socket_directories = '{}'\n",
             self.port,
             self.socket_dir().display()
         );
+        if let Some(certs) = &self.certs {
+            conf.push_str(&format!(
+                "ssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\n",
+                certs.server_cert.display(),
+                certs.server_key.display(),
+                certs.ca_cert.display()
+            ));
+        }
         append(&self.data_dir().join("postgresql.conf"), &conf)
     }
 }

@@ -132,3 +132,21 @@ async fn test_dir_drop_stops_a_postgres_started_by_code_under_test() {
     drop(dir);
     assert!(!pid_alive(pid), "postmaster {pid} survived TestDir drop");
 }
+
+#[tokio::test]
+async fn tls_verify_full_with_the_test_ca() {
+    let pg = PgServer::builder().tls().start().await.unwrap();
+    assert_eq!(pg.query_value("show ssl").await.unwrap().as_deref(), Some("on"));
+    let ca = pg.certs().unwrap().ca_cert.display().to_string();
+    let conninfo =
+        format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=verify-full sslrootcert={ca}", pg.port());
+    let out = pg
+        .run_tool(
+            "psql",
+            &[&conninfo, "-tAc", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.trim(), "t");
+}
