@@ -26,11 +26,14 @@
 //! }
 //! ```
 //!
-//! Servers: [`EtcdServer`] and [`EtcdCluster`] (options: v2, TLS, client certs, auth; `stop`/`kill`/`pause`/`start_again`; v3
-//! gateway helpers), [`PgServer`] (options: settings, hba lines, initdb args, TLS; `query`, `stop(StopMode)`,
-//! `start_again`, `start_replica`, `init` without starting), [`AgentProcess`] (a `patroni` binary given by path,
-//! config from a template that gets the agent's dir and free ports; signals, `wait_exit`, REST helper),
-//! [`TestCerts`].
+//! Servers:
+//! - [`EtcdServer`], [`EtcdCluster`]: options v2, TLS, client certificates, auth; `stop` / `kill` / `pause` /
+//!   `start_again`; v3 JSON gateway helpers (`put`, `get`, `get_prefix`, `delete`, `v3`).
+//! - [`PgServer`]: options settings, hba lines, initdb args, TLS; `query`, `stop(StopMode)`, `start_again`,
+//!   `start_replica`, `init` without starting, `run_tool`.
+//! - [`AgentProcess`]: a `patroni` binary given by path, its config from a template that gets the agent's dir and
+//!   free ports; signals, `wait_exit`, `wait_for_log`, REST helpers.
+//! - [`TestCerts`]: a CA with `CA:FALSE` server and client leaves.
 //!
 //! Building blocks: [`free_port`], [`TestDir`], [`wait_until`] / [`wait_for`], [`unprivileged_user`],
 //! [`UnprivilegedCommand`] (spawn any command as that user), [`pid_alive`].
