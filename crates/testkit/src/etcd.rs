@@ -439,11 +439,8 @@ impl EtcdServer {
     pub async fn add_user(&self, user: &str, password: &str, prefix: &str) -> Result<()> {
         self.v3("auth/user/add", json!({"name": user, "password": password})).await?;
         self.v3("auth/role/add", json!({"name": user})).await?;
-        self.v3(
-            "auth/role/grant",
-            json!({"name": user, "perm": {"permType": "READWRITE", "key": b64(prefix), "range_end": b64(prefix_end(prefix))}}),
-        )
-        .await?;
+        let perm = json!({"permType": "READWRITE", "key": b64(prefix), "range_end": b64(prefix_end(prefix))});
+        self.v3("auth/role/grant", json!({"name": user, "perm": perm})).await?;
         self.v3("auth/user/grant", json!({"user": user, "role": user})).await?;
         Ok(())
     }
