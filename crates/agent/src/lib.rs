@@ -10,6 +10,8 @@ pub mod view;
 /// behaviour we implement rather than this crate's own version.
 pub const VERSION: &str = "4.1.5";
 pub mod dcs_setup;
+pub mod logging;
 pub mod node;
 pub mod peers;
+pub mod pg;
 pub mod runtime;

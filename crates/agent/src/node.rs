@@ -67,6 +67,8 @@ pub trait Node: Send + Sync + 'static {
     async fn reinitialize(&self, from: &Upstream) -> NodeResult<()>;
     /// `synchronous_standby_names` for these members (`*` when `strict` and none).
     async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()>;
+    /// As the primary: a physical replication slot for each of these members (`use_slots`).
+    async fn ensure_slots(&self, members: &[String]) -> NodeResult<()>;
     /// The timeline switches recorded in PostgreSQL's history files, for the `history` key.
     async fn timeline_history(&self) -> NodeResult<Vec<HistoryLine>>;
 }

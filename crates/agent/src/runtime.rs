@@ -173,7 +173,16 @@ impl<N: Node> Runtime<N> {
             cluster = self.read_cluster().await;
             (local, details) = self.observe().await;
         }
-        info!("{}", plan.status);
+        crate::logging::heartbeat(&plan.status);
+        if self.ha.holds_lock() && local.role == patroni_ha::PgRole::Primary {
+            if let Some(c) = &cluster {
+                let others: Vec<String> =
+                    c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect();
+                if let Err(e) = self.node.ensure_slots(&others).await {
+                    warn!("failed to create replication slots: {e}");
+                }
+            }
+        }
         if let Some(c) = &cluster {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
             let data = member_data(&local, &details, &self.addresses, tags, settings.pause);
