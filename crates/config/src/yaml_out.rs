@@ -14,8 +14,17 @@ pub fn to_yaml(value: &Value, sort_keys: bool) -> String {
         Value::Object(m) if !m.is_empty() => e.mapping(m, 0),
         Value::Array(a) if !a.is_empty() => e.sequence(a, 0),
         scalar => {
-            e.scalar(scalar, 0);
+            // PyYAML indents the continuation lines of a top-level scalar, and closes a plain one with `...`.
+            e.scalar(scalar, 2);
             e.out.push('\n');
+            let plain = match scalar {
+                Value::String(s) => matches!(style(s), Style::Plain),
+                Value::Object(_) | Value::Array(_) => false,
+                _ => true,
+            };
+            if plain {
+                e.out.push_str("...\n");
+            }
         }
     }
     e.out
@@ -27,8 +36,9 @@ struct Emitter {
 }
 
 impl Emitter {
+    /// Current column in characters, as PyYAML counts it.
     fn column(&self) -> usize {
-        self.out.len() - self.out.rfind('\n').map_or(0, |i| i + 1)
+        self.out[self.out.rfind('\n').map_or(0, |i| i + 1)..].chars().count()
     }
 
     fn pad(&mut self, n: usize) {
@@ -49,7 +59,27 @@ impl Emitter {
             if i > 0 {
                 self.pad(indent);
             }
-            self.string(k, indent + 2);
+            // Like PyYAML: empty keys, keys of 128 characters or more, or spanning lines, become
+            // `? key` / `: value`, and the value then starts on the `:` line.
+            // (PyYAML counts the implicit `!!str` tag, 5 characters, towards the 128.)
+            if !k.is_empty() && k.chars().count() + 5 < 128 && !k.contains('\n') {
+                self.string(k, indent + 2, false);
+            } else {
+                self.out.push_str("? ");
+                self.string(k, indent + 2, true);
+                self.out.push('\n');
+                self.pad(indent);
+                self.out.push_str(": ");
+                match v {
+                    Value::Object(inner) if !inner.is_empty() => self.mapping(inner, indent + 2),
+                    Value::Array(items) if !items.is_empty() => self.sequence(items, indent + 2),
+                    scalar => {
+                        self.scalar(scalar, indent + 2);
+                        self.out.push('\n');
+                    }
+                }
+                continue;
+            }
             self.out.push(':');
             match v {
                 Value::Object(inner) if !inner.is_empty() => {
@@ -94,66 +124,122 @@ impl Emitter {
             Value::Null => self.out.push_str("null"),
             Value::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
             Value::Number(n) => self.out.push_str(&number(n)),
-            Value::String(s) => self.string(s, indent),
+            Value::String(s) => self.string(s, indent, true),
             Value::Object(_) => self.out.push_str("{}"),
             Value::Array(_) => self.out.push_str("[]"),
         }
     }
 
-    fn string(&mut self, s: &str, indent: usize) {
+    fn string(&mut self, s: &str, indent: usize, split: bool) {
         match style(s) {
-            Style::Plain => self.folded(s, indent),
+            Style::Plain => self.folded(s, indent, split),
             Style::Single => {
                 self.out.push('\'');
                 let escaped = s.replace('\'', "''");
-                let mut lines = escaped.split('\n').peekable();
-                while let Some(line) = lines.next() {
-                    self.folded(line, indent);
-                    if lines.peek().is_some() {
-                        // A line break inside single quotes is written as an empty line.
-                        self.out.push_str("\n\n");
-                        self.pad(indent);
+                // A run of k line breaks inside single quotes is written as k + 1 breaks (YAML folding).
+                let mut rest = escaped.as_str();
+                while let Some(i) = rest.find('\n') {
+                    self.folded(&rest[..i], indent, split);
+                    let run = rest[i..].bytes().take_while(|b| *b == b'\n').count();
+                    for _ in 0..=run {
+                        self.out.push('\n');
                     }
+                    self.pad(indent);
+                    rest = &rest[i + run..];
                 }
+                self.folded(rest, indent, split);
                 self.out.push('\'');
             }
-            Style::Double => {
-                self.out.push('"');
-                for c in s.chars() {
-                    match c {
-                        '"' => self.out.push_str("\\\""),
-                        '\\' => self.out.push_str("\\\\"),
-                        '\n' => self.out.push_str("\\n"),
-                        '\t' => self.out.push_str("\\t"),
-                        '\r' => self.out.push_str("\\r"),
-                        c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                            self.out.push_str(&format!("\\x{:02X}", c as u32))
-                        }
-                        c => self.out.push(c),
-                    }
-                }
-                self.out.push('"');
-            }
+            Style::Double => self.double_quoted(s, indent, split),
         }
     }
 
+    /// PyYAML's double-quoted writer: escapes, and folding with a trailing `\` once past the width.
+    fn double_quoted(&mut self, s: &str, indent: usize, split: bool) {
+        let text: Vec<char> = s.chars().collect();
+        let n = text.len();
+        self.out.push('"');
+        let (mut start, mut end) = (0usize, 0usize);
+        while end <= n {
+            let ch = text.get(end).copied();
+            let needs_escape = match ch {
+                None => true,
+                Some(c) => {
+                    matches!(c, '"' | '\\' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}')
+                        || !(('\u{20}'..='\u{7e}').contains(&c)
+                            || ('\u{a0}'..='\u{d7ff}').contains(&c)
+                            || ('\u{e000}'..='\u{fffd}').contains(&c)
+                            || ('\u{10000}'..='\u{10ffff}').contains(&c))
+                }
+            };
+            if needs_escape {
+                if start < end {
+                    self.out.extend(&text[start..end]);
+                    start = end;
+                }
+                if let Some(c) = ch {
+                    let esc = match c {
+                        '\0' => "\\0".to_owned(),
+                        '\u{07}' => "\\a".to_owned(),
+                        '\u{08}' => "\\b".to_owned(),
+                        '\t' => "\\t".to_owned(),
+                        '\n' => "\\n".to_owned(),
+                        '\u{0b}' => "\\v".to_owned(),
+                        '\u{0c}' => "\\f".to_owned(),
+                        '\r' => "\\r".to_owned(),
+                        '\u{1b}' => "\\e".to_owned(),
+                        '"' => "\\\"".to_owned(),
+                        '\\' => "\\\\".to_owned(),
+                        '\u{85}' => "\\N".to_owned(),
+                        '\u{a0}' => "\\_".to_owned(),
+                        '\u{2028}' => "\\L".to_owned(),
+                        '\u{2029}' => "\\P".to_owned(),
+                        c if (c as u32) <= 0xff => format!("\\x{:02X}", c as u32),
+                        c if (c as u32) <= 0xffff => format!("\\u{:04X}", c as u32),
+                        c => format!("\\U{:08X}", c as u32),
+                    };
+                    self.out.push_str(&esc);
+                    start = end + 1;
+                }
+            }
+            if split
+                && 0 < end
+                && end + 1 < n
+                && (ch == Some(' ') || start >= end)
+                // Signed on purpose: right after an escape `start` is past `end`, as in PyYAML.
+                && self.column() as isize + end as isize - start as isize > BEST_WIDTH as isize
+            {
+                if start < end {
+                    self.out.extend(&text[start..end]);
+                    start = end;
+                }
+                self.out.push('\\');
+                self.out.push('\n');
+                self.pad(indent);
+                if text.get(start) == Some(&' ') {
+                    self.out.push('\\');
+                }
+            }
+            end += 1;
+        }
+        self.out.push('"');
+    }
+
     /// Writes text, breaking at a single space once the line is past the preferred width.
-    fn folded(&mut self, s: &str, indent: usize) {
-        let bytes = s.as_bytes();
+    fn folded(&mut self, s: &str, indent: usize, split: bool) {
+        let text: Vec<char> = s.chars().collect();
         let mut start = 0;
-        let mut i = 0;
-        while i < bytes.len() {
+        for i in 0..text.len() {
             let single_space =
-                bytes[i] == b' ' && i > 0 && bytes[i - 1] != b' ' && i + 1 < bytes.len() && bytes[i + 1] != b' ';
-            if single_space && self.column() + (i - start) > BEST_WIDTH {
-                self.out.push_str(&s[start..i]);
+                text[i] == ' ' && i > 0 && text[i - 1] != ' ' && i + 1 < text.len() && text[i + 1] != ' ';
+            if split && single_space && self.column() + (i - start) > BEST_WIDTH {
+                self.out.extend(&text[start..i]);
                 self.out.push('\n');
                 self.pad(indent);
                 start = i + 1;
             }
-            i += 1;
         }
-        self.out.push_str(&s[start..]);
+        self.out.extend(&text[start..]);
     }
 }
 
@@ -184,6 +270,9 @@ fn style(s: &str) -> Style {
     if s.chars().any(|c| (c.is_control() && c != '\n') || c == '\u{feff}') {
         return Style::Double;
     }
+    if s.contains(" \n") || s.contains("\n ") {
+        return Style::Double;
+    }
     if s.contains('\n') || !plain_ok(s) || resolves_to_non_string(s) {
         return Style::Single;
     }
@@ -194,7 +283,7 @@ fn plain_ok(s: &str) -> bool {
     let Some(first) = s.chars().next() else {
         return false;
     };
-    if s.starts_with(' ') || s.ends_with(' ') {
+    if s.starts_with(' ') || s.ends_with(' ') || s.starts_with("---") || s.starts_with("...") {
         return false;
     }
     if "#,[]{}&*!|>'\"%@`".contains(first) {
@@ -313,6 +402,36 @@ f:\n- j: '2'\n  k: 1\n- s\ng: {}\nh: []\ni: null\nj: 1.4\nk: '1_000'\nl: '2002-1
 n: ' lead'\np: 127.0.0.1:8008\nq: 'a: b'\nr: '- x'\ns: 'x #y'\nt: '0777'\nu: 1e3\nv: 'null'\nw: '~'\n\
 x:\n  n:\n    m:\n    - 1\n    - - 2\n      - 3\ny: host all all 0.0.0.0/0 md5\nz: é\n";
         assert_eq!(to_yaml(&v, true), expected);
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1.0e6f64..1.0e6).prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[ -~]{0,12}".prop_map(Value::String),
+            "[a-z0-9:#'\\-. ,\n]{0,100}".prop_map(Value::String),
+            prop::sample::select(vec!["on", "y", "0640", "1:30", "1e3", "~", "-", "- a", "a: b", "", " x", "<<"])
+                .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        scalar.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec(("[a-z_<~ :#-]{1,8}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_value_reads_back(v in arb_value()) {
+            let text = to_yaml(&v, false);
+            let back = crate::tree::parse_yaml(&text, "t").unwrap();
+            proptest::prop_assert_eq!(back, v, "{}", text);
+        }
     }
 
     #[test]
