@@ -66,6 +66,36 @@ d.write_sync_state('pynode', ['b', 'a'], 1)
 d.set_history_value(json.dumps([[2, 999, 'no recovery target specified', '2030-01-01T00:00:00+00:00', 'pynode']]))
 "#;
 
+const CONTEND_SCRIPT: &str = r#"
+import json, sys
+from patroni.dcs.etcd3 import Etcd3
+from patroni.postgresql.mpp import get_mpp
+cfg = {'name': 'pynode', 'scope': sys.argv[2], 'namespace': '/service/', 'ttl': 30, 'retry_timeout': 10,
+       'loop_wait': 10, 'host': sys.argv[1]}
+d = Etcd3(cfg, get_mpp({}))
+c = d.get_cluster()
+print(json.dumps({'leader': c.leader and c.leader.name, 'acquire': bool(d.attempt_to_acquire_leader()),
+                  'update': bool(d.update_leader(c, None)), 'delete': bool(d._delete_leader(c.leader))}))
+"#;
+
+#[tokio::test]
+async fn python_patroni_cannot_take_or_drop_a_patroni_rs_leader_key() {
+    let Some(py) = python() else {
+        eprintln!("no Python with patroni (set PATRONI_PYTHON): live interop check skipped");
+        return;
+    };
+    let etcd = EtcdServer::start().await.unwrap();
+    let ours = Etcd3::new(Etcd3Settings::new("mix", "rsnode").with_hosts([etcd.endpoint()])).await.unwrap();
+    ours.attempt_to_acquire_leader().await.unwrap();
+    let before = ours.get_cluster().await.unwrap().leader.unwrap();
+    let out = Command::new(&py).args(["-c", CONTEND_SCRIPT, &etcd.endpoint(), "mix"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen, serde_json::json!({"leader": "rsnode", "acquire": false, "update": false, "delete": false}));
+    let after = ours.get_cluster().await.unwrap().leader.unwrap();
+    assert_eq!((after.name, after.version), (before.name, before.version));
+}
+
 #[tokio::test]
 async fn python_patroni_and_patroni_rs_read_each_other() {
     let Some(py) = python() else {
