@@ -3,7 +3,7 @@
 //! on configurations.
 
 use clap::{ArgGroup, Parser};
-use patroni_config::{generate_sample, load_tree, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext};
+use patroni_config::{generate_sample, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -49,10 +49,10 @@ pub type Code = i32;
 
 fn print_diagnostics(err: &mut impl Write, warnings: &[Diagnostic], errors: &[Diagnostic]) {
     for w in warnings {
-        let _ = writeln!(err, "WARNING: {w}");
+        let _ = writeln!(err, "WARNING: {}", w.located());
     }
     for e in errors {
-        let _ = writeln!(err, "{e}");
+        let _ = writeln!(err, "{}", e.located());
     }
 }
 
@@ -75,8 +75,7 @@ fn effective_path<'p>(path: Option<&'p Path>, err: &mut impl Write) -> Option<&'
 /// Loads and validates, printing every warning and error. `None` means invalid (already reported).
 pub fn load_reporting(path: Option<&Path>, env: &EnvMap, err: &mut impl Write) -> Option<Loaded> {
     let path = effective_path(path, err);
-    let result = load_tree(path, env).and_then(|(tree, source)| patroni_config::load::from_tree(tree, source));
-    match result {
+    match patroni_config::load(path, env) {
         Ok(loaded) => {
             print_diagnostics(err, &loaded.warnings, &[]);
             Some(loaded)

@@ -9,9 +9,12 @@ pub mod view;
 /// members and `patronictl` gate features on it (legacy `optime/leader`, failsafe, quorum), so it names the
 /// behaviour we implement rather than this crate's own version.
 pub const VERSION: &str = "4.1.5";
+pub mod control;
+pub mod daemon;
 pub mod dcs_setup;
 pub mod logging;
 pub mod node;
 pub mod peers;
 pub mod pg;
 pub mod runtime;
+pub mod status;

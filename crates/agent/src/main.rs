@@ -16,21 +16,17 @@ fn detect_pg_major(env: &EnvMap) -> Option<u32> {
     rt.block_on(binaries.version()).ok().map(|v| v.major())
 }
 
-/// Runs the agent with a valid configuration.
-fn run_agent(_loaded: Loaded, err: &mut impl Write) -> i32 {
-    let _ = writeln!(
-        err,
-        "patroni: the configuration is valid, but the agent runtime is not wired into this binary yet; exiting"
-    );
-    1
+/// Runs the agent with a valid configuration until SIGTERM/SIGINT.
+fn run_agent(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> i32 {
+    patroni_agent::daemon::run(loaded, config_path)
 }
 
 fn main() {
     let cli = Cli::parse();
     let env = process_env();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    // Unlocked handles: holding stdout/stderr locks here would block every other thread (the agent's
+    // logging) that writes to them while the agent runs.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = if cli.validate_config {
         cli::validate_config(&cli, &env, &mut out, &mut err)
     } else if cli.generate_sample_config {
@@ -45,7 +41,7 @@ fn main() {
         2
     } else {
         match cli::load_reporting(cli.configfile.as_deref(), &env, &mut err) {
-            Some(loaded) => run_agent(loaded, &mut err),
+            Some(loaded) => run_agent(loaded, cli.configfile.clone()),
             None => 1,
         }
     };

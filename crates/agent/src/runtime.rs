@@ -3,14 +3,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use patroni_api::{NodeStatus, PatroniInfo};
 use patroni_config::{Config, DynamicConfig};
 use patroni_dcs::{Cluster, Dcs, DcsError, Status, TimelineHistory};
 use patroni_ha::{Action, Busy, DemoteMode, Ha, LocalState, Observation, Outcome, PeerStatus, Plan, Settings, Time};
 use serde_json::{Map, Value};
-use tokio::sync::{watch, Notify};
+use std::path::PathBuf;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::control::Request;
 use crate::member::{member_data, Addresses, LocalDetails};
 use crate::node::{Node, NodeError, Stop, Upstream};
 use crate::peers;
@@ -64,6 +67,16 @@ pub struct Runtime<N: Node> {
     /// `failsafe` as last read: member name → api_url, for checks while the DCS is down.
     failsafe: Map<String, Value>,
     dcs_last_seen: i64,
+    requests: Option<mpsc::Receiver<Request>>,
+    api: Option<ApiPublisher>,
+    /// Where the configuration came from, for SIGHUP / `POST /reload`.
+    config_path: Option<PathBuf>,
+}
+
+/// Publishes each cycle's state to the REST API.
+pub struct ApiPublisher {
+    pub tx: watch::Sender<Arc<NodeStatus>>,
+    pub info: PatroniInfo,
 }
 
 fn now_millis() -> i64 {
@@ -100,8 +113,24 @@ impl<N: Node> Runtime<N> {
             publish,
             failsafe: Map::new(),
             dcs_last_seen: 0,
+            requests: None,
+            api: None,
+            config_path: None,
         };
         (rt, rx)
+    }
+
+    /// Serve the REST API from this loop: its requests come in on `requests`, its snapshots go out via `api`.
+    pub fn with_api(mut self, requests: mpsc::Receiver<Request>, api: ApiPublisher) -> Self {
+        self.requests = Some(requests);
+        self.api = Some(api);
+        self
+    }
+
+    /// The configuration file or directory to re-read on reload.
+    pub fn with_config_path(mut self, path: Option<PathBuf>) -> Self {
+        self.config_path = path;
+        self
     }
 
     /// Wakes the loop before `loop_wait` ends (REST requests, signals).
@@ -146,6 +175,7 @@ impl<N: Node> Runtime<N> {
     /// One HA cycle. Returns the last plan and the leader key version to watch.
     async fn cycle(&mut self) -> Result<(Plan, Option<i64>), Exit> {
         self.reap_long().await;
+        self.handle_requests().await;
         let mut cluster = self.read_cluster().await;
         let settings = self.settings();
         let (mut local, mut details) = self.observe().await;
@@ -192,7 +222,7 @@ impl<N: Node> Runtime<N> {
             let _ = c;
         }
         let leader_version = cluster.as_ref().and_then(|c| c.leader.as_ref()).map(|l| l.version);
-        self.publish.send_replace(Published {
+        let published = Published {
             local,
             details,
             is_leader: self.ha.holds_lock(),
@@ -201,7 +231,12 @@ impl<N: Node> Runtime<N> {
             dynamic: self.dynamic.clone(),
             dcs_last_seen: self.dcs_last_seen,
             heartbeat: Some(SystemTime::now()),
-        });
+        };
+        if let Some(api) = &self.api {
+            let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
+            api.tx.send_replace(Arc::new(crate::status::node_status(&published, &api.info, &tags)));
+        }
+        self.publish.send_replace(published);
         Ok((plan, leader_version))
     }
 
@@ -451,7 +486,20 @@ impl<N: Node> Runtime<N> {
                 dcs.delete_failover(version).await.map_err(|e| Failure::dcs("clear the failover key", e))?;
             }
             Action::UpdateHistory => {
-                let lines = self.node.timeline_history().await.map_err(|e| Failure::Failed(e.0))?;
+                let mut lines = self.node.timeline_history().await.map_err(|e| Failure::Failed(e.0))?;
+                let known = cluster.and_then(|c| c.history.as_ref()).map(|h| h.lines.clone()).unwrap_or_default();
+                let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string();
+                let last = lines.len().saturating_sub(1);
+                for (i, line) in lines.iter_mut().enumerate() {
+                    // Keep what was recorded when the switch happened; the newest switch is ours, now.
+                    if let Some(k) = known.iter().find(|k| k.timeline == line.timeline) {
+                        line.timestamp = k.timestamp.clone();
+                        line.new_leader = k.new_leader.clone();
+                    } else if i == last {
+                        line.timestamp = Some(now.clone());
+                        line.new_leader = Some(self.name.clone());
+                    }
+                }
                 let history = TimelineHistory { version: 0, lines };
                 dcs.set_history_value(&history.to_json()).await.map_err(|e| Failure::dcs("write history", e))?;
             }
@@ -490,6 +538,73 @@ impl<N: Node> Runtime<N> {
             }
         }
         Ok(())
+    }
+
+    /// Carries out what the REST API asked for since the last cycle.
+    async fn handle_requests(&mut self) {
+        let Some(rx) = self.requests.as_mut() else { return };
+        let mut pending = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            pending.push(r);
+        }
+        for r in pending {
+            match r {
+                Request::Reload => self.reload_config().await,
+                Request::Restart { req, reply } => {
+                    if self.long.is_some() {
+                        let _ = reply.send((false, "restart failed: another action is in progress".into()));
+                        continue;
+                    }
+                    let _ = req;
+                    let node = self.node.clone();
+                    self.spawn_long(Busy::Restarting, async move {
+                        let r = node.restart().await;
+                        let _ = match &r {
+                            Ok(()) => reply.send((true, "restarted successfully".into())),
+                            Err(e) => reply.send((false, format!("restart failed: {e}"))),
+                        };
+                        r
+                    });
+                }
+                Request::Reinitialize { req, reply } => {
+                    if self.ha.holds_lock() {
+                        let _ = reply.send(Err("I am the leader, can not reinitialize".into()));
+                        continue;
+                    }
+                    if self.long.is_some() && !req.force {
+                        let _ = reply.send(Err("reinitialize already in progress".into()));
+                        continue;
+                    }
+                    let cluster = self.read_cluster().await;
+                    let leader = cluster.as_ref().and_then(|c| c.leader_name().map(str::to_owned));
+                    let Some(up) = self.upstream(cluster.as_ref(), leader.as_deref()) else {
+                        let _ = reply.send(Err("Cluster has no leader, can not reinitialize".into()));
+                        continue;
+                    };
+                    let node = self.node.clone();
+                    self.spawn_long(Busy::Reinitializing, async move { node.reinitialize(&up).await });
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// SIGHUP / `POST /reload`: read the configuration again and apply what changed.
+    async fn reload_config(&mut self) {
+        let env = patroni_config::process_env();
+        match patroni_config::load(self.config_path.as_deref(), &env) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    warn!("{w}");
+                }
+                self.config = loaded.config;
+                if let Err(e) = self.node.configure(&self.dynamic).await {
+                    warn!("failed to apply the reloaded configuration: {e}");
+                }
+                info!("Reloaded configuration");
+            }
+            Err(e) => error!("configuration not reloaded, it is invalid: {e}"),
+        }
     }
 
     /// SIGTERM: stop PostgreSQL with a checkpoint and hand the leader key over at once, unless paused.

@@ -1,0 +1,196 @@
+//! The agent's side of the REST API's control endpoints.
+//!
+//! DCS writes (switchover, config) happen here directly, as in Patroni; anything that touches PostgreSQL goes to
+//! the HA loop as a [`Request`], so it never races the loop's own actions.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use patroni_api::{
+    await_failover, failover_wait, CancelSwitchover, Control, ControlError, FailoverOutcome, FailoverPlan,
+    FailsafeReply, NodeStatus, ReinitializeRequest, RestartRequest, VersionedConfig,
+};
+use patroni_dcs::{Dcs, DcsError};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+/// Work the REST API hands to the HA loop.
+#[derive(Debug)]
+pub enum Request {
+    Restart {
+        req: RestartRequest,
+        reply: oneshot::Sender<(bool, String)>,
+    },
+    Reinitialize {
+        req: ReinitializeRequest,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Re-read the configuration (`POST /reload`, SIGHUP).
+    Reload,
+}
+
+pub struct AgentControl {
+    pub dcs: Arc<dyn Dcs>,
+    pub wake: Arc<Notify>,
+    pub requests: mpsc::Sender<Request>,
+    pub status: watch::Receiver<Arc<NodeStatus>>,
+    pub http: reqwest::Client,
+    scheduled: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AgentControl {
+    pub fn new(
+        dcs: Arc<dyn Dcs>,
+        wake: Arc<Notify>,
+        requests: mpsc::Sender<Request>,
+        status: watch::Receiver<Arc<NodeStatus>>,
+        http: reqwest::Client,
+    ) -> AgentControl {
+        AgentControl { dcs, wake, requests, status, http, scheduled: Mutex::new(None) }
+    }
+
+    async fn send(&self, r: Request) -> bool {
+        let sent = self.requests.send(r).await.is_ok();
+        self.wake.notify_one();
+        sent
+    }
+}
+
+#[async_trait]
+impl Control for AgentControl {
+    async fn wakeup(&self) {
+        self.wake.notify_one();
+        self.dcs.wakeup();
+    }
+
+    async fn reload(&self) {
+        self.send(Request::Reload).await;
+    }
+
+    async fn restart(&self, req: RestartRequest) -> Result<(bool, String), ControlError> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Request::Restart { req, reply }).await {
+            return Err(ControlError("the HA loop is not running".into()));
+        }
+        rx.await.map_err(|_| ControlError("the HA loop dropped the restart request".into()))
+    }
+
+    async fn schedule_restart(&self, req: RestartRequest) -> bool {
+        let Some(at) = req.schedule else { return false };
+        let Ok(mut slot) = self.scheduled.lock() else { return false };
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            return false;
+        }
+        let requests = self.requests.clone();
+        let wake = self.wake.clone();
+        let delay = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        *slot = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let (reply, rx) = oneshot::channel();
+            if requests.send(Request::Restart { req, reply }).await.is_ok() {
+                wake.notify_one();
+                if let Ok((ok, text)) = rx.await {
+                    tracing::info!("scheduled restart: {} ({text})", if ok { "done" } else { "not done" });
+                }
+            }
+        }));
+        true
+    }
+
+    async fn delete_scheduled_restart(&self) -> bool {
+        let Ok(mut slot) = self.scheduled.lock() else { return false };
+        match slot.take() {
+            Some(h) if !h.is_finished() => {
+                h.abort();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn reinitialize(&self, req: ReinitializeRequest) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Request::Reinitialize { req, reply }).await {
+            return Err("the HA loop is not running".into());
+        }
+        rx.await.map_err(|_| "the HA loop dropped the request".to_string())?
+    }
+
+    async fn any_healthy_candidate(&self, members: &[String]) -> bool {
+        let Some(cluster) = self.status.borrow().cluster.clone() else { return false };
+        let targets: Vec<(String, Option<String>)> =
+            members.iter().map(|m| (m.clone(), cluster.member(m).and_then(|c| c.api_url.clone()))).collect();
+        let peers = crate::peers::fetch(&self.http, targets, Duration::from_secs(2)).await;
+        peers.iter().any(|p| p.reply.as_ref().is_some_and(|r| r.running && !r.tags.nofailover))
+    }
+
+    async fn manual_failover(&self, plan: &FailoverPlan) -> FailoverOutcome {
+        let version = match self.dcs.get_cluster().await {
+            Ok(c) => c.failover.map(|f| f.version),
+            Err(_) => return FailoverOutcome::WriteFailed,
+        };
+        let written = self
+            .dcs
+            .manual_failover(plan.leader.as_deref(), plan.candidate.as_deref(), plan.scheduled_at.as_ref(), version)
+            .await;
+        if written.is_err() {
+            return FailoverOutcome::WriteFailed;
+        }
+        self.wakeup().await;
+        if plan.scheduled_at.is_some() {
+            return FailoverOutcome::Scheduled;
+        }
+        let (old_leader, loop_wait) = {
+            let s = self.status.borrow();
+            (s.cluster.as_ref().and_then(|c| c.leader.clone()), s.loop_wait)
+        };
+        await_failover(self.status.clone(), old_leader.as_deref(), failover_wait(loop_wait)).await
+    }
+
+    async fn cancel_scheduled_switchover(&self) -> CancelSwitchover {
+        let Ok(cluster) = self.dcs.get_cluster().await else { return CancelSwitchover::Conflict };
+        match cluster.failover.filter(|f| f.scheduled_at.is_some()) {
+            None => CancelSwitchover::NotScheduled,
+            Some(f) => match self.dcs.delete_failover(Some(f.version)).await {
+                Ok(()) => CancelSwitchover::Deleted,
+                Err(_) => CancelSwitchover::Conflict,
+            },
+        }
+    }
+
+    async fn read_config(&self) -> Result<Option<VersionedConfig>, ControlError> {
+        let cluster = self.dcs.get_cluster().await.map_err(|e| ControlError(e.to_string()))?;
+        Ok(cluster.config.map(|c| VersionedConfig { data: Value::Object(c.data), version: c.version.to_string() }))
+    }
+
+    async fn write_config(&self, data: &Value, version: Option<&str>) -> Result<bool, ControlError> {
+        let version = match version {
+            Some(v) => Some(v.parse::<i64>().map_err(|_| ControlError(format!("bad config version {v:?}")))?),
+            None => None,
+        };
+        match self.dcs.set_config_value(&data.to_string(), version).await {
+            Ok(()) => {
+                self.wakeup().await;
+                Ok(true)
+            }
+            Err(DcsError::CompareFailed { .. }) => Ok(false),
+            Err(e) => Err(ControlError(e.to_string())),
+        }
+    }
+
+    async fn update_failsafe(&self, _body: &Map<String, Value>) -> FailsafeReply {
+        let status = self.status.borrow().clone();
+        if status.is_leader {
+            return FailsafeReply::Refused("I am the leader".into());
+        }
+        let lsn = status.postgres.as_ref().map(|p| match p.xlog {
+            patroni_api::Xlog::Primary { location } => location,
+            patroni_api::Xlog::Replica { received_location, replayed_location, .. } => {
+                received_location.max(replayed_location)
+            }
+        });
+        FailsafeReply::Accepted { lsn }
+    }
+}

@@ -1,0 +1,143 @@
+//! `patroni CONFIG`: start everything, run until SIGTERM/SIGINT, stop gracefully.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use patroni_api::{ApiServer, NodeStatus, PatroniInfo, ServerSettings};
+use patroni_config::{Config, Loaded};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info};
+
+use crate::control::{AgentControl, Request};
+use crate::member::Addresses;
+use crate::pg::PgNode;
+use crate::runtime::{ApiPublisher, Runtime};
+
+/// Runs the agent; returns the process exit code.
+pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> i32 {
+    let log = match crate::logging::init(loaded.config.log.as_ref()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("patroni: cannot set up logging: {e}");
+            None
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
+    let code = match runtime {
+        Ok(rt) => match rt.block_on(serve(loaded.config, config_path)) {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("{e:#}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("patroni: cannot start the async runtime: {e}");
+            1
+        }
+    };
+    if let Some(h) = log {
+        h.shutdown(Duration::from_secs(2));
+    }
+    code
+}
+
+fn addresses(config: &Config) -> anyhow::Result<Addresses> {
+    let pg = config
+        .postgresql
+        .connect_address
+        .clone()
+        .context("postgresql.connect_address is not set: other members could not reach this one")?;
+    let api = config
+        .restapi
+        .connect_address
+        .clone()
+        .context("restapi.connect_address is not set: other members could not reach this one")?;
+    let scheme = if config.restapi.certfile.is_some() { "https" } else { "http" };
+    Ok(Addresses {
+        conn_url: format!("postgres://{pg}/postgres"),
+        api_url: format!("{scheme}://{api}/patroni"),
+        proxy_url: config.postgresql.proxy_address.as_ref().map(|p| format!("postgres://{p}/postgres")),
+    })
+}
+
+async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        bail!("Patroni can't be run as root: PostgreSQL refuses to, start patroni as the user that owns the data directory");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let name = config.name.clone().context("name is not set in the configuration (or PATRONI_NAME)")?;
+    let scope = config.scope.clone().context("scope is not set in the configuration (or PATRONI_SCOPE)")?;
+    let addresses = addresses(&config)?;
+    let boot = config.bootstrap_dcs().timeouts();
+    let secs = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(10));
+    let dcs = crate::dcs_setup::connect(&config, &name, secs(boot.ttl), secs(boot.retry_timeout)).await?;
+    let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
+    let http = reqwest::Client::builder().build().context("building the HTTP client")?;
+
+    let info = PatroniInfo { version: crate::VERSION.into(), scope: scope.clone(), name: name.clone() };
+    let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::starting(info.clone(), SystemTime::now())));
+    let (req_tx, req_rx) = mpsc::channel::<Request>(16);
+    let (rt, _published) = Runtime::new(name.clone(), config.clone(), dcs.clone(), node, addresses, http.clone());
+    let rt = rt.with_api(req_rx, ApiPublisher { tx: status_tx, info }).with_config_path(config_path);
+    let control = Arc::new(AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http));
+
+    let settings = ServerSettings::from_restapi(&config.restapi).map_err(|e| anyhow::anyhow!("restapi: {e}"))?;
+    let server = ApiServer::bind(&settings, status_rx, control).await.map_err(|e| anyhow::anyhow!("restapi: {e}"))?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = tokio::spawn(server.run(async {
+        let _ = api_stopped.await;
+    }));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let waker = rt.waker();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    info!("received SIGHUP, reloading the configuration");
+                    let _ = req_tx.send(Request::Reload).await;
+                    waker.notify_one();
+                }
+            }
+        }
+        let _ = shutdown_tx.send(true);
+    });
+
+    notify_systemd();
+    info!("starting patroni-rs {} as member {name} of cluster {scope}", env!("CARGO_PKG_VERSION"));
+    let result = rt.run(shutdown_rx).await;
+    let _ = stop_api.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
+    result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `Type=notify` units wait for READY=1 on the socket systemd names in NOTIFY_SOCKET.
+fn notify_systemd() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else { return };
+    let path = PathBuf::from(path);
+    // An abstract socket is written with a leading '@'.
+    let sent = match path.to_str().and_then(|p| p.strip_prefix('@')) {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
+        }
+        None => sock.send_to(b"READY=1", &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("could not notify systemd: {e}");
+    }
+}
