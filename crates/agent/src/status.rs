@@ -53,7 +53,7 @@ pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>)
     s.next_run = p.heartbeat.unwrap_or_else(SystemTime::now) + Duration::from_secs(s.loop_wait);
     if let Some(c) = &p.cluster {
         let mode = p.dynamic.synchronous_mode();
-        let listed = c.sync.sync_standby.iter().any(|n| *n == info.name);
+        let listed = c.sync.sync_standby.contains(&info.name);
         s.sync_standby = listed && mode == SynchronousMode::On;
         s.quorum_standby = listed && mode == SynchronousMode::Quorum;
         s.cluster = Some(Arc::new(patroni_api::model::cluster_view(c, &p.dynamic)));
