@@ -21,6 +21,9 @@ use tokio_rustls::TlsAcceptor;
 /// `Server` header Python Patroni sends with `server_tokens: original` (its default).
 pub const ORIGINAL_SERVER_HEADER: &str = "BaseHTTP/0.6 Python/3.11.2";
 
+/// Connections served at once; more wait in the listen backlog rather than exhaust descriptors.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// Default limit of a request body; dynamic configurations are a few kB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -277,7 +280,15 @@ impl ApiServer {
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!("REST API listening on {scheme}://{addr}");
         }
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 () = &mut shutdown => break,
@@ -296,6 +307,7 @@ impl ApiServer {
             let rt = shared.runtime();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _permit = permit;
                 let builder = {
                     let mut b = http1::Builder::new();
                     b.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).keep_alive(true);
