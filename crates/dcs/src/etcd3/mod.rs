@@ -4,7 +4,7 @@
 //! proxy that works for one works for the other); it needs no `protoc` at build time; and it adds nothing to the
 //! dependency set beyond the HTTP client the project already has. The costs — base64 keys and values, 64-bit
 //! integers as strings, default-valued fields omitted (a failed txn has no `succeeded`) — are handled in
-//! [`client`]. See also `crates/dcs/README.md`.
+//! `etcd3/client.rs`. See also `crates/dcs/README.md`.
 //!
 //! Leader and member keys are bound to one lease per node, granted with the TTL of the dynamic configuration and
 //! kept alive by every `touch_member`/`update_leader` call; a TTL change grants a new lease and rebinds the keys
