@@ -17,6 +17,19 @@ pub struct Diagnostic {
     pub path: String,
     /// What is wrong, e.g. `expected a string`.
     pub message: String,
+    /// Where the value was written, when known: `patroni.yml:14:17` or `environment variable PATRONI_NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl Diagnostic {
+    /// The diagnostic followed by where the value was written, when known.
+    pub fn located(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("{self} ({o})"),
+            None => self.to_string(),
+        }
+    }
 }
 
 impl fmt::Display for Diagnostic {
@@ -63,7 +76,7 @@ impl Cx {
     /// Records an error at the current path.
     pub fn error(&mut self, message: impl Into<String>) {
         let path = self.path();
-        self.errors.push(Diagnostic { path, message: message.into() });
+        self.errors.push(Diagnostic { path, message: message.into(), origin: None });
     }
 
     /// Records an error at `key` below the current path.
@@ -92,7 +105,7 @@ impl Cx {
     /// Records a warning at the current path.
     pub fn warn(&mut self, message: impl Into<String>) {
         let path = self.path();
-        self.warnings.push(Diagnostic { path, message: message.into() });
+        self.warnings.push(Diagnostic { path, message: message.into(), origin: None });
     }
 
     /// Records a warning at `key` below the current path.

@@ -142,6 +142,10 @@ struct Builder<'e> {
     env: &'e EnvMap,
     used: BTreeSet<String>,
     root: Value,
+    /// The variable behind the next `set`.
+    last_var: String,
+    /// Key path → variable that set it.
+    origins: Vec<(String, String)>,
 }
 
 impl<'e> Builder<'e> {
@@ -150,11 +154,13 @@ impl<'e> Builder<'e> {
         let key = format!("{PREFIX}{name}");
         let env = self.env;
         let v = env.get(&key)?;
-        self.used.insert(key);
+        self.used.insert(key.clone());
+        self.last_var = key;
         (!v.is_empty()).then_some(v.as_str())
     }
 
     fn set(&mut self, path: &[&str], value: Value) {
+        self.origins.push((path.join("."), self.last_var.clone()));
         let mut overlay = value;
         for seg in path.iter().rev() {
             let mut m = Map::new();
@@ -187,8 +193,19 @@ impl<'e> Builder<'e> {
 /// The configuration the `PATRONI_*` variables of `env` describe (`PATRONI_CONFIGURATION` excluded: it is
 /// a whole document, handled by the loader).
 pub fn environment_tree(env: &EnvMap) -> Value {
+    environment_tree_with_origins(env).0
+}
+
+/// [`environment_tree`] plus, for every key path it sets, the variable it came from.
+pub fn environment_tree_with_origins(env: &EnvMap) -> (Value, Vec<(String, String)>) {
     use Kind::*;
-    let mut b = Builder { env, used: BTreeSet::new(), root: Value::Object(Map::new()) };
+    let mut b = Builder {
+        env,
+        used: BTreeSet::new(),
+        root: Value::Object(Map::new()),
+        last_var: String::new(),
+        origins: Vec::new(),
+    };
     b.used.insert(PATRONI_CONFIGURATION.to_owned());
 
     for param in ["name", "namespace", "scope"] {
@@ -264,6 +281,7 @@ pub fn environment_tree(env: &EnvMap) -> Value {
     if let Some(Value::String(f)) = b.root.pointer("/log/format").cloned() {
         if !f.contains("%(") {
             if let Some(list) = parse_list(&f) {
+                b.last_var = format!("{PREFIX}LOG_FORMAT");
                 b.set(&["log", "format"], list);
             }
         }
@@ -318,6 +336,7 @@ pub fn environment_tree(env: &EnvMap) -> Value {
         if raw.is_empty() {
             continue;
         }
+        b.last_var = var.clone();
         let section = name.to_ascii_lowercase();
         let kind = if name == "CITUS" {
             match suffix {
@@ -358,15 +377,17 @@ pub fn environment_tree(env: &EnvMap) -> Value {
             continue;
         }
         let user_lc = user.to_ascii_lowercase();
+        b.last_var = var.clone();
         b.set(&["bootstrap", "users", &user_lc, "password"], Value::String(raw.clone()));
         if let Some(opts) = env.get(&format!("{PREFIX}{user}_OPTIONS")) {
             if !opts.is_empty() {
+                b.last_var = format!("{PREFIX}{user}_OPTIONS");
                 b.set(&["bootstrap", "users", &user_lc, "options"], convert_value(opts, List));
             }
         }
     }
 
-    b.root
+    (b.root, b.origins)
 }
 
 #[cfg(test)]

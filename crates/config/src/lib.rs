@@ -49,9 +49,11 @@ pub use dynamic::{
     Timeouts,
 };
 pub use effective::EffectiveConfig;
-pub use env::{environment_tree, process_env, EnvMap, PATRONI_CONFIGURATION};
+pub use env::{environment_tree, environment_tree_with_origins, process_env, EnvMap, PATRONI_CONFIGURATION};
 pub use error::ConfigError;
-pub use load::{load, load_str, load_tree, read_path, ConfigSource, Loaded};
+pub use load::{
+    from_tree_with_origins, load, load_str, load_tree, load_tree_with_origins, read_path, ConfigSource, Loaded, Origins,
+};
 pub use model::*;
 pub use params::{controlled, effective_parameters, ControlledParameter, ParamRule, CONTROLLED_PARAMETERS};
 pub use sample::{generate_sample, render_config, sample_tree, SampleContext};

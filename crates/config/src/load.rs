@@ -2,12 +2,14 @@
 //! typed [`Config`] with every error and warning collected.
 
 use crate::convert::{convert, Diagnostic};
-use crate::env::{environment_tree, EnvMap, PATRONI_CONFIGURATION};
+use crate::env::{environment_tree_with_origins, EnvMap, PATRONI_CONFIGURATION};
 use crate::error::ConfigError;
 use crate::model::Config;
-use crate::tree::{deep_merge, parse_yaml, yaml_files_in};
+use crate::pyyaml::{parse_with_positions, Positions};
+use crate::tree::{deep_merge, yaml_files_in};
 use crate::validate::validate;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where the configuration came from.
@@ -36,27 +38,115 @@ pub struct Loaded {
     pub source: ConfigSource,
 }
 
-fn read_file(path: &Path) -> Result<Value, ConfigError> {
+/// Where each value of the merged tree was written: `file:line:column` or `environment variable NAME`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origins(BTreeMap<String, String>);
+
+impl Origins {
+    fn add_positions(&mut self, positions: Positions, source: &str) {
+        for (path, line, col) in positions {
+            if !path.is_empty() {
+                self.set(path, format!("{source}:{line}:{col}"));
+            }
+        }
+    }
+
+    /// A later layer replaced the value at `path`: whatever was recorded inside it is stale.
+    fn set(&mut self, path: String, origin: String) {
+        let dot = format!("{path}.");
+        let bracket = format!("{path}[");
+        self.0.retain(|k, _| !(k.starts_with(&dot) || k.starts_with(&bracket)));
+        self.0.insert(path, origin);
+    }
+
+    fn add_env(&mut self, origins: Vec<(String, String)>) {
+        for (path, var) in origins {
+            self.set(path, format!("environment variable {var}"));
+        }
+    }
+
+    /// Where the value at `path` (or the nearest enclosing one) was written.
+    pub fn of(&self, path: &str) -> Option<&str> {
+        let mut p = path;
+        loop {
+            if let Some(o) = self.0.get(p) {
+                return Some(o);
+            }
+            let cut = p.rfind(['.', '['])?;
+            p = &p[..cut];
+        }
+    }
+
+    fn annotate(&self, diags: &mut [Diagnostic]) {
+        for d in diags {
+            d.origin = self.of(&d.path).map(str::to_owned);
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<(Value, Positions), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
-    let v = parse_yaml(&text, &path.display().to_string())?;
+    let (v, positions) = parse_with_positions(&text, &path.display().to_string())?;
     match v {
-        Value::Object(_) => Ok(v),
-        Value::Null => Ok(Value::Object(Map::new())),
+        Value::Object(_) => Ok((v, positions)),
+        Value::Null => Ok((Value::Object(Map::new()), positions)),
         _ => Err(ConfigError::NotAMapping(path.display().to_string())),
+    }
+}
+
+fn read_path_with_origins(path: &Path) -> Result<(Value, ConfigSource, Origins), ConfigError> {
+    let mut origins = Origins::default();
+    if path.is_dir() {
+        let files = yaml_files_in(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let mut merged = Value::Object(Map::new());
+        for f in &files {
+            let (v, positions) = read_file(f)?;
+            origins.add_positions(positions, &f.display().to_string());
+            deep_merge(&mut merged, v);
+        }
+        Ok((merged, ConfigSource::Directory(path.to_owned(), files), origins))
+    } else {
+        let (v, positions) = read_file(path)?;
+        origins.add_positions(positions, &path.display().to_string());
+        Ok((v, ConfigSource::File(path.to_owned()), origins))
     }
 }
 
 /// Reads a file, or every `*.yml`/`*.yaml` file of a directory in sorted order, deep-merged (later files win).
 pub fn read_path(path: &Path) -> Result<(Value, ConfigSource), ConfigError> {
-    if path.is_dir() {
-        let files = yaml_files_in(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
-        let mut merged = Value::Object(Map::new());
-        for f in &files {
-            deep_merge(&mut merged, read_file(f)?);
+    read_path_with_origins(path).map(|(v, s, _)| (v, s))
+}
+
+/// [`load_tree`] plus where every value came from.
+pub fn load_tree_with_origins(
+    path: Option<&Path>,
+    env: &EnvMap,
+) -> Result<(Value, ConfigSource, Origins), ConfigError> {
+    match path {
+        Some(p) => {
+            let (mut tree, source, mut origins) = read_path_with_origins(p)?;
+            let (env_tree, env_origins) = environment_tree_with_origins(env);
+            deep_merge(&mut tree, env_tree);
+            origins.add_env(env_origins);
+            Ok((tree, source, origins))
         }
-        Ok((merged, ConfigSource::Directory(path.to_owned(), files)))
-    } else {
-        Ok((read_file(path)?, ConfigSource::File(path.to_owned())))
+        None => match env.get(PATRONI_CONFIGURATION) {
+            Some(text) if !text.trim().is_empty() => {
+                let (v, positions) = parse_with_positions(text, PATRONI_CONFIGURATION)?;
+                let mut origins = Origins::default();
+                origins.add_positions(positions, PATRONI_CONFIGURATION);
+                match v {
+                    Value::Object(_) => Ok((v, ConfigSource::ConfigurationVariable, origins)),
+                    _ => Err(ConfigError::NotAMapping(PATRONI_CONFIGURATION.to_owned())),
+                }
+            }
+            _ => {
+                let (tree, env_origins) = environment_tree_with_origins(env);
+                let mut origins = Origins::default();
+                origins.add_env(env_origins);
+                Ok((tree, ConfigSource::Environment, origins))
+            }
+        },
     }
 }
 
@@ -64,51 +154,46 @@ pub fn read_path(path: &Path) -> Result<(Value, ConfigSource), ConfigError> {
 /// without one, `PATRONI_CONFIGURATION` alone when set (Patroni ignores every other variable then),
 /// otherwise the configuration the `PATRONI_*` variables describe.
 pub fn load_tree(path: Option<&Path>, env: &EnvMap) -> Result<(Value, ConfigSource), ConfigError> {
-    match path {
-        Some(p) => {
-            let (mut tree, source) = read_path(p)?;
-            deep_merge(&mut tree, environment_tree(env));
-            Ok((tree, source))
-        }
-        None => match env.get(PATRONI_CONFIGURATION) {
-            Some(text) if !text.trim().is_empty() => {
-                let v = parse_yaml(text, PATRONI_CONFIGURATION)?;
-                match v {
-                    Value::Object(_) => Ok((v, ConfigSource::ConfigurationVariable)),
-                    _ => Err(ConfigError::NotAMapping(PATRONI_CONFIGURATION.to_owned())),
-                }
-            }
-            _ => Ok((environment_tree(env), ConfigSource::Environment)),
-        },
-    }
+    load_tree_with_origins(path, env).map(|(v, s, _)| (v, s))
 }
 
 /// Types and validates a value tree.
 pub fn from_tree(tree: Value, source: ConfigSource) -> Result<Loaded, ConfigError> {
+    from_tree_with_origins(tree, source, &Origins::default())
+}
+
+/// Types and validates a value tree, noting in each diagnostic where the value was written.
+pub fn from_tree_with_origins(tree: Value, source: ConfigSource, origins: &Origins) -> Result<Loaded, ConfigError> {
     let (cfg, mut cx) = convert::<Config>(&tree, "");
-    let Some(config) = cfg else {
-        return Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings });
-    };
-    validate(&config, &mut cx);
-    if !cx.errors.is_empty() {
-        return Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings });
+    if let Some(config) = &cfg {
+        validate(config, &mut cx);
     }
-    Ok(Loaded { config, warnings: cx.warnings, tree, source })
+    origins.annotate(&mut cx.errors);
+    origins.annotate(&mut cx.warnings);
+    match cfg {
+        Some(config) if cx.errors.is_empty() => Ok(Loaded { config, warnings: cx.warnings, tree, source }),
+        _ => Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings }),
+    }
 }
 
 /// Loads and validates a configuration: see [`load_tree`] for where it is read from.
 pub fn load(path: Option<&Path>, env: &EnvMap) -> Result<Loaded, ConfigError> {
-    let (tree, source) = load_tree(path, env)?;
-    from_tree(tree, source)
+    let (tree, source, origins) = load_tree_with_origins(path, env)?;
+    from_tree_with_origins(tree, source, &origins)
 }
 
 /// Loads a configuration from YAML text (plus `PATRONI_*` overrides from `env`).
 pub fn load_str(text: &str, env: &EnvMap) -> Result<Loaded, ConfigError> {
-    let mut tree = match parse_yaml(text, "<string>")? {
+    let (tree, positions) = parse_with_positions(text, "<string>")?;
+    let mut tree = match tree {
         v @ Value::Object(_) => v,
         Value::Null => Value::Object(Map::new()),
         _ => return Err(ConfigError::NotAMapping("<string>".to_owned())),
     };
-    deep_merge(&mut tree, environment_tree(env));
-    from_tree(tree, ConfigSource::Environment)
+    let mut origins = Origins::default();
+    origins.add_positions(positions, "<string>");
+    let (env_tree, env_origins) = environment_tree_with_origins(env);
+    deep_merge(&mut tree, env_tree);
+    origins.add_env(env_origins);
+    from_tree_with_origins(tree, ConfigSource::Environment, &origins)
 }

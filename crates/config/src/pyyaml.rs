@@ -14,8 +14,20 @@ enum Key {
 }
 
 enum Frame {
-    Seq { items: Vec<Value>, anchor: usize },
-    Map { entries: Vec<(String, Value)>, merges: Vec<Value>, key: Option<Key>, anchor: usize, line: usize, col: usize },
+    Seq {
+        items: Vec<Value>,
+        anchor: usize,
+        path: String,
+    },
+    Map {
+        path: String,
+        entries: Vec<(String, Value)>,
+        merges: Vec<Value>,
+        key: Option<Key>,
+        anchor: usize,
+        line: usize,
+        col: usize,
+    },
 }
 
 struct Builder<'a> {
@@ -23,9 +35,34 @@ struct Builder<'a> {
     anchors: HashMap<usize, Value>,
     stack: Vec<Frame>,
     root: Option<Value>,
+    positions: Positions,
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 impl Builder<'_> {
+    /// The key path the next node will have, `None` when it is a mapping key (or a merge source).
+    fn next_path(&self) -> Option<String> {
+        match self.stack.last() {
+            None => Some(String::new()),
+            Some(Frame::Seq { items, path, .. }) => Some(format!("{path}[{}]", items.len())),
+            Some(Frame::Map { key: Some(Key::Plain(k)), path, .. }) => Some(join(path, k)),
+            Some(Frame::Map { .. }) => None,
+        }
+    }
+
+    fn record(&mut self, path: Option<&String>, line: usize, col: usize) {
+        if let Some(p) = path {
+            self.positions.push((p.clone(), line as u64, col as u64 + 1));
+        }
+    }
+
     fn err(&self, line: usize, col: usize, message: impl Into<String>) -> YamlError {
         YamlError {
             source_name: self.source.to_owned(),
@@ -100,7 +137,16 @@ impl Builder<'_> {
 
 /// Parses one YAML document (an empty stream is `null`).
 pub fn parse(text: &str, source: &str) -> Result<Value, YamlError> {
-    let mut b = Builder { source, anchors: HashMap::new(), stack: Vec::new(), root: None };
+    parse_with_positions(text, source).map(|(v, _)| v)
+}
+
+/// Where each value of a document starts: `(key path, line, column)`, paths written as in diagnostics
+/// (`postgresql.authentication.superuser`, `bootstrap.initdb[0]`).
+pub type Positions = Vec<(String, u64, u64)>;
+
+/// Like [`parse`], also returning the position of every value.
+pub fn parse_with_positions(text: &str, source: &str) -> Result<(Value, Positions), YamlError> {
+    let mut b = Builder { source, anchors: HashMap::new(), stack: Vec::new(), root: None, positions: Vec::new() };
     let mut documents = 0;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
@@ -116,6 +162,8 @@ pub fn parse(text: &str, source: &str) -> Result<Value, YamlError> {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let path = b.next_path();
+                b.record(path.as_ref(), line, col);
                 let merge_key = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 let v = scalar(&text, style, tag.as_deref()).map_err(|m| b.err(line, col, m))?;
                 if anchor != 0 {
@@ -125,14 +173,26 @@ pub fn parse(text: &str, source: &str) -> Result<Value, YamlError> {
             }
             Event::SequenceStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq").map_err(|m| b.err(line, col, m))?;
-                b.stack.push(Frame::Seq { items: Vec::new(), anchor });
+                let path = b.next_path();
+                b.record(path.as_ref(), line, col);
+                b.stack.push(Frame::Seq { items: Vec::new(), anchor, path: path.unwrap_or_default() });
             }
             Event::MappingStart(_, anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "map").map_err(|m| b.err(line, col, m))?;
-                b.stack.push(Frame::Map { entries: Vec::new(), merges: Vec::new(), key: None, anchor, line, col });
+                let path = b.next_path();
+                b.record(path.as_ref(), line, col);
+                b.stack.push(Frame::Map {
+                    path: path.unwrap_or_default(),
+                    entries: Vec::new(),
+                    merges: Vec::new(),
+                    key: None,
+                    anchor,
+                    line,
+                    col,
+                });
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, anchor }) = b.stack.pop() {
+                if let Some(Frame::Seq { items, anchor, .. }) = b.stack.pop() {
                     let v = Value::Array(items);
                     if anchor != 0 {
                         b.anchors.insert(anchor, v.clone());
@@ -150,6 +210,8 @@ pub fn parse(text: &str, source: &str) -> Result<Value, YamlError> {
                 }
             }
             Event::Alias(id) => {
+                let path = b.next_path();
+                b.record(path.as_ref(), line, col);
                 let v = b.anchors.get(&id).cloned().ok_or_else(|| b.err(line, col, "found undefined alias"))?;
                 b.push(v, false, line, col)?;
             }
@@ -159,7 +221,7 @@ pub fn parse(text: &str, source: &str) -> Result<Value, YamlError> {
             _ => {}
         }
     }
-    Ok(b.root.unwrap_or(Value::Null))
+    Ok((b.root.unwrap_or(Value::Null), b.positions))
 }
 
 fn check_collection_tag(tag: Option<&Tag>, expected: &str) -> Result<(), String> {
@@ -376,6 +438,17 @@ m: 0x1F\nn: '0640'\no: 2002-12-14\np: -0b11\nq: 3.\nr: yEs\ns: 127.0.0.1:8008\nt
         );
         let v = p("a: &a {k: 1}\nb: &b {k: 2, j: 2}\nc:\n  <<: [*a, *b]\n");
         assert_eq!(v["c"], json!({"k": 1, "j": 2}));
+    }
+
+    #[test]
+    fn positions_of_values() {
+        let (_, pos) = parse_with_positions("a:\n  b: [1, {c: x}]\n  d: &x 5\ne: *x\n", "t").unwrap();
+        let find = |p: &str| pos.iter().find(|(q, _, _)| q == p).map(|(_, l, c)| (*l, *c));
+        assert_eq!(find("a"), Some((2, 3)));
+        assert_eq!(find("a.b"), Some((2, 6)));
+        assert_eq!(find("a.b[1].c"), Some((2, 14)));
+        assert_eq!(find("a.d"), Some((3, 9)));
+        assert_eq!(find("e"), Some((4, 4)));
     }
 
     #[test]

@@ -260,3 +260,34 @@ fn unknown_keys_and_adjustments_are_warnings() {
         ]
     );
 }
+
+#[test]
+fn diagnostics_say_where_the_value_was_written() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("10-base.yml"), GOOD).unwrap();
+    std::fs::write(
+        d.path().join("20-extra.yml"),
+        "postgresql:\n  authentication:\n    replication:\n      username: 5\n",
+    )
+    .unwrap();
+    let e = load(Some(d.path()), &env(&[("PATRONI_RESTAPI_REQUEST_QUEUE_SIZE", "lots")])).unwrap_err();
+    let ConfigError::Invalid { errors, .. } = e else { panic!("{e}") };
+    let located: Vec<String> = errors.iter().map(|e| e.located()).collect();
+    assert_eq!(
+        located,
+        vec![
+            "restapi.request_queue_size: expected an integer \
+             (environment variable PATRONI_RESTAPI_REQUEST_QUEUE_SIZE)"
+                .to_owned(),
+            format!(
+                "postgresql.authentication.replication.username: expected a string ({}:4:17)",
+                d.path().join("20-extra.yml").display()
+            ),
+        ]
+    );
+    // A missing key points at the section it belongs in.
+    let e = load_str("scope: s\nname: n\npostgresql:\n  listen: ':5432'\n", &EnvMap::new()).unwrap_err();
+    let ConfigError::Invalid { errors, .. } = e else { panic!("{e}") };
+    let data_dir = errors.iter().find(|e| e.path == "postgresql.data_dir").unwrap();
+    assert_eq!(data_dir.located(), "postgresql.data_dir: is required (<string>:4:3)");
+}
