@@ -148,9 +148,7 @@ impl Ha {
             }
             return Plan::status("waiting for bootstrap to finish");
         }
-        if cluster.initialize.is_some() {
-            return Plan::status("waiting for leader to bootstrap");
-        }
+        // The outcome comes first: after winning, the re-read cluster already shows the (empty) key we created.
         for o in &obs.outcomes {
             if let Outcome::InitializeRace { won } = o {
                 if !won {
@@ -169,6 +167,9 @@ impl Ha {
                     }
                 };
             }
+        }
+        if cluster.initialize.is_some() {
+            return Plan::status("waiting for leader to bootstrap");
         }
         if local.data_dir == DataDir::Empty && !s.tags.can_fail_over() {
             return Plan::status("waiting for leader to bootstrap");
