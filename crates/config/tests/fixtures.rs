@@ -90,6 +90,11 @@ fn snippet_contents_are_typed() {
         &["127.0.0.1:2379".to_owned(), "127.0.0.2:2379".to_owned()][..]
     );
 
+    let l = load_layers(&[&base, &etcd3, &fixtures().join("snippets/citus.yml")]);
+    assert_eq!(l.config.bootstrap_dcs().synchronous_mode(), patroni_config::SynchronousMode::Quorum);
+    let l = load_layers(&[&base, &etcd3]);
+    assert_eq!(l.config.bootstrap_dcs().synchronous_mode(), patroni_config::SynchronousMode::Off);
+
     let l = load_layers(&[&base, &etcd3, &fixtures().join("snippets/tags-custom.yml")]);
     assert_eq!(l.config.tags.extra["key4"], "RandomString");
     assert_eq!(l.config.tags.replicatefrom.as_deref(), Some("postgresql1"));

@@ -345,9 +345,14 @@ impl Config {
         v
     }
 
-    /// The dynamic configuration from `bootstrap.dcs` (empty when absent).
+    /// The dynamic configuration from `bootstrap.dcs` (empty when absent). As in Patroni, a Citus cluster
+    /// bootstraps with `synchronous_mode: quorum` unless `bootstrap.dcs` says otherwise.
     pub fn bootstrap_dcs(&self) -> DynamicConfig {
-        self.bootstrap.as_ref().and_then(|b| b.dcs.clone()).unwrap_or_default()
+        let mut dcs = self.bootstrap.as_ref().and_then(|b| b.dcs.clone()).unwrap_or_default();
+        if self.citus.is_some() && dcs.synchronous_mode.is_none() {
+            dcs.synchronous_mode = Some(crate::dynamic::SynchronousMode::Quorum);
+        }
+        dcs
     }
 
     /// The effective configuration as a value tree (what `show-config`-like output prints).
