@@ -35,6 +35,12 @@ pub enum FaultKind {
         member: usize,
         lasts: i64,
     },
+    /// The current leader's network degrades: first its peers lose it (replicas stop receiving WAL while it keeps
+    /// publishing its position), `dcs_after` ms later the DCS does too. Both heal `lasts` ms after that.
+    DegradeLeader {
+        dcs_after: i64,
+        lasts: i64,
+    },
     /// Nobody can reach the DCS.
     DcsOutage {
         lasts: i64,
@@ -100,7 +106,7 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
             let at = rng.ms(start, end);
             let member = rng.below(n) as usize;
             let lasts = rng.ms(1_000, 40_000);
-            let kind = match rng.below(15) {
+            let kind = match rng.below(17) {
                 0 | 1 => FaultKind::KillAgent { member, down: rng.ms(500, 60_000) },
                 2 => FaultKind::CrashPostgres { member },
                 3 | 4 => FaultKind::DcsPartition { member, lasts },
@@ -120,6 +126,7 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
                     scheduled_in: rng.chance(25).then(|| rng.ms(1_000, 10_000)),
                 },
                 13 => FaultKind::Pause { lasts },
+                14 | 15 => FaultKind::DegradeLeader { dcs_after: rng.ms(2_000, 20_000), lasts },
                 _ => {
                     let (ttl, loop_wait, retry_timeout) = timeouts(rng);
                     FaultKind::ConfigChange { ttl, loop_wait, retry_timeout, maximum_lag_on_failover: max_lag(rng) }

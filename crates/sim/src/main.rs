@@ -35,9 +35,12 @@ struct Args {
     /// Treat a member left diverged (never rewound) as a convergence failure.
     #[arg(long)]
     require_rewind: bool,
-    /// Feed the initialize-race winner the real re-read (exposes the bootstrap bug in the core).
+    /// Drop the workarounds for the core bugs found (initialize race, stale switchover key): see README.
     #[arg(long)]
-    faithful_initialize: bool,
+    faithful: bool,
+    /// Allow DCS faults and agent kills around pause (a known split-brain hazard, shared with Patroni).
+    #[arg(long)]
+    pause_hazards: bool,
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
@@ -58,7 +61,8 @@ fn main() -> ExitCode {
         mutation,
         trace: args.trace,
         require_rewind: args.require_rewind,
-        faithful_initialize: args.faithful_initialize,
+        faithful: args.faithful,
+        pause_hazards: args.pause_hazards,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

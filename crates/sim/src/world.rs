@@ -19,11 +19,13 @@ use crate::lineage::{Lineage, Pos, Relation};
 use crate::mutation::Mutation;
 use crate::rng::Rng;
 
+/// The core's status when it demotes after a failed leader-key refresh (matched by the core bug 2 workaround).
+const REFRESH_FAILED_DEMOTE: &str = "demoted self because failed to update leader lock in DCS";
 /// Re-steps per loop when the core asks to look again at once (races, peer fetches).
 const MAX_RESTEPS: u32 = 5;
 /// When faults may start: the cluster has bootstrapped by then.
 const FAULTS_FROM: i64 = 20_000;
-const REPLICATION_TICK: i64 = 50;
+const REPLICATION_TICK: i64 = 100;
 /// The simulated clock starts at a plausible epoch so scheduled switchovers look like dates.
 const EPOCH: i64 = 1_700_000_000_000;
 
@@ -42,15 +44,31 @@ pub struct Options {
     /// Count a member left with a diverged timeline after the quiet period as a convergence failure. The core
     /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (see README, "Known gaps").
     pub require_rewind: bool,
-    /// Show the winner of the initialize race the `initialize` key it just created, as a real re-read would.
-    /// Off by default: the core then never bootstraps (see README, "Core bugs found"), so the simulator hides the
-    /// fresh empty key from the winner's next step, which is what the core's own unit test feeds it.
-    pub faithful_initialize: bool,
+    /// Run the core without the simulator's workarounds for the core bugs it found (README, "Core bugs found"):
+    /// (1) the initialize-race winner is shown the empty `initialize` key a real re-read returns (by default it is
+    /// hidden, as the core's own unit test does, else no cluster ever bootstraps); (3) at the start of the quiet
+    /// period the operator does not delete a switchover key left behind by a leader that lost its key (by default
+    /// they do, else a sync-mode cluster can stay leaderless forever); (2) a paused leader whose refresh failed is
+    /// allowed to demote (by default the demotion is dropped, as Patroni does).
+    pub faithful: bool,
+    /// Allow DCS trouble and agent deaths around pause. A paused leader that cannot read the DCS keeps its cached
+    /// `pause`, so it neither demotes nor learns of the resume, while its key expires and the others race: a split
+    /// brain Patroni shares. Off by default: the operator then pauses and resumes only when every member has been
+    /// reachable for a whole loop, and no DCS fault or agent kill happens while paused or just after resuming.
+    /// See README, "Hazards".
+    pub pause_hazards: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { members: 3, mutation: None, trace: false, require_rewind: false, faithful_initialize: false }
+        Options {
+            members: 3,
+            mutation: None,
+            trace: false,
+            require_rewind: false,
+            faithful: false,
+            pause_hazards: false,
+        }
     }
 }
 
@@ -94,17 +112,38 @@ pub fn run(seed: u64, opts: &Options) -> Report {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
-    Wake { m: usize, gen: u64 },
-    Read { m: usize, gen: u64, fails: bool },
-    Act { m: usize, gen: u64 },
-    JobDone { m: usize, id: u64 },
+    Wake {
+        m: usize,
+        gen: u64,
+    },
+    Read {
+        m: usize,
+        gen: u64,
+        fails: bool,
+    },
+    Act {
+        m: usize,
+        gen: u64,
+    },
+    JobDone {
+        m: usize,
+        id: u64,
+    },
     LeaseCheck,
-    Watchdog { m: usize, deadline: i64 },
-    AgentRestart { m: usize, gen: u64 },
+    Watchdog {
+        m: usize,
+        deadline: i64,
+    },
+    AgentRestart {
+        m: usize,
+        gen: u64,
+    },
     Write,
     Replicate,
     Fault(usize),
     Heal(usize),
+    /// The second stage of a `DegradeLeader` fault.
+    CutFromDcs(usize),
     Quiet,
 }
 
@@ -134,6 +173,8 @@ struct Agent {
     saw_failover_key: bool,
     /// The leader key was taken while the failover key named us: a manual failover.
     named_candidate: bool,
+    /// The previous leader's last published LSN when we took the key: our own refresh overwrites it at once.
+    lsn_when_acquired: Option<u64>,
     watchdog: Option<i64>,
 }
 
@@ -226,10 +267,16 @@ pub struct World {
     dcs: Dcs,
     lineage: Lineage,
     faults: Vec<Fault>,
+    /// The member a fault picked when it was applied (the leader at the time), for its later stages and healing.
+    fault_target: Vec<Option<usize>>,
     dcs_down: u32,
     dcs_cut: Vec<u32>,
     links: Vec<Vec<u32>>,
     slow_dcs_until: i64,
+    /// Until when a paused-era leader may not yet have seen the resume (see `Options::pause_hazards`).
+    resume_settles_until: i64,
+    /// The last time a member's view of the DCS was disturbed (a DCS fault healed, an agent restarted).
+    last_disturbance: i64,
     quiet_at: i64,
     end_at: i64,
     /// The newest write acknowledged by a synchronous standby.
@@ -272,10 +319,12 @@ impl World {
             sync_mode,
             failsafe_mode: rng.chance(25),
         };
-        let window = rng.ms(20_000, 60_000);
-        let count = rng.range(2, 8) as usize;
+        let window = rng.ms(10_000, 45_000);
+        // Some seeds get a single fault: a scenario then plays out without other faults masking it.
+        let count = if rng.chance(30) { 1 } else { rng.range(2, 8) as usize };
         let faults = faults::generate(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window, count);
-        let quiet_at = EPOCH + FAULTS_FROM + window + 1;
+        // Room for the last faults to play out before everything heals.
+        let quiet_at = EPOCH + FAULTS_FROM + window + 25_000;
         let agents = (0..n)
             .map(|m| Agent {
                 ha: Ha::new(),
@@ -292,6 +341,7 @@ impl World {
                 peers: None,
                 saw_failover_key: false,
                 named_candidate: false,
+                lsn_when_acquired: None,
                 watchdog: None,
             })
             .collect();
@@ -323,11 +373,14 @@ impl World {
             pgs,
             dcs: Dcs::new(config),
             lineage: Lineage::default(),
+            fault_target: vec![None; faults.len()],
             faults,
             dcs_down: 0,
             dcs_cut: vec![0; n],
             links: vec![vec![0; n]; n],
             slow_dcs_until: 0,
+            resume_settles_until: 0,
+            last_disturbance: 0,
             quiet_at,
             end_at: quiet_at,
             last_sync_ack: None,
@@ -445,6 +498,14 @@ impl World {
             Ev::Replicate => self.replicate(),
             Ev::Fault(i) => self.apply_fault(i),
             Ev::Heal(i) => self.heal(i),
+            Ev::CutFromDcs(i) => {
+                if let Some(m) = self.fault_target.get(i).copied().flatten() {
+                    if self.now < self.quiet_at {
+                        self.dcs_cut[m] += 1;
+                        self.note(Some(m), |_| "cut from the DCS".to_string());
+                    }
+                }
+            }
             Ev::Quiet => self.quiet(),
         }
     }
@@ -495,7 +556,7 @@ impl World {
         };
         let mut cluster = cluster;
         let won_initialize = self.agents[m].outcomes.contains(&Outcome::InitializeRace { won: true });
-        if let Some(c) = cluster.as_mut().filter(|_| won_initialize && !self.opts.faithful_initialize) {
+        if let Some(c) = cluster.as_mut().filter(|_| won_initialize && !self.opts.faithful) {
             if c.initialize.as_deref() == Some("") {
                 c.initialize = None;
             }
@@ -513,6 +574,12 @@ impl World {
         };
         let mut plan = agent.ha.step(&settings, &obs);
         self.steps += 1;
+        if !self.opts.faithful && settings.pause && plan.status == REFRESH_FAILED_DEMOTE {
+            // Core bug 2 workaround, emulating the fix: paused, a failed refresh must not demote (Patroni: "continue
+            // to run as primary after failing to update leader lock in DCS").
+            plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
+            plan.status = "PAUSE: continue to run as primary after failing to update leader lock in DCS".into();
+        }
         if let Some(mutation) = self.opts.mutation {
             mutation.plan(&obs, &mut plan);
         }
@@ -803,6 +870,7 @@ impl World {
                         let named = self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref())
                             == Some(self.names[m].as_str());
                         self.agents[m].named_candidate = named;
+                        self.agents[m].lsn_when_acquired = self.dcs.last_leader_lsn;
                         self.keepalive(m);
                         self.schedule(expires, Ev::LeaseCheck);
                         self.leader_key_changed();
@@ -953,9 +1021,7 @@ impl World {
             return;
         }
         self.agents[m].watchdog = None;
-        if !self.pgs[m].writable() {
-            return;
-        }
+        // The device resets the whole node whatever PostgreSQL is doing (a start as primary may be under way).
         self.note(Some(m), |_| "watchdog expired: node reset".to_string());
         self.crash_postgres(m);
         if self.agents[m].alive {
@@ -1162,7 +1228,8 @@ impl World {
         if self.now < until {
             bound = bound.max(previous);
         }
-        if let (Some(leader), Some(mine)) = (self.dcs.last_leader_lsn, self.lsn(m)) {
+        let reference = self.agents[m].lsn_when_acquired.or(self.dcs.last_leader_lsn);
+        if let (Some(leader), Some(mine)) = (reference, self.lsn(m)) {
             let lag = leader.saturating_sub(mine);
             if lag > bound {
                 let detail =
@@ -1209,11 +1276,29 @@ impl World {
                 }
             }
         }
-        let next = self.now + self.rng.ms(5, 40);
+        let next = self.now + self.rng.ms(10, 60);
         self.schedule(next, Ev::Write);
     }
 
+    /// Core bug 3 workaround: once faults stop, an operator deletes a switchover key whose leader no longer holds
+    /// the leader key (the core would let it block the race forever).
+    fn operator_clears_stale_switchover(&mut self) {
+        let stale = self
+            .dcs
+            .failover
+            .as_ref()
+            .and_then(|f| f.leader.as_deref())
+            .is_some_and(|l| self.dcs.leader_at(self.now).is_none_or(|holder| self.names[holder] != l));
+        if stale {
+            self.dcs.failover = None;
+            self.note(None, |_| "operator deletes the stale switchover key (core bug 3 workaround)".to_string());
+        }
+    }
+
     fn replicate(&mut self) {
+        if self.now >= self.quiet_at && !self.opts.faithful {
+            self.operator_clears_stale_switchover();
+        }
         for r in 0..self.pgs.len() {
             self.receive_wal(r);
         }
@@ -1302,6 +1387,7 @@ impl World {
 
     fn restart_agent(&mut self, m: usize) {
         let config = self.dcs.config.clone();
+        self.last_disturbance = self.now;
         let agent = &mut self.agents[m];
         agent.alive = true;
         agent.ha = Ha::new();
@@ -1309,6 +1395,7 @@ impl World {
         agent.peers = None;
         agent.resteps = 0;
         agent.named_candidate = false;
+        agent.lsn_when_acquired = None;
         agent.config = config;
         agent.phase = Phase::Sleeping;
         agent.gen += 1;
@@ -1351,6 +1438,21 @@ impl World {
         let kind = fault.kind;
         self.note(None, |_| format!("FAULT {kind:?}"));
         let heal_after = match kind {
+            FaultKind::KillAgent { .. }
+            | FaultKind::DcsPartition { .. }
+            | FaultKind::Isolate { .. }
+            | FaultKind::DcsOutage { .. }
+            | FaultKind::SlowDcs { .. }
+            | FaultKind::DegradeLeader { .. }
+                if !self.opts.pause_hazards && (self.dcs.config.pause || self.now < self.resume_settles_until) =>
+            {
+                self.note(None, |_| "skipped: paused or just resumed (pause_hazards off)".to_string());
+                None
+            }
+            FaultKind::Pause { .. } if !self.opts.pause_hazards && self.dcs_disturbed() => {
+                self.note(None, |_| "pause skipped: a member is not settled (pause_hazards off)".to_string());
+                None
+            }
             FaultKind::KillAgent { member, down } => {
                 if self.agents[member].alive {
                     self.kill_agent(member);
@@ -1384,6 +1486,15 @@ impl World {
                 self.dcs_down += 1;
                 Some(lasts)
             }
+            FaultKind::DegradeLeader { dcs_after, lasts } => match self.dcs.leader_at(self.now) {
+                Some(leader) => {
+                    self.fault_target[i] = Some(leader);
+                    self.cut_links(leader, 1);
+                    self.schedule(self.now + dcs_after, Ev::CutFromDcs(i));
+                    Some(dcs_after + lasts)
+                }
+                None => None,
+            },
             FaultKind::SlowDcs { lasts } => {
                 self.slow_dcs_until = self.slow_dcs_until.max(self.now + lasts);
                 None
@@ -1450,9 +1561,23 @@ impl World {
     }
 
     fn heal(&mut self, i: usize) {
+        if i == usize::MAX {
+            self.dcs.config.pause = false;
+            self.note(None, |_| "resumed (quiet period)".to_string());
+            return;
+        }
         let Some(fault) = self.faults.get(i).cloned() else { return };
         if self.now >= self.quiet_at {
             return;
+        }
+        if matches!(
+            fault.kind,
+            FaultKind::DcsPartition { .. }
+                | FaultKind::Isolate { .. }
+                | FaultKind::DcsOutage { .. }
+                | FaultKind::DegradeLeader { .. }
+        ) {
+            self.last_disturbance = self.now;
         }
         match fault.kind {
             FaultKind::DcsPartition { member, .. } => self.dcs_cut[member] = self.dcs_cut[member].saturating_sub(1),
@@ -1463,10 +1588,45 @@ impl World {
                 self.cut_links(member, -1);
             }
             FaultKind::DcsOutage { .. } => self.dcs_down = self.dcs_down.saturating_sub(1),
-            FaultKind::Pause { .. } => self.dcs.config.pause = false,
+            FaultKind::DegradeLeader { .. } => {
+                if let Some(m) = self.fault_target.get(i).copied().flatten() {
+                    self.cut_links(m, -1);
+                    self.dcs_cut[m] = self.dcs_cut[m].saturating_sub(1);
+                }
+            }
+            FaultKind::Pause { .. } => {
+                self.resume(i);
+                return;
+            }
             _ => {}
         }
         self.note(None, |_| format!("healed {:?}", fault.kind));
+    }
+
+    /// How long every member needs to have read the DCS at least once: the longest loop plus a slow read.
+    fn settle_time(&self) -> i64 {
+        let c = std::iter::once(&self.dcs.config).chain(self.agents.iter().map(|a| &a.config));
+        c.map(|c| c.loop_wait + 2 * c.retry_timeout).max().unwrap_or(0) as i64 + 1_000
+    }
+
+    /// Whether some member may hold a stale view of the DCS (cut off, slow answers, dead agent, recently so).
+    fn dcs_disturbed(&self) -> bool {
+        self.dcs_down > 0
+            || self.dcs_cut.iter().any(|c| *c > 0)
+            || self.now < self.slow_dcs_until
+            || self.agents.iter().any(|a| !a.alive && !a.fatal)
+            || self.now < self.last_disturbance + self.settle_time()
+    }
+
+    /// The operator resumes (`patronictl resume`), after checking every member is there unless told to be reckless.
+    fn resume(&mut self, i: usize) {
+        if !self.opts.pause_hazards && self.dcs_disturbed() {
+            self.schedule(self.now + 1_000, Ev::Heal(i));
+            return;
+        }
+        self.dcs.config.pause = false;
+        self.resume_settles_until = self.now + self.settle_time() + self.dcs.config.ttl as i64;
+        self.note(None, |_| "resumed".to_string());
     }
 
     /// Faults stop: the network heals, dead agents come back, pause ends. The cluster must converge by `end_at`.
@@ -1479,16 +1639,23 @@ impl World {
             pg.slow_disk_until = 0;
             pg.stalled_until = 0;
         }
-        self.dcs.config.pause = false;
         for m in 0..self.agents.len() {
             if !self.agents[m].alive && !self.agents[m].fatal {
                 self.restart_agent(m);
             }
         }
+        self.last_disturbance = self.now;
+        let settle = self.settle_time();
+        if self.dcs.config.pause {
+            // Resume once everyone has read the DCS again (see `resume`); the bound below starts from there.
+            let resume_at = if self.opts.pause_hazards { self.now } else { self.now + settle };
+            self.schedule(resume_at, Ev::Heal(usize::MAX));
+        }
+        let resume_delay = if self.dcs.config.pause && !self.opts.pause_hazards { settle } else { 0 };
         let c = &self.dcs.config;
         // Old leases expire, agents notice within a loop, a race, a promotion, replicas restart and catch up.
         let bound = 3 * c.ttl + 4 * c.loop_wait + 2 * c.retry_timeout + 15_000;
-        self.end_at = self.now + bound as i64;
+        self.end_at = self.now + resume_delay + bound as i64;
         self.note(None, |_| format!("QUIET: faults stop; must converge within {}ms", bound));
     }
 
