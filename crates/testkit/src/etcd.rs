@@ -21,6 +21,9 @@ pub const ETCD_BIN_ENV: &str = "ETCD_BIN";
 
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(15);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+const PORT_ATTEMPTS: u32 = 3;
+/// Short, so that an exit of etcd is noticed even while something else's listener holds the port and hangs.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to start an [`EtcdServer`]; `EtcdServer::builder()...start().await`.
 #[derive(Debug, Clone)]
@@ -164,7 +167,7 @@ impl EtcdServer {
         let name = "testkit".to_string();
         let initial_cluster = format!("{name}=http://127.0.0.1:{peer_port}");
         let mut server = EtcdServer::new(options, name, initial_cluster, (client_port, peer_port), certs, dir, None)?;
-        server.launch().await?;
+        server.first_launch().await?;
         if let Some(password) = server.options.root_password.clone() {
             server.enable_auth(&password).await?;
         }
@@ -194,6 +197,33 @@ impl EtcdServer {
             dir,
             _shared: shared,
         })
+    }
+
+    async fn first_launch(&mut self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.launch().await {
+                // Another program took a port between reservation and bind: start afresh on new ones.
+                Err(e) if attempt < PORT_ATTEMPTS && crate::process::is_port_conflict(&e) => {
+                    attempt += 1;
+                    self.move_to_new_ports()?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn move_to_new_ports(&mut self) -> Result<()> {
+        let data = self.data_dir();
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .map_err(|source| Error::Io { context: format!("removing {}", data.display()), source })?;
+        }
+        self.client_port = try_free_port()?;
+        self.peer_port = try_free_port()?;
+        self.initial_cluster = format!("{}=http://127.0.0.1:{}", self.name, self.peer_port);
+        self.cluster_token = cluster_token(&self.initial_cluster);
+        Ok(())
     }
 
     fn scheme(&self) -> &'static str {
@@ -317,7 +347,7 @@ impl EtcdServer {
                 if let Some(status) = process.exit_status() {
                     return Err(format!("etcd exited during startup ({status})"));
                 }
-                match http.get(&health).timeout(HTTP_TIMEOUT).send().await {
+                match http.get(&health).timeout(PROBE_TIMEOUT).send().await {
                     Ok(r) => {
                         let status = r.status();
                         let body = r.text().await.unwrap_or_default();
@@ -603,6 +633,7 @@ fn cluster_token(initial_cluster: &str) -> String {
 }
 
 fn http_client(certs: Option<&TestCerts>) -> Result<reqwest::Client> {
+    crate::install_crypto_provider();
     // Test traffic to 127.0.0.1 must never go through a proxy from the environment.
     let mut builder = reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(2));
     if let Some(certs) = certs {
@@ -648,6 +679,28 @@ fn decode_kvs(answer: &Value) -> Result<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_replaced_on_first_start() {
+        let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let peer_port = try_free_port().unwrap();
+        let dir = TestDir::with_prefix("patroni-etcd-").unwrap();
+        let initial_cluster = format!("testkit=http://127.0.0.1:{peer_port}");
+        let mut server = EtcdServer::new(
+            EtcdOptions::default(),
+            "testkit".to_string(),
+            initial_cluster,
+            (taken_port, peer_port),
+            None,
+            dir,
+            None,
+        )
+        .unwrap();
+        server.first_launch().await.unwrap();
+        assert_ne!(server.client_port(), taken_port);
+        server.put("/k", "v").await.unwrap();
+    }
 
     #[test]
     fn prefix_end_increments_the_last_byte() {

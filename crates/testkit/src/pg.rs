@@ -18,6 +18,8 @@ use crate::user::{unprivileged_user, UnprivilegedCommand};
 pub const PG_BIN_DIR_ENV: &str = "PG_BIN_DIR";
 
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+const PORT_ATTEMPTS: u32 = 3;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const INITDB_TIMEOUT: Duration = Duration::from_secs(120);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// What Drop gives PostgreSQL to shut down after SIGQUIT before SIGKILL: a clean exit frees its SysV shared memory
@@ -157,15 +159,18 @@ impl PgOptions {
     /// initdb, configure, start, wait until it answers queries.
     pub async fn start(self) -> Result<PgServer> {
         let mut server = self.init().await?;
-        server.start_again().await?;
+        server.first_start().await?;
         Ok(server)
     }
 
     /// initdb and configure only: for code under test that starts PostgreSQL itself. [`PgServer::start_again`]
     /// starts it.
     pub async fn init(self) -> Result<PgServer> {
-        let server = PgServer::prepare(self)?;
+        let mut server = PgServer::prepare(self)?;
         server.initdb().await?;
+        // Picked only now: the port stays free for milliseconds rather than for all of initdb, during which any
+        // outgoing connection on the machine could be given it as its ephemeral port.
+        server.port = try_free_port()?;
         server.configure()?;
         Ok(server)
     }
@@ -225,7 +230,8 @@ impl PgServer {
         let dir = TestDir::with_prefix("patroni-pg-")?;
         dir.create_dir("sock", 0o755)?;
         let certs = if options.tls { Some(TestCerts::generate(&dir.create_dir("tls", 0o755)?)?) } else { None };
-        Ok(PgServer { options, port: try_free_port()?, bin_dir, process: None, certs, dir })
+        // The port is chosen right before configuration (see `init`).
+        Ok(PgServer { options, port: 0, bin_dir, process: None, certs, dir })
     }
 
     async fn initdb(&self) -> Result<()> {
@@ -357,15 +363,26 @@ impl PgServer {
         let mut process = Supervised::spawn("postgres", cmd, &self.log_path(), true)?;
         let timeout = self.options.start_timeout;
         let connstr = self.connstr();
+        let port = self.port;
+        let expected_dir = self.data_dir().display().to_string();
         let mut last_error = String::from("no answer yet");
         let probing = async {
             loop {
                 if let Some(status) = process.exit_status() {
                     return Err(format!("postgres exited during startup ({status})"));
                 }
-                match query_once(&connstr, "select 1").await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last_error = e.to_string(),
+                // Short per attempt: if someone else's listener holds the port, the connection hangs, and the exit
+                // of our postmaster must still be noticed.
+                // Asking for the data directory makes sure the server answering is ours, not whoever has the port.
+                match tokio::time::timeout(PROBE_TIMEOUT, query_once(&connstr, "show data_directory")).await {
+                    Ok(Ok(rows))
+                        if rows.first().and_then(|r| r.first()).cloned().flatten() == Some(expected_dir.clone()) =>
+                    {
+                        return Ok(())
+                    }
+                    Ok(Ok(rows)) => last_error = format!("port {port} is served by another PostgreSQL: {rows:?}"),
+                    Ok(Err(e)) => last_error = e.to_string(),
+                    Err(_) => last_error = format!("no answer within {PROBE_TIMEOUT:?}"),
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -385,6 +402,22 @@ impl PgServer {
             Err(reason) => {
                 process.stop_blocking(Signal::SIGQUIT, DROP_GRACE);
                 Err(process.failure(reason))
+            }
+        }
+    }
+
+    /// The first start, retried on a fresh port when another process took ours in between (the kit reserves ports
+    /// among test processes, but not against every program's ephemeral ports).
+    async fn first_start(&mut self) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            match self.start_again().await {
+                Err(e) if attempt < PORT_ATTEMPTS && crate::process::is_port_conflict(&e) => {
+                    attempt += 1;
+                    self.port = try_free_port()?;
+                    append(&self.data_dir().join("postgresql.conf"), &format!("port = {}\n", self.port))?;
+                }
+                result => return result,
             }
         }
     }
@@ -451,9 +484,10 @@ impl PgServer {
         cmd.args(args).env("PGPASSWORD", &self.options.password);
         run_bounded(cmd, "pg_basebackup", INITDB_TIMEOUT, replica.dir.path()).await?;
         // The copied postgresql.conf names the primary's port and socket; the appended block wins.
-        replica.configure_copy()?;
         let mut replica = replica;
-        replica.start_again().await?;
+        replica.port = try_free_port()?;
+        replica.configure_copy()?;
+        replica.first_start().await?;
         Ok(replica)
     }
 
@@ -583,4 +617,21 @@ async fn run_bounded(mut cmd: tokio::process::Command, name: &str, timeout: Dura
         });
     }
     Ok(stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_replaced_on_first_start() {
+        let mut server = PgOptions::default().init().await.unwrap();
+        let taken = std::net::TcpListener::bind(("127.0.0.1", server.port())).unwrap();
+        server.first_start().await.unwrap();
+        assert_ne!(server.port(), taken.local_addr().unwrap().port());
+        assert_eq!(server.query_value("select 1").await.unwrap().as_deref(), Some("1"));
+        // The new port is in the config, so a restart keeps it.
+        server.stop(StopMode::Fast).await.unwrap();
+        server.start_again().await.unwrap();
+    }
 }

@@ -152,6 +152,15 @@ pub(crate) fn server_error(name: &str, reason: impl Into<String>, log: &Path) ->
     }
 }
 
+/// True when a server failed to start because its port was taken (etcd: "bind: address already in use";
+/// PostgreSQL: "could not bind ...: Address already in use").
+pub(crate) fn is_port_conflict(error: &Error) -> bool {
+    match error {
+        Error::Server { log_tail, .. } => log_tail.to_ascii_lowercase().contains("address already in use"),
+        _ => false,
+    }
+}
+
 /// The last `lines` lines of a log file, or a note saying why there are none.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
