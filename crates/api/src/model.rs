@@ -59,7 +59,8 @@ pub fn cluster_view(cluster: &Cluster, dynamic: &DynamicConfig) -> ClusterView {
         members: cluster.members.iter().map(member_view).collect(),
         paused: dynamic.is_paused(),
         standby_cluster: dynamic.is_standby_cluster(),
-        synchronous_mode: mode.is_enabled(),
+        // As in Patroni, a standby cluster never runs in synchronous mode whatever the key says.
+        synchronous_mode: mode.is_enabled() && !dynamic.is_standby_cluster(),
         quorum_commit_mode: mode == SynchronousMode::Quorum,
         sync_members: cluster.sync.sync_standby.clone(),
         last_lsn: cluster.leader_optime(),
