@@ -205,6 +205,7 @@ impl Postgres {
                     Err(mv) => tracing::error!("moving the failed bootstrap's data directory aside: {mv}"),
                 }
                 self.role = Role::Uninitialized;
+                self.trust_local_access = false;
                 Err(e)
             }
         }
@@ -228,7 +229,7 @@ impl Postgres {
             Some(c) => {
                 // The superuser password of a restored backup is unknown: let the local superuser and replication
                 // user in without one until the roles are (re)created, then put the configured pg_hba.conf back.
-                self.write_trust_hba()?;
+                self.trust_local_access = true;
                 let recovery = c.recovery_conf.as_ref().map(RecoverySettings::from_recovery_conf);
                 let keep = c.keep_existing_recovery_conf && recovery.is_none();
                 let started = self.start_inner(recovery, keep, Some(crate::CallbackAction::OnStart)).await?;
@@ -244,6 +245,7 @@ impl Postgres {
         }
         self.post_bootstrap(bootstrap).await?;
         if custom.is_some() {
+            self.trust_local_access = false;
             // Back to the configured access rules and recovery settings of a plain primary.
             self.files.remove_recovery_signals()?;
             if self.settings.pg_hba.is_empty() {
@@ -327,7 +329,7 @@ impl Postgres {
         Ok(())
     }
 
-    fn write_trust_hba(&self) -> Result<()> {
+    pub(crate) fn write_trust_hba(&self) -> Result<()> {
         let su = if self.settings.superuser.username.is_empty() { "all" } else { &self.settings.superuser.username };
         let repl = &self.settings.replication.username;
         let host = self.local_conn_params().get("host").unwrap_or("127.0.0.1").to_string();
@@ -359,10 +361,15 @@ impl Postgres {
                     exit.status.unwrap_or_default()
                 )));
             }
-            if let Ok(db) = self.db().await {
-                if let Ok(false) = db.in_recovery().await {
-                    return Ok(());
+            match self.db().await {
+                Ok(db) => {
+                    if let Ok(false) = db.in_recovery().await {
+                        return Ok(());
+                    }
                 }
+                // The server answered and refused us (authentication, missing database): waiting won't help.
+                Err(Error::Db(e)) if e.as_db_error().is_some() => return Err(Error::Db(e)),
+                Err(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::State(format!(

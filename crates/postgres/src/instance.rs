@@ -180,6 +180,8 @@ pub struct Postgres {
     pub(crate) role: Role,
     /// Recovery settings the running server was (last) configured with; `None` as a primary.
     pub(crate) recovery: Option<RecoverySettings>,
+    /// During a custom bootstrap pg_hba.conf temporarily trusts the local superuser and replication user.
+    pub(crate) trust_local_access: bool,
 }
 
 impl Postgres {
@@ -202,6 +204,7 @@ impl Postgres {
             callbacks: CallbackRunner::new(),
             role: Role::Uninitialized,
             recovery: None,
+            trust_local_access: false,
             settings,
         }
     }
@@ -387,7 +390,9 @@ impl Postgres {
         }
         let recovery = if keep_existing_recovery { None } else { recovery };
         self.files.write_postgresql_conf(params, recovery, !keep_existing_recovery)?;
-        if !params.contains_key("hba_file") && !self.settings.pg_hba.is_empty() {
+        if self.trust_local_access {
+            self.write_trust_hba()?;
+        } else if !params.contains_key("hba_file") && !self.settings.pg_hba.is_empty() {
             self.files.write_pg_hba(&self.settings.pg_hba)?;
         }
         if !params.contains_key("ident_file") && !self.settings.pg_ident.is_empty() {

@@ -13,7 +13,7 @@ async fn bootstrap_start_query_as_each_role_and_restart() {
         return;
     }
     init_logging();
-    let dir = patroni_testkit::TestDir::new().unwrap();
+    let (dir, _leftovers) = test_dir();
     let mut pg = bootstrap_primary(&dir, "node1").await;
     assert_eq!(pg.role(), Role::Primary);
     assert!(pg.is_running());
@@ -85,7 +85,7 @@ async fn stop_modes_adoption_and_crash_detection() {
         return;
     }
     init_logging();
-    let dir = patroni_testkit::TestDir::new().unwrap();
+    let (dir, _leftovers) = test_dir();
     let mut pg = bootstrap_primary(&dir, "node1").await;
 
     // smart: no clients, so it finishes.

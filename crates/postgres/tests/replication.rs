@@ -28,7 +28,7 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
         return;
     }
     init_logging();
-    let dir = patroni_testkit::TestDir::new().unwrap();
+    let (dir, _leftovers) = test_dir();
     let mut primary = bootstrap_primary(&dir, "node1").await;
     primary.db().await.unwrap().execute("CREATE TABLE t (v text)").await.unwrap();
     primary.db().await.unwrap().create_physical_slot("node2").await.unwrap();
@@ -107,7 +107,7 @@ async fn custom_replica_methods_documented_arguments_and_fallback() {
         return;
     }
     init_logging();
-    let dir = patroni_testkit::TestDir::new().unwrap();
+    let (dir, _leftovers) = test_dir();
     let primary = bootstrap_primary(&dir, "node1").await;
 
     let record = dir.join("args");

@@ -87,3 +87,28 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Kills every PostgreSQL left running under the test dir when a test fails half-way (the library deliberately
+/// never stops PostgreSQL on drop). Declare it after the `TestDir` so it runs first.
+pub struct KillLeftovers(pub PathBuf);
+
+impl Drop for KillLeftovers {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return };
+        for e in entries.flatten() {
+            let pidfile = e.path().join("postmaster.pid");
+            let pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()));
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+            }
+        }
+    }
+}
+
+pub fn test_dir() -> (TestDir, KillLeftovers) {
+    let dir = TestDir::new().expect("test dir");
+    let guard = KillLeftovers(dir.path().to_path_buf());
+    (dir, guard)
+}
