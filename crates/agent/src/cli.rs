@@ -2,6 +2,8 @@
 //! mutually exclusive `--validate-config`, `--generate-sample-config` and `--generate-config` modes work
 //! on configurations.
 
+mod checks;
+
 use clap::{ArgGroup, Parser};
 use patroni_config::{generate_sample, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext};
 use std::io::Write;
@@ -91,18 +93,23 @@ pub fn load_reporting(path: Option<&Path>, env: &EnvMap, err: &mut impl Write) -
     }
 }
 
-/// `--validate-config`: exit status 1 exactly when the configuration is invalid.
+/// `--validate-config`: exit status 1 exactly when the configuration is invalid, including what only this
+/// machine can tell (binaries, data directory, and listen ports unless `--ignore-listen-port`).
 pub fn validate_config(cli: &Cli, env: &EnvMap, out: &mut impl Write, err: &mut impl Write) -> Code {
-    match load_reporting(cli.configfile.as_deref(), env, err) {
-        Some(loaded) => {
-            if cli.print {
-                // Python Patroni prints the local configuration with yaml.safe_dump: sorted keys, block style.
-                let _ = out.write_all(to_yaml(&loaded.tree, true).as_bytes());
-            }
-            0
-        }
-        None => 1,
+    let Some(loaded) = load_reporting(cli.configfile.as_deref(), env, err) else {
+        return 1;
+    };
+    let mut errors = checks::machine_checks(&loaded.config, !cli.ignore_listen_port);
+    loaded.origins.annotate(&mut errors);
+    print_diagnostics(err, &[], &errors);
+    if !errors.is_empty() {
+        return 1;
     }
+    if cli.print {
+        // Python Patroni prints the local configuration with yaml.safe_dump: sorted keys, block style.
+        let _ = out.write_all(to_yaml(&loaded.tree, true).as_bytes());
+    }
+    0
 }
 
 /// `--generate-sample-config [FILE]`.

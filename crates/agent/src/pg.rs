@@ -34,6 +34,8 @@ pub struct PgNode {
     watched_pid: std::sync::Mutex<Option<i32>>,
     /// The member `primary_conninfo` points at, as we last configured it.
     following: std::sync::Mutex<Option<String>>,
+    /// System identifier of the data directory, once read.
+    sysid: std::sync::Mutex<Option<String>>,
 }
 
 fn err(e: impl std::fmt::Display) -> NodeError {
@@ -199,6 +201,7 @@ impl PgNode {
             last: std::sync::Mutex::new((LocalState::default(), LocalDetails::default())),
             watched_pid: std::sync::Mutex::new(None),
             following: std::sync::Mutex::new(None),
+            sysid: std::sync::Mutex::new(None),
         })
     }
 
@@ -228,6 +231,12 @@ impl PgNode {
         });
     }
 
+    fn set_sysid(&self, sysid: Option<String>) {
+        if let Ok(mut s) = self.sysid.lock() {
+            *s = sysid;
+        }
+    }
+
     fn set_following(&self, upstream: Option<&Upstream>) {
         if let Ok(mut f) = self.following.lock() {
             *f = upstream.map(|u| u.name.clone());
@@ -242,10 +251,18 @@ impl PgNode {
         let mut local = LocalState::default();
         let mut details = LocalDetails::default();
         local.data_dir = if pg.data_directory_empty() || !pg.is_initialized() {
+            self.set_sysid(None);
             DataDir::Empty
+        } else if let Some(sysid) = self.sysid.lock().ok().and_then(|s| s.clone()) {
+            // The identifier of a data directory never changes; it is forgotten whenever the directory is replaced.
+            DataDir::Initialized { sysid }
         } else {
             match pg.controldata().await {
-                Ok(cd) => DataDir::Initialized { sysid: cd.system_identifier.to_string() },
+                Ok(cd) => {
+                    let sysid = cd.system_identifier.to_string();
+                    self.set_sysid(Some(sysid.clone()));
+                    DataDir::Initialized { sysid }
+                }
                 Err(e) => {
                     warn!("pg_controldata failed: {e}");
                     // Unknown identity: report it as a sysid no cluster has, so nothing is done blindly.
@@ -318,6 +335,7 @@ impl Node for PgNode {
 
     async fn bootstrap(&self) -> NodeResult<()> {
         let mut pg = self.pg.lock().await;
+        self.set_sysid(None);
         pg.bootstrap(&self.bootstrap).await.map_err(err)
     }
 
@@ -343,6 +361,7 @@ impl Node for PgNode {
     async fn create_replica(&self, from: &Upstream) -> NodeResult<()> {
         let source = Self::upstream_params(from)?;
         let mut pg = self.pg.lock().await;
+        self.set_sysid(None);
         let method = pg.create_replica(Some(&source), false).await.map_err(err)?;
         info!("replica created with {method}, starting it");
         let recovery = pg.follow_settings(Some(&source));

@@ -416,7 +416,17 @@ impl<N: Node> Runtime<N> {
             }
             Action::Promote => {
                 let node = self.node.clone();
-                self.spawn_long(Busy::Promoting, async move { node.promote().await });
+                let others: Vec<String> = cluster
+                    .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
+                    .unwrap_or_default();
+                self.spawn_long(Busy::Promoting, async move {
+                    node.promote().await?;
+                    // Replicas reconnect right away; their slots must already be there.
+                    if let Err(e) = node.ensure_slots(&others).await {
+                        warn!("failed to create replication slots after promotion: {e}");
+                    }
+                    Ok(())
+                });
             }
             Action::Demote { mode, follow } => {
                 let node = self.node.clone();
