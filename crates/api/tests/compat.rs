@@ -1,5 +1,5 @@
 //! Byte-for-byte comparison with what Python Patroni 4.1.5 prints for the same state
-//! (fixtures made by `tests/fixtures/generate.py`).
+//! (fixtures made by `tests/fixtures/generate.py`, `health_table.py` and `control_table.py`).
 
 mod common;
 
@@ -191,4 +191,65 @@ fn health_checks_answer_like_python_patroni() {
         }
     }
     assert!(compared > 250, "{compared}");
+}
+
+fn control_scenario(name: &str) -> patroni_api::ClusterView {
+    use patroni_api::cluster::ClusterMember;
+    let mut v = patroni_api::ClusterView {
+        leader: Some("node1".into()),
+        members: ["node1", "node2", "node3"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ClusterMember {
+                name: (*n).into(),
+                api_url: Some(format!("http://127.0.0.1:800{i}/patroni")),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    match name {
+        "healthy" => {}
+        "paused" => v.paused = true,
+        "sync" | "quorum" => {
+            v.synchronous_mode = true;
+            v.quorum_commit_mode = name == "quorum";
+            v.sync_members = vec!["node3".into()];
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+    v
+}
+
+#[test]
+fn control_validation_answers_like_python_patroni() {
+    use patroni_api::control::{validate_failover, validate_restart, FailoverAction};
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&fixture("patroni-4.1.5-control.json")).unwrap();
+    let now = chrono::Utc::now();
+    for row in &rows {
+        let view = control_scenario(row["scenario"].as_str().unwrap());
+        let body = row["body"].as_object().cloned().unwrap();
+        let endpoint = row["endpoint"].as_str().unwrap();
+        let (code, text) = match endpoint {
+            "restart" => match validate_restart(&body, view.paused, now) {
+                Ok(r) if r.schedule.is_some() => (202, "Restart scheduled".to_string()),
+                Ok(_) => (200, "restarted".to_string()),
+                Err(e) => (e.status, e.message),
+            },
+            _ => {
+                let action = if endpoint == "failover" { FailoverAction::Failover } else { FailoverAction::Switchover };
+                match validate_failover(action, &body, Some(&view), view.paused, now) {
+                    Ok(p) if p.scheduled_at.is_some() => (202, "Switchover scheduled".to_string()),
+                    Ok(_) => (200, "polled".to_string()),
+                    Err(e) => (e.status, e.message),
+                }
+            }
+        };
+        assert_eq!(
+            (u64::from(code), text.as_str()),
+            (row["code"].as_u64().unwrap(), row["text"].as_str().unwrap()),
+            "{row}"
+        );
+    }
+    assert_eq!(rows.len(), 200);
 }
