@@ -4,22 +4,55 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
 
-const VALID: &str = r"
+/// A directory with stand-ins for the PostgreSQL programs `--validate-config` looks for; `postgres
+/// --version` answers 15.4. Real servers are not needed to check that the programs exist.
+fn stub_bin_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-cli-stub-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for prog in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"] {
+        let p = dir.join(prog);
+        let script =
+            if prog == "postgres" { "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n" } else { "#!/bin/sh\nexit 0\n" };
+        let tmp = dir.join(format!(".{prog}.{}", std::process::id()));
+        std::fs::write(&tmp, script).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+    dir
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A valid configuration (18 lines) whose binaries exist, whose data directory does not yet, and whose
+/// listen ports are free.
+fn valid() -> String {
+    format!(
+        r"
 scope: batman
 name: node1
 restapi:
-  listen: 0.0.0.0:8008
+  listen: 127.0.0.1:{api}
   connect_address: 10.0.0.1:8008
 etcd3:
   hosts: 10.0.0.5:2379
 postgresql:
-  listen: 0.0.0.0:5432
+  listen: 127.0.0.1:{pg}
   connect_address: 10.0.0.1:5432
-  data_dir: /var/lib/postgresql/data
+  data_dir: {bin}/../no-such-data-dir
+  bin_dir: {bin}
   authentication:
-    superuser: {username: postgres, password: secret}
-    replication: {username: replicator, password: rep-pass}
-";
+    superuser: {{username: postgres, password: secret}}
+    replication: {{username: replicator, password: rep-pass}}
+",
+        api = free_port(),
+        pg = free_port(),
+        bin = stub_bin_dir().display()
+    )
+}
 
 /// The binary with an empty environment, so the developer's PATRONI_* variables cannot leak in.
 fn patroni() -> Command {
@@ -52,7 +85,7 @@ fn help_lists_the_modes() {
 #[test]
 fn validate_config_accepts_a_valid_file() {
     let d = tempfile::tempdir().unwrap();
-    let f = write(&d, "patroni.yml", VALID);
+    let f = write(&d, "patroni.yml", &valid());
     patroni().arg("--validate-config").arg(&f).assert().success().stdout("").stderr("");
 }
 
@@ -62,12 +95,12 @@ fn validate_config_reports_every_error_and_fails() {
     let f = write(
         &d,
         "patroni.yml",
-        &format!("{VALID}\nbogus: 1\nrestapi: {{listen: nope, connect_address: '10.0.0.1:8008'}}\nwatchdog: {{mode: sometimes}}\n"),
+        &format!("{}\nbogus: 1\nrestapi: {{listen: nope, connect_address: '10.0.0.1:8008'}}\nwatchdog: {{mode: sometimes}}\n", valid()),
     );
     patroni().arg("--validate-config").arg(&f).assert().code(1).stderr(format!(
-        "WARNING: bogus: unknown key (kept, not used) ({f}:17:8)\n\
-         watchdog.mode: expected one of: off, automatic, required ({f}:19:18)\n\
-         restapi.listen: expected host:port, got \"nope\" ({f}:18:19)\n",
+        "WARNING: bogus: unknown key (kept, not used) ({f}:18:8)\n\
+         watchdog.mode: expected one of: off, automatic, required ({f}:20:18)\n\
+         restapi.listen: expected host:port, got \"nope\" ({f}:19:19)\n",
         f = f.display()
     ));
 }
@@ -87,7 +120,7 @@ fn validate_config_reports_yaml_position() {
 #[test]
 fn validate_config_print_shows_the_merged_configuration() {
     let d = tempfile::tempdir().unwrap();
-    let f = write(&d, "patroni.yml", VALID);
+    let f = write(&d, "patroni.yml", &valid());
     patroni()
         .args(["--validate-config", "--print"])
         .arg(&f)
@@ -99,18 +132,19 @@ fn validate_config_print_shows_the_merged_configuration() {
 
 #[test]
 fn validate_config_reads_the_environment_without_a_file() {
-    patroni().arg("--validate-config").env("PATRONI_CONFIGURATION", VALID).assert().success();
+    patroni().arg("--validate-config").env("PATRONI_CONFIGURATION", valid()).assert().success();
     patroni()
         .arg("--validate-config")
         .envs([
             ("PATRONI_SCOPE", "batman"),
             ("PATRONI_NAME", "node1"),
-            ("PATRONI_RESTAPI_LISTEN", "0.0.0.0:8008"),
+            ("PATRONI_RESTAPI_LISTEN", &format!("127.0.0.1:{}", free_port())),
             ("PATRONI_RESTAPI_CONNECT_ADDRESS", "10.0.0.1:8008"),
             ("PATRONI_ETCD3_HOSTS", "'10.0.0.5:2379'"),
-            ("PATRONI_POSTGRESQL_LISTEN", "0.0.0.0:5432"),
+            ("PATRONI_POSTGRESQL_LISTEN", &format!("127.0.0.1:{}", free_port())),
             ("PATRONI_POSTGRESQL_CONNECT_ADDRESS", "10.0.0.1:5432"),
-            ("PATRONI_POSTGRESQL_DATA_DIR", "/data"),
+            ("PATRONI_POSTGRESQL_DATA_DIR", "/nonexistent/patroni-cli-test-data"),
+            ("PATRONI_POSTGRESQL_BIN_DIR", &stub_bin_dir().display().to_string()),
             ("PATRONI_SUPERUSER_USERNAME", "postgres"),
             ("PATRONI_REPLICATION_USERNAME", "replicator"),
         ])
@@ -124,7 +158,7 @@ fn validate_config_reads_the_environment_without_a_file() {
 fn missing_file_falls_back_to_the_environment_and_says_so() {
     patroni()
         .args(["--validate-config", "/nonexistent/patroni.yml"])
-        .env("PATRONI_CONFIGURATION", VALID)
+        .env("PATRONI_CONFIGURATION", valid())
         .assert()
         .success()
         .stderr(
@@ -141,7 +175,12 @@ fn sample_config_validates_and_round_trips() {
     let text = std::fs::read_to_string(&f).unwrap();
     assert!(text.starts_with("scope: batman\nname: "), "{text}");
     assert!(text.contains("data_dir: '#FIXME'"));
-    let printed = patroni().args(["--validate-config", "--print"]).arg(&f).output().unwrap();
+    let printed = patroni()
+        .args(["--validate-config", "--print", "--ignore-listen-port"])
+        .arg(&f)
+        .env("PATH", stub_bin_dir())
+        .output()
+        .unwrap();
     assert!(printed.status.success());
     let parse = |t: &str| patroni_config::parse_yaml(t, "t").unwrap();
     assert_eq!(parse(&String::from_utf8(printed.stdout).unwrap()), parse(&text));
@@ -150,6 +189,63 @@ fn sample_config_validates_and_round_trips() {
     let out = patroni().arg("--generate-sample-config").env("PATRONI_SCOPE", "batman").output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), text);
+}
+
+#[test]
+fn validate_config_checks_binaries_data_directory_and_ports() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = stub_bin_dir();
+    let text = valid();
+
+    // Binaries missing from bin_dir.
+    let empty_bin = d.path().join("bin");
+    std::fs::create_dir(&empty_bin).unwrap();
+    let f = write(
+        &d,
+        "nobin.yml",
+        &text.replace(&format!("bin_dir: {}", bin.display()), &format!("bin_dir: {}", empty_bin.display())),
+    );
+    patroni().arg("--validate-config").arg(&f).assert().code(1).stderr(
+        contains(format!(
+            "postgresql.bin_dir: does not contain 'pg_ctl' in '{}' ({}:13:",
+            empty_bin.display(),
+            f.display()
+        ))
+        .and(contains("does not contain 'pg_isready'")),
+    );
+
+    // A non-empty directory that is not a data directory, then one of another major version.
+    let data = d.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("junk"), "x").unwrap();
+    let with_data = text.replace(&format!("{}/../no-such-data-dir", bin.display()), &data.display().to_string());
+    let f = write(&d, "data.yml", &with_data);
+    patroni()
+        .arg("--validate-config")
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(format!("postgresql.data_dir: doesn't look like a valid data directory ({}:12:13)\n", f.display()));
+    std::fs::write(data.join("PG_VERSION"), "14\n").unwrap();
+    std::fs::create_dir(data.join("pg_wal")).unwrap();
+    patroni().arg("--validate-config").arg(&f).assert().code(1).stderr(contains(
+        "postgresql.data_dir: data_dir directory postgresql version (14) doesn't match with 'postgres --version' output (15)",
+    ));
+    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    patroni().arg("--validate-config").arg(&f).assert().success();
+
+    // A listen port already taken, unless told to ignore it.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let taken = text.replacen("listen: 127.0.0.1:", &format!("listen: 127.0.0.1:{port}\n  x_old_listen: "), 1);
+    let f = write(&d, "port.yml", &taken);
+    patroni()
+        .arg("--validate-config")
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(contains(format!("restapi.listen: Port {port} is already in use.")));
+    patroni().args(["--validate-config", "-i"]).arg(&f).assert().success();
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub struct Loaded {
     pub tree: Value,
     /// Where it came from.
     pub source: ConfigSource,
+    /// Where each value was written (for messages about values found valid here but wrong later).
+    pub origins: Origins,
 }
 
 /// Where each value of the merged tree was written: `file:line:column` or `environment variable NAME`.
@@ -77,7 +79,8 @@ impl Origins {
         }
     }
 
-    fn annotate(&self, diags: &mut [Diagnostic]) {
+    /// Fills in [`Diagnostic::origin`] from the key paths.
+    pub fn annotate(&self, diags: &mut [Diagnostic]) {
         for d in diags {
             d.origin = self.of(&d.path).map(str::to_owned);
         }
@@ -171,7 +174,9 @@ pub fn from_tree_with_origins(tree: Value, source: ConfigSource, origins: &Origi
     origins.annotate(&mut cx.errors);
     origins.annotate(&mut cx.warnings);
     match cfg {
-        Some(config) if cx.errors.is_empty() => Ok(Loaded { config, warnings: cx.warnings, tree, source }),
+        Some(config) if cx.errors.is_empty() => {
+            Ok(Loaded { config, warnings: cx.warnings, tree, source, origins: origins.clone() })
+        }
         _ => Err(ConfigError::Invalid { errors: cx.errors, warnings: cx.warnings }),
     }
 }
