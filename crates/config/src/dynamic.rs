@@ -296,7 +296,10 @@ impl DynamicConfig {
         (cx.errors.into_iter().map(strip).collect(), cx.warnings.into_iter().map(strip).collect())
     }
 
-    /// The JSON text Patroni stores in the DCS.
+    /// The JSON text Patroni stores in the DCS. Keys keep their order and unknown keys are kept, but values
+    /// written with units are normalized (`member_slots_ttl: "30min"` becomes `1800`, `"30"` becomes `30`):
+    /// to change a document someone else wrote without touching the rest, patch its JSON and use this type
+    /// to read and [`check`](Self::check) the result.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
