@@ -32,3 +32,4 @@ pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
 pub mod replica;
 pub mod rewind;
 pub use rewind::{Divergence, RewindOutcome};
+mod from_config;
