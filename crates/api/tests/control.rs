@@ -417,6 +417,14 @@ async fn malformed_requests_get_their_documented_answers() {
     assert!(status_line(&resp).contains(" 400 "), "{resp}");
     let resp = raw(server.addr, b"POST /restart HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n").await;
     assert!(status_line(&resp).contains(" 400 "), "{resp}");
+    // A chunked body is read like a sized one.
+    let resp = raw(
+        server.addr,
+        b"PATCH /config HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nb\r\n{\"ttl\": 25}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(status_line(&resp).contains(" 200 "), "{resp}");
+    assert!(body_of(&resp).contains("\"ttl\": 25"), "{resp}");
     // Still serving.
     assert_eq!(c.get(server.url("/primary")).send().await.unwrap().status(), 200);
     server.stop().await;
