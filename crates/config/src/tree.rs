@@ -22,26 +22,57 @@ pub fn parse_yaml(text: &str, source_name: &str) -> Result<Value, YamlError> {
     crate::pyyaml::parse(text, source_name)
 }
 
-/// Merges `overlay` into `base` the way Patroni patches configurations: mappings merge key by key,
-/// anything else (scalars, lists) replaces. A `null` in the overlay replaces too, except that a `null`
-/// section does not wipe a mapping the base already has.
-pub fn deep_merge(base: &mut Value, overlay: Value) {
+/// Merges `overlay` into `base` the way Patroni patches configurations (files of a directory, the
+/// environment, `PATCH /config` bodies): mappings merge key by key, anything else replaces, and a `null` in
+/// the overlay removes the key. Returns whether `base` changed; as in Patroni, a value whose text is the
+/// same as the old one's (`1` and `"1"`) counts as unchanged and keeps the old value.
+pub fn deep_merge(base: &mut Value, overlay: Value) -> bool {
     match (base, overlay) {
         (Value::Object(b), Value::Object(o)) => merge_maps(b, o),
-        (Value::Object(_), Value::Null) => {}
-        (b, o) => *b = o,
+        (_, Value::Null) => false,
+        (b, o) => {
+            let changed = *b != o;
+            *b = o;
+            changed
+        }
     }
 }
 
-fn merge_maps(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Null => "None".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn merge_maps(base: &mut Map<String, Value>, overlay: Map<String, Value>) -> bool {
+    let mut changed = false;
     for (k, v) in overlay {
+        if v.is_null() {
+            changed |= base.remove(&k).is_some_and(|old| !old.is_null());
+            continue;
+        }
         match base.get_mut(&k) {
-            Some(existing) => deep_merge(existing, v),
+            Some(Value::Object(existing)) if v.is_object() => {
+                if let Value::Object(o) = v {
+                    changed |= merge_maps(existing, o);
+                }
+            }
+            Some(existing) if !v.is_object() && !existing.is_object() && text_of(existing) == text_of(&v) => {}
+            Some(existing) => {
+                *existing = v;
+                changed = true;
+            }
             None => {
                 base.insert(k, v);
+                changed = true;
             }
         }
     }
+    changed
 }
 
 /// The `*.yml` / `*.yaml` files of a directory in sorted order, as Patroni reads a configuration directory.
@@ -63,8 +94,17 @@ mod tests {
     #[test]
     fn merge_is_deep_and_lists_replace() {
         let mut a = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
-        deep_merge(&mut a, json!({"a": {"c": [3], "e": 2}, "d": {"x": 1}}));
+        assert!(deep_merge(&mut a, json!({"a": {"c": [3], "e": 2}, "d": {"x": 1}})));
         assert_eq!(a, json!({"a": {"b": 1, "c": [3], "e": 2}, "d": {"x": 1}}));
+    }
+
+    #[test]
+    fn null_removes_and_equal_text_is_no_change() {
+        let mut a = json!({"a": {"b": 1, "c": 2}, "d": 1, "t": true});
+        assert!(deep_merge(&mut a, json!({"a": {"b": null}, "d": null, "x": null})));
+        assert_eq!(a, json!({"a": {"c": 2}, "t": true}));
+        assert!(!deep_merge(&mut a, json!({"a": {"c": "2"}, "t": "True"})));
+        assert_eq!(a, json!({"a": {"c": 2}, "t": true}));
     }
 
     #[test]
