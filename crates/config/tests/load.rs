@@ -25,15 +25,19 @@ fn env(pairs: &[(&str, &str)]) -> EnvMap {
 fn directory_files_merge_deeply_in_sorted_order() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("10-base.yml"), MEMBER).unwrap();
-    std::fs::write(d.path().join("20-override.yaml"), "name: node2\npostgresql: {parameters: {work_mem: 8MB}}\n")
-        .unwrap();
+    std::fs::write(
+        d.path().join("20-override.yaml"),
+        "name: node2\npostgresql: {parameters: {work_mem: 8MB, shared_buffers: null}}\n",
+    )
+    .unwrap();
     std::fs::write(d.path().join("05-first.yml"), "name: node0\nlog: {level: DEBUG}\n").unwrap();
     std::fs::write(d.path().join("notes.txt"), "not: yaml: at: all").unwrap();
     let l = load(Some(d.path()), &EnvMap::new()).unwrap();
     assert_eq!(l.config.name.as_deref(), Some("node2"));
     let params = l.config.postgresql.parameters.as_ref().unwrap();
     assert_eq!(params["work_mem"], "8MB");
-    assert_eq!(params["shared_buffers"], "1GB");
+    // As in Patroni, a null in a later file removes the key.
+    assert!(params.get("shared_buffers").is_none());
     assert_eq!(l.config.log.as_ref().unwrap().level, Some(LogLevel::Debug));
     match l.source {
         ConfigSource::Directory(_, files) => assert_eq!(files.len(), 3),
