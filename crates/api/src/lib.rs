@@ -4,6 +4,18 @@
 //! implements [`Control`]; the server answers read-only endpoints from the latest snapshot
 //! only, so health checks never wait for the HA loop, the DCS or PostgreSQL.
 //!
+//! Map of the crate:
+//! - [`status`] / [`cluster`]: the snapshot (`/patroni`, `/cluster`, `/history`, `/config` answer
+//!   from it); [`model`] builds the cluster part from the DCS model and the server/client
+//!   settings from `patroni.yml` sections.
+//! - [`health`], [`metrics`]: pure functions of the snapshot (health codes, Prometheus text).
+//! - [`control`]: request validation (pure) and the [`Control`] trait the agent implements;
+//!   [`wait::await_failover`] helps it report the outcome of a switchover.
+//! - [`server`]: the listener (TLS, keep-alive, access checks, reloadable settings);
+//!   [`client`]: the typed client of peers and `patronictl`.
+//!
+//! Answers are checked byte for byte against Python Patroni 4.1.5 in `tests/compat.rs`.
+//!
 //! ```no_run
 //! # async fn demo(control: std::sync::Arc<dyn patroni_api::Control>) -> Result<(), patroni_api::ApiError> {
 //! use patroni_api::{ApiServer, NodeStatus, PatroniInfo, ServerSettings};
