@@ -33,3 +33,5 @@ pub mod replica;
 pub mod rewind;
 pub use rewind::{Divergence, RewindOutcome};
 mod from_config;
+pub mod generate;
+pub use generate::generate_config;

@@ -64,6 +64,25 @@ pub const RECOVERY_PARAMETERS: &[&str] = &[
     "trigger_file",
 ];
 
+/// Names of the Patroni-controlled parameters.
+pub const CONTROLLED_NAMES: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "cluster_name",
+    "wal_level",
+    "hot_standby",
+    "max_connections",
+    "max_wal_senders",
+    "wal_keep_segments",
+    "wal_keep_size",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+    "track_commit_timestamp",
+    "max_replication_slots",
+    "max_worker_processes",
+    "wal_log_hints",
+];
+
 pub fn is_controlled(name: &str) -> bool {
     controlled(name).is_some()
 }
@@ -287,6 +306,12 @@ mod tests {
         assert!(opts.contains(&"--hot_standby=on".to_string()));
         assert!(!opts.iter().any(|o| o.starts_with("--wal_keep")));
         assert!(!opts.iter().any(|o| o.starts_with("--hba_file")));
+    }
+
+    #[test]
+    fn controlled_names_match_the_table() {
+        let names: Vec<&str> = CONTROLLED.iter().map(|(n, ..)| *n).collect();
+        assert_eq!(names, CONTROLLED_NAMES);
     }
 
     #[test]

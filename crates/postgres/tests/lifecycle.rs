@@ -143,3 +143,38 @@ async fn stop_modes_adoption_and_crash_detection() {
     let crash = pg.crashed().unwrap();
     assert_eq!(crash.status.as_deref(), Some("killed by signal 9"));
 }
+
+#[tokio::test]
+async fn generate_config_from_a_running_instance() {
+    if !patroni_testkit::run_unprivileged("generate_config_from_a_running_instance") {
+        return;
+    }
+    init_logging();
+    let (dir, _leftovers) = test_dir();
+    let pg = bootstrap_primary(&dir, "node1").await;
+    let dsn = format!("host=127.0.0.1 port={} user=postgres password={SU_PASSWORD} dbname=postgres", pg.port());
+    let v = patroni_postgres::generate_config(&dsn, "10.0.0.5").await.unwrap();
+    assert_eq!(v["scope"], "demo");
+    let p = &v["postgresql"];
+    assert_eq!(p["data_dir"], pg.data_dir().display().to_string());
+    assert_eq!(p["listen"], format!("127.0.0.1:{}", pg.port()));
+    assert_eq!(p["connect_address"], format!("10.0.0.5:{}", pg.port()));
+    assert_eq!(p["bin_dir"], BIN_DIR);
+    assert_eq!(p["authentication"]["superuser"]["username"], "postgres");
+    assert_eq!(p["authentication"]["superuser"]["password"], SU_PASSWORD);
+    assert_eq!(p["authentication"]["replication"]["username"], "#FIXME");
+    assert_eq!(p["parameters"]["hba_file"], pg.data_dir().join("pg_hba.conf").display().to_string());
+    assert!(p["pg_hba"].as_array().unwrap().iter().any(|l| l == "host replication replicator 127.0.0.1/32 md5"));
+    let dcs = &v["bootstrap"]["dcs"]["postgresql"]["parameters"];
+    assert_eq!(dcs["max_connections"], "30");
+    assert_eq!(dcs["shared_buffers"], "16MB");
+    assert!(dcs.get("port").is_none() && dcs.get("data_directory").is_none());
+
+    let err = patroni_postgres::generate_config(
+        &format!("host=127.0.0.1 port={} user=replicator password={REPL_PASSWORD} dbname=postgres", pg.port()),
+        "10.0.0.5",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "The provided user does not have superuser privilege");
+}
