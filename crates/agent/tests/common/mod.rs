@@ -1,0 +1,297 @@
+//! A real 3-member cluster for the integration tests: one etcd, three `patroni` agents (each with its own
+//! PostgreSQL), SQL and REST helpers, and bounded waits for roles.
+//!
+//! Every test builds its own cluster (own etcd, own ports and dirs), so tests can run in parallel; everything is
+//! stopped on drop, and when a test panics the tail of every agent's log is printed to explain why.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use patroni_testkit::{pg_bin_dir, wait_until, AgentProcess, EtcdServer, UnprivilegedCommand};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+pub const TTL: u64 = 20;
+pub const LOOP_WAIT: u64 = 2;
+pub const RETRY_TIMEOUT: u64 = 5;
+pub const SCOPE: &str = "demo";
+pub const LEADER_KEY: &str = "/service/demo/leader";
+const PASSWORD: &str = "secret";
+
+/// Generous but finite: bootstrap plus two base backups on a loaded 2-core machine.
+pub const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// What differs between the clusters of the tests.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub members: usize,
+    /// Extra `bootstrap.dcs` entries, one `key: value` per line (e.g. `maximum_lag_on_failover: 65536`).
+    pub dcs_extra: Vec<String>,
+    /// Per member: the `tags` section as a YAML flow mapping (`{nofailover: true}`).
+    pub tags: Vec<Option<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new() }
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<AgentProcess>,
+    pub etcd: EtcdServer,
+}
+
+pub fn name(i: usize) -> String {
+    format!("pg{i}")
+}
+
+fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext, o: &Options, i: usize) -> String {
+    let dir = ctx.dir.display();
+    let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
+    let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
+    format!(
+        r#"scope: {SCOPE}
+name: {name}
+restapi:
+  listen: 127.0.0.1:{api}
+  connect_address: 127.0.0.1:{api}
+etcd3:
+  hosts: {etcd}
+bootstrap:
+  dcs:
+    ttl: {TTL}
+    loop_wait: {LOOP_WAIT}
+    retry_timeout: {RETRY_TIMEOUT}
+{extra}    postgresql:
+      use_pg_rewind: true
+      parameters:
+        wal_log_hints: "on"
+  initdb:
+  - encoding: UTF8
+  - data-checksums
+postgresql:
+  listen: 127.0.0.1:{pg}
+  connect_address: 127.0.0.1:{pg}
+  data_dir: {dir}/data
+  bin_dir: {bin}
+  pgpass: {dir}/pgpass
+  authentication:
+    superuser:
+      username: postgres
+      password: {PASSWORD}
+    replication:
+      username: replicator
+      password: rep-pass
+  parameters:
+    unix_socket_directories: {dir}
+  pg_hba:
+  - local all all trust
+  - host all all 127.0.0.1/32 md5
+  - host replication replicator 127.0.0.1/32 md5
+tags: {tags}
+"#,
+        api = ctx.api_port,
+        pg = ctx.pg_port,
+    )
+}
+
+impl Cluster {
+    /// Starts etcd and all members at once (they race for `initialize`), then waits for one primary and every
+    /// other member streaming from it.
+    pub async fn start(o: Options) -> Cluster {
+        let etcd = EtcdServer::start().await.expect("etcd starts");
+        let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
+        let mut nodes = Vec::new();
+        for i in 0..o.members {
+            let (endpoint, bin, opts, n) = (etcd.endpoint(), bin.clone(), o.clone(), name(i));
+            let agent = AgentProcess::builder(env!("CARGO_BIN_EXE_patroni"))
+                .name(n.clone())
+                .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i))
+                .start()
+                .expect("agent starts");
+            nodes.push(agent);
+        }
+        let mut cluster = Cluster { nodes, etcd };
+        for node in &mut cluster.nodes {
+            node.wait_for_api("/liveness", START_TIMEOUT).await.expect("REST API up");
+        }
+        let primary = cluster.wait_primary(START_TIMEOUT, &[]).await;
+        let replicas: Vec<usize> = (0..o.members).filter(|i| *i != primary).collect();
+        cluster.wait_streaming(&replicas, primary, START_TIMEOUT).await;
+        cluster
+    }
+
+    pub fn node(&self, i: usize) -> &AgentProcess {
+        &self.nodes[i]
+    }
+
+    pub fn pg_port(&self, i: usize) -> u16 {
+        self.nodes[i].context().pg_port
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].context().data_dir()
+    }
+
+    /// HTTP status of `GET path` on member `i`, None when its API does not answer.
+    pub async fn status(&self, i: usize, path: &str) -> Option<u16> {
+        self.nodes[i].get(path).await.ok().map(|(code, _)| code)
+    }
+
+    /// Members whose `GET /primary` answers 200.
+    pub async fn primaries(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.status(i, "/primary").await == Some(200) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// Waits until exactly one member (not in `exclude`) says it is the primary, holds the leader key, and
+    /// accepts a write; returns it.
+    pub async fn wait_primary(&self, timeout: Duration, exclude: &[usize]) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let primaries = self.primaries().await;
+            if let [p] = primaries[..] {
+                if !exclude.contains(&p)
+                    && self.leader().await.as_deref() == Some(name(p).as_str())
+                    && self.writable(p).await
+                {
+                    return p;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.dump("no single writable primary");
+                panic!("no single writable primary (excluding {exclude:?}) within {timeout:?}; /primary 200 on {primaries:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether member `i` accepts a write right now.
+    pub async fn writable(&self, i: usize) -> bool {
+        self.sql(i, "CREATE TABLE IF NOT EXISTS probe(id int); INSERT INTO probe VALUES (1)").await.is_ok()
+    }
+
+    /// Waits until each of `replicas` answers `GET /replica` 200 and streams from `primary`
+    /// (`pg_stat_wal_receiver` on the replica shows it connected to the primary's port).
+    pub async fn wait_streaming(&self, replicas: &[usize], primary: usize, timeout: Duration) {
+        let port = self.pg_port(primary).to_string();
+        for &r in replicas {
+            let ok = wait_until(timeout, POLL, || async {
+                if self.status(r, "/replica").await != Some(200) {
+                    return false;
+                }
+                let sql = "SELECT status, sender_port FROM pg_stat_wal_receiver";
+                matches!(self.sql(r, sql).await.as_deref(),
+                    Ok([row]) if row[0].as_deref() == Some("streaming") && row[1].as_deref() == Some(port.as_str()))
+            })
+            .await;
+            if ok.is_err() {
+                self.dump("replica not streaming");
+                panic!("{} does not stream from {} within {timeout:?}", name(r), name(primary));
+            }
+        }
+    }
+
+    /// The holder of the leader key, read from etcd.
+    pub async fn leader(&self) -> Option<String> {
+        self.etcd.get(LEADER_KEY).await.ok().flatten()
+    }
+
+    /// Runs `sql` (simple protocol) on member `i` as the superuser over TCP; rows as text.
+    pub async fn sql(&self, i: usize, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let connstr = format!(
+            "host=127.0.0.1 port={} user=postgres password={PASSWORD} dbname=postgres connect_timeout=3",
+            self.pg_port(i)
+        );
+        let run = async {
+            let (client, connection) = tokio_postgres::connect(&connstr, NoTls).await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let messages = client.simple_query(sql).await.map_err(|e| e.to_string())?;
+            Ok(messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => {
+                        Some((0..row.len()).map(|c| row.get(c).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect())
+        };
+        match tokio::time::timeout(Duration::from_secs(10), run).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("query on {} timed out", name(i))),
+        }
+    }
+
+    /// Inserts `value` into table `t` on member `i` (creating the table), panicking with the logs on failure.
+    pub async fn insert(&self, i: usize, value: &str) {
+        let sql = format!("CREATE TABLE IF NOT EXISTS t(v text); INSERT INTO t VALUES ('{value}')");
+        if let Err(e) = self.sql(i, &sql).await {
+            self.dump("insert failed");
+            panic!("insert {value:?} on {}: {e}", name(i));
+        }
+    }
+
+    /// Waits until member `i` can read the row `value` from table `t`.
+    pub async fn wait_row(&self, i: usize, value: &str, timeout: Duration) {
+        let sql = format!("SELECT count(*) FROM t WHERE v = '{value}'");
+        let ok = wait_until(timeout, POLL, || async {
+            matches!(self.sql(i, &sql).await.as_deref(), Ok([row]) if row[0].as_deref() == Some("1"))
+        })
+        .await;
+        if ok.is_err() {
+            self.dump("row not replicated");
+            panic!("{} does not show row {value:?} within {timeout:?}", name(i));
+        }
+    }
+
+    /// `pg_ctl stop -m immediate` on member `i`'s PostgreSQL, as the unprivileged user, bounded.
+    pub fn pg_stop_immediate(&self, i: usize) {
+        let bin = pg_bin_dir().expect("PostgreSQL binaries");
+        let status = std::process::Command::new(bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-t", "30", "-D"])
+            .arg(self.data_dir(i))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .unprivileged()
+            .status()
+            .expect("pg_ctl runs");
+        assert!(status.success(), "pg_ctl stop -m immediate on {}: {status}", name(i));
+    }
+
+    /// The postmaster pid of member `i` from `postmaster.pid`, when the file exists.
+    pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir(i).join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Prints the tail of every agent's log (called before a failing assertion).
+    pub fn dump(&self, why: &str) {
+        eprintln!("==== {why}: agent logs ====");
+        for (i, n) in self.nodes.iter().enumerate() {
+            let log = n.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("---- {} ----\n{}", name(i), tail.join("\n"));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump("test failed");
+        }
+    }
+}
