@@ -44,3 +44,15 @@ fn dumps_are_byte_identical_to_safe_dump() {
         assert_eq!(back, c["v"], "{expected}");
     }
 }
+
+#[test]
+fn documents_in_every_style_load_like_safe_load() {
+    // Random documents PyYAML wrote in flow, block, canonical (explicit tags), narrow and literal/folded
+    // styles, with what `yaml.safe_load` read back from each.
+    let cases: Vec<Value> = serde_json::from_str(&fixture("documents.json")).unwrap();
+    assert_eq!(cases.len(), 300);
+    for c in &cases {
+        let text = c["y"].as_str().unwrap();
+        assert_eq!(patroni_config::parse_yaml(text, "doc").unwrap(), c["v"], "{text}");
+    }
+}
