@@ -70,6 +70,9 @@ impl Control for AgentControl {
     }
 
     async fn restart(&self, req: RestartRequest) -> Result<(bool, String), ControlError> {
+        if !req.conditions_met(&self.status.borrow()) {
+            return Ok((false, "restart conditions are not satisfied".into()));
+        }
         let (reply, rx) = oneshot::channel();
         if !self.send(Request::Restart { req, reply }).await {
             return Err(ControlError("the HA loop is not running".into()));
@@ -85,9 +88,14 @@ impl Control for AgentControl {
         }
         let requests = self.requests.clone();
         let wake = self.wake.clone();
+        let status = self.status.clone();
         let delay = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
         *slot = Some(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            if !req.conditions_met(&status.borrow()) {
+                tracing::info!("scheduled restart: restart conditions are not satisfied");
+                return;
+            }
             let (reply, rx) = oneshot::channel();
             if requests.send(Request::Restart { req, reply }).await.is_ok() {
                 wake.notify_one();
