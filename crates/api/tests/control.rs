@@ -429,3 +429,29 @@ async fn malformed_requests_get_their_documented_answers() {
     assert_eq!(c.get(server.url("/primary")).send().await.unwrap().status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn read_only_endpoints_answer_while_an_action_is_stuck() {
+    let server = TestServer::start(primary()).await;
+    server.control.0.lock().unwrap().hang_restart = true;
+    let url = server.url("/restart");
+    let stuck = tokio::spawn(async move { http().post(url).send().await });
+    // Wait until the restart reached the agent and hangs there.
+    for _ in 0..100 {
+        if server.control.calls().iter().any(|c| c.starts_with("restart")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.control.calls().iter().any(|c| c.starts_with("restart")));
+    let c = http();
+    for path in ["/primary", "/liveness", "/readiness", "/patroni", "/metrics", "/cluster"] {
+        let r = c.get(server.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // Other actions are not queued behind it either.
+    assert_eq!(c.post(server.url("/reload")).send().await.unwrap().status(), 202);
+    assert!(!stuck.is_finished());
+    stuck.abort();
+    server.stop().await;
+}

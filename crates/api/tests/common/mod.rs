@@ -119,6 +119,8 @@ pub struct ControlState {
     pub reinit_error: Option<String>,
     /// Bump the version behind the caller's back once, to provoke a CAS conflict.
     pub race_next_write: bool,
+    /// `restart` never returns (a stuck action).
+    pub hang_restart: bool,
 }
 
 /// Records every call; behaves like a small, consistent agent.
@@ -151,6 +153,10 @@ impl Control for RecordingControl {
     }
     async fn restart(&self, req: RestartRequest) -> Result<(bool, String), ControlError> {
         self.record(format!("restart role={:?} version={:?}", req.role, req.postgres_version));
+        let hang = self.0.lock().unwrap().hang_restart;
+        if hang {
+            std::future::pending::<()>().await;
+        }
         Ok((true, "restarted successfully".into()))
     }
     async fn schedule_restart(&self, _req: RestartRequest) -> bool {
