@@ -402,9 +402,8 @@ impl NodeStatus {
                         r.insert("sync_standby".into(), Value::Bool(true));
                     }
                 }
-                if let Some(tl) = pg.timeline {
-                    r.insert("timeline".into(), Value::from(tl));
-                }
+                // Patroni always has the key, `null` while a replica's timeline is unknown.
+                r.insert("timeline".into(), pg.timeline.map_or(Value::Null, Value::from));
                 if let Some(rs) = &pg.replication_state {
                     r.insert("replication_state".into(), Value::from(rs.as_str()));
                 }
