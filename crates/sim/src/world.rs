@@ -45,11 +45,12 @@ pub struct Options {
     /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (see README, "Known gaps").
     pub require_rewind: bool,
     /// Run the core without the simulator's workarounds for the core bugs it found (README, "Core bugs found"):
-    /// (1) the initialize-race winner is shown the empty `initialize` key a real re-read returns (by default it is
-    /// hidden, as the core's own unit test does, else no cluster ever bootstraps); (3) at the start of the quiet
+    /// (3) at the start of the quiet
     /// period the operator does not delete a switchover key left behind by a leader that lost its key (by default
     /// they do, else a sync-mode cluster can stay leaderless forever); (2) a paused leader whose refresh failed is
-    /// allowed to demote (by default the demotion is dropped, as Patroni does).
+    /// allowed to demote (by default the demotion is dropped, as Patroni does); (5) in synchronous mode a named
+    /// failover candidate outside the `sync` key may take the key (by default every member is shown the request
+    /// without that candidate, as Patroni treats it).
     pub faithful: bool,
     /// Allow DCS trouble and agent deaths around pause. A paused leader that cannot read the DCS keeps its cached
     /// `pause`, so it neither demotes nor learns of the resume, while its key expires and the others race: a split
@@ -500,7 +501,12 @@ impl World {
             Ev::Heal(i) => self.heal(i),
             Ev::CutFromDcs(i) => {
                 if let Some(m) = self.fault_target.get(i).copied().flatten() {
-                    if self.now < self.quiet_at {
+                    if !self.opts.pause_hazards && (self.dcs.config.pause || self.now < self.resume_settles_until) {
+                        // Same rule as for the other DCS faults: not while paused (see `Options::pause_hazards`).
+                        self.cut_links(m, -1);
+                        self.fault_target[i] = None;
+                        self.note(Some(m), |_| "DCS cut skipped: paused (pause_hazards off)".to_string());
+                    } else if self.now < self.quiet_at {
                         self.dcs_cut[m] += 1;
                         self.note(Some(m), |_| "cut from the DCS".to_string());
                     }
@@ -555,10 +561,18 @@ impl World {
             None
         };
         let mut cluster = cluster;
-        let won_initialize = self.agents[m].outcomes.contains(&Outcome::InitializeRace { won: true });
-        if let Some(c) = cluster.as_mut().filter(|_| won_initialize && !self.opts.faithful) {
-            if c.initialize.as_deref() == Some("") {
-                c.initialize = None;
+        if let Some(c) = cluster.as_mut().filter(|_| !self.opts.faithful) {
+            if self.agents[m].config.sync_mode != SyncMode::Off {
+                // Core bug 5 workaround, emulating the fix: in synchronous mode a candidate outside the `sync` key
+                // does not hold every acknowledged commit, so every member treats it as no candidate at all
+                // (Patroni: only synchronous nodes may race in a synchronous-mode failover).
+                let sync = c.sync.clone();
+                if let Some(f) = c.failover.as_mut() {
+                    let allowed = |n: &str| sync.leader.as_deref() == Some(n) || sync.is_sync_standby(n);
+                    if f.candidate.as_deref().is_some_and(|n| !allowed(n)) {
+                        f.candidate = None;
+                    }
+                }
             }
         }
         let settings = self.settings(m);
@@ -867,8 +881,13 @@ impl World {
                     if won {
                         let expires = self.now + self.agents[m].config.ttl as i64;
                         self.dcs.leader = Some(Lease { holder: m, expires });
-                        let named = self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref())
-                            == Some(self.names[m].as_str());
+                        let me = self.names[m].as_str();
+                        let sync_ok = !self.dcs.sync_enabled()
+                            || self.opts.faithful
+                            || self.dcs.sync.leader.as_deref() == Some(me)
+                            || self.dcs.sync.is_sync_standby(me);
+                        let named =
+                            self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(me) && sync_ok;
                         self.agents[m].named_candidate = named;
                         self.agents[m].lsn_when_acquired = self.dcs.last_leader_lsn;
                         self.keepalive(m);

@@ -1,0 +1,27 @@
+//! The simulator can fail: deliberately broken variants of the core are caught within 1000 seeds, by the
+//! invariant that names what they break.
+
+use patroni_sim::{run, Invariant, Mutation, Options};
+
+fn first_caught(mutation: Mutation) -> Option<(u64, Invariant)> {
+    let opts = Options { mutation: Some(mutation), ..Options::default() };
+    (0..1000).find_map(|seed| run(seed, &opts).violation.map(|v| (seed, v.invariant)))
+}
+
+#[test]
+fn forgetting_to_demote_on_lost_dcs_is_caught_as_split_brain() {
+    let caught = first_caught(Mutation::ForgetDemoteOnDcsLoss);
+    assert!(matches!(caught, Some((_, Invariant::SplitBrain))), "{caught:?}");
+}
+
+#[test]
+fn skipping_the_lag_check_is_caught_by_the_lag_bound() {
+    let caught = first_caught(Mutation::SkipLagCheck);
+    assert!(matches!(caught, Some((_, Invariant::LagBound))), "{caught:?}");
+}
+
+#[test]
+fn running_without_a_watchdog_is_caught_as_split_brain() {
+    let caught = first_caught(Mutation::NoWatchdog);
+    assert!(matches!(caught, Some((_, Invariant::SplitBrain))), "{caught:?}");
+}
