@@ -13,11 +13,21 @@ pub enum Mutation {
     IgnoreOtherLeader,
     /// The runtime runs without a watchdog: a killed agent leaves its primary writable after the lease expires.
     NoWatchdog,
+    /// The core is not told about the `nofailover` tag.
+    IgnoreNofailover,
+    /// The core is not told the cluster is paused.
+    IgnorePause,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 4] =
-        [Mutation::ForgetDemoteOnDcsLoss, Mutation::SkipLagCheck, Mutation::IgnoreOtherLeader, Mutation::NoWatchdog];
+    pub const ALL: [Mutation; 6] = [
+        Mutation::ForgetDemoteOnDcsLoss,
+        Mutation::SkipLagCheck,
+        Mutation::IgnoreOtherLeader,
+        Mutation::NoWatchdog,
+        Mutation::IgnoreNofailover,
+        Mutation::IgnorePause,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -25,6 +35,8 @@ impl Mutation {
             Mutation::SkipLagCheck => "skip-lag-check",
             Mutation::IgnoreOtherLeader => "ignore-other-leader",
             Mutation::NoWatchdog => "no-watchdog",
+            Mutation::IgnoreNofailover => "ignore-nofailover",
+            Mutation::IgnorePause => "ignore-pause",
         }
     }
 
@@ -34,8 +46,11 @@ impl Mutation {
 
     /// What the broken core is configured with, before it steps.
     pub fn settings(self, s: &mut Settings) {
-        if self == Mutation::SkipLagCheck {
-            s.maximum_lag_on_failover = u64::MAX;
+        match self {
+            Mutation::SkipLagCheck => s.maximum_lag_on_failover = u64::MAX,
+            Mutation::IgnoreNofailover => s.tags.nofailover = false,
+            Mutation::IgnorePause => s.pause = false,
+            _ => {}
         }
     }
 

@@ -588,7 +588,7 @@ impl World {
         };
         let mut plan = agent.ha.step(&settings, &obs);
         self.steps += 1;
-        if !self.opts.faithful && settings.pause && plan.status == REFRESH_FAILED_DEMOTE {
+        if !self.opts.faithful && self.agents[m].config.pause && plan.status == REFRESH_FAILED_DEMOTE {
             // Core bug 2 workaround, emulating the fix: paused, a failed refresh must not demote (Patroni: "continue
             // to run as primary after failing to update leader lock in DCS").
             plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
@@ -601,7 +601,7 @@ impl World {
         if let Some(c) = &obs.cluster {
             agent.saw_failover_key = c.failover.is_some();
         }
-        if settings.pause || !agent.ha.holds_lock() {
+        if agent.config.pause || !agent.ha.holds_lock() {
             agent.watchdog = None;
         }
         agent.plan = plan;
@@ -857,7 +857,7 @@ impl World {
                 self.start_job(m, JobKind::Promote, Busy::Promoting)
             }
             Action::Demote { mode, follow } => {
-                if self.agents[m].settings.pause && !self.agents[m].saw_failover_key {
+                if self.agents[m].config.pause && !self.agents[m].saw_failover_key {
                     let detail = format!("{} demoted ({mode:?}) while paused", self.names[m]);
                     self.violate(Invariant::PauseViolated, detail);
                 }
@@ -1025,7 +1025,7 @@ impl World {
     /// A successful refresh while leading: the watchdog is kicked and must be kicked again before the key could
     /// expire (Patroni's `ttl - safety_margin`, here with a margin below `retry_timeout`).
     fn keepalive(&mut self, m: usize) {
-        if self.agents[m].settings.pause || self.opts.mutation.is_some_and(Mutation::disables_watchdog) {
+        if self.agents[m].config.pause || self.opts.mutation.is_some_and(Mutation::disables_watchdog) {
             return;
         }
         let c = &self.agents[m].config;
@@ -1231,7 +1231,7 @@ impl World {
     /// Invariants 2b and 4, checked when a promotion starts.
     fn check_promotion_allowed(&mut self, m: usize) {
         let named = self.agents[m].named_candidate;
-        let paused = self.agents[m].settings.pause;
+        let paused = self.agents[m].config.pause;
         let name = self.names[m].clone();
         if !named && !self.tags[m].can_fail_over() {
             self.violate(Invariant::NofailoverPromoted, format!("{name} has nofailover/failover_priority 0"));
