@@ -451,3 +451,22 @@ async fn bind_errors_name_the_setting() {
     assert!(err.to_string().starts_with("Couldn't start a service on"), "{err}");
     taken.stop().await;
 }
+
+#[tokio::test]
+async fn listens_on_any_address_and_ipv6() {
+    let c = http();
+    // `*` binds every address (dual-stack where the host has IPv6).
+    let any = TestServer::start_with(primary(), ServerSettings::new("*:0")).await;
+    let port = any.addr.port();
+    let r = c.get(format!("http://127.0.0.1:{port}/primary")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    any.stop().await;
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback: IPv6 case skipped");
+        return;
+    }
+    let v6 = TestServer::start_with(primary(), ServerSettings::new("[::1]:0")).await;
+    let r = c.get(format!("http://[::1]:{}/primary", v6.addr.port())).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    v6.stop().await;
+}
