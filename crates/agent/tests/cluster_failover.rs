@@ -1,0 +1,201 @@
+//! Issue #5 on real 3-member clusters: automatic failover (node death, graceful handover, nofailover,
+//! maximum_lag_on_failover) and a PostgreSQL crash under a live agent.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{name, Cluster, Options, LEADER_KEY, LOOP_WAIT, POLL, START_TIMEOUT, TTL, WAIT};
+use nix::sys::signal::Signal;
+
+/// Kill the primary's agent (SIGKILL) and its PostgreSQL (`pg_ctl stop -m immediate`): a replica takes over within
+/// ttl + loop_wait, and the old primary, restarted, rejoins as a replica and receives new rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_death_fails_over_and_the_old_primary_rejoins() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    c.insert(p, "before").await;
+    for r in (0..3).filter(|r| *r != p) {
+        c.wait_row(r, "before", WAIT).await;
+    }
+
+    c.nodes[p].kill(Signal::SIGKILL).unwrap();
+    c.nodes[p].wait_exit(WAIT).await.unwrap();
+    c.pg_stop_immediate(p);
+    let died = Instant::now();
+    // The key expires after ttl at most; the next loop (loop_wait) notices; 15 s margin for a loaded 2-core CI.
+    let np = c.wait_primary(Duration::from_secs(TTL + LOOP_WAIT + 15), &[p]).await;
+    eprintln!("new primary {} after {:?}", name(np), died.elapsed());
+    c.insert(np, "after").await;
+
+    c.nodes[p].restart().unwrap();
+    c.wait_streaming(&[p], np, START_TIMEOUT).await;
+    assert_eq!(c.status(p, "/replica").await, Some(200));
+    assert!(!c.writable(p).await, "the old primary must come back read-only");
+    c.wait_row(p, "after", WAIT).await;
+    c.wait_row(p, "before", WAIT).await;
+    let third = (0..3).find(|r| *r != p && *r != np).unwrap();
+    c.wait_streaming(&[third], np, WAIT).await;
+    c.wait_row(third, "after", WAIT).await;
+}
+
+/// SIGTERM to the primary's agent: it stops PostgreSQL and releases the key, so a replica takes over at once,
+/// far below the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_hands_over_far_below_the_ttl() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    c.insert(p, "before").await;
+    for r in (0..3).filter(|r| *r != p) {
+        c.wait_row(r, "before", WAIT).await;
+    }
+    let asked = Instant::now();
+    c.nodes[p].kill(Signal::SIGTERM).unwrap();
+    let np = c.wait_primary(Duration::from_secs(TTL), &[p]).await;
+    let took = asked.elapsed();
+    eprintln!("new primary {} {took:?} after SIGTERM", name(np));
+    assert!(took < Duration::from_secs(TTL), "handover took {took:?}, not below the ttl");
+    let status = c.nodes[p].wait_exit(WAIT).await.unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    c.insert(np, "after").await;
+    c.wait_row(np, "before", WAIT).await;
+}
+
+/// A `nofailover` member is never promoted, even as the only survivor; a normal member that comes back takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nofailover_member_is_never_promoted() {
+    let o = Options { tags: vec![None, None, Some("{nofailover: true}".into())], ..Options::default() };
+    let mut c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    assert_ne!(p, 2, "a nofailover member must not bootstrap the cluster");
+    let other = if p == 0 { 1 } else { 0 };
+    c.insert(p, "before").await;
+    c.wait_row(2, "before", WAIT).await;
+    c.wait_row(other, "before", WAIT).await;
+
+    // The other eligible replica goes away (gracefully, PostgreSQL stopped with it).
+    c.nodes[other].kill(Signal::SIGTERM).unwrap();
+    c.nodes[other].wait_exit(WAIT).await.unwrap();
+    // The primary dies.
+    c.nodes[p].kill(Signal::SIGKILL).unwrap();
+    c.nodes[p].wait_exit(WAIT).await.unwrap();
+    c.pg_stop_immediate(p);
+
+    // ttl for the key to expire, then several loops in which pg2 could (wrongly) take it.
+    let until = Instant::now() + Duration::from_secs(TTL + 5 * LOOP_WAIT + 5);
+    while Instant::now() < until {
+        let leader = c.leader().await;
+        if leader.as_deref() == Some(&name(2)) || c.status(2, "/primary").await == Some(200) {
+            c.dump("nofailover member promoted");
+            panic!("the nofailover member took over (leader key {leader:?})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(c.leader().await, None, "the dead primary's key expired and nobody took it");
+    let in_recovery = c.sql(2, "SELECT pg_is_in_recovery()").await.unwrap();
+    assert_eq!(in_recovery[0][0].as_deref(), Some("t"), "pg2 still a replica");
+
+    c.nodes[other].restart().unwrap();
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    assert_eq!(np, other, "the eligible member takes over once back");
+    c.insert(np, "after").await;
+    c.wait_row(2, "after", WAIT).await;
+}
+
+/// A replica lagging by more than `maximum_lag_on_failover` is not promoted when the primary dies; the replica
+/// that is caught up is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
+    let o = Options { dcs_extra: vec!["maximum_lag_on_failover: 65536".into()], ..Options::default() };
+    let mut c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    let (lagging, good) = (replicas[0], replicas[1]);
+
+    // Stop the lagging replica's streaming.
+    c.sql(lagging, "ALTER SYSTEM SET primary_conninfo = ''; SELECT pg_reload_conf()").await.unwrap();
+    wait_for(&c, "the walreceiver to stop", WAIT, || async {
+        matches!(c.sql(lagging, "SELECT count(*) FROM pg_stat_wal_receiver").await.as_deref(),
+            Ok([row]) if row[0].as_deref() == Some("0"))
+    })
+    .await;
+    // Far more than 64 kB of WAL.
+    c.sql(p, "CREATE TABLE big AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g").await.unwrap();
+    c.insert(p, "last").await;
+    c.wait_row(good, "last", WAIT).await;
+    let lsn = c.sql(p, "SELECT pg_current_wal_lsn() - '0/0'").await.unwrap()[0][0].clone().unwrap();
+    let lsn: u64 = lsn.parse().unwrap();
+    // The leader publishes its position every loop: wait until the DCS knows how far it got.
+    wait_for(&c, "the leader's optime in the DCS", WAIT, || async {
+        let status = c.etcd.get("/service/demo/status").await.ok().flatten().unwrap_or_default();
+        let optime = serde_json::from_str::<serde_json::Value>(&status)
+            .ok()
+            .and_then(|v| v["optime"].as_u64())
+            .unwrap_or(0);
+        optime >= lsn
+    })
+    .await;
+    let stale = c.sql(lagging, "SELECT count(*) FROM pg_stat_wal_receiver").await.unwrap();
+    assert_eq!(stale[0][0].as_deref(), Some("0"), "the lagging replica still does not stream");
+    let lag_rows = c.sql(lagging, "SELECT to_regclass('big') IS NULL").await.unwrap();
+    assert_eq!(lag_rows[0][0].as_deref(), Some("t"), "the lagging replica has not received the big table");
+
+    c.nodes[p].kill(Signal::SIGKILL).unwrap();
+    c.nodes[p].wait_exit(WAIT).await.unwrap();
+    c.pg_stop_immediate(p);
+    let np = c.wait_primary(Duration::from_secs(TTL + LOOP_WAIT + 30), &[p]).await;
+    assert_eq!(np, good, "the caught-up replica is promoted, not the lagging {}", name(lagging));
+    c.wait_row(np, "last", WAIT).await;
+}
+
+/// `kill -9` of the primary's postmaster with the agent alive: the agent restarts PostgreSQL in place at once,
+/// writes succeed again well before the ttl, and the leader key never changes hands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_on_the_primary_is_restarted_in_place() {
+    let c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let leader = name(p);
+    let old = c.postmaster_pid(p).expect("postmaster.pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    let crashed = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let holder = c.leader().await;
+        if holder.as_deref() != Some(leader.as_str()) {
+            seen.push(holder);
+        }
+        let restarted = c.postmaster_pid(p).is_some_and(|pid| pid != old);
+        if restarted && c.writable(p).await {
+            break;
+        }
+        if crashed.elapsed() > Duration::from_secs(TTL) {
+            c.dump("no restart in place");
+            panic!("PostgreSQL not writable again within the ttl after a crash");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let took = crashed.elapsed();
+    eprintln!("writable again {took:?} after the crash");
+    assert!(seen.is_empty(), "the leader key changed hands: {seen:?}");
+    // A few more loops: still the same leader, nobody else promoted.
+    tokio::time::sleep(Duration::from_secs(2 * LOOP_WAIT)).await;
+    assert_eq!(c.etcd.get(LEADER_KEY).await.unwrap().as_deref(), Some(leader.as_str()));
+    assert_eq!(c.primaries().await, vec![p]);
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    c.insert(p, "after-crash").await;
+    c.wait_streaming(&replicas, p, WAIT).await;
+    for r in replicas {
+        c.wait_row(r, "after-crash", WAIT).await;
+    }
+}
+
+async fn wait_for<F, Fut>(c: &Cluster, what: &str, timeout: Duration, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if patroni_testkit::wait_until(timeout, POLL, f).await.is_err() {
+        c.dump(what);
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
