@@ -534,6 +534,7 @@ impl Postgres {
         pg_ident: Vec<String>,
     ) -> Result<ReloadOutcome> {
         let before = self.config_snapshot();
+        let old_server = self.server.parameters.clone();
         self.settings.parameters = parameters;
         self.settings.pg_hba = pg_hba;
         self.settings.pg_ident = pg_ident;
@@ -553,7 +554,19 @@ impl Postgres {
         if changed {
             self.reload().await?;
         }
-        let pending_restart = self.db().await?.pending_restart().await?;
+        let mut pending_restart = self.db().await?.pending_restart().await?;
+        // Settings on the postmaster command line outrank the files, so PostgreSQL cannot flag their change.
+        for name in crate::parameters::CONTROLLED_NAMES {
+            let (old, new) = (old_server.get(*name), self.server.parameters.get(*name));
+            let on_command_line = !matches!(*name, "wal_keep_segments" | "wal_keep_size");
+            if on_command_line && old != new && !pending_restart.iter().any(|p| p.name == *name) {
+                pending_restart.push(PendingRestart {
+                    name: name.to_string(),
+                    old_value: old.cloned().unwrap_or_default(),
+                    new_value: new.cloned().unwrap_or_default(),
+                });
+            }
+        }
         Ok(ReloadOutcome { reloaded: changed, pending_restart })
     }
 

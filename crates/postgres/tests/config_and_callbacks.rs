@@ -49,8 +49,17 @@ async fn reload_applies_and_restart_only_parameters_are_pending() {
     assert!(pg.cluster_info().await.unwrap().pending_restart);
     assert_eq!(show("shared_buffers").await, "16MB");
 
+    // A controlled parameter lives on the postmaster command line: reported by comparison.
+    params.insert("max_connections".into(), "40".into());
+    let out = pg.update_config(params.clone(), hba.clone(), vec!["map1 sysuser pguser".into()]).await.unwrap();
+    let names: Vec<&str> = out.pending_restart.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["max_connections", "shared_buffers"]);
+    assert_eq!(out.pending_restart[0].old_value, "30");
+    assert_eq!(out.pending_restart[0].new_value, "40");
+
     pg.restart(StopMode::Fast).await.unwrap();
     assert_eq!(show("shared_buffers").await, "32MB");
+    assert_eq!(show("max_connections").await, "40");
     assert!(!pg.cluster_info().await.unwrap().pending_restart);
 }
 

@@ -1,0 +1,91 @@
+//! Rejoining after a crash (single-user crash recovery before pg_rewind) and diverged timelines where pg_rewind
+//! is not allowed: data kept unless `remove_data_directory_on_diverged_timelines` says otherwise.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use patroni_postgres::{Postgres, RewindOutcome, StopMode};
+
+async fn rows(pg: &Postgres, v: &str) -> i64 {
+    match pg.db().await {
+        Ok(db) => db.query_one("SELECT count(*) FROM t WHERE v = $1", &[&v]).await.map(|r| r.get(0)).unwrap_or(-1),
+        Err(_) => -1,
+    }
+}
+
+#[tokio::test]
+async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_is_handled() {
+    if !patroni_testkit::run_unprivileged(
+        "crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_is_handled",
+    ) {
+        return;
+    }
+    init_logging();
+    let (dir, _leftovers) = test_dir();
+    let mut n1 = bootstrap_primary(&dir, "node1").await;
+    n1.db().await.unwrap().execute("CREATE TABLE t (v text)").await.unwrap();
+    n1.db().await.unwrap().create_physical_slot("node2").await.unwrap();
+    let mut n2 = Postgres::new(settings(&dir, "node2")).await.unwrap();
+    n2.create_replica(Some(&member_address(&n1)), false).await.unwrap();
+    let rec = n2.follow_settings(Some(&member_address(&n1)));
+    n2.start(Some(rec)).await.unwrap();
+    n1.db().await.unwrap().execute("INSERT INTO t VALUES ('base')").await.unwrap();
+    wait_until("replica caught up", Duration::from_secs(30), || async { rows(&n2, "base").await == 1 }).await;
+
+    // The primary crashes after a last write the replica may or may not have; the replica is promoted.
+    n1.db().await.unwrap().execute("INSERT INTO t VALUES ('lost')").await.unwrap();
+    n1.stop(StopMode::Immediate).await.unwrap();
+    assert!(!n1.controldata().await.unwrap().cluster_state.is_clean_shutdown());
+    n2.promote().await.unwrap();
+    n2.db().await.unwrap().execute("INSERT INTO t VALUES ('tl2')").await.unwrap();
+
+    let mut s1 = n1.settings().clone();
+    s1.use_pg_rewind = true;
+    let mut n1 = Postgres::new(s1).await.unwrap();
+    // rewind_or_reinit runs crash recovery in single-user mode first: pg_rewind refuses an unclean cluster, so
+    // anything but Failed shows it happened.
+    let outcome = n1.rewind_or_reinit(&member_address(&n2)).await.unwrap();
+    assert!(matches!(outcome, RewindOutcome::Rewound | RewindOutcome::NotNeeded), "{outcome:?}");
+    n2.db().await.unwrap().create_physical_slot("node1").await.unwrap();
+    n1.follow(Some(&member_address(&n2))).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
+    n2.db().await.unwrap().execute("INSERT INTO t VALUES ('after')").await.unwrap();
+    wait_until("node1 follows node2", Duration::from_secs(30), || async { rows(&n1, "after").await == 1 }).await;
+    assert_eq!(rows(&n1, "tl2").await, 1);
+
+    // Now node2 diverges: node1 is promoted while node2, stopped, is started alone and writes.
+    n2.stop(StopMode::Fast).await.unwrap();
+    n1.promote().await.unwrap();
+    n1.db().await.unwrap().execute("INSERT INTO t VALUES ('tl3')").await.unwrap();
+    n2.start(None).await.unwrap();
+    n2.db().await.unwrap().execute("INSERT INTO t VALUES ('split')").await.unwrap();
+    n2.stop(StopMode::Fast).await.unwrap();
+
+    let mut s2 = n2.settings().clone();
+    s2.use_pg_rewind = false;
+    s2.remove_data_directory_on_diverged_timelines = false;
+    let mut keep = Postgres::new(s2.clone()).await.unwrap();
+    match keep.rewind_or_reinit(&member_address(&n1)).await.unwrap() {
+        RewindOutcome::CannotRewind { reason, data_removed } => {
+            assert_eq!(reason, "use_pg_rewind is off");
+            assert!(!data_removed);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(keep.is_initialized(), "data kept when removal is not configured");
+
+    s2.remove_data_directory_on_diverged_timelines = true;
+    let mut remove = Postgres::new(s2).await.unwrap();
+    assert_eq!(
+        remove.rewind_or_reinit(&member_address(&n1)).await.unwrap(),
+        RewindOutcome::CannotRewind { reason: "use_pg_rewind is off".into(), data_removed: true }
+    );
+    assert!(remove.data_directory_empty());
+    assert!(remove.data_dir().exists(), "the directory itself stays, emptied");
+    n1.db().await.unwrap().create_physical_slot("node2").await.ok();
+    remove.create_replica(Some(&member_address(&n1)), false).await.unwrap();
+    remove.follow(Some(&member_address(&n1))).await.unwrap();
+    wait_until("rebuilt node2 streams", Duration::from_secs(30), || async { rows(&remove, "tl3").await == 1 }).await;
+    assert_eq!(rows(&remove, "split").await, 0);
+}
