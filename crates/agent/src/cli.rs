@@ -5,7 +5,7 @@
 mod checks;
 
 use clap::{ArgGroup, Parser};
-use patroni_config::{generate_sample, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, SampleContext};
+use patroni_config::{generate_sample, to_yaml, ConfigError, Diagnostic, EnvMap, Loaded, Mode, SampleContext};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -74,10 +74,15 @@ fn effective_path<'p>(path: Option<&'p Path>, err: &mut impl Write) -> Option<&'
     }
 }
 
-/// Loads and validates, printing every warning and error. `None` means invalid (already reported).
+/// Loads and validates to run, printing every warning and error. `None` means invalid (already reported).
 pub fn load_reporting(path: Option<&Path>, env: &EnvMap, err: &mut impl Write) -> Option<Loaded> {
+    load_reporting_in(path, env, Mode::Run, err)
+}
+
+/// [`load_reporting`] with the given strictness.
+pub fn load_reporting_in(path: Option<&Path>, env: &EnvMap, mode: Mode, err: &mut impl Write) -> Option<Loaded> {
     let path = effective_path(path, err);
-    match patroni_config::load(path, env) {
+    match patroni_config::load_in_mode(path, env, mode) {
         Ok(loaded) => {
             print_diagnostics(err, &loaded.warnings, &[]);
             Some(loaded)
@@ -96,7 +101,7 @@ pub fn load_reporting(path: Option<&Path>, env: &EnvMap, err: &mut impl Write) -
 /// `--validate-config`: exit status 1 exactly when the configuration is invalid, including what only this
 /// machine can tell (binaries, data directory, and listen ports unless `--ignore-listen-port`).
 pub fn validate_config(cli: &Cli, env: &EnvMap, out: &mut impl Write, err: &mut impl Write) -> Code {
-    let Some(loaded) = load_reporting(cli.configfile.as_deref(), env, err) else {
+    let Some(loaded) = load_reporting_in(cli.configfile.as_deref(), env, Mode::Validate, err) else {
         return 1;
     };
     let mut errors = checks::machine_checks(&loaded.config, !cli.ignore_listen_port);

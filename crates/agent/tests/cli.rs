@@ -7,19 +7,26 @@ use predicates::str::contains;
 /// A directory with stand-ins for the PostgreSQL programs `--validate-config` looks for; `postgres
 /// --version` answers 15.4. Real servers are not needed to check that the programs exist.
 fn stub_bin_dir() -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-cli-stub-bin");
-    std::fs::create_dir_all(&dir).unwrap();
-    for prog in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"] {
-        let p = dir.join(prog);
-        let script =
-            if prog == "postgres" { "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n" } else { "#!/bin/sh\nexit 0\n" };
-        let tmp = dir.join(format!(".{prog}.{}", std::process::id()));
-        std::fs::write(&tmp, script).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&tmp, &p).unwrap();
-    }
-    dir
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-cli-stub-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        for prog in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"] {
+            let script = if prog == "postgres" {
+                "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n"
+            } else {
+                "#!/bin/sh\nexit 0\n"
+            };
+            // Written aside and renamed, so a test binary running at the same time never sees half a file.
+            let tmp = dir.join(format!(".{prog}.{}", std::process::id()));
+            std::fs::write(&tmp, script).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, dir.join(prog)).unwrap();
+        }
+        dir
+    })
+    .clone()
 }
 
 /// A port nothing listens on right now.
@@ -246,6 +253,19 @@ fn validate_config_checks_binaries_data_directory_and_ports() {
         .code(1)
         .stderr(contains(format!("restapi.listen: Port {port} is already in use.")));
     patroni().args(["--validate-config", "-i"]).arg(&f).assert().success();
+}
+
+#[test]
+fn validate_config_is_as_strict_as_patronis_validator() {
+    // Patroni runs with ttl 10 (raising it to 20) but its validator rejects it; so does ours.
+    let d = tempfile::tempdir().unwrap();
+    let f = write(&d, "patroni.yml", &format!("{}bootstrap:\n  dcs:\n    ttl: 10\n", valid()));
+    patroni()
+        .arg("--validate-config")
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(format!("bootstrap.dcs.ttl: 10 is smaller than the minimum 20 ({}:19:10)\n", f.display()));
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub struct Cx {
     pub warnings: Vec<Diagnostic>,
     /// Set while reading sections whose unknown keys are legitimate (user tags, custom methods).
     quiet_unknown: bool,
+    /// `--validate-config` strictness: problems Patroni tolerates at run time (adjusting or ignoring the
+    /// value) but its validator rejects are errors instead of warnings.
+    pub strict: bool,
 }
 
 impl Cx {
@@ -106,6 +109,16 @@ impl Cx {
     pub fn warn(&mut self, message: impl Into<String>) {
         let path = self.path();
         self.warnings.push(Diagnostic { path, message: message.into(), origin: None });
+    }
+
+    /// A problem Patroni's validator rejects but Patroni itself survives (it adjusts or ignores the value):
+    /// an error when validating strictly, a warning when loading to run.
+    pub fn tolerated_at(&mut self, key: &str, message: impl Into<String>) {
+        if self.strict {
+            self.error_at(key, message);
+        } else {
+            self.warn_at(key, message);
+        }
     }
 
     /// Records a warning at `key` below the current path.

@@ -288,6 +288,7 @@ impl DynamicConfig {
     /// plugin…) as `(errors, warnings)`, e.g. to refuse a bad `PATCH /config` or `edit-config`.
     pub fn check(&self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
         let mut cx = Cx::new("");
+        cx.strict = true;
         crate::validate::validate_dynamic(self, "", &mut cx);
         let strip = |mut d: Diagnostic| {
             d.path = d.path.trim_start_matches('.').to_owned();
@@ -421,12 +422,10 @@ mod tests {
     #[test]
     fn check_reports_ranges_and_the_timeout_rule() {
         let cfg = DynamicConfig::from_value(&json!({"ttl": 10, "slots": {"s": {"type": "logical"}}})).unwrap();
-        let (errors, _) = cfg.check();
+        let (errors, warnings) = cfg.check();
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            errors,
-            vec!["ttl: 10 is smaller than the minimum 20", "slots.s: a logical slot needs database and plugin"]
-        );
+        assert_eq!(errors, vec!["ttl: 10 is smaller than the minimum 20"]);
+        assert_eq!(warnings[0].to_string(), "slots.s: a logical slot needs database and plugin: it is ignored");
         let cfg = DynamicConfig::from_value(&json!({"loop_wait": 20})).unwrap();
         let (errors, warnings) = cfg.check();
         assert!(errors.is_empty());

@@ -52,7 +52,8 @@ pub use effective::EffectiveConfig;
 pub use env::{environment_tree, environment_tree_with_origins, process_env, EnvMap, PATRONI_CONFIGURATION};
 pub use error::ConfigError;
 pub use load::{
-    from_tree_with_origins, load, load_str, load_tree, load_tree_with_origins, read_path, ConfigSource, Loaded, Origins,
+    from_tree_in_mode, from_tree_with_origins, load, load_in_mode, load_str, load_str_in_mode, load_tree,
+    load_tree_with_origins, read_path, ConfigSource, Loaded, Mode, Origins,
 };
 pub use model::*;
 pub use params::{controlled, effective_parameters, ControlledParameter, ParamRule, CONTROLLED_PARAMETERS};

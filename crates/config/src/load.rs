@@ -1,7 +1,7 @@
 //! The loading pipeline: file, directory or environment → merged value tree → `PATRONI_*` overrides →
 //! typed [`Config`] with every error and warning collected.
 
-use crate::convert::{convert, Diagnostic};
+use crate::convert::{Cx, Diagnostic, FromTree};
 use crate::env::{environment_tree_with_origins, EnvMap, PATRONI_CONFIGURATION};
 use crate::error::ConfigError;
 use crate::model::Config;
@@ -165,9 +165,32 @@ pub fn from_tree(tree: Value, source: ConfigSource) -> Result<Loaded, ConfigErro
     from_tree_with_origins(tree, source, &Origins::default())
 }
 
+/// How strictly to judge a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Loading to run: what Patroni tolerates at run time (values it raises to a minimum, contradictory
+    /// tags) is a warning, so every file Patroni runs with loads.
+    #[default]
+    Run,
+    /// `--validate-config`: those are errors too, as Patroni's validator reports them.
+    Validate,
+}
+
 /// Types and validates a value tree, noting in each diagnostic where the value was written.
 pub fn from_tree_with_origins(tree: Value, source: ConfigSource, origins: &Origins) -> Result<Loaded, ConfigError> {
-    let (cfg, mut cx) = convert::<Config>(&tree, "");
+    from_tree_in_mode(tree, source, origins, Mode::Run)
+}
+
+/// [`from_tree_with_origins`] with the given strictness.
+pub fn from_tree_in_mode(
+    tree: Value,
+    source: ConfigSource,
+    origins: &Origins,
+    mode: Mode,
+) -> Result<Loaded, ConfigError> {
+    let mut cx = Cx::new("");
+    cx.strict = mode == Mode::Validate;
+    let cfg = Config::from_tree(&tree, &mut cx);
     if let Some(config) = &cfg {
         validate(config, &mut cx);
     }
@@ -181,14 +204,24 @@ pub fn from_tree_with_origins(tree: Value, source: ConfigSource, origins: &Origi
     }
 }
 
-/// Loads and validates a configuration: see [`load_tree`] for where it is read from.
+/// Loads and validates a configuration to run with: see [`load_tree`] for where it is read from.
 pub fn load(path: Option<&Path>, env: &EnvMap) -> Result<Loaded, ConfigError> {
+    load_in_mode(path, env, Mode::Run)
+}
+
+/// [`load`] with the given strictness.
+pub fn load_in_mode(path: Option<&Path>, env: &EnvMap, mode: Mode) -> Result<Loaded, ConfigError> {
     let (tree, source, origins) = load_tree_with_origins(path, env)?;
-    from_tree_with_origins(tree, source, &origins)
+    from_tree_in_mode(tree, source, &origins, mode)
 }
 
 /// Loads a configuration from YAML text (plus `PATRONI_*` overrides from `env`).
 pub fn load_str(text: &str, env: &EnvMap) -> Result<Loaded, ConfigError> {
+    load_str_in_mode(text, env, Mode::Run)
+}
+
+/// [`load_str`] with the given strictness.
+pub fn load_str_in_mode(text: &str, env: &EnvMap, mode: Mode) -> Result<Loaded, ConfigError> {
     let (tree, positions) = parse_with_positions(text, "<string>")?;
     let mut tree = match tree {
         v @ Value::Object(_) => v,
@@ -200,5 +233,5 @@ pub fn load_str(text: &str, env: &EnvMap) -> Result<Loaded, ConfigError> {
     let (env_tree, env_origins) = environment_tree_with_origins(env);
     deep_merge(&mut tree, env_tree);
     origins.add_env(env_origins);
-    from_tree_with_origins(tree, ConfigSource::Environment, &origins)
+    from_tree_in_mode(tree, ConfigSource::Environment, &origins, mode)
 }

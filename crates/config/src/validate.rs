@@ -45,6 +45,15 @@ fn min_i64(cx: &mut Cx, path: &str, v: Option<i64>, min: i64) {
     }
 }
 
+/// Like [`min_i64`] for values Patroni raises to the minimum at run time.
+fn min_i64_tolerated(cx: &mut Cx, path: &str, v: Option<i64>, min: i64) {
+    if let Some(v) = v {
+        if v < min {
+            cx.tolerated_at(path, format!("{v} is smaller than the minimum {min}"));
+        }
+    }
+}
+
 fn user(cx: &mut Cx, path: &str, u: Option<&UserAuth>, required: bool) {
     match u {
         Some(u) if u.username.is_none() => cx.require_at(&format!("{path}.username"), "is required"),
@@ -131,10 +140,10 @@ pub fn validate(config: &Config, cx: &mut Cx) {
 
     let t = &config.tags;
     if t.nofailover.is_some() && t.failover_priority.is_some() {
-        cx.error_at("tags", "nofailover and failover_priority are mutually exclusive: set only one");
+        cx.tolerated_at("tags", "nofailover and failover_priority are mutually exclusive: set only one");
     }
     if t.nosync.is_some() && t.sync_priority.is_some() {
-        cx.error_at("tags", "nosync and sync_priority are mutually exclusive: set only one");
+        cx.tolerated_at("tags", "nosync and sync_priority are mutually exclusive: set only one");
     }
     min_i64(cx, "tags.failover_priority", t.failover_priority, 0);
     min_i64(cx, "tags.sync_priority", t.sync_priority, 0);
@@ -275,10 +284,13 @@ fn validate_postgresql(config: &Config, cx: &mut Cx) {
     }
     for m in pg.create_replica_methods.iter().flatten() {
         if m != "basebackup" && pg.replica_method(m).is_none() {
-            cx.error_at(&format!("postgresql.{m}"), "replica method listed in create_replica_methods has no section");
+            cx.warn_at(
+                &format!("postgresql.{m}"),
+                "replica method listed in create_replica_methods has no section: it will be skipped",
+            );
         } else if let Some(section) = pg.replica_method(m) {
             if !section.contains_key("command") {
-                cx.require_at(&format!("postgresql.{m}.command"), "is required");
+                cx.warn_at(&format!("postgresql.{m}.command"), "is missing: the replica method will be skipped");
             }
         }
     }
@@ -293,10 +305,13 @@ fn validate_postgresql(config: &Config, cx: &mut Cx) {
     if let Some(b) = &config.bootstrap {
         if let Some(m) = &b.method {
             if m != "initdb" {
+                // Patroni falls back to initdb when the method's section or command is missing.
                 match b.method_config() {
-                    None => cx.require_at(&format!("bootstrap.{m}"), "bootstrap method has no section"),
+                    None => {
+                        cx.warn_at(&format!("bootstrap.{m}"), "bootstrap method has no section: initdb will be used")
+                    }
                     Some(s) if !s.contains_key("command") => {
-                        cx.require_at(&format!("bootstrap.{m}.command"), "is required")
+                        cx.warn_at(&format!("bootstrap.{m}.command"), "is missing: initdb will be used")
                     }
                     _ => {}
                 }
@@ -308,14 +323,14 @@ fn validate_postgresql(config: &Config, cx: &mut Cx) {
 /// Range checks on a dynamic configuration (Patroni's own minimums).
 pub fn validate_dynamic(d: &DynamicConfig, prefix: &str, cx: &mut Cx) {
     let at = |k: &str| format!("{prefix}.{k}");
-    min_i64(cx, &at("ttl"), d.ttl, MIN_TTL);
-    min_i64(cx, &at("loop_wait"), d.loop_wait, MIN_LOOP_WAIT);
-    min_i64(cx, &at("retry_timeout"), d.retry_timeout, MIN_RETRY_TIMEOUT);
-    min_i64(cx, &at("maximum_lag_on_syncnode"), d.maximum_lag_on_syncnode, -1);
-    min_i64(cx, &at("primary_start_timeout"), d.primary_start_timeout, 0);
-    min_i64(cx, &at("primary_stop_timeout"), d.primary_stop_timeout, 0);
-    min_i64(cx, &at("synchronous_node_count"), d.synchronous_node_count, 1);
-    min_i64(cx, &at("max_timelines_history"), d.max_timelines_history, 0);
+    min_i64_tolerated(cx, &at("ttl"), d.ttl, MIN_TTL);
+    min_i64_tolerated(cx, &at("loop_wait"), d.loop_wait, MIN_LOOP_WAIT);
+    min_i64_tolerated(cx, &at("retry_timeout"), d.retry_timeout, MIN_RETRY_TIMEOUT);
+    min_i64_tolerated(cx, &at("maximum_lag_on_syncnode"), d.maximum_lag_on_syncnode, -1);
+    min_i64_tolerated(cx, &at("primary_start_timeout"), d.primary_start_timeout, 0);
+    min_i64_tolerated(cx, &at("primary_stop_timeout"), d.primary_stop_timeout, 0);
+    min_i64_tolerated(cx, &at("synchronous_node_count"), d.synchronous_node_count, 1);
+    min_i64_tolerated(cx, &at("max_timelines_history"), d.max_timelines_history, 0);
     let t = d.raw_timeouts();
     if t.ttl >= MIN_TTL && t.loop_wait >= MIN_LOOP_WAIT && t.retry_timeout >= MIN_RETRY_TIMEOUT {
         for w in t.adjusted().1 {
@@ -330,10 +345,10 @@ pub fn validate_dynamic(d: &DynamicConfig, prefix: &str, cx: &mut Cx) {
                         (crate::params::ParamRule::Derived, _) => {
                             "is set by Patroni from postgresql.listen or scope and cannot be configured".to_owned()
                         }
-                        (_, Some(def)) => format!("invalid value {v}: Patroni would use its default {def}"),
+                        (_, Some(def)) => format!("invalid value {v}: Patroni's default {def} is used instead"),
                         (_, None) => format!("invalid value {v}"),
                     };
-                    cx.error_at(&format!("{prefix}.postgresql.parameters.{name}"), why);
+                    cx.warn_at(&format!("{prefix}.postgresql.parameters.{name}"), why);
                 }
             }
         }
@@ -347,13 +362,16 @@ pub fn validate_dynamic(d: &DynamicConfig, prefix: &str, cx: &mut Cx) {
         match slot.r#type.as_deref() {
             Some("logical") => {
                 if slot.database.is_none() || slot.plugin.is_none() {
-                    cx.error_at(&format!("{prefix}.slots.{name}"), "a logical slot needs database and plugin");
+                    cx.warn_at(
+                        &format!("{prefix}.slots.{name}"),
+                        "a logical slot needs database and plugin: it is ignored",
+                    );
                 }
             }
             Some("physical") | None => {}
-            Some(other) => cx.error_at(
+            Some(other) => cx.warn_at(
                 &format!("{prefix}.slots.{name}.type"),
-                format!("expected physical or logical, got {other:?}"),
+                format!("expected physical or logical, got {other:?}: the slot is ignored"),
             ),
         }
     }

@@ -1,6 +1,6 @@
 // Bad inputs: each error names the key path (or file position) and what was expected, all at once.
 
-use patroni_config::{load, load_str, ConfigError, EnvMap};
+use patroni_config::{load, load_str, load_str_in_mode, ConfigError, EnvMap, Mode};
 
 const GOOD: &str = r"
 scope: batman
@@ -44,6 +44,19 @@ fn errors_of(yaml: &str, env: &EnvMap) -> String {
 
 fn err(patch: &str) -> String {
     errors_of(&with(patch), &EnvMap::new())
+}
+
+/// Errors as `--validate-config` reports them (what Patroni's validator rejects but Patroni runs with).
+fn err_strict(patch: &str) -> String {
+    match load_str_in_mode(&with(patch), &EnvMap::new(), Mode::Validate) {
+        Ok(l) => panic!("expected errors, got a valid config with warnings {:?}", l.warnings),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Warnings when loading GOOD + `patch` to run, without the ones GOOD itself has.
+fn warns(patch: &str) -> Vec<String> {
+    warnings(&with(patch))
 }
 
 fn warnings(yaml: &str) -> Vec<String> {
@@ -92,8 +105,16 @@ fn host_list_of_wrong_type() {
 #[test]
 fn dynamic_minimums() {
     assert_eq!(
-        err("bootstrap: {dcs: {ttl: 10, loop_wait: 0}}"),
+        err_strict("bootstrap: {dcs: {ttl: 10, loop_wait: 0}}"),
         "bootstrap.dcs.ttl: 10 is smaller than the minimum 20\nbootstrap.dcs.loop_wait: 0 is smaller than the minimum 1"
+    );
+    // Patroni runs with such values, raising them to the minimum: so do we, with a warning.
+    assert_eq!(
+        warns("bootstrap: {dcs: {ttl: 10, loop_wait: 0}}"),
+        vec![
+            "bootstrap.dcs.ttl: 10 is smaller than the minimum 20",
+            "bootstrap.dcs.loop_wait: 0 is smaller than the minimum 1"
+        ]
     );
 }
 
@@ -107,18 +128,25 @@ fn synchronous_mode_values() {
 
 #[test]
 fn controlled_parameters_in_dynamic_config() {
+    // Patroni ignores such values at run time (its default is used): warnings, even when validating.
     assert_eq!(
-        err("bootstrap: {dcs: {postgresql: {parameters: {max_connections: 10, port: 5433}}}}"),
-        "bootstrap.dcs.postgresql.parameters.max_connections: invalid value 10: Patroni would use its default 100\n\
-         bootstrap.dcs.postgresql.parameters.port: is set by Patroni from postgresql.listen or scope and cannot be configured"
+        warns("bootstrap: {dcs: {postgresql: {parameters: {max_connections: 10, port: 5433}}}}"),
+        vec![
+            "bootstrap.dcs.postgresql.parameters.max_connections: invalid value 10: Patroni's default 100 is used instead",
+            "bootstrap.dcs.postgresql.parameters.port: is set by Patroni from postgresql.listen or scope and cannot be configured",
+        ]
     );
 }
 
 #[test]
 fn contradictory_tags() {
     assert_eq!(
-        err("tags: {nofailover: true, failover_priority: 2}"),
+        err_strict("tags: {nofailover: true, failover_priority: 2}"),
         "tags: nofailover and failover_priority are mutually exclusive: set only one"
+    );
+    assert_eq!(
+        warns("tags: {nosync: true, sync_priority: 2}"),
+        vec!["tags: nosync and sync_priority are mutually exclusive: set only one"]
     );
 }
 
@@ -147,14 +175,18 @@ fn restapi_enums_and_ranges() {
 
 #[test]
 fn replica_and_bootstrap_methods_need_sections() {
+    // Patroni skips such a replica method and falls back to initdb for such a bootstrap method.
     assert_eq!(
-        err("postgresql: {create_replica_methods: [wal_g]}"),
-        "postgresql.wal_g: replica method listed in create_replica_methods has no section"
+        warns("postgresql: {create_replica_methods: [wal_g]}"),
+        vec!["postgresql.wal_g: replica method listed in create_replica_methods has no section: it will be skipped"]
     );
-    assert_eq!(err("bootstrap: {method: custom}"), "bootstrap.custom: bootstrap method has no section");
     assert_eq!(
-        err("bootstrap: {method: custom, custom: {keep_existing_recovery_conf: true}}"),
-        "bootstrap.custom.command: is required"
+        warns("bootstrap: {method: custom}"),
+        vec!["bootstrap.custom: bootstrap method has no section: initdb will be used"]
+    );
+    assert_eq!(
+        warns("bootstrap: {method: custom, custom: {keep_existing_recovery_conf: true}}"),
+        vec!["bootstrap.custom.command: is missing: initdb will be used"]
     );
 }
 
@@ -177,8 +209,14 @@ fn lists_must_be_lists() {
 fn slots_and_standby_cluster() {
     assert_eq!(
         err("bootstrap: {dcs: {slots: {s1: {type: logical}}, standby_cluster: {primary_slot_name: x}}}"),
-        "bootstrap.dcs.standby_cluster: one of host, port or restore_command is required\n\
-         bootstrap.dcs.slots.s1: a logical slot needs database and plugin"
+        "bootstrap.dcs.standby_cluster: one of host, port or restore_command is required"
+    );
+    assert_eq!(
+        warns("bootstrap: {dcs: {slots: {s1: {type: logical}, s2: {type: other}}}}"),
+        vec![
+            "bootstrap.dcs.slots.s1: a logical slot needs database and plugin: it is ignored",
+            "bootstrap.dcs.slots.s2.type: expected physical or logical, got \"other\": the slot is ignored",
+        ]
     );
 }
 
