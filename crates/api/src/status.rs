@@ -261,7 +261,8 @@ pub struct PatroniInfo {
 pub struct ScheduledRestart {
     /// When.
     pub schedule: Timestamp,
-    /// Other conditions given with it (`role`, `postgres_version`, `restart_pending`, `timeout`).
+    /// The request as given (`schedule`, `role`, `postgres_version`, `restart_pending`,
+    /// `timeout`), in its order; `schedule` is shown from the field above.
     pub conditions: Map<String, Value>,
 }
 
@@ -437,8 +438,9 @@ impl NodeStatus {
         }
         r.insert("patroni".into(), serde_json::to_value(&self.patroni).unwrap_or(Value::Null));
         if let Some(sr) = &self.scheduled_restart {
+            // Keys stay in the order the request gave them, `schedule` included.
             let mut m = sr.conditions.clone();
-            m.remove("postmaster_start_time");
+            m.shift_remove("postmaster_start_time");
             m.insert("schedule".into(), Value::from(python_isoformat(&sr.schedule)));
             r.insert("scheduled_restart".into(), Value::Object(m));
         }

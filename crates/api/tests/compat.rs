@@ -253,3 +253,43 @@ fn control_validation_answers_like_python_patroni() {
     }
     assert_eq!(rows.len(), 200);
 }
+
+#[test]
+fn patroni_status_of_a_replica_with_every_optional_key_is_byte_identical() {
+    use patroni_api::*;
+    let mut s = common::replica(0);
+    s.patroni.version = "4.1.5".into();
+    s.cluster = None;
+    s.paused = true;
+    s.sync_standby = true;
+    s.failsafe_mode_is_active = true;
+    s.dcs_last_seen = 1_692_356_928;
+    s.tags = json!({"clonefrom": true, "nofailover": false}).as_object().cloned().unwrap();
+    s.pending_restart_reason =
+        json!({"max_connections": {"old_value": "100", "new_value": "101"}}).as_object().cloned().unwrap();
+    s.scheduled_restart = Some(ScheduledRestart {
+        schedule: common::ts("2030-01-01T10:00:00+02:00"),
+        conditions: json!({"schedule": "2030-01-01T10:00+02", "postmaster_start_time": "x", "role": "replica"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    });
+    s.watchdog_failed = true;
+    s.postgres = Some(PostgresStatus {
+        postmaster_start_time: Some(common::ts("2023-08-18T11:09:08.615242+00:00")),
+        role: PostgresRole::Replica,
+        server_version: 150004,
+        xlog: Xlog::Replica {
+            received_location: 67_419_744,
+            replayed_location: 67_419_000,
+            replayed_timestamp: Some(common::ts("2023-08-18T11:09:09+00:00")),
+            paused: false,
+        },
+        timeline: None,
+        replication_state: Some("streaming".into()),
+        latest_end_lsn: Some(67_419_744),
+        replication: vec![],
+    });
+    let ours = pyjson::to_string(&s.to_json());
+    assert_eq!(ours, fixture("patroni-4.1.5-status-replica.json"));
+}
