@@ -35,6 +35,7 @@ mod error;
 pub mod etcd3;
 pub mod keys;
 pub mod model;
+pub mod raft;
 
 pub use dcs::{Dcs, SlotPositions};
 pub use error::{DcsError, DcsResult};

@@ -1,0 +1,451 @@
+//! One embedded Raft node: openraft with our storage and network, the HTTP server for peers, joining or founding
+//! the cluster, and the leader's duties (expiring leases by its clock).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::kv::{Command, Kv, Op, Outcome};
+use super::log_store::LogStore;
+use super::network::{authenticated, ApiError, NetworkFactory, PeerError, Peers};
+use super::state_machine::{Shared, StateMachine};
+use super::TypeConfig;
+use crate::error::{DcsError, DcsResult};
+
+pub type OpenRaft = openraft::Raft<TypeConfig>;
+
+/// How often the leader looks for expired leases; bounds how late a key can vanish after its TTL.
+const EXPIRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A node's id: a stable hash of the address peers reach it on, so that the same `self_addr` is the same member
+/// across restarts and every node derives the ids of its partners without asking them.
+pub fn node_id(addr: &str) -> u64 {
+    addr.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadAnswer {
+    pub revision: i64,
+    pub kvs: Vec<(String, Kv)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: u64,
+    pub addr: String,
+}
+
+/// What a node needs to run.
+pub struct NodeOptions<'a> {
+    pub data_dir: &'a Path,
+    pub self_addr: String,
+    pub bind_addr: String,
+    pub partner_addrs: Vec<String>,
+    pub password: Option<String>,
+}
+
+pub struct NodeCore {
+    pub id: u64,
+    pub addr: String,
+    pub raft: OpenRaft,
+    pub shared: Arc<Shared>,
+    pub peers: Arc<Peers>,
+    key: Option<ring::hmac::Key>,
+}
+
+/// A running node and its background tasks.
+pub struct Node {
+    pub core: Arc<NodeCore>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn raft_config() -> Result<Config, String> {
+    Config {
+        cluster_name: "patroni".into(),
+        heartbeat_interval: 200,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        install_snapshot_timeout: 2000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 200,
+        snapshot_max_chunk_size: 1024 * 1024,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| format!("invalid Raft timing: {e}"))
+}
+
+impl Node {
+    pub async fn start(opts: NodeOptions<'_>) -> DcsResult<Node> {
+        let config = Arc::new(raft_config().map_err(DcsError::Config)?);
+        let id = node_id(&opts.self_addr);
+        let cannot_open =
+            |e: std::io::Error| DcsError::Config(format!("cannot use raft.data_dir {}: {e}", opts.data_dir.display()));
+        let log_store = LogStore::open(opts.data_dir).map_err(cannot_open)?;
+        let (sm, shared) = StateMachine::open(opts.data_dir).map_err(cannot_open)?;
+        let peers = Arc::new(Peers::new(opts.password.as_deref()).map_err(DcsError::Config)?);
+        // Bind before starting Raft so that a taken port is reported here, not as an endless election.
+        let listener = TcpListener::bind(&opts.bind_addr)
+            .await
+            .map_err(|e| DcsError::Config(format!("cannot listen on raft address {}: {e}", opts.bind_addr)))?;
+        let raft = openraft::Raft::new(id, config, NetworkFactory { peers: peers.clone() }, log_store, sm)
+            .await
+            .map_err(|e| DcsError::Config(format!("cannot start the Raft node: {e}")))?;
+        let key = super::network::auth_key(opts.password.as_deref());
+        let core = Arc::new(NodeCore { id, addr: opts.self_addr.clone(), raft, shared, peers, key });
+        info!("Raft node {} ({id:x}) listening on {}", opts.self_addr, opts.bind_addr);
+
+        let app = Router::new()
+            .route("/raft/append", post(handle))
+            .route("/raft/vote", post(handle))
+            .route("/raft/snapshot", post(handle))
+            .route("/dcs/write", post(handle))
+            .route("/dcs/read", post(handle))
+            .route("/dcs/join", post(handle))
+            .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
+            .with_state(core.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!("Raft HTTP server stopped: {e}");
+            }
+        });
+        let bootstrap = tokio::spawn(bootstrap(core.clone(), opts.partner_addrs));
+        let duties = tokio::spawn(leader_duties(core.clone()));
+        Ok(Node { core, tasks: vec![server, bootstrap, duties] })
+    }
+
+    /// Stops serving peers and stops the Raft node.
+    pub async fn shutdown(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        if let Err(e) = self.core.raft.shutdown().await {
+            warn!("Raft node did not stop cleanly: {e}");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        // openraft's core task ends when its last handle is dropped; nothing else holds one after the tasks.
+    }
+}
+
+/// Founds the cluster from `partner_addrs`, or joins an existing one, until this node is a member.
+async fn bootstrap(core: Arc<NodeCore>, partners: Vec<String>) {
+    let partners: Vec<String> = partners.into_iter().filter(|p| *p != core.addr).collect();
+    loop {
+        match core.raft.is_initialized().await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => {
+                warn!("Raft node stopped before joining: {e}");
+                return;
+            }
+        }
+        let mut reachable_fresh = 1; // ourselves
+        let mut joined = false;
+        let mut existing = false;
+        for p in &partners {
+            match join_via(&core, p).await {
+                Ok(()) => {
+                    joined = true;
+                    break;
+                }
+                Err(JoinOutcome::Fresh) => reachable_fresh += 1,
+                Err(JoinOutcome::Existing) => existing = true,
+                Err(JoinOutcome::Unreachable) => {}
+            }
+        }
+        if joined {
+            info!("joined the Raft cluster");
+            // Membership arrives by replication; `is_initialized` turns true then.
+        } else if !existing && reachable_fresh * 2 > partners.len() + 1 {
+            // A majority of the configured nodes is up and none of them belongs to a cluster: found it. Every
+            // founding node proposes the same membership (all of `partner_addrs` + itself), so racing founders
+            // agree. A lone node never founds a cluster its partners might already run.
+            let members: BTreeMap<u64, BasicNode> = std::iter::once(core.addr.clone())
+                .chain(partners.iter().cloned())
+                .map(|a| (node_id(&a), BasicNode { addr: a }))
+                .collect();
+            match core.raft.initialize(members).await {
+                Ok(()) => info!("founded the Raft cluster with {} members", partners.len() + 1),
+                Err(e) => debug!("Raft initialize: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+enum JoinOutcome {
+    Fresh,
+    Existing,
+    Unreachable,
+}
+
+async fn join_via(core: &NodeCore, partner: &str) -> Result<(), JoinOutcome> {
+    let req = JoinRequest { id: core.id, addr: core.addr.clone() };
+    let mut target = partner.to_string();
+    for _ in 0..3 {
+        let answer: Result<Result<(), ApiError>, PeerError> =
+            core.peers.post(&target, "/dcs/join", &req, Duration::from_secs(5)).await;
+        match answer {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(ApiError::NotInitialized)) => return Err(JoinOutcome::Fresh),
+            Ok(Err(ApiError::NotLeader(Some(leader)))) => target = leader,
+            Ok(Err(e)) => {
+                debug!("join via {target}: {e}");
+                return Err(JoinOutcome::Existing);
+            }
+            Err(e) => {
+                debug!("join via {target}: {e}");
+                return Err(JoinOutcome::Unreachable);
+            }
+        }
+    }
+    Err(JoinOutcome::Existing)
+}
+
+/// While this node leads: give every lease a full TTL on taking over (its clock may differ from the previous
+/// leader's), then expire leases whose deadline passed on its clock. Both are log entries, so every node deletes
+/// the same keys at the same point of the log.
+async fn leader_duties(core: Arc<NodeCore>) {
+    let mut renewed_term: Option<u64> = None;
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (leading, term) = {
+            let m = core.raft.metrics();
+            let m = m.borrow();
+            (m.state == ServerState::Leader && m.current_leader == Some(core.id), m.current_term)
+        };
+        if !leading {
+            renewed_term = None;
+            continue;
+        }
+        let op = if renewed_term != Some(term) {
+            Op::RenewAllLeases
+        } else if core.shared.read(|s| s.any_lease_expired(now_ms())).unwrap_or(false) {
+            Op::ExpireLeases
+        } else {
+            continue;
+        };
+        let renew = op == Op::RenewAllLeases;
+        match tokio::time::timeout(Duration::from_secs(2), core.propose(vec![op])).await {
+            Ok(Ok(_)) if renew => renewed_term = Some(term),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => debug!("lease maintenance: {e}"),
+            Err(_) => debug!("lease maintenance timed out"),
+        }
+    }
+}
+
+impl NodeCore {
+    fn leader_addr(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    /// Proposes a command on this node, which must be the leader; stamps it with our clock.
+    pub async fn propose(&self, ops: Vec<Op>) -> Result<Outcome, ApiError> {
+        let cmd = Command { now_ms: now_ms(), ops };
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ApiError::NotLeader(f.leader_node.map(|n| n.addr)))
+            }
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A linearizable read on this node, which must be the leader.
+    pub async fn read_here(&self, prefix: &str) -> Result<ReadAnswer, ApiError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => self.read_local(prefix).ok_or_else(|| ApiError::Unavailable("state lock poisoned".into())),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ApiError::NotLeader(f.leader_node.map(|n| n.addr)))
+            }
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// What this node has applied, not necessarily the latest.
+    pub fn read_local(&self, prefix: &str) -> Option<ReadAnswer> {
+        self.shared.read(|s| ReadAnswer {
+            revision: s.revision,
+            kvs: s.range(prefix).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
+    }
+
+    async fn join(&self, req: JoinRequest) -> Result<(), ApiError> {
+        if !self.raft.is_initialized().await.map_err(|e| ApiError::Unavailable(e.to_string()))? {
+            return Err(ApiError::NotInitialized);
+        }
+        let (voter, known) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            (membership.voter_ids().any(|v| v == req.id), membership.get_node(&req.id).is_some())
+        };
+        if voter {
+            return Ok(());
+        }
+        let map = |e: RaftError<u64, ClientWriteError<u64, BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                ApiError::NotLeader(f.leader_node.map(|n| n.addr))
+            }
+            e => ApiError::Unavailable(e.to_string()),
+        };
+        if !known {
+            info!("adding Raft node {} as a learner", req.addr);
+            self.raft.add_learner(req.id, BasicNode { addr: req.addr.clone() }, true).await.map_err(map)?;
+        }
+        info!("making Raft node {} a voter", req.addr);
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false).await.map_err(map)?;
+        Ok(())
+    }
+
+    /// Runs a write where the leader is, within `deadline`: here if we lead, else forwarded.
+    pub async fn write(&self, ops: Vec<Op>, deadline: Instant) -> DcsResult<Outcome> {
+        let res = tokio::time::timeout_at(deadline, async {
+            let mut last = String::from("no Raft leader");
+            loop {
+                let attempt = match self.leader_addr() {
+                    Some((id, _)) if id == self.id => self.propose(ops.clone()).await.map_err(|e| e.to_string()),
+                    Some((_, addr)) => self.forward::<_, Outcome>(&addr, "/dcs/write", &ops, deadline).await,
+                    None => Err(last.clone()),
+                };
+                match attempt {
+                    Ok(o) => return Ok(o),
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        flatten(res, "write")
+    }
+
+    /// A linearizable read of `prefix` within `deadline`, confirmed by the leader.
+    pub async fn read(&self, prefix: &str, deadline: Instant) -> DcsResult<ReadAnswer> {
+        let req = ReadRequest { prefix: prefix.to_string() };
+        let res = tokio::time::timeout_at(deadline, async {
+            let mut last = String::from("no Raft leader");
+            loop {
+                let attempt = match self.leader_addr() {
+                    Some((id, _)) if id == self.id => self.read_here(prefix).await.map_err(|e| e.to_string()),
+                    Some((_, addr)) => self.forward::<_, ReadAnswer>(&addr, "/dcs/read", &req, deadline).await,
+                    None => Err(last.clone()),
+                };
+                match attempt {
+                    Ok(a) => return Ok(a),
+                    Err(e) => last = e,
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        flatten(res, "read")
+    }
+
+    async fn forward<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        addr: &str,
+        path: &str,
+        req: &Req,
+        deadline: Instant,
+    ) -> Result<Resp, String> {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        match self.peers.post::<_, Result<Resp, ApiError>>(addr, path, req, left).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+fn flatten<T>(res: Result<Result<T, String>, tokio::time::error::Elapsed>, what: &str) -> DcsResult<T> {
+    match res {
+        Ok(r) => r.map_err(DcsError::Unreachable),
+        Err(_) => Err(DcsError::Unreachable(format!("Raft {what} did not complete within retry_timeout"))),
+    }
+}
+
+fn json_answer<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad request body: {e}")).into_response())
+}
+
+/// One handler for every path: authenticate, then dispatch.
+async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    if !authenticated(core.key.as_ref(), path, &headers, &body) {
+        warn!("refused a Raft request to {path} with a missing or wrong signature (raft.password differs?)");
+        return (StatusCode::UNAUTHORIZED, "bad or missing signature").into_response();
+    }
+    match path {
+        "/raft/append" => match parse(&body) {
+            Ok(r) => json_answer(&core.raft.append_entries(r).await),
+            Err(e) => e,
+        },
+        "/raft/vote" => match parse(&body) {
+            Ok(r) => json_answer(&core.raft.vote(r).await),
+            Err(e) => e,
+        },
+        "/raft/snapshot" => match parse(&body) {
+            Ok(r) => json_answer(&core.raft.install_snapshot(r).await),
+            Err(e) => e,
+        },
+        "/dcs/write" => match parse::<Vec<Op>>(&body) {
+            Ok(ops) => json_answer(&core.propose(ops).await),
+            Err(e) => e,
+        },
+        "/dcs/read" => match parse::<ReadRequest>(&body) {
+            Ok(r) => json_answer(&core.read_here(&r.prefix).await),
+            Err(e) => e,
+        },
+        "/dcs/join" => match parse::<JoinRequest>(&body) {
+            Ok(r) => json_answer(&core.join(r).await),
+            Err(e) => e,
+        },
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
