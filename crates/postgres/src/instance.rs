@@ -182,6 +182,8 @@ pub struct Postgres {
     pub(crate) recovery: Option<RecoverySettings>,
     /// During a custom bootstrap pg_hba.conf temporarily trusts the local superuser and replication user.
     pub(crate) trust_local_access: bool,
+    /// `synchronous_standby_names` decided by the HA loop (synchronous mode); survives configuration updates.
+    pub(crate) synchronous_standby_names: Option<String>,
 }
 
 impl Postgres {
@@ -205,6 +207,7 @@ impl Postgres {
             role: Role::Uninitialized,
             recovery: None,
             trust_local_access: false,
+            synchronous_standby_names: None,
             settings,
         }
     }
@@ -469,6 +472,7 @@ impl Postgres {
         }
         let (addresses, port) = split_listen(&self.settings.listen);
         crate::postmaster::check_port_free(&addresses, port)?;
+        crate::postmaster::remove_stale_pid_file(&self.settings.data_dir)?;
         self.write_config(recovery.as_ref(), keep_existing_recovery)?;
         let mut opts = StartOptions::new(&self.settings.data_dir, self.files.postgresql_conf());
         opts.options = command_line_options(&self.server.parameters);
@@ -538,13 +542,7 @@ impl Postgres {
         self.settings.parameters = parameters;
         self.settings.pg_hba = pg_hba;
         self.settings.pg_ident = pg_ident;
-        self.server = server_parameters(
-            &self.settings.parameters,
-            &self.settings.listen,
-            &self.settings.scope,
-            self.version,
-            &self.files.config_dir,
-        );
+        self.recompute_server_parameters();
         let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
         self.write_config(recovery.as_ref(), false)?;
         let changed = before != self.config_snapshot();
@@ -568,6 +566,46 @@ impl Postgres {
             }
         }
         Ok(ReloadOutcome { reloaded: changed, pending_restart })
+    }
+
+    fn recompute_server_parameters(&mut self) {
+        self.server = server_parameters(
+            &self.settings.parameters,
+            &self.settings.listen,
+            &self.settings.scope,
+            self.version,
+            &self.files.config_dir,
+        );
+        if let Some(names) = &self.synchronous_standby_names {
+            self.server.parameters.insert("synchronous_standby_names".into(), names.clone());
+        }
+    }
+
+    /// Sets (or with `None` clears) `synchronous_standby_names` in postgresql.conf and reloads when running.
+    /// The HA loop owns this value in synchronous mode; it overrides the configured parameter.
+    pub async fn set_synchronous_standby_names(&mut self, names: Option<String>) -> Result<()> {
+        if self.synchronous_standby_names == names {
+            return Ok(());
+        }
+        self.synchronous_standby_names = names;
+        self.recompute_server_parameters();
+        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        self.write_config(recovery.as_ref(), false)?;
+        if self.is_running() {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// The timeline history of the running primary (what Patroni publishes as the `history` key): one entry per
+    /// earlier timeline with the LSN where it ended.
+    pub async fn timeline_history(&self) -> Result<Vec<crate::rewind::HistoryEntry>> {
+        let timeline = self.cluster_info().await?.timeline;
+        if timeline <= 1 {
+            return Ok(Vec::new());
+        }
+        let bytes = self.db().await?.read_data_file(&format!("pg_wal/{timeline:08X}.history")).await?;
+        Ok(crate::rewind::parse_history(&String::from_utf8_lossy(&bytes)))
     }
 
     fn config_snapshot(&self) -> Vec<Option<Vec<u8>>> {
@@ -725,6 +763,12 @@ pub fn slot_name_from_member_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_can_move_between_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Postgres>();
+    }
 
     #[test]
     fn slot_names() {

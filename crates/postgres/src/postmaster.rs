@@ -419,6 +419,21 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Removes a `postmaster.pid` whose pid now belongs to an unrelated live process (pid reuse after a host crash):
+/// PostgreSQL would refuse to start, believing another postmaster runs. Only called once [`Postmaster::adopt`]
+/// established it is not a postmaster of this data directory.
+pub fn remove_stale_pid_file(data_dir: &Path) -> Result<()> {
+    let Some(pf) = PidFile::read(data_dir)? else {
+        return Ok(());
+    };
+    if kill(Pid::from_raw(pf.pid), None).is_ok() && !is_postmaster_of(pf.pid, data_dir, pf.start_time)? {
+        let path = PidFile::path(data_dir);
+        tracing::warn!("removing stale {} (pid {} is an unrelated process)", path.display(), pf.pid);
+        std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
 /// The checks PostgreSQL would make, done first so that the error names the data directory and the fix.
 pub fn check_data_dir(data_dir: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;

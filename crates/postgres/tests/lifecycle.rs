@@ -131,6 +131,18 @@ async fn stop_modes_adoption_and_crash_detection() {
     assert!(adopted.crashed().is_some());
     assert!(!adopted.is_running());
 
+    // A stale pid file naming an unrelated live process (pid reuse after a host crash) does not block a start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pidfile = adopted.data_dir().join("postmaster.pid");
+    let stale = std::fs::read_to_string(&pidfile).unwrap_or_default();
+    let mut rest: Vec<&str> = stale.lines().collect();
+    let me = std::process::id().to_string();
+    if rest.is_empty() {
+        rest = vec!["0", "", "0"];
+    }
+    rest[0] = &me;
+    std::fs::write(&pidfile, rest.join("\n") + "\n").unwrap();
+
     // And a crash of one we started, with its status.
     let mut pg = Postgres::new(adopted.settings().clone()).await.unwrap();
     // The killed postmaster's children may linger a moment; wait for the pid file to go stale.

@@ -71,6 +71,14 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
     assert!(!replica.data_dir().join("standby.signal").exists());
     assert!(!replica.db().await.unwrap().in_recovery().await.unwrap());
     assert_eq!(replica.cluster_info().await.unwrap().timeline, 2);
+    let history = replica.timeline_history().await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].parent_timeline, 1);
+    replica.set_synchronous_standby_names(Some("node1".into())).await.unwrap();
+    let ssn: String =
+        replica.db().await.unwrap().query_one("SHOW synchronous_standby_names", &[]).await.unwrap().get(0);
+    assert_eq!(ssn, "node1");
+    replica.set_synchronous_standby_names(None).await.unwrap();
     insert(&replica, "new-primary").await;
     insert(&primary, "old-primary-only").await;
 
