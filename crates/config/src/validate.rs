@@ -80,7 +80,9 @@ pub fn validate(config: &Config, cx: &mut Cx) {
     }
     match &r.connect_address {
         Some(a) => connect_address(cx, "restapi.connect_address", a),
-        None => cx.require_at("restapi.connect_address", "is required"),
+        // Patroni falls back to the listen address; its validator requires the key.
+        None if cx.strict => cx.require_at("restapi.connect_address", "is required"),
+        None => cx.warn_at("restapi.connect_address", "is not set: restapi.listen is published instead"),
     }
     if let Some(a) = &r.authentication {
         if a.username.is_none() {
@@ -264,7 +266,8 @@ fn validate_postgresql(config: &Config, cx: &mut Cx) {
     }
     match &pg.connect_address {
         Some(a) => connect_address(cx, "postgresql.connect_address", a),
-        None => cx.require_at("postgresql.connect_address", "is required"),
+        None if cx.strict => cx.require_at("postgresql.connect_address", "is required"),
+        None => cx.warn_at("postgresql.connect_address", "is not set: the local listen address is published instead"),
     }
     if let Some(a) = &pg.proxy_address {
         connect_address(cx, "postgresql.proxy_address", a);

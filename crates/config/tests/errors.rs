@@ -231,13 +231,24 @@ fn dcs_specific_checks() {
 
 #[test]
 fn empty_configuration_lists_everything_missing() {
+    let strict = match load_str_in_mode("", &EnvMap::new(), Mode::Validate) {
+        Ok(_) => panic!("an empty configuration validated"),
+        Err(e) => e.to_string(),
+    };
     assert_eq!(
-        errors_of("", &EnvMap::new()),
+        strict,
         "name: is required\nscope: is required\nrestapi.listen: is required\n\
          restapi.connect_address: is required\n\
          no DCS configured: one of consul, etcd, etcd3, exhibitor, kubernetes, raft, zookeeper is required\n\
          postgresql.listen: is required\npostgresql.connect_address: is required\n\
          postgresql.data_dir: is required\npostgresql.authentication: is required"
+    );
+    // To run, Patroni does without the connect addresses (it publishes the listen addresses).
+    assert_eq!(
+        errors_of("", &EnvMap::new()),
+        "name: is required\nscope: is required\nrestapi.listen: is required\n\
+         no DCS configured: one of consul, etcd, etcd3, exhibitor, kubernetes, raft, zookeeper is required\n\
+         postgresql.listen: is required\npostgresql.data_dir: is required\npostgresql.authentication: is required"
     );
 }
 
