@@ -1,0 +1,172 @@
+//! `query`: runs SQL on a member chosen by role or name and prints the rows like patronictl.
+
+use serde_json::Value;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use super::{any_member, get_cluster, timestamp};
+use crate::cli::Role;
+use crate::commands::read::{conn_host_port, watching};
+use crate::context::{Ctl, CtlError, CtlResult};
+use crate::output::{render, Format, Table};
+use crate::prompt;
+
+pub struct QueryArgs {
+    pub cluster_name: Option<String>,
+    pub group: Option<u32>,
+    pub fmt: Format,
+    pub file: Option<String>,
+    pub password: bool,
+    pub username: Option<String>,
+    pub watch: Option<f64>,
+    pub role: Option<Role>,
+    pub member: Option<String>,
+    pub delimiter: String,
+    pub command: Option<String>,
+    pub dbname: Option<String>,
+}
+
+struct Params {
+    user: Option<String>,
+    password: Option<String>,
+    dbname: Option<String>,
+}
+
+/// Connects to the member with `role` / named `member`; for replica and primary roles checks what the server
+/// itself says (`pg_is_in_recovery()`), as the DCS may lag behind.
+async fn connect(
+    cluster: &patroni_dcs::Cluster,
+    role: Option<Role>,
+    member: Option<&str>,
+    p: &Params,
+) -> Result<Option<Client>, String> {
+    let Some(m) = any_member(cluster, role, member).map_err(|e| e.0)? else { return Ok(None) };
+    let (host, port) = conn_host_port(m.conn_url().unwrap_or(""));
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(host.as_deref().unwrap_or("localhost"));
+    cfg.port(port);
+    cfg.application_name("Patroni ctl");
+    cfg.connect_timeout(std::time::Duration::from_secs(5));
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let user = p.user.clone().or_else(|| env("PGUSER")).or_else(|| env("USER")).unwrap_or_else(|| "postgres".into());
+    cfg.user(&user);
+    if let Some(pw) = p.password.clone().or_else(|| env("PGPASSWORD")) {
+        cfg.password(pw);
+    }
+    cfg.dbname(p.dbname.clone().or_else(|| env("PGDATABASE")).unwrap_or(user.clone()));
+    let (client, conn) = cfg.connect(NoTls).await.map_err(db_message)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    if matches!(role, None | Some(Role::Any) | Some(Role::Leader)) {
+        return Ok(Some(client));
+    }
+    let in_recovery = match client.simple_query("SELECT pg_catalog.pg_is_in_recovery()").await.map_err(db_message)? {
+        msgs => msgs.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
+            _ => None,
+        }),
+    }
+    .unwrap_or(true);
+    let ok = if in_recovery {
+        matches!(role, Some(Role::Replica | Role::Standby | Role::StandbyLeader))
+    } else {
+        role == Some(Role::Primary)
+    };
+    Ok(ok.then_some(client))
+}
+
+fn db_message(e: tokio_postgres::Error) -> String {
+    match e.code() {
+        Some(c) => c.code().to_string(),
+        None => e.to_string().replace('\n', " "),
+    }
+}
+
+fn error_rows(message: String) -> (Option<Vec<String>>, Vec<Vec<Value>>) {
+    (None, vec![vec![Value::from(timestamp(0)), Value::from(message)]])
+}
+
+pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
+    let sql = match (&a.file, &a.command) {
+        (Some(_), Some(_)) => return Err(CtlError::new("--file and --command are mutually exclusive options")),
+        (Some(f), None) => {
+            if f == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| CtlError::new(e.to_string()))?;
+                s
+            } else {
+                std::fs::read_to_string(f).map_err(|e| CtlError::new(format!("Invalid value for '--file' / '-f': {f}: {e}")))?
+            }
+        }
+        (None, Some(c)) => c.clone(),
+        (None, None) => return Err(CtlError::new("You need to specify either --command or --file")),
+    };
+    if a.role.is_some() && a.member.is_some() {
+        return Err(CtlError::new("--role and --member are mutually exclusive options"));
+    }
+    let password = if a.password { Some(prompt::prompt_hidden("Password")?) } else { None };
+    let params = Params { user: a.username.clone(), password, dbname: a.dbname.clone() };
+    let name = ctl.cluster_name(a.cluster_name.clone())?;
+    let dcs = ctl.dcs(&name, a.group).await?;
+    let cluster = get_cluster(&dcs).await?;
+    let client: tokio::sync::Mutex<Option<Client>> = tokio::sync::Mutex::new(None);
+    watching(a.watch, false, || async {
+        let mut guard = client.lock().await;
+        if guard.is_none() {
+            match connect(&cluster, a.role, a.member.as_deref(), &params).await {
+                Ok(c) => *guard = c,
+                Err(m) => {
+                    let (h, r) = error_rows(format!("ERROR, SQLSTATE: {m}"));
+                    print_rows(h, r, a.fmt, &a.delimiter);
+                    return Ok(());
+                }
+            }
+        }
+        let (header, rows) = match guard.as_ref() {
+            None => {
+                let message = if let Some(m) = &a.member {
+                    format!("No connection to member {m} is available")
+                } else if let Some(r) = a.role {
+                    format!("No connection to role {} is available", r.as_str())
+                } else {
+                    "No connection is available".to_string()
+                };
+                error_rows(message)
+            }
+            Some(c) => match c.simple_query(&sql).await {
+                Ok(msgs) => {
+                    let mut header = None;
+                    let mut rows = Vec::new();
+                    for m in msgs {
+                        match m {
+                            SimpleQueryMessage::RowDescription(cols) => {
+                                header = Some(cols.iter().map(|c| c.name().to_string()).collect());
+                                rows.clear();
+                            }
+                            SimpleQueryMessage::Row(r) => {
+                                if header.is_none() {
+                                    header = Some(r.columns().iter().map(|c| c.name().to_string()).collect());
+                                }
+                                rows.push((0..r.len()).map(|i| r.get(i).map_or(Value::Null, Value::from)).collect());
+                            }
+                            _ => {}
+                        }
+                    }
+                    (header, rows)
+                }
+                Err(e) => {
+                    *guard = None;
+                    error_rows(format!("ERROR, SQLSTATE: {}", db_message(e)))
+                }
+            },
+        };
+        print_rows(header, rows, a.fmt, &a.delimiter);
+        Ok(())
+    })
+    .await
+}
+
+fn print_rows(header: Option<Vec<String>>, rows: Vec<Vec<Value>>, fmt: Format, delimiter: &str) {
+    let table = Table { columns: header.unwrap_or_default(), rows, right: vec![], title: String::new() };
+    print!("{}", render(&table, fmt, delimiter));
+}

@@ -1,0 +1,254 @@
+//! Where patronictl gets its configuration (file, `PATRONICTL_CONFIG_FILE`, environment, `--dcs-url`) and
+//! how it reaches the DCS and the members' REST APIs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use patroni_api::{ApiClient, ClientSettings};
+use patroni_config::{Config, EnvMap};
+use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use serde_json::{Map, Value};
+
+/// A problem patronictl reports as `Error: <message>` with exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CtlError(pub String);
+
+impl CtlError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        CtlError(msg.into())
+    }
+
+    /// A failure already printed the way patronictl prints it (`Failed: …`): exit 1 without another message.
+    pub fn reported() -> Self {
+        CtlError(String::new())
+    }
+
+    pub fn is_reported(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+pub type CtlResult<T> = Result<T, CtlError>;
+
+/// The DCS sections `--dcs-url` replaces, with their default ports.
+const DCS_DEFAULTS: [(&str, u16); 5] =
+    [("zookeeper", 2181), ("exhibitor", 8181), ("consul", 8500), ("etcd", 2379), ("etcd3", 2379)];
+
+/// `click.get_app_dir('patroni')` + `patronictl.yaml`: `$XDG_CONFIG_HOME/patroni` or `~/.config/patroni` on
+/// Unix, `~/Library/Application Support/patroni` on macOS.
+pub fn default_config_path(env: &EnvMap) -> PathBuf {
+    let home = env.get("HOME").cloned().unwrap_or_else(|| "~".into());
+    let dir = if cfg!(target_os = "macos") {
+        Path::new(&home).join("Library/Application Support/patroni")
+    } else {
+        match env.get("XDG_CONFIG_HOME").filter(|s| !s.is_empty()) {
+            Some(x) => Path::new(x).join("patroni"),
+            None => Path::new(&home).join(".config/patroni"),
+        }
+    };
+    dir.join("patronictl.yaml")
+}
+
+/// Parses `DCS://HOST:PORT/NAMESPACE` into the configuration section it stands for (and the namespace).
+/// Missing parts default like patronictl: scheme by port (else `etcd`), host `localhost`, the scheme's port.
+pub fn parse_dcs_url(dcs: &str) -> CtlResult<(String, Value, Option<String>)> {
+    let text = if dcs.contains("//") { dcs.to_string() } else { format!("//{dcs}") };
+    let (scheme, rest) = match text.split_once("//") {
+        Some((s, r)) => (s.trim_end_matches(':').to_string(), r.to_string()),
+        None => (String::new(), text.clone()),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
+        None => (rest.clone(), String::new()),
+    };
+    let authority = authority.rsplit('@').next().unwrap_or("").to_string();
+    let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
+        match stripped.split_once(']') {
+            Some((h, p)) => (h.to_string(), p.strip_prefix(':').map(str::to_string)),
+            None => return Err(CtlError::new(format!("Invalid IPv6 URL: {dcs}"))),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (authority.clone(), None),
+        }
+    };
+    let port: Option<u16> = match port.filter(|p| !p.is_empty()) {
+        Some(p) => Some(p.parse().map_err(|_| CtlError::new(format!("Port could not be cast to integer value as '{p}'")))?),
+        None => None,
+    };
+    let scheme = if scheme.is_empty() {
+        DCS_DEFAULTS.iter().find(|(_, p)| Some(*p) == port).map_or("etcd", |(s, _)| s).to_string()
+    } else if DCS_DEFAULTS.iter().any(|(s, _)| *s == scheme) {
+        scheme
+    } else {
+        return Err(CtlError::new(format!("Unknown dcs scheme: {scheme}")));
+    };
+    let default_port = DCS_DEFAULTS.iter().find(|(s, _)| *s == scheme).map_or(2379, |(_, p)| *p);
+    let host = if host.is_empty() { "localhost".to_string() } else { host.to_lowercase() };
+    let hp = format!("{host}:{}", port.unwrap_or(default_port));
+    let mut section = Map::new();
+    match scheme.as_str() {
+        "zookeeper" => {
+            section.insert("hosts".into(), Value::Array(vec![Value::from(hp)]));
+        }
+        "exhibitor" => {
+            section.insert("hosts".into(), Value::Array(vec![Value::from(host)]));
+            section.insert("port".into(), Value::from(port.unwrap_or(default_port)));
+        }
+        _ => {
+            section.insert("host".into(), Value::from(hp));
+        }
+    }
+    let namespace = (!path.is_empty() && path.trim() != "/").then(|| path.trim().to_string());
+    Ok((scheme, Value::Object(section), namespace))
+}
+
+/// Loads the configuration as patronictl does: the file when it exists (an explicitly given one must), else
+/// the environment alone; `--dcs-url` replaces every DCS section. Not validated as an agent configuration:
+/// patronictl only needs the DCS, `ctl` and `restapi` sections.
+pub fn load_config(path: &Path, explicit: bool, dcs_url: Option<&str>, env: &EnvMap) -> CtlResult<Config> {
+    let readable = std::fs::File::open(path).is_ok();
+    if !readable && explicit {
+        return Err(CtlError::new(format!(
+            "Provided config file {} not existing or no read rights. Check the -c/--config-file parameter",
+            path.display()
+        )));
+    }
+    let (mut tree, _) = patroni_config::load_tree(readable.then_some(path), env)
+        .map_err(|e| CtlError::new(format!("Failed to load configuration from {}: {e}", path.display())))?;
+    if !tree.is_object() {
+        tree = Value::Object(Map::new());
+    }
+    if let Some(url) = dcs_url {
+        let (scheme, section, namespace) = parse_dcs_url(url)?;
+        if let Value::Object(m) = &mut tree {
+            for (d, _) in DCS_DEFAULTS {
+                m.remove(d);
+            }
+            m.insert(scheme, section);
+            if let Some(ns) = namespace {
+                m.insert("namespace".into(), Value::from(ns));
+            }
+        }
+    }
+    let (cfg, cx) = patroni_config::convert::convert::<Config>(&tree, "");
+    cfg.ok_or_else(|| {
+        let problems: Vec<String> = cx.errors.iter().map(|d| format!("{}: {}", d.path, d.message)).collect();
+        CtlError::new(format!("Invalid configuration: {}", problems.join("; ")))
+    })
+}
+
+/// The etcd v3 settings patronictl uses for cluster `scope`: no lease, linearizable reads.
+/// (The agent has the same mapping in `agent::dcs_setup`; both should move to the dcs crate.)
+pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlResult<Etcd3Settings> {
+    let Some(e) = config.etcd3.as_ref() else {
+        let others: Vec<&str> = config.dcs_kinds().iter().map(|k| k.as_str()).collect();
+        if others.is_empty() {
+            return Err(CtlError::new(
+                "Can not find suitable configuration of distributed configuration store\n\
+                 Available implementations: etcd3",
+            ));
+        }
+        return Err(CtlError::new(format!(
+            "The {} DCS is not supported by this patronictl yet; use etcd3",
+            others.join(", ")
+        )));
+    };
+    let name = config.name.clone().unwrap_or_else(|| scope.to_string());
+    let mut s = Etcd3Settings::new(scope, name);
+    s.namespace = config.namespace.clone();
+    s.citus_group = group;
+    s.host = e.host.clone();
+    s.hosts = e.hosts.as_ref().map(|h| h.0.clone()).unwrap_or_default();
+    s.use_proxies = e.use_proxies.unwrap_or(false);
+    s.url = e.url.clone();
+    s.proxy = e.proxy.clone();
+    s.srv = e.srv.clone();
+    s.srv_suffix = e.srv_suffix.clone();
+    s.protocol = e.protocol.clone();
+    s.username = e.username.clone();
+    s.password = e.password.clone();
+    s.cacert = e.cacert.as_ref().map(PathBuf::from);
+    s.cert = e.cert.as_ref().map(PathBuf::from);
+    s.key = e.key.as_ref().map(PathBuf::from);
+    s.ctl = true;
+    s.retry_timeout = Duration::from_secs(10);
+    Ok(s)
+}
+
+/// Everything a command needs: the configuration, DCS access and a REST client.
+pub struct Ctl {
+    pub config: Config,
+    pub insecure: bool,
+}
+
+impl Ctl {
+    /// Connects the DCS of cluster `scope`.
+    pub async fn dcs(&self, scope: &str, group: Option<u32>) -> CtlResult<Etcd3> {
+        let settings = etcd3_settings(&self.config, scope, group)?;
+        Etcd3::new(settings).await.map_err(|e| CtlError::new(e.to_string()))
+    }
+
+    /// The REST client, with `ctl` settings (falling back to `restapi`) and `-k`.
+    pub fn api(&self) -> CtlResult<ApiClient> {
+        let mut s = ClientSettings::from_config(self.config.ctl.as_ref(), Some(&self.config.restapi));
+        s.insecure = s.insecure || self.insecure;
+        ApiClient::new(&s).map_err(|e| CtlError::new(e.to_string()))
+    }
+
+    /// Cluster name from the argument or the `scope` of the configuration.
+    pub fn cluster_name(&self, arg: Option<String>) -> CtlResult<String> {
+        arg.or_else(|| self.config.scope.clone())
+            .ok_or_else(|| CtlError::new("Missing argument 'CLUSTER_NAME': no cluster name given and no scope configured"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dcs_urls_like_patronictl() {
+        assert_eq!(parse_dcs_url("").unwrap(), ("etcd".into(), json!({"host": "localhost:2379"}), None));
+        assert_eq!(parse_dcs_url("etcd://:2399").unwrap().1, json!({"host": "localhost:2399"}));
+        assert_eq!(parse_dcs_url("etcd://test").unwrap().1, json!({"host": "test:2379"}));
+        assert_eq!(parse_dcs_url("etcd3://random.com:2399").unwrap(), ("etcd3".into(), json!({"host": "random.com:2399"}), None));
+        assert_eq!(
+            parse_dcs_url("etcd3://random.com:2399/customnamespace").unwrap().2,
+            Some("/customnamespace".to_string())
+        );
+        assert_eq!(parse_dcs_url("localhost:8500").unwrap().0, "consul");
+        assert_eq!(parse_dcs_url("zookeeper://h").unwrap().1, json!({"hosts": ["h:2181"]}));
+        assert!(parse_dcs_url("foo://h").unwrap_err().0.contains("Unknown dcs scheme: foo"));
+    }
+
+    #[test]
+    fn default_path_follows_xdg() {
+        let mut env = EnvMap::new();
+        env.insert("HOME".into(), "/home/u".into());
+        if !cfg!(target_os = "macos") {
+            assert_eq!(default_config_path(&env), PathBuf::from("/home/u/.config/patroni/patronictl.yaml"));
+            env.insert("XDG_CONFIG_HOME".into(), "/x".into());
+            assert_eq!(default_config_path(&env), PathBuf::from("/x/patroni/patronictl.yaml"));
+        }
+    }
+
+    #[test]
+    fn config_from_environment_alone_and_dcs_override() {
+        let mut env = EnvMap::new();
+        env.insert("PATRONI_SCOPE".into(), "demo".into());
+        env.insert("PATRONI_ETCD3_HOSTS".into(), "'10.0.0.1:2379'".into());
+        let c = load_config(Path::new("/nonexistent/patronictl.yaml"), false, None, &env).unwrap();
+        assert_eq!(c.scope.as_deref(), Some("demo"));
+        assert!(c.etcd3.is_some());
+        let c = load_config(Path::new("/nonexistent"), false, Some("etcd3://h:1/ns"), &env).unwrap();
+        assert_eq!(c.etcd3.as_ref().and_then(|e| e.host.clone()).as_deref(), Some("h:1"));
+        assert!(c.etcd3.as_ref().is_some_and(|e| e.hosts.is_none()));
+        assert_eq!(c.namespace, "/ns");
+        let err = load_config(Path::new("/nonexistent/x.yml"), true, None, &env).unwrap_err();
+        assert!(err.0.contains("not existing or no read rights"));
+    }
+}
