@@ -113,7 +113,8 @@ async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
     let (lagging, good) = (replicas[0], replicas[1]);
 
     // Stop the lagging replica's streaming.
-    c.sql(lagging, "ALTER SYSTEM SET primary_conninfo = ''; SELECT pg_reload_conf()").await.unwrap();
+    c.sql(lagging, "ALTER SYSTEM SET primary_conninfo = ''").await.unwrap();
+    c.sql(lagging, "SELECT pg_reload_conf()").await.unwrap();
     wait_for(&c, "the walreceiver to stop", WAIT, || async {
         matches!(c.sql(lagging, "SELECT count(*) FROM pg_stat_wal_receiver").await.as_deref(),
             Ok([row]) if row[0].as_deref() == Some("0"))
@@ -140,10 +141,31 @@ async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
     let lag_rows = c.sql(lagging, "SELECT to_regclass('big') IS NULL").await.unwrap();
     assert_eq!(lag_rows[0][0].as_deref(), Some("t"), "the lagging replica has not received the big table");
 
+    // The caught-up replica's agent dies (its PostgreSQL keeps running, caught up), so that the lag rule alone must
+    // keep the lagging replica from taking over: it cannot just defer to a better peer.
+    c.nodes[good].kill(Signal::SIGKILL).unwrap();
+    c.nodes[good].wait_exit(WAIT).await.unwrap();
     c.nodes[p].kill(Signal::SIGKILL).unwrap();
     c.nodes[p].wait_exit(WAIT).await.unwrap();
     c.pg_stop_immediate(p);
-    let np = c.wait_primary(Duration::from_secs(TTL + LOOP_WAIT + 30), &[p]).await;
+
+    let until = Instant::now() + Duration::from_secs(TTL + 5 * LOOP_WAIT + 5);
+    while Instant::now() < until {
+        let leader = c.leader().await;
+        if leader.as_deref() == Some(&name(lagging)) || c.status(lagging, "/primary").await == Some(200) {
+            c.dump("lagging replica promoted");
+            panic!("the lagging replica {} took over (leader key {leader:?})", name(lagging));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(c.leader().await, None, "nobody took the expired key");
+    assert!(
+        c.node(lagging).log().contains("exceeds maximum replication lag"),
+        "the lagging replica says why it does not take over"
+    );
+
+    c.nodes[good].restart().unwrap();
+    let np = c.wait_primary(START_TIMEOUT, &[p, lagging]).await;
     assert_eq!(np, good, "the caught-up replica is promoted, not the lagging {}", name(lagging));
     c.wait_row(np, "last", WAIT).await;
 }
