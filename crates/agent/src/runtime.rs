@@ -179,6 +179,10 @@ impl<N: Node> Runtime<N> {
         let mut cluster = self.read_cluster().await;
         let settings = self.settings();
         let (mut local, mut details) = self.observe().await;
+        // Peers racing for a free leader key read our WAL position from the REST API right now: publish it
+        // before deciding anything, so their comparison is not a whole loop stale.
+        let status = self.publish.borrow().status.clone();
+        self.publish_state(local.clone(), details.clone(), cluster.clone().map(Arc::new), status);
         let mut outcomes = Vec::new();
         let mut peers: Option<Vec<PeerStatus>> = None;
         let mut plan = Plan::default();
@@ -222,12 +226,17 @@ impl<N: Node> Runtime<N> {
             let _ = c;
         }
         let leader_version = cluster.as_ref().and_then(|c| c.leader.as_ref()).map(|l| l.version);
+        self.publish_state(local, details, cluster.map(Arc::new), plan.status.clone());
+        Ok((plan, leader_version))
+    }
+
+    fn publish_state(&self, local: LocalState, details: LocalDetails, cluster: Option<Arc<Cluster>>, status: String) {
         let published = Published {
             local,
             details,
             is_leader: self.ha.holds_lock(),
-            cluster: cluster.map(Arc::new),
-            status: plan.status.clone(),
+            cluster,
+            status,
             dynamic: self.dynamic.clone(),
             dcs_last_seen: self.dcs_last_seen,
             heartbeat: Some(SystemTime::now()),
@@ -237,7 +246,6 @@ impl<N: Node> Runtime<N> {
             api.tx.send_replace(Arc::new(crate::status::node_status(&published, &api.info, &tags)));
         }
         self.publish.send_replace(published);
-        Ok((plan, leader_version))
     }
 
     async fn read_cluster(&mut self) -> Option<Cluster> {
