@@ -1,37 +1,66 @@
-//! Everything the agent does to PostgreSQL: binaries, configuration files, process control, state queries,
-//! bootstrap, replica creation, rewind and callbacks. See ARCHITECTURE.md.
+//! Everything the agent does to PostgreSQL, as a library with an async API: finding the binaries, writing the
+//! configuration files the way Patroni does, starting/stopping/promoting the postmaster and noticing its death,
+//! the per-cycle state query, bootstrap, replica creation, rewind, callbacks and `--generate-config`.
+//!
+//! The entry point is [`Postgres`], built from [`Settings`] (directly, or with [`Settings::from_config`] from the
+//! member's effective `postgresql` section):
+//!
+//! ```no_run
+//! # async fn demo(pg_config: &patroni_config::PostgresqlConfig,
+//! #               bootstrap: &patroni_config::BootstrapConfig) -> patroni_postgres::Result<()> {
+//! use patroni_postgres::{BootstrapSettings, Postgres, Settings, StopMode};
+//!
+//! let settings = Settings::from_config("node1", "demo", pg_config, true)?;
+//! let mut pg = Postgres::new(settings).await?; // fails clearly when the binaries are missing
+//! if !pg.adopt().await? {
+//!     pg.bootstrap(&BootstrapSettings::from_config(bootstrap)?).await?;
+//! }
+//! let info = pg.cluster_info().await?; // role, LSNs, timeline, replication rows, pending_restart
+//! if let Some(mut died) = pg.exit_watch() {
+//!     tokio::select! {
+//!         _ = died.changed() => { /* crashed: pg.crashed() says how */ }
+//!         _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+//!     }
+//! }
+//! pg.stop(StopMode::Fast).await?;
+//! # let _ = info; Ok(()) }
+//! ```
+//!
+//! Invariants: nothing here decides *when* to do something (that is the HA core's job), and nothing stops
+//! PostgreSQL behind the caller's back — dropping a [`Postgres`] leaves the server running, as SIGKILL of the
+//! agent must. Every external program runs through [`Cmd`]: logged, time-bounded, killed with its whole process
+//! group on timeout or cancellation.
 
 pub mod binaries;
+pub mod bootstrap;
+pub mod callbacks;
 pub mod command;
-pub mod controldata;
-pub mod error;
-pub mod lsn;
-
-pub use binaries::{Binaries, PgVersion, Tool};
-pub use command::{Cmd, CmdOutput};
-pub use controldata::{ClusterState, ControlData};
-pub use error::{Error, Result};
-pub use lsn::Lsn;
 pub mod conf;
 pub mod conninfo;
-pub mod parameters;
-
-pub use conf::{ConfigFiles, RecoverySettings};
-pub use conninfo::{ConnParams, Credentials};
-pub use parameters::Parameters;
-pub mod postmaster;
-pub use postmaster::{Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
-pub mod query;
-pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
-pub mod callbacks;
-pub use callbacks::{CallbackAction, CallbackRunner, CallbackScripts};
-pub mod instance;
-pub use instance::{Postgres, ReloadOutcome, ReplicaMethod, Role, Settings};
-pub mod bootstrap;
-pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
-pub mod replica;
-pub mod rewind;
-pub use rewind::{Divergence, RewindOutcome};
+pub mod controldata;
+pub mod error;
 mod from_config;
 pub mod generate;
+pub mod instance;
+pub mod lsn;
+pub mod parameters;
+pub mod postmaster;
+pub mod query;
+pub mod replica;
+pub mod rewind;
+
+pub use binaries::{Binaries, PgVersion, Tool};
+pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
+pub use callbacks::{CallbackAction, CallbackRunner, CallbackScripts};
+pub use command::{Cmd, CmdOutput};
+pub use conf::{ConfigFiles, RecoverySettings};
+pub use conninfo::{ConnParams, Credentials};
+pub use controldata::{ClusterState, ControlData};
+pub use error::{Error, Result};
 pub use generate::generate_config;
+pub use instance::{Postgres, ReloadOutcome, ReplicaMethod, Role, Settings};
+pub use lsn::Lsn;
+pub use parameters::Parameters;
+pub use postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
+pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
+pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
