@@ -159,9 +159,8 @@ pub fn validate(config: &Config, cx: &mut Cx) {
 fn silence_expected_extras(config: &Config, cx: &mut Cx) {
     let methods: Vec<String> = config
         .postgresql
-        .create_replica_methods
+        .replica_methods()
         .iter()
-        .flatten()
         .map(|m| format!("postgresql.{m}"))
         .chain(config.bootstrap.as_ref().and_then(|b| b.method.as_ref()).map(|m| format!("bootstrap.{m}")))
         .collect();
@@ -285,7 +284,7 @@ fn validate_postgresql(config: &Config, cx: &mut Cx) {
         }
         None => cx.require_at("postgresql.authentication", "is required"),
     }
-    for m in pg.create_replica_methods.iter().flatten() {
+    for m in pg.replica_methods().iter() {
         if m != "basebackup" && pg.replica_method(m).is_none() {
             cx.warn_at(
                 &format!("postgresql.{m}"),

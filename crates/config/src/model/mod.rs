@@ -108,6 +108,8 @@ section! {
         post_init: Option<String>,
         /// Users created after initialization.
         users: Option<IndexMap<String, BootstrapUser>>,
+        /// Older place for `pg_hba` lines used while bootstrapping.
+        pg_hba: Option<Vec<String>>,
     }
 }
 

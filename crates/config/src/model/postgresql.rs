@@ -236,6 +236,10 @@ section! {
         callbacks: Option<Callbacks>,
         /// Ordered replica creation methods (`basebackup` by default).
         create_replica_methods: Option<Vec<String>>,
+        /// Older spelling of `create_replica_methods`, used when that is absent.
+        create_replica_method: Option<Vec<String>>,
+        /// Kerberos service name for libpq connections.
+        krbsrvname: Option<String>,
         /// Options for `pg_basebackup`.
         basebackup: Option<BasebackupOptions>,
         /// PostgreSQL parameters (GUCs).
@@ -276,7 +280,7 @@ section! {
 impl PostgresqlConfig {
     /// Replica creation methods in order; `["basebackup"]` when none are configured.
     pub fn replica_methods(&self) -> Vec<String> {
-        match &self.create_replica_methods {
+        match self.create_replica_methods.as_ref().or(self.create_replica_method.as_ref()) {
             Some(m) if !m.is_empty() => m.clone(),
             _ => vec!["basebackup".to_owned()],
         }
