@@ -1,0 +1,522 @@
+//! The agent loop of one member (observe, step, act, sleep) and what each action does to the world.
+
+use super::*;
+
+impl World {
+    pub(super) fn start_read(&mut self, m: usize, after: i64) {
+        let (took, fails) = self.dcs_latency(m);
+        let gen = self.agents[m].gen;
+        self.agents[m].phase = Phase::Reading;
+        self.schedule(self.now + after + took, Ev::Read { m, gen, fails });
+    }
+
+    pub(super) fn observe_and_step(&mut self, m: usize, fails: bool) {
+        let cluster = if !fails && self.dcs_reachable(m) {
+            self.publish_member(m);
+            self.agents[m].config = self.dcs.config.clone();
+            Some(self.dcs.view(self.now, &self.names))
+        } else {
+            None
+        };
+        let mut cluster = cluster;
+        if let Some(c) = cluster.as_mut().filter(|_| !self.opts.faithful) {
+            if self.agents[m].config.sync_mode != SyncMode::Off {
+                // Core bug 5 workaround, emulating the fix: in synchronous mode a candidate outside the `sync` key
+                // does not hold every acknowledged commit, so every member treats it as no candidate at all
+                // (Patroni: only synchronous nodes may race in a synchronous-mode failover).
+                let sync = c.sync.clone();
+                if let Some(f) = c.failover.as_mut() {
+                    let allowed = |n: &str| sync.leader.as_deref() == Some(n) || sync.is_sync_standby(n);
+                    if f.candidate.as_deref().is_some_and(|n| !allowed(n)) {
+                        f.candidate = None;
+                    }
+                }
+            }
+        }
+        let settings = self.settings(m);
+        let local = self.local_state(m);
+        let agent = &mut self.agents[m];
+        agent.settings = settings.clone();
+        let obs = Observation {
+            now: Time(self.now),
+            cluster,
+            local,
+            peers: agent.peers.take(),
+            outcomes: std::mem::take(&mut agent.outcomes),
+        };
+        let mut plan = agent.ha.step(&settings, &obs);
+        self.steps += 1;
+        if !self.opts.faithful && self.agents[m].config.pause && plan.status == REFRESH_FAILED_DEMOTE {
+            // Core bug 2 workaround, emulating the fix: paused, a failed refresh must not demote (Patroni: "continue
+            // to run as primary after failing to update leader lock in DCS").
+            plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
+            plan.status = "PAUSE: continue to run as primary after failing to update leader lock in DCS".into();
+        }
+        if let Some(mutation) = self.opts.mutation {
+            mutation.plan(&obs, &mut plan);
+        }
+        let agent = &mut self.agents[m];
+        if let Some(c) = &obs.cluster {
+            agent.saw_failover_key = c.failover.is_some();
+        }
+        if agent.config.pause || !agent.ha.holds_lock() {
+            agent.watchdog = None;
+        }
+        agent.plan = plan;
+        agent.next = 0;
+        agent.phase = Phase::Acting;
+        let gen = agent.gen;
+        self.note(Some(m), |w| {
+            let p = &w.agents[m].plan;
+            let dcs = if obs.cluster.is_some() { "" } else { "[no DCS] " };
+            let again = if p.again { " (again)" } else { "" };
+            format!("{dcs}{} | {:?}{again}", p.status, p.actions)
+        });
+        self.schedule(self.now, Ev::Act { m, gen });
+    }
+
+    pub(super) fn act(&mut self, m: usize) {
+        let next = self.agents[m].next;
+        let Some(action) = self.agents[m].plan.actions.get(next).cloned() else {
+            self.finish_loop(m, 0);
+            return;
+        };
+        let r = self.execute(m, &action);
+        if !r.ok {
+            self.note(Some(m), |_| format!("action failed: {action:?}"));
+        }
+        let agent = &mut self.agents[m];
+        if r.ok && next + 1 < agent.plan.actions.len() {
+            agent.next = next + 1;
+            let gen = agent.gen;
+            self.schedule(self.now + r.took, Ev::Act { m, gen });
+        } else {
+            self.finish_loop(m, r.took);
+        }
+    }
+
+    /// The plan is done (or stopped at a failure): look again at once, or sleep.
+    pub(super) fn finish_loop(&mut self, m: usize, after: i64) {
+        let agent = &mut self.agents[m];
+        // A failed refresh must be acted on now, not a loop later: that is when the key may be lost.
+        let refresh_failed = agent.outcomes.contains(&Outcome::LeaderRefresh { ok: false });
+        if (agent.plan.again || refresh_failed) && agent.resteps < MAX_RESTEPS {
+            agent.resteps += 1;
+            self.start_read(m, after);
+            return;
+        }
+        agent.resteps = 0;
+        agent.phase = Phase::Sleeping;
+        let wake = self.now + after;
+        let mut sleep = agent.config.loop_wait as i64;
+        if let Some(Time(at)) = agent.plan.wake_at {
+            // Never spin: a due wake-up still waits a little.
+            sleep = sleep.min((at - wake).max(100));
+        }
+        let gen = agent.gen;
+        self.schedule(wake + sleep, Ev::Wake { m, gen });
+    }
+
+    /// Cut a sleeping agent's sleep short (DCS watch, PostgreSQL process watcher).
+    pub(super) fn wake(&mut self, m: usize) {
+        let agent = &mut self.agents[m];
+        if agent.alive && agent.phase == Phase::Sleeping {
+            agent.gen += 1;
+            let gen = agent.gen;
+            let at = self.now + self.rng.ms(1, 10);
+            self.schedule(at, Ev::Wake { m, gen });
+        }
+    }
+
+    /// The leader key changed: everybody watching it (and able to hear about it) wakes up.
+    pub(super) fn leader_key_changed(&mut self) {
+        for m in 0..self.agents.len() {
+            if self.dcs_reachable(m) {
+                self.wake(m);
+            }
+        }
+    }
+
+    pub(super) fn settings(&self, m: usize) -> Settings {
+        let c = &self.agents[m].config;
+        let mut s = Settings {
+            name: self.names[m].clone(),
+            ttl: Millis(c.ttl),
+            loop_wait: Millis(c.loop_wait),
+            retry_timeout: Millis(c.retry_timeout),
+            maximum_lag_on_failover: c.maximum_lag_on_failover,
+            primary_start_timeout: Millis::from_secs(300),
+            sync_mode: c.sync_mode,
+            pause: c.pause,
+            failsafe_mode: c.failsafe_mode,
+            use_pg_rewind: true,
+            tags: self.tags[m].clone(),
+            ..Settings::default()
+        };
+        if let Some(mutation) = self.opts.mutation {
+            mutation.settings(&mut s);
+        }
+        s
+    }
+
+    pub(super) fn role(&self, m: usize) -> PgRole {
+        let pg = &self.pgs[m];
+        match (&pg.data, pg.proc) {
+            (Some(d), Proc::Running) if d.primary => PgRole::Primary,
+            (Some(_), Proc::Running) => PgRole::Replica,
+            _ => PgRole::Unknown,
+        }
+    }
+
+    pub(super) fn timeline(&self, m: usize) -> Option<u32> {
+        self.pgs[m].data.as_ref().map(|d| self.lineage.timeline(d.pos.fork))
+    }
+
+    pub(super) fn lsn(&self, m: usize) -> Option<u64> {
+        self.pgs[m].data.as_ref().map(|d| d.pos.lsn)
+    }
+
+    pub(super) fn pos(&self, m: usize) -> Option<Pos> {
+        self.pgs[m].data.as_ref().map(|d| d.pos)
+    }
+
+    pub(super) fn publish_member(&mut self, m: usize) {
+        let view = MemberView {
+            name: self.names[m].clone(),
+            role: match self.role(m) {
+                PgRole::Unknown => PgRole::Replica,
+                r => r,
+            },
+            running: self.pgs[m].proc == Proc::Running,
+            lsn: self.lsn(m),
+            timeline: self.timeline(m),
+            tags: self.tags[m].clone(),
+        };
+        let expires = self.now + self.agents[m].config.ttl as i64;
+        self.dcs.members.insert(m, (view, expires));
+    }
+
+    pub(super) fn local_state(&self, m: usize) -> LocalState {
+        let pg = &self.pgs[m];
+        let replication = if self.role(m) == PgRole::Primary {
+            let first_sync = self.first_sync_standby(m);
+            (0..self.pgs.len())
+                .filter(|&r| r != m && self.pgs[r].upstream == Some(m) && self.role(r) == PgRole::Replica)
+                .map(|r| ReplicaConn {
+                    name: self.names[r].clone(),
+                    streaming: self.pgs[r].streaming,
+                    synchronous: first_sync == Some(r),
+                    lsn: self.lsn(r),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        LocalState {
+            data_dir: match &pg.data {
+                Some(d) => DataDir::Initialized { sysid: d.sysid.clone() },
+                None => DataDir::Empty,
+            },
+            process: match pg.proc {
+                Proc::Stopped => Process::Stopped,
+                Proc::Starting { since } => Process::Starting { since: Time(since) },
+                Proc::Running => Process::Running,
+                Proc::Crashed { at } => Process::Crashed { at: Time(at) },
+            },
+            role: self.role(m),
+            lsn: self.lsn(m),
+            timeline: self.timeline(m),
+            following: pg.upstream.map(|u| self.names[u].clone()),
+            replication,
+            busy: pg.job.as_ref().map(|j| j.busy.clone()),
+            last_failure: pg.last_failure.clone(),
+        }
+    }
+
+    /// The standby a primary's commits wait for: the first listed in `synchronous_standby_names` that streams
+    /// from it (`FIRST 1 (...)` semantics).
+    pub(super) fn first_sync_standby(&self, m: usize) -> Option<usize> {
+        self.pgs[m].sync_names.iter().find_map(|name| {
+            let r = self.index(name)?;
+            let pg = &self.pgs[r];
+            (pg.upstream == Some(m) && pg.streaming && self.role(r) == PgRole::Replica).then_some(r)
+        })
+    }
+
+    pub(super) fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    // ----- actions -----
+
+    pub(super) fn dcs_op(&mut self, m: usize) -> (i64, bool) {
+        let (took, fails) = self.dcs_latency(m);
+        (took, !fails)
+    }
+
+    pub(super) fn execute(&mut self, m: usize, action: &Action) -> Exec {
+        match action {
+            Action::AttemptInitialize => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    let won = self.dcs.initialize.is_none();
+                    if won {
+                        self.dcs.initialize = Some(String::new());
+                    }
+                    self.agents[m].outcomes.push(Outcome::InitializeRace { won });
+                }
+                Exec { ok, took }
+            }
+            Action::SetInitialize { sysid } => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.initialize = Some(sysid.clone());
+                }
+                Exec { ok, took }
+            }
+            Action::CancelInitialize => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.initialize = None;
+                }
+                Exec { ok, took }
+            }
+            Action::Bootstrap => self.start_job(m, JobKind::Bootstrap, Busy::Bootstrapping),
+            Action::CreateReplica { from } => {
+                let from = from.as_deref().and_then(|f| self.index(f));
+                self.start_job(m, JobKind::Clone { from }, Busy::CreatingReplica)
+            }
+            Action::StartReplica { follow } => {
+                let follow = follow.as_deref().and_then(|f| self.index(f));
+                self.start_job(m, JobKind::StartReplica { follow }, Busy::Starting)
+            }
+            Action::StartPrimary => self.start_job(m, JobKind::StartPrimary, Busy::Starting),
+            Action::Follow { leader } => {
+                let follow = leader.as_deref().and_then(|f| self.index(f));
+                if self.pgs[m].upstream != follow {
+                    self.pgs[m].upstream = follow;
+                    self.pgs[m].streaming = false;
+                }
+                Exec { ok: true, took: self.rng.ms(5, 50) }
+            }
+            Action::Rewind { from } => match self.index(from) {
+                Some(from) => self.start_job(m, JobKind::Rewind { from }, Busy::Rewinding),
+                None => Exec { ok: false, took: 0 },
+            },
+            Action::Reinitialize { from } => {
+                let from = from.as_deref().and_then(|f| self.index(f));
+                self.start_job(m, JobKind::Reinitialize { from }, Busy::Reinitializing)
+            }
+            Action::Promote => {
+                if self.role(m) != PgRole::Replica || self.pgs[m].job.is_some() {
+                    return Exec { ok: false, took: 0 };
+                }
+                self.check_promotion_allowed(m);
+                self.start_job(m, JobKind::Promote, Busy::Promoting)
+            }
+            Action::Demote { mode, follow } => {
+                if self.agents[m].config.pause && !self.agents[m].saw_failover_key {
+                    let detail = format!("{} demoted ({mode:?}) while paused", self.names[m]);
+                    self.violate(Invariant::PauseViolated, detail);
+                }
+                let follow = follow.as_deref().and_then(|f| self.index(f));
+                // Fast shutdown ends every session first: writes stop the moment the demotion starts.
+                let pg = &mut self.pgs[m];
+                if matches!(pg.proc, Proc::Running | Proc::Starting { .. }) {
+                    pg.proc = Proc::Stopped;
+                }
+                pg.pending.clear();
+                pg.job = None;
+                self.agents[m].watchdog = None;
+                self.start_job(m, JobKind::DemoteStop { mode: *mode, follow }, Busy::Demoting)
+            }
+            Action::Restart => self.start_job(m, JobKind::Restart, Busy::Restarting),
+            Action::Reload => Exec { ok: true, took: 1 },
+            Action::AcquireLeader => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    let won = self.dcs.leader_at(self.now).is_none();
+                    if won {
+                        let expires = self.now + self.agents[m].config.ttl as i64;
+                        self.dcs.leader = Some(Lease { holder: m, expires });
+                        let me = self.names[m].as_str();
+                        let sync_ok = !self.dcs.sync_enabled()
+                            || self.opts.faithful
+                            || self.dcs.sync.leader.as_deref() == Some(me)
+                            || self.dcs.sync.is_sync_standby(me);
+                        let named =
+                            self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(me) && sync_ok;
+                        self.agents[m].named_candidate = named;
+                        self.agents[m].lsn_when_acquired = self.dcs.last_leader_lsn;
+                        self.keepalive(m);
+                        self.schedule(expires, Ev::LeaseCheck);
+                        self.leader_key_changed();
+                    }
+                    self.agents[m].outcomes.push(Outcome::LeaderRace { won });
+                }
+                Exec { ok, took }
+            }
+            Action::UpdateLeader { lsn } => {
+                let (took, ok) = self.dcs_op(m);
+                let ours = ok && self.dcs.leader_at(self.now) == Some(m);
+                if ours {
+                    let expires = self.now + self.agents[m].config.ttl as i64;
+                    self.dcs.leader = Some(Lease { holder: m, expires });
+                    if lsn.is_some() {
+                        self.dcs.last_leader_lsn = *lsn;
+                    }
+                    self.keepalive(m);
+                    self.schedule(expires, Ev::LeaseCheck);
+                } else {
+                    self.agents[m].outcomes.push(Outcome::LeaderRefresh { ok: false });
+                }
+                Exec { ok: ours, took }
+            }
+            Action::ReleaseLeader { lsn } => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.release_leader(m, *lsn);
+                }
+                Exec { ok, took }
+            }
+            Action::FetchPeers { members } => {
+                let mut took = 0;
+                let mut replies = Vec::new();
+                for name in members {
+                    let (reply, t) = match self.index(name) {
+                        Some(p) => self.rest_call(m, p),
+                        None => (None, 1),
+                    };
+                    took = took.max(t);
+                    replies.push(PeerStatus { name: name.clone(), reply });
+                }
+                self.agents[m].peers = Some(replies);
+                Exec { ok: true, took }
+            }
+            Action::ClearFailover => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.failover = None;
+                }
+                Exec { ok, took }
+            }
+            Action::UpdateHistory => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.history_timeline = self.timeline(m);
+                }
+                Exec { ok, took }
+            }
+            Action::SetSyncState { standbys } => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.sync.leader = Some(self.names[m].clone());
+                    self.dcs.sync.standbys = standbys.clone();
+                }
+                Exec { ok, took }
+            }
+            Action::SetSyncStandbys { standbys, .. } => {
+                self.pgs[m].sync_names = standbys.clone();
+                self.settle_sync_acks(m);
+                Exec { ok: true, took: self.rng.ms(1, 20) }
+            }
+            Action::WriteFailsafe { members } => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.failsafe = Some(members.clone());
+                }
+                Exec { ok, took }
+            }
+            Action::CheckFailsafe { members } => {
+                let mut took = 0;
+                let mut confirmed = true;
+                for name in members {
+                    let (reply, t) = match self.index(name) {
+                        Some(p) => self.rest_call(m, p),
+                        None => (None, 1),
+                    };
+                    took = took.max(t);
+                    confirmed &= reply.is_some();
+                }
+                self.agents[m].outcomes.push(Outcome::Failsafe { confirmed });
+                Exec { ok: true, took }
+            }
+            Action::Fatal { reason } => {
+                let reason = reason.clone();
+                self.note(Some(m), |_| format!("agent exits: {reason}"));
+                self.agents[m].fatal = true;
+                self.kill_agent(m);
+                Exec { ok: false, took: 0 }
+            }
+        }
+    }
+
+    pub(super) fn release_leader(&mut self, m: usize, lsn: Option<u64>) {
+        if self.dcs.leader_at(self.now) == Some(m) {
+            self.dcs.leader = None;
+            if lsn.is_some() {
+                self.dcs.last_leader_lsn = lsn;
+            }
+            self.leader_key_changed();
+        }
+    }
+
+    /// `GET /patroni` on `p` from `m`: answered by `p`'s agent, so a dead agent or a cut link means no answer.
+    pub(super) fn rest_call(&mut self, m: usize, p: usize) -> (Option<PeerReply>, i64) {
+        if !self.link(m, p) {
+            return (None, self.rest_timeout(m));
+        }
+        if !self.agents[p].alive {
+            // Connection refused is immediate.
+            return (None, 1);
+        }
+        let reply = PeerReply {
+            role: self.role(p),
+            running: self.pgs[p].proc == Proc::Running,
+            lsn: self.lsn(p),
+            timeline: self.timeline(p),
+            tags: self.tags[p].clone(),
+        };
+        (Some(reply), self.rng.ms(1, 20))
+    }
+
+    /// A successful refresh while leading: the watchdog is kicked and must be kicked again before the key could
+    /// expire (Patroni's `ttl - safety_margin`, here with a margin below `retry_timeout`).
+    pub(super) fn keepalive(&mut self, m: usize) {
+        if self.agents[m].config.pause || self.opts.mutation.is_some_and(Mutation::disables_watchdog) {
+            return;
+        }
+        let c = &self.agents[m].config;
+        let margin = (c.retry_timeout / 2).min(5_000) as i64;
+        let deadline = self.now + c.ttl as i64 - margin;
+        self.agents[m].watchdog = Some(deadline);
+        self.schedule(deadline, Ev::Watchdog { m, deadline });
+    }
+
+    pub(super) fn watchdog_fires(&mut self, m: usize, deadline: i64) {
+        if self.agents[m].watchdog != Some(deadline) {
+            return;
+        }
+        self.agents[m].watchdog = None;
+        // The device resets the whole node whatever PostgreSQL is doing (a start as primary may be under way).
+        self.note(Some(m), |_| "watchdog expired: node reset".to_string());
+        self.crash_postgres(m);
+        if self.agents[m].alive {
+            self.kill_agent(m);
+            let gen = self.agents[m].gen;
+            let at = self.now + self.rng.ms(2_000, 5_000);
+            self.schedule(at, Ev::AgentRestart { m, gen });
+        }
+    }
+
+    pub(super) fn lease_check(&mut self) {
+        if let Some(l) = self.dcs.leader {
+            if l.expires <= self.now {
+                self.dcs.leader = None;
+                let who = self.names[l.holder].clone();
+                self.note(None, |_| format!("leader key of {who} expired"));
+                self.leader_key_changed();
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Simulated PostgreSQL: long actions (bootstrap, clone, start, promote, demote), WAL shipping with random delay,
+//! synchronous acknowledgements, and the checks made at promotion time.
+
+use super::*;
+
+impl World {
+    pub(super) fn job_duration(&mut self, m: usize, kind: &JobKind) -> i64 {
+        let base = match kind {
+            JobKind::Bootstrap => self.rng.ms(1_000, 3_000),
+            JobKind::Clone { .. } | JobKind::Reinitialize { .. } => self.rng.ms(1_000, 4_000),
+            JobKind::Rewind { .. } => self.rng.ms(500, 2_000),
+            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart => self.rng.ms(200, 1_500),
+            JobKind::Promote => self.rng.ms(100, 1_000),
+            JobKind::DemoteStop { .. } => self.rng.ms(100, 800),
+        };
+        if self.now < self.pgs[m].slow_disk_until {
+            base * self.rng.ms(5, 20)
+        } else {
+            base
+        }
+    }
+
+    pub(super) fn start_job(&mut self, m: usize, kind: JobKind, busy: Busy) -> Exec {
+        let needs_data = matches!(
+            kind,
+            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart | JobKind::Rewind { .. }
+        );
+        if (needs_data && self.pgs[m].data.is_none()) || self.pgs[m].job.is_some() {
+            return Exec { ok: false, took: 0 };
+        }
+        if matches!(kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart) {
+            self.pgs[m].proc = Proc::Starting { since: self.now };
+            self.pgs[m].pending.clear();
+        }
+        if matches!(kind, JobKind::Promote) {
+            // pg_ctl promote: the walreceiver stops at once.
+            self.pgs[m].upstream = None;
+            self.pgs[m].streaming = false;
+        }
+        if matches!(kind, JobKind::StartPrimary) && self.pgs[m].data.as_ref().is_some_and(|d| !d.primary) {
+            // Starting a replica's data directory as primary is a promotion in all but name.
+            self.check_promotion_allowed(m);
+        }
+        self.pgs[m].last_failure = None;
+        let took = self.job_duration(m, &kind);
+        self.next_job += 1;
+        let id = self.next_job;
+        self.pgs[m].job = Some(Job { id, kind, busy });
+        self.schedule(self.now + took, Ev::JobDone { m, id });
+        Exec { ok: true, took: self.rng.ms(1, 10) }
+    }
+
+    pub(super) fn job_done(&mut self, m: usize, id: u64) {
+        let Some(job) = self.pgs[m].job.clone().filter(|j| j.id == id) else { return };
+        self.pgs[m].job = None;
+        let ok = match job.kind {
+            JobKind::Bootstrap => {
+                let sysid = format!("7{:018}", self.seed % 1_000_000_000_000_000_000);
+                let fork = self.lineage.root();
+                self.pgs[m].data = Some(Data { sysid, pos: Pos { fork, lsn: 0x0100_0000 }, primary: true });
+                self.pgs[m].proc = Proc::Running;
+                true
+            }
+            JobKind::Clone { from } | JobKind::Reinitialize { from } => match self.copy_source(m, from) {
+                Some(data) => {
+                    self.pgs[m].data = Some(Data { primary: false, ..data });
+                    self.pgs[m].proc = Proc::Stopped;
+                    self.pgs[m].diverged = false;
+                    true
+                }
+                None => false,
+            },
+            JobKind::Rewind { from } => match self.copy_source(m, Some(from)) {
+                Some(data) => {
+                    self.pgs[m].data = Some(Data { primary: false, ..data });
+                    self.start_as(m, false, Some(from));
+                    self.pgs[m].diverged = false;
+                    true
+                }
+                None => false,
+            },
+            JobKind::StartReplica { follow } => self.start_as(m, false, follow),
+            JobKind::StartPrimary => {
+                if self.pgs[m].data.as_ref().is_some_and(|d| !d.primary) {
+                    self.complete_promotion(m);
+                }
+                self.start_as(m, true, None)
+            }
+            JobKind::Restart => {
+                let primary = self.pgs[m].data.as_ref().is_some_and(|d| d.primary);
+                let upstream = self.pgs[m].upstream;
+                self.start_as(m, primary, upstream)
+            }
+            JobKind::Promote => {
+                if self.role(m) == PgRole::Replica {
+                    self.complete_promotion(m);
+                    true
+                } else {
+                    false
+                }
+            }
+            JobKind::DemoteStop { mode, follow } => {
+                self.demote_stopped(m, mode, follow);
+                true
+            }
+        };
+        if !ok {
+            self.pgs[m].last_failure = Some(job.busy.clone());
+        }
+        self.note(Some(m), |_| format!("{:?} {}", job.kind, if ok { "done" } else { "FAILED" }));
+        self.wake(m);
+    }
+
+    /// A base backup from `from` (must run and be reachable now).
+    pub(super) fn copy_source(&self, m: usize, from: Option<usize>) -> Option<Data> {
+        let from = from?;
+        if !self.link(m, from) || self.pgs[from].proc != Proc::Running {
+            return None;
+        }
+        self.pgs[from].data.clone()
+    }
+
+    pub(super) fn start_as(&mut self, m: usize, primary: bool, follow: Option<usize>) -> bool {
+        let pg = &mut self.pgs[m];
+        let Some(data) = pg.data.as_mut() else {
+            pg.proc = Proc::Stopped;
+            return false;
+        };
+        data.primary = primary;
+        pg.proc = Proc::Running;
+        pg.upstream = if primary { None } else { follow };
+        pg.streaming = false;
+        true
+    }
+
+    /// After the stop: flush (graceful), release the key with the final LSN, start as a replica.
+    pub(super) fn demote_stopped(&mut self, m: usize, mode: DemoteMode, follow: Option<usize>) {
+        let Some(ours) = self.pos(m) else { return };
+        if mode == DemoteMode::Graceful {
+            // A clean shutdown waits for the walsenders: connected replicas get everything.
+            for r in 0..self.pgs.len() {
+                let pg = &self.pgs[r];
+                let connected = r != m && pg.upstream == Some(m) && pg.proc == Proc::Running && self.link(r, m);
+                if let (true, Some(theirs)) = (connected, self.pos(r)) {
+                    if self.lineage.contains(ours, theirs) {
+                        if let Some(d) = self.pgs[r].data.as_mut() {
+                            d.pos = ours;
+                        }
+                    }
+                }
+            }
+        }
+        if mode.releases_key() && self.agents[m].alive && self.dcs_reachable(m) {
+            self.release_leader(m, Some(ours.lsn));
+        }
+        if mode == DemoteMode::Offline || !self.agents[m].alive {
+            return;
+        }
+        if let Some(d) = self.pgs[m].data.as_mut() {
+            d.primary = false;
+        }
+        let kind = JobKind::StartReplica { follow };
+        self.start_job(m, kind, Busy::Demoting);
+    }
+
+    // ----- promotion checks -----
+
+    /// Invariants 2b and 4, checked when a promotion starts.
+    pub(super) fn check_promotion_allowed(&mut self, m: usize) {
+        let named = self.agents[m].named_candidate;
+        let paused = self.agents[m].config.pause;
+        let name = self.names[m].clone();
+        if !named && !self.tags[m].can_fail_over() {
+            self.violate(Invariant::NofailoverPromoted, format!("{name} has nofailover/failover_priority 0"));
+        }
+        if !named && paused {
+            self.violate(Invariant::PauseViolated, format!("{name} promoted itself while paused"));
+        }
+        if named {
+            return;
+        }
+        let (previous, until) = self.previous_max_lag;
+        let mut bound = self.dcs.config.maximum_lag_on_failover;
+        if self.now < until {
+            bound = bound.max(previous);
+        }
+        let reference = self.agents[m].lsn_when_acquired.or(self.dcs.last_leader_lsn);
+        if let (Some(leader), Some(mine)) = (reference, self.lsn(m)) {
+            let lag = leader.saturating_sub(mine);
+            if lag > bound {
+                let detail =
+                    format!("{name} promoted at lsn {mine}, {lag} bytes behind the leader's {leader} > {bound}");
+                self.violate(Invariant::LagBound, detail);
+            }
+        }
+    }
+
+    /// Invariant 2a at the moment the new primary starts accepting writes, then a new timeline.
+    pub(super) fn complete_promotion(&mut self, m: usize) {
+        let Some(pos) = self.pos(m) else { return };
+        if self.dcs.sync_enabled() {
+            if let Some(acked) = self.last_sync_ack {
+                if !self.lineage.contains(pos, acked) {
+                    let detail =
+                        format!("{} promoted at {pos:?} without the write acknowledged at {acked:?}", self.names[m]);
+                    self.violate(Invariant::LostAcknowledgedWrite, detail);
+                }
+            }
+        }
+        let fork = self.lineage.branch(pos);
+        if let Some(d) = self.pgs[m].data.as_mut() {
+            d.pos = Pos { fork, lsn: pos.lsn };
+            d.primary = true;
+        }
+        self.pgs[m].upstream = None;
+        self.pgs[m].streaming = false;
+        self.pgs[m].diverged = false;
+        self.promotions += 1;
+    }
+
+    // ----- client and replication -----
+
+    pub(super) fn client_write(&mut self) {
+        if let Some(p) = (0..self.pgs.len()).find(|&p| self.pgs[p].writable()) {
+            let size = self.rng.range(100, 8_000);
+            let sync = !self.pgs[p].sync_names.is_empty();
+            if let Some(d) = self.pgs[p].data.as_mut() {
+                d.pos.lsn += size;
+                if sync {
+                    let lsn = d.pos.lsn;
+                    self.pgs[p].pending.push(lsn);
+                }
+            }
+        }
+        let next = self.now + self.rng.ms(10, 60);
+        self.schedule(next, Ev::Write);
+    }
+
+    /// Core bug 3 workaround: once faults stop, an operator deletes a switchover key whose leader no longer holds
+    /// the leader key (the core would let it block the race forever).
+    pub(super) fn operator_clears_stale_switchover(&mut self) {
+        let stale = self
+            .dcs
+            .failover
+            .as_ref()
+            .and_then(|f| f.leader.as_deref())
+            .is_some_and(|l| self.dcs.leader_at(self.now).is_none_or(|holder| self.names[holder] != l));
+        if stale {
+            self.dcs.failover = None;
+            self.note(None, |_| "operator deletes the stale switchover key (core bug 3 workaround)".to_string());
+        }
+    }
+
+    pub(super) fn replicate(&mut self) {
+        if self.now >= self.quiet_at && !self.opts.faithful {
+            self.operator_clears_stale_switchover();
+        }
+        for r in 0..self.pgs.len() {
+            self.receive_wal(r);
+        }
+        for p in 0..self.pgs.len() {
+            self.settle_sync_acks(p);
+        }
+        self.schedule(self.now + REPLICATION_TICK, Ev::Replicate);
+    }
+
+    pub(super) fn receive_wal(&mut self, r: usize) {
+        let streaming_possible = self.role(r) == PgRole::Replica && self.now >= self.pgs[r].stalled_until;
+        let upstream = self.pgs[r]
+            .upstream
+            .filter(|&u| streaming_possible && u != r && self.link(r, u) && self.pgs[u].proc == Proc::Running);
+        let (Some(u), Some(ours)) = (upstream, self.pos(r)) else {
+            self.pgs[r].streaming = false;
+            return;
+        };
+        let Some(theirs) = self.pos(u) else { return };
+        match self.lineage.relation(ours, theirs) {
+            Relation::Behind => {
+                self.pgs[r].streaming = true;
+                self.pgs[r].diverged = false;
+                if ours != theirs && self.rng.chance(70) {
+                    // Random delay: sometimes all of it arrives, sometimes only part.
+                    let lsn = if self.rng.chance(50) { theirs.lsn } else { self.rng.range(ours.lsn, theirs.lsn) };
+                    if let Some(d) = self.pgs[r].data.as_mut() {
+                        d.pos = Pos { fork: theirs.fork, lsn };
+                    }
+                }
+            }
+            Relation::Ahead => self.pgs[r].streaming = true,
+            Relation::Diverged => {
+                self.pgs[r].streaming = false;
+                self.pgs[r].diverged = true;
+            }
+        }
+    }
+
+    /// Commits waiting on primary `p` that its synchronous standby now has are acknowledged to the client.
+    pub(super) fn settle_sync_acks(&mut self, p: usize) {
+        if self.pgs[p].pending.is_empty() {
+            return;
+        }
+        let Some(primary) = self.pos(p) else { return };
+        if !self.pgs[p].writable() {
+            self.pgs[p].pending.clear();
+            return;
+        }
+        if self.pgs[p].sync_names.is_empty() {
+            // Nobody to wait for any more: PostgreSQL releases the waiters (not protected by a standby).
+            self.pgs[p].pending.clear();
+            return;
+        }
+        let Some(standby) = self.first_sync_standby(p).and_then(|s| self.pos(s)) else { return };
+        let mut newest = None;
+        let lineage = &self.lineage;
+        self.pgs[p].pending.retain(|&lsn| {
+            let write = Pos { fork: primary.fork, lsn };
+            let acked = lineage.contains(standby, write);
+            if acked {
+                newest = Some(newest.map_or(write, |n: Pos| n.max(write)));
+            }
+            !acked
+        });
+        if let Some(w) = newest {
+            self.last_sync_ack = Some(w);
+        }
+    }
+}
