@@ -198,7 +198,10 @@ impl Ha {
             if let Some(expired) = self.primary_start_expired(s, obs) {
                 return expired;
             }
-            let plan = Plan::status("starting primary after failure").with(Action::UpdateLeader { lsn: local.lsn });
+            // Read-only first: the key may be lost while PostgreSQL starts; `lock_but_replica` promotes it once
+            // a later step has refreshed the key again.
+            let plan = Plan::status("starting as readonly because i had the session lock")
+                .with(Action::UpdateLeader { lsn: local.lsn });
             if s.pause {
                 return Plan::status("PostgreSQL is not running").with(Action::UpdateLeader { lsn: local.lsn });
             }
@@ -207,7 +210,7 @@ impl Ha {
             let plan = match local.process {
                 Process::Starting { .. } => Plan::status("waiting for PostgreSQL to start as primary")
                     .with(Action::UpdateLeader { lsn: local.lsn }),
-                _ => plan.with(Action::StartPrimary),
+                _ => plan.with(Action::StartReplica { follow: None }),
             };
             return match wake {
                 Some(at) => plan.wake(at),
@@ -278,6 +281,10 @@ impl Ha {
     fn leader_with_lock(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
         let local = &obs.local;
         if obs.outcome(|o| *o == Outcome::LeaderRefresh { ok: false }) {
+            if s.pause {
+                // Pause means PostgreSQL is left alone, whatever happens to the key.
+                return Plan::status("continue to run as primary after failing to update leader lock in DCS");
+            }
             self.held_lock = false;
             return Plan::status("demoted self because failed to update leader lock in DCS")
                 .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: None });
@@ -410,7 +417,13 @@ impl Ha {
         }
         let mut excluded: Option<&str> = None;
         if let Some(f) = &cluster.failover {
-            match f.candidate.as_deref() {
+            // A switchover (the request names a leader) in synchronous mode may only go to a synchronous
+            // standby: anyone else could lack acknowledged commits. A failover (no leader named) is the operator
+            // accepting that risk, as documented.
+            let candidate = f.candidate.as_deref().filter(|c| {
+                f.leader.is_none() || s.sync_mode == crate::view::SyncMode::Off || election::sync_allows(cluster, c)
+            });
+            match candidate {
                 Some(c) if c == s.name => {
                     // Named by an operator: promote even if lagging; that is what failover means.
                     return Plan::status("manual failover: taking the leader key as the candidate")
@@ -432,13 +445,25 @@ impl Ha {
                 None => excluded = f.leader.as_deref(),
             }
         }
+        let others: Vec<Name> = cluster.members.iter().filter(|m| m.name != s.name).map(|m| m.name.clone()).collect();
         if excluded == Some(s.name.as_str()) {
-            return Plan::status("manual failover: not taking part in the race as the former leader");
+            // The former leader steps aside only if someone else can take over; otherwise the cluster would stay
+            // without a primary (e.g. in synchronous mode it may be the only member allowed to promote).
+            let Some(peers) = &obs.peers else {
+                return Plan::status("manual failover: checking whether another member can take over")
+                    .with(Action::FetchPeers { members: others })
+                    .again();
+            };
+            let someone = peers.iter().any(|p| {
+                p.name != s.name && p.reply.as_ref().is_some_and(|r| election::could_take_over(s, cluster, &p.name, r))
+            });
+            if someone {
+                return Plan::status("manual failover: not taking part in the race as the former leader");
+            }
         }
         if let Some(why) = election::ineligibility(s, cluster, local) {
             return Plan::status(why);
         }
-        let others: Vec<Name> = cluster.members.iter().filter(|m| m.name != s.name).map(|m| m.name.clone()).collect();
         if !others.is_empty() {
             let Some(peers) = &obs.peers else {
                 return Plan::status("checking whether I am the healthiest node")

@@ -72,6 +72,14 @@ fn peer_is_better(s: &Settings, cluster: &ClusterView, local: &LocalState, name:
     }
 }
 
+/// Whether a peer, judged from its answer, may take the leader key in an automatic race.
+pub(crate) fn could_take_over(s: &Settings, cluster: &ClusterView, name: &str, peer: &PeerReply) -> bool {
+    peer.running
+        && peer.tags.can_fail_over()
+        && lag_problem(s, cluster.last_leader_lsn, peer.lsn).is_none()
+        && (s.sync_mode == SyncMode::Off || sync_allows(cluster, name))
+}
+
 /// The first peer that beats us, if any: then we let it take the key.
 pub(crate) fn better_peer<'a>(
     s: &Settings,

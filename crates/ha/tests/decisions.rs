@@ -297,8 +297,8 @@ fn crashed_primary_is_restarted_in_place_while_holding_the_key() {
     let mut local = running(PgRole::Primary, 100);
     local.process = Process::Crashed { at: Time(999_000) };
     let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
-    assert_eq!(plan.status, "starting primary after failure");
-    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartPrimary]);
+    assert_eq!(plan.status, "starting as readonly because i had the session lock");
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartReplica { follow: None }]);
 }
 
 #[test]
@@ -311,7 +311,7 @@ fn primary_that_does_not_come_back_releases_the_key_after_primary_start_timeout(
     let mut o = obs(Some(cluster(Some("pg1"))), local);
     ha.step(&s, &o);
     o.now = Time(1_000_000 + 29_000);
-    assert!(ha.step(&s, &o).actions.contains(&Action::StartPrimary));
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartReplica { follow: None }));
     o.now = Time(1_000_000 + 31_000);
     let plan = ha.step(&s, &o);
     assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
@@ -427,8 +427,45 @@ fn others_wait_for_a_healthy_named_candidate() {
 fn former_leader_sits_out_a_switchover_to_any() {
     let mut c = cluster(None);
     c.failover = Some(FailoverRequest { leader: Some("pg1".into()), candidate: None, scheduled_at: None });
-    let plan = Ha::new().step(&settings("pg1"), &obs(Some(c), running(PgRole::Replica, 100)));
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg2", reply(PgRole::Replica, 100)), peer("pg3", None)]);
+    let plan = Ha::new().step(&settings("pg1"), &o);
     assert!(plan.actions.is_empty());
+    assert_eq!(plan.status, "manual failover: not taking part in the race as the former leader");
+}
+
+#[test]
+fn former_leader_races_when_nobody_else_can_take_over() {
+    let mut c = cluster(None);
+    c.failover = Some(FailoverRequest { leader: Some("pg1".into()), candidate: None, scheduled_at: None });
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg2", None), peer("pg3", None)]);
+    let plan = Ha::new().step(&settings("pg1"), &o);
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+}
+
+#[test]
+fn paused_leader_keeps_running_when_its_refresh_fails() {
+    let mut s = settings("pg1");
+    s.pause = true;
+    let mut o = obs(Some(cluster(Some("pg1"))), running(PgRole::Primary, 100));
+    o.outcomes = vec![Outcome::LeaderRefresh { ok: false }];
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status, "continue to run as primary after failing to update leader lock in DCS");
+}
+
+#[test]
+fn sync_switchover_to_a_non_sync_candidate_falls_back_to_the_race() {
+    let mut s = settings("pg3");
+    s.sync_mode = SyncMode::On;
+    let mut c = cluster(None);
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
+    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.status, "pg3 is not a synchronous standby");
 }
 
 #[test]
