@@ -129,10 +129,8 @@ async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
     // The leader publishes its position every loop: wait until the DCS knows how far it got.
     wait_for(&c, "the leader's optime in the DCS", WAIT, || async {
         let status = c.etcd.get("/service/demo/status").await.ok().flatten().unwrap_or_default();
-        let optime = serde_json::from_str::<serde_json::Value>(&status)
-            .ok()
-            .and_then(|v| v["optime"].as_u64())
-            .unwrap_or(0);
+        let optime =
+            serde_json::from_str::<serde_json::Value>(&status).ok().and_then(|v| v["optime"].as_u64()).unwrap_or(0);
         optime >= lsn
     })
     .await;
@@ -170,24 +168,29 @@ async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
     c.wait_row(np, "last", WAIT).await;
 }
 
-/// `kill -9` of the primary's postmaster with the agent alive: the agent restarts PostgreSQL in place at once,
-/// writes succeed again well before the ttl, and the leader key never changes hands.
+/// `kill -9` of the primary's postmaster with the agent alive: the agent notices at once (not at its next loop:
+/// loop_wait is long here) and restarts PostgreSQL in place, writes succeed again well before the ttl, and the
+/// leader key never changes hands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_on_the_primary_is_restarted_in_place() {
-    let c = Cluster::start(Options::default()).await;
+    let loop_wait = 10;
+    let c = Cluster::start(Options { loop_wait, ..Options::default() }).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let leader = name(p);
     let old = c.postmaster_pid(p).expect("postmaster.pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGKILL).unwrap();
     let crashed = Instant::now();
     let mut seen = Vec::new();
+    let mut restarted_after = None;
     loop {
         let holder = c.leader().await;
         if holder.as_deref() != Some(leader.as_str()) {
             seen.push(holder);
         }
-        let restarted = c.postmaster_pid(p).is_some_and(|pid| pid != old);
-        if restarted && c.writable(p).await {
+        if restarted_after.is_none() && c.postmaster_pid(p).is_some_and(|pid| pid != old) {
+            restarted_after = Some(crashed.elapsed());
+        }
+        if restarted_after.is_some() && c.writable(p).await {
             break;
         }
         if crashed.elapsed() > Duration::from_secs(TTL) {
@@ -196,11 +199,16 @@ async fn postgres_crash_on_the_primary_is_restarted_in_place() {
         }
         tokio::time::sleep(POLL).await;
     }
+    let restarted_after = restarted_after.unwrap_or_default();
+    assert!(
+        restarted_after < Duration::from_secs(loop_wait),
+        "the restart began {restarted_after:?} after the crash: the agent waited for its next loop"
+    );
     let took = crashed.elapsed();
     eprintln!("writable again {took:?} after the crash");
     assert!(seen.is_empty(), "the leader key changed hands: {seen:?}");
     // A few more loops: still the same leader, nobody else promoted.
-    tokio::time::sleep(Duration::from_secs(2 * LOOP_WAIT)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(c.etcd.get(LEADER_KEY).await.unwrap().as_deref(), Some(leader.as_str()));
     assert_eq!(c.primaries().await, vec![p]);
     let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();

@@ -32,11 +32,13 @@ pub struct Options {
     pub dcs_extra: Vec<String>,
     /// Per member: the `tags` section as a YAML flow mapping (`{nofailover: true}`).
     pub tags: Vec<Option<String>>,
+    /// `loop_wait` in `bootstrap.dcs` (default [`LOOP_WAIT`]).
+    pub loop_wait: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new() }
+        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new(), loop_wait: LOOP_WAIT }
     }
 }
 
@@ -64,7 +66,7 @@ etcd3:
 bootstrap:
   dcs:
     ttl: {TTL}
-    loop_wait: {LOOP_WAIT}
+    loop_wait: {loop_wait}
     retry_timeout: {RETRY_TIMEOUT}
 {extra}    postgresql:
       use_pg_rewind: true
@@ -96,6 +98,7 @@ tags: {tags}
 "#,
         api = ctx.api_port,
         pg = ctx.pg_port,
+        loop_wait = o.loop_wait,
     )
 }
 
