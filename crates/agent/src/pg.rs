@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -36,6 +37,9 @@ pub struct PgNode {
     following: std::sync::Mutex<Option<String>>,
     /// System identifier of the data directory, once read.
     sysid: std::sync::Mutex<Option<String>>,
+    /// This data directory has been a primary since it last proved to be on its upstream's history; it must be
+    /// checked (and maybe rewound) before it follows anyone.
+    was_primary: AtomicBool,
 }
 
 fn err(e: impl std::fmt::Display) -> NodeError {
@@ -202,6 +206,7 @@ impl PgNode {
             watched_pid: std::sync::Mutex::new(None),
             following: std::sync::Mutex::new(None),
             sysid: std::sync::Mutex::new(None),
+            was_primary: AtomicBool::new(false),
         })
     }
 
@@ -278,6 +283,9 @@ impl PgNode {
                 Ok(info) => {
                     local.process = Process::Running;
                     local.role = if info.in_recovery { PgRole::Replica } else { PgRole::Primary };
+                    if !info.in_recovery {
+                        self.was_primary.store(true, Ordering::Relaxed);
+                    }
                     local.lsn = Some(info.wal_position().0);
                     local.timeline = Some(info.timeline);
                     local.replication = info
@@ -375,7 +383,10 @@ impl Node for PgNode {
         let mut pg = self.pg.lock().await;
         if let Some(src) = &source {
             match pg.rewind_or_reinit(src).await {
-                Ok(outcome) => info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str())),
+                Ok(outcome) => {
+                    info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str()));
+                    self.was_primary.store(false, Ordering::Relaxed);
+                }
                 Err(e) => warn!("could not check for diverged timelines: {e}"),
             }
         }
@@ -394,6 +405,19 @@ impl Node for PgNode {
     async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()> {
         let source = upstream.map(Self::upstream_params).transpose()?;
         let mut pg = self.pg.lock().await;
+        let was_primary = self.was_primary.load(Ordering::Relaxed);
+        if let (true, Some(src)) = (was_primary, &source) {
+            // WAL written while we were primary may not exist on the new leader: stop, compare histories and
+            // rewind before streaming, or the replica would never catch up.
+            if pg.is_running() {
+                pg.stop(StopMode::Fast).await.map_err(err)?;
+            }
+            match pg.rewind_or_reinit(src).await {
+                Ok(outcome) => info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str())),
+                Err(e) => warn!("could not check for diverged timelines: {e}"),
+            }
+            self.was_primary.store(false, Ordering::Relaxed);
+        }
         pg.follow(source.as_ref()).await.map_err(err)?;
         self.set_following(upstream);
         Ok(())
@@ -402,6 +426,7 @@ impl Node for PgNode {
     async fn promote(&self) -> NodeResult<()> {
         let mut pg = self.pg.lock().await;
         pg.promote().await.map_err(err)?;
+        self.was_primary.store(true, Ordering::Relaxed);
         self.set_following(None);
         Ok(())
     }
@@ -438,6 +463,12 @@ impl Node for PgNode {
     }
 
     async fn rewind(&self, from: &Upstream) -> NodeResult<()> {
+        {
+            let mut pg = self.pg.lock().await;
+            if pg.is_running() {
+                pg.stop(StopMode::Fast).await.map_err(err)?;
+            }
+        }
         self.start_replica(Some(from)).await
     }
 
