@@ -440,10 +440,50 @@ impl Postgres {
                     Err(_) => Role::Uninitialized,
                 };
                 self.role = role;
+                // A later restart or configuration update must keep a standby a standby: take over the recovery
+                // settings it is running with.
+                self.recovery = match role {
+                    Role::Replica => self.running_recovery_settings().await.ok(),
+                    _ => None,
+                };
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// The recovery settings a running standby uses, from `pg_settings` and its signal files.
+    async fn running_recovery_settings(&self) -> Result<RecoverySettings> {
+        let names: Vec<String> = crate::parameters::RECOVERY_PARAMETERS.iter().map(|s| s.to_string()).collect();
+        let rows = self
+            .db()
+            .await?
+            .query(
+                "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE name = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        let mut r = RecoverySettings {
+            standby: self.files.standby_signal().exists() || !self.files.recovery_signal().exists(),
+            ..Default::default()
+        };
+        for row in rows {
+            let (name, value): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            match name.as_str() {
+                "primary_conninfo" => r.primary_conninfo = ConnParams::parse(&value).filter(|p| !p.0.is_empty()),
+                "primary_slot_name" if !value.is_empty() => r.primary_slot_name = Some(value),
+                "primary_slot_name" => {}
+                // Empty targets are written explicitly by Patroni; keep them so the file stays the same.
+                n if n.starts_with("recovery_target") && n != "recovery_target_timeline" => {
+                    r.parameters.insert(name, value);
+                }
+                _ if value.is_empty() => {}
+                _ => {
+                    r.parameters.insert(name, value);
+                }
+            }
+        }
+        Ok(r)
     }
 
     /// Writes the configuration and starts PostgreSQL as a primary (`recovery` `None`) or standby, waiting up to
@@ -495,6 +535,10 @@ impl Postgres {
     }
 
     pub(crate) async fn stop_inner(&mut self, mode: StopMode, callback: Option<CallbackAction>) -> Result<StopOutcome> {
+        if self.postmaster.is_none() {
+            // Never report "stopped" while a server we did not start (or forgot) still runs on our data dir.
+            self.postmaster = Postmaster::adopt(&self.settings.data_dir)?;
+        }
         let Some(pm) = self.postmaster.clone() else {
             return Ok(StopOutcome::Stopped);
         };

@@ -65,6 +65,22 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
     let slots = primary.db().await.unwrap().replication_slots().await.unwrap();
     assert!(slots.iter().any(|s| s.slot_name == "node2" && s.active));
 
+    // An agent restarting next to a running replica adopts it, and a restart keeps it a streaming standby.
+    let mut adopted = Postgres::new(replica.settings().clone()).await.unwrap();
+    assert!(adopted.adopt().await.unwrap());
+    assert_eq!(adopted.role(), Role::Replica);
+    adopted.restart(StopMode::Fast).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node2")));
+    assert!(adopted.db().await.unwrap().in_recovery().await.unwrap());
+    let conf = std::fs::read_to_string(adopted.data_dir().join("postgresql.conf")).unwrap();
+    assert!(conf.contains("primary_slot_name = 'node2'"), "{conf}");
+    insert(&primary, "after-adoption").await;
+    wait_until("adopted replica streams", Duration::from_secs(30), || async {
+        count_rows(&adopted, "after-adoption").await == 1
+    })
+    .await;
+    drop(adopted);
+    assert!(replica.adopt().await.unwrap());
+
     // Failover without stopping the old primary: both sides write.
     replica.promote().await.unwrap();
     assert_eq!(replica.role(), Role::Primary);
