@@ -1,8 +1,19 @@
 //! `patroni-config`: the typed model of `patroni.yml`, the `PATRONI_*` environment overrides, the dynamic
 //! configuration kept in the DCS, and the loading pipeline that ties them together.
 //!
-//! Loading never stops at the first problem: every wrong value is reported with its key path, and keys
-//! the schema does not know are warnings (and are kept), as in Patroni.
+//! Loading never stops at the first problem: every wrong value is reported with its key path and where it
+//! was written (`file:line:column` or the `PATRONI_*` variable), and keys the schema does not know are
+//! warnings (and are kept), as in Patroni. [`Mode::Run`] accepts every file Patroni runs with (values
+//! Patroni adjusts or ignores are warnings); [`Mode::Validate`] is as strict as `patroni --validate-config`.
+//!
+//! Where things are:
+//! - [`load()`], [`load_str`], [`load_tree`]: file, directory of `*.yml` (merged like Patroni's
+//!   `patch_config`), `PATRONI_CONFIGURATION`, or the `PATRONI_*` variables alone ([`mod@env`]).
+//! - [`Config`] and its sections ([`model`]); [`DynamicConfig`] (the DCS `config` key, defaults via
+//!   accessors, [`Timeouts`] for `loop_wait + 2*retry_timeout <= ttl`); [`EffectiveConfig`] (local over
+//!   dynamic); [`CONTROLLED_PARAMETERS`] and [`effective_parameters`] ([`params`]).
+//! - [`parse_yaml`] / [`to_yaml`]: YAML read and written exactly as PyYAML's `safe_load` / `safe_dump`.
+//! - [`parse_duration`], [`parse_size`] ([`units`]); [`generate_sample`] ([`sample`]).
 //!
 //! ```
 //! use patroni_config::{load_str, EnvMap};
