@@ -48,23 +48,35 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> i32 {
     code
 }
 
+/// Where other members reach us. Like Patroni, a missing `connect_address` falls back to `listen` (the config
+/// loader already warned about it).
 fn addresses(config: &Config) -> anyhow::Result<Addresses> {
     let pg = config
         .postgresql
         .connect_address
         .clone()
-        .context("postgresql.connect_address is not set: other members could not reach this one")?;
+        .or_else(|| config.postgresql.listen.as_deref().map(first_listen_address))
+        .context("neither postgresql.connect_address nor postgresql.listen is set")?;
     let api = config
         .restapi
         .connect_address
         .clone()
-        .context("restapi.connect_address is not set: other members could not reach this one")?;
+        .or_else(|| config.restapi.listen.as_deref().map(first_listen_address))
+        .context("neither restapi.connect_address nor restapi.listen is set")?;
     let scheme = if config.restapi.certfile.is_some() { "https" } else { "http" };
     Ok(Addresses {
         conn_url: format!("postgres://{pg}/postgres"),
         api_url: format!("{scheme}://{api}/patroni"),
         proxy_url: config.postgresql.proxy_address.as_ref().map(|p| format!("postgres://{p}/postgres")),
     })
+}
+
+/// `0.0.0.0,::1:5432` → `0.0.0.0:5432`: the first address of a listen list with its port.
+fn first_listen_address(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some((hosts, port)) => format!("{}:{port}", hosts.split(',').next().unwrap_or(hosts).trim()),
+        None => listen.to_owned(),
+    }
 }
 
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
