@@ -146,6 +146,8 @@ impl LogStore {
         })
     }
 
+    // openraft's storage traits return its (large) `StorageError`; boxing here would only be unboxed again.
+    #[allow(clippy::result_large_err)]
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StorageError<NodeId>> {
         self.inner.lock().map_err(|_| StorageIOError::read_logs(&io::Error::other("log store lock poisoned")).into())
     }

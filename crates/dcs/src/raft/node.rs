@@ -81,6 +81,8 @@ pub struct NodeCore {
 pub struct Node {
     pub core: Arc<NodeCore>,
     tasks: Vec<JoinHandle<()>>,
+    server: Option<JoinHandle<()>>,
+    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn raft_config() -> Result<Config, String> {
@@ -128,14 +130,20 @@ impl Node {
             .route("/dcs/join", post(handle))
             .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(core.clone());
+        let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Graceful, so that stopping also closes the kept-alive connections of peers: a restarted node on the
+        // same address must not have its peers talk to the stopped one through pooled connections.
         let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let stopping = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
                 warn!("Raft HTTP server stopped: {e}");
             }
         });
         let bootstrap = tokio::spawn(bootstrap(core.clone(), opts.partner_addrs));
         let duties = tokio::spawn(leader_duties(core.clone()));
-        Ok(Node { core, tasks: vec![server, bootstrap, duties] })
+        Ok(Node { core, tasks: vec![bootstrap, duties], server: Some(server), stop_server: Some(stop_server) })
     }
 
     /// Stops serving peers and stops the Raft node.
@@ -146,15 +154,33 @@ impl Node {
         if let Err(e) = self.core.raft.shutdown().await {
             warn!("Raft node did not stop cleanly: {e}");
         }
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut server) = self.server.take() {
+            // Requests in flight end quickly now that Raft is stopped; do not wait for slow peers.
+            if tokio::time::timeout(Duration::from_secs(2), &mut server).await.is_err() {
+                server.abort();
+            }
+        }
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.server) {
             t.abort();
         }
-        // openraft's core task ends when its last handle is dropped; nothing else holds one after the tasks.
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+            // Dropped without `shutdown`: stop the Raft core too, or it would keep voting as a ghost member.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let raft = self.core.raft.clone();
+                rt.spawn(async move {
+                    let _ = raft.shutdown().await;
+                });
+            }
+        }
     }
 }
 
@@ -409,9 +435,9 @@ fn json_answer<T: Serialize>(v: &T) -> Response {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad request body: {e}")).into_response())
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad request body: {e}")).into_response()))
 }
 
 /// One handler for every path: authenticate, then dispatch.
@@ -424,27 +450,27 @@ async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap,
     match path {
         "/raft/append" => match parse(&body) {
             Ok(r) => json_answer(&core.raft.append_entries(r).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         "/raft/vote" => match parse(&body) {
             Ok(r) => json_answer(&core.raft.vote(r).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         "/raft/snapshot" => match parse(&body) {
             Ok(r) => json_answer(&core.raft.install_snapshot(r).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         "/dcs/write" => match parse::<Vec<Op>>(&body) {
             Ok(ops) => json_answer(&core.propose(ops).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         "/dcs/read" => match parse::<ReadRequest>(&body) {
             Ok(r) => json_answer(&core.read_here(&r.prefix).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         "/dcs/join" => match parse::<JoinRequest>(&body) {
             Ok(r) => json_answer(&core.join(r).await),
-            Err(e) => e,
+            Err(e) => *e,
         },
         _ => StatusCode::NOT_FOUND.into_response(),
     }

@@ -89,6 +89,8 @@ impl StateMachine {
         Ok((StateMachine { shared: shared.clone(), inner: Arc::new(Mutex::new(inner)) }, shared))
     }
 
+    // openraft's storage traits return its (large) `StorageError`; boxing here would only be unboxed again.
+    #[allow(clippy::result_large_err)]
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StorageError<NodeId>> {
         self.inner.lock().map_err(|_| sm_err("state machine lock poisoned"))
     }
