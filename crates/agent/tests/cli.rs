@@ -129,7 +129,7 @@ fn validate_config_print_shows_the_merged_configuration() {
     let d = tempfile::tempdir().unwrap();
     let f = write(&d, "patroni.yml", &valid());
     patroni()
-        .args(["--validate-config", "--print"])
+        .args(["--validate-config", "-i", "--print"])
         .arg(&f)
         .env("PATRONI_NAME", "from-env")
         .assert()
@@ -139,9 +139,9 @@ fn validate_config_print_shows_the_merged_configuration() {
 
 #[test]
 fn validate_config_reads_the_environment_without_a_file() {
-    patroni().arg("--validate-config").env("PATRONI_CONFIGURATION", valid()).assert().success();
+    patroni().args(["--validate-config", "-i"]).env("PATRONI_CONFIGURATION", valid()).assert().success();
     patroni()
-        .arg("--validate-config")
+        .args(["--validate-config", "-i"])
         .envs([
             ("PATRONI_SCOPE", "batman"),
             ("PATRONI_NAME", "node1"),
@@ -164,7 +164,7 @@ fn validate_config_reads_the_environment_without_a_file() {
 #[test]
 fn missing_file_falls_back_to_the_environment_and_says_so() {
     patroni()
-        .args(["--validate-config", "/nonexistent/patroni.yml"])
+        .args(["--validate-config", "-i", "/nonexistent/patroni.yml"])
         .env("PATRONI_CONFIGURATION", valid())
         .assert()
         .success()
@@ -212,7 +212,7 @@ fn validate_config_checks_binaries_data_directory_and_ports() {
         "nobin.yml",
         &text.replace(&format!("bin_dir: {}", bin.display()), &format!("bin_dir: {}", empty_bin.display())),
     );
-    patroni().arg("--validate-config").arg(&f).assert().code(1).stderr(
+    patroni().args(["--validate-config", "-i"]).arg(&f).assert().code(1).stderr(
         contains(format!(
             "postgresql.bin_dir: does not contain 'pg_ctl' in '{}' ({}:13:",
             empty_bin.display(),
@@ -228,18 +228,18 @@ fn validate_config_checks_binaries_data_directory_and_ports() {
     let with_data = text.replace(&format!("{}/../no-such-data-dir", bin.display()), &data.display().to_string());
     let f = write(&d, "data.yml", &with_data);
     patroni()
-        .arg("--validate-config")
+        .args(["--validate-config", "-i"])
         .arg(&f)
         .assert()
         .code(1)
         .stderr(format!("postgresql.data_dir: doesn't look like a valid data directory ({}:12:13)\n", f.display()));
     std::fs::write(data.join("PG_VERSION"), "14\n").unwrap();
     std::fs::create_dir(data.join("pg_wal")).unwrap();
-    patroni().arg("--validate-config").arg(&f).assert().code(1).stderr(contains(
+    patroni().args(["--validate-config", "-i"]).arg(&f).assert().code(1).stderr(contains(
         "postgresql.data_dir: data_dir directory postgresql version (14) doesn't match with 'postgres --version' output (15)",
     ));
     std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-    patroni().arg("--validate-config").arg(&f).assert().success();
+    patroni().args(["--validate-config", "-i"]).arg(&f).assert().success();
 
     // A listen port already taken, unless told to ignore it.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
