@@ -728,7 +728,16 @@ impl Postgres {
     /// happens here when needed. Fires `on_role_change` when the role changes.
     pub async fn follow(&mut self, primary: Option<&ConnParams>) -> Result<StartOutcome> {
         let recovery = self.follow_settings(primary);
+        self.follow_with(recovery).await
+    }
+
+    /// [`Postgres::follow`] with recovery settings built by the caller (a standby leader following a remote
+    /// primary with its own slot name and `restore_command`). Nothing happens when they are already in effect.
+    pub async fn follow_with(&mut self, recovery: RecoverySettings) -> Result<StartOutcome> {
         let was_primary = self.role == Role::Primary;
+        if self.is_running() && !was_primary && self.recovery.as_ref() == Some(&recovery) {
+            return Ok(StartOutcome::Ready);
+        }
         if !self.is_running() {
             let outcome = self.start_inner(Some(recovery), false, Some(CallbackAction::OnStart)).await?;
             return Ok(outcome);

@@ -1,11 +1,11 @@
-//! Bad input gets a clear error and leaves data untouched; failed bootstraps are moved aside, never deleted.
+//! Bad input gets a clear error and leaves data untouched.
 
 mod common;
 
 use std::path::PathBuf;
 
 use common::*;
-use patroni_postgres::{Binaries, BootstrapMethod, BootstrapSettings, CustomBootstrap, Postgres, StopMode};
+use patroni_postgres::{Binaries, BootstrapSettings, Postgres, StopMode};
 
 fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -71,92 +71,4 @@ async fn missing_binaries_foreign_data_dir_and_port_in_use() {
     let mut bad = Postgres::new(s).await.unwrap();
     let err = bad.bootstrap(&BootstrapSettings::initdb(vec!["--pwfile=/x".into()])).await.unwrap_err().to_string();
     assert_eq!(err, "invalid configuration: pwfile option for initdb is not allowed");
-}
-
-#[tokio::test]
-async fn failed_custom_bootstrap_is_moved_aside_and_a_good_one_works() {
-    if !patroni_testkit::run_unprivileged("failed_custom_bootstrap_is_moved_aside_and_a_good_one_works") {
-        return;
-    }
-    init_logging();
-    let (dir, _leftovers) = test_dir();
-    let args = dir.join("bootstrap-args");
-    let failing = write_script(
-        &dir.join("failing.sh"),
-        &format!(
-            "echo \"$@\" > {}\nfor a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
-             mkdir -p $d && echo half-made > $d/partial\nexit 1\n",
-            args.display()
-        ),
-    );
-    let s = settings(&dir, "node1");
-    let data_dir = s.data_dir.clone();
-    let mut pg = Postgres::new(s.clone()).await.unwrap();
-    let bootstrap = BootstrapSettings {
-        method: BootstrapMethod::Custom(CustomBootstrap {
-            command: failing.display().to_string(),
-            options: vec![("arg1".into(), "value1".into())],
-            ..Default::default()
-        }),
-        ..BootstrapSettings::initdb(vec![])
-    };
-    let err = pg.bootstrap(&bootstrap).await.unwrap_err().to_string();
-    assert!(err.contains("failing.sh failed (exit code 1)"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(&args).unwrap(),
-        format!("--scope=demo --datadir={} --arg1=value1\n", data_dir.display())
-    );
-    assert!(!data_dir.exists(), "the half-made data directory is moved away");
-    let moved: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("node1_"))
-        .collect();
-    assert_eq!(moved.len(), 1, "{moved:?}");
-    assert_eq!(std::fs::read_to_string(moved[0].join("partial")).unwrap(), "half-made\n");
-
-    // A custom method that clones another cluster with pg_basebackup (the usual "restore a backup" shape),
-    // plus a post_bootstrap script that receives a connection string and a PGPASSFILE.
-    let source = bootstrap_primary(&dir, "source").await;
-    let post_log = dir.join("post");
-    let clone = write_script(
-        &dir.join("clone.sh"),
-        &format!(
-            "for a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
-             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {} -U replicator\n",
-            source.port()
-        ),
-    );
-    let post = write_script(
-        &dir.join("post.sh"),
-        &format!(
-            "echo \"$1\" > {0}\necho \"$PGPASSFILE\" >> {0}\n{BIN_DIR}/psql \"$1\" -Atc 'select 42' >> {0}\n",
-            post_log.display()
-        ),
-    );
-    let mut s2 = s.clone();
-    // The clone carries the source's role passwords; ours are set again by the bootstrap.
-    s2.superuser.password = Some("new-su-password".into());
-    let mut cloned = Postgres::new(s2).await.unwrap();
-    let bootstrap = BootstrapSettings {
-        method: BootstrapMethod::Custom(CustomBootstrap { command: clone.display().to_string(), ..Default::default() }),
-        post_bootstrap: Some(post.display().to_string()),
-        ..BootstrapSettings::initdb(vec![])
-    };
-    cloned.bootstrap(&bootstrap).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
-    let post_out = std::fs::read_to_string(&post_log).unwrap();
-    let lines: Vec<&str> = post_out.lines().collect();
-    assert_eq!(lines[0], format!("dbname=postgres user=postgres host=127.0.0.1 port={}", cloned.port()));
-    assert_eq!(lines[1], s.pgpass.display().to_string());
-    assert_eq!(lines[2], "42");
-    let db = connect(&tcp_params(&cloned, "postgres", "new-su-password")).await;
-    assert!(!db.in_recovery().await.unwrap());
-    assert_eq!(
-        db.system_identifier().await.unwrap(),
-        source.db().await.unwrap().system_identifier().await.unwrap(),
-        "same cluster"
-    );
-    let hba = std::fs::read_to_string(cloned.data_dir().join("pg_hba.conf")).unwrap();
-    assert!(!hba.contains("trust\n") || hba.contains("local all all trust"), "temporary trust rules are gone: {hba}");
-    assert!(!hba.contains("\ttrust"), "{hba}");
 }

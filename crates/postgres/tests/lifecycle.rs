@@ -67,6 +67,15 @@ async fn bootstrap_start_query_as_each_role_and_restart() {
         .get(0);
     assert_eq!(src, "command line");
 
+    // Local connections over the unix socket when use_unix_socket is set.
+    let mut unix = pg.settings().clone();
+    unix.use_unix_socket = true;
+    let mut over_socket = Postgres::new(unix).await.unwrap();
+    assert!(over_socket.local_conn_params().get("host").unwrap().starts_with('/'));
+    assert!(over_socket.adopt().await.unwrap());
+    assert!(!over_socket.cluster_info().await.unwrap().in_recovery);
+    drop(over_socket);
+
     pg.restart(StopMode::Fast).await.unwrap();
     assert!(pg.is_running());
     assert_eq!(std::fs::read_to_string(data.join("postgresql.conf")).unwrap(), conf, "config survives a restart");
