@@ -1,0 +1,93 @@
+//! Issue #5 on real 3-member clusters: switchover through the REST API, immediate and scheduled.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{name, Cluster, Options, POLL, START_TIMEOUT, WAIT};
+use reqwest::Method;
+use serde_json::json;
+
+/// POST /switchover to a named candidate: 200 with Patroni's text, the candidate is the primary and the old
+/// leader streams from it; then to "any" (no candidate): some other member takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_a_named_candidate_and_to_any() {
+    let c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let x = (0..3).find(|r| *r != p).unwrap();
+    let body = json!({"leader": name(p), "candidate": name(x)});
+    let (code, text) = c.node(p).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    if code != 200 {
+        c.dump("switchover refused");
+    }
+    assert_eq!(code, 200, "switchover answered {code}: {text}");
+    assert_eq!(text.trim(), format!("Successfully switched over to \"{}\"", name(x)));
+    let np = c.wait_primary(WAIT, &[p]).await;
+    assert_eq!(np, x, "the named candidate is the primary");
+    c.insert(x, "after-named").await;
+    let others: Vec<usize> = (0..3).filter(|r| *r != x).collect();
+    c.wait_streaming(&others, x, START_TIMEOUT).await;
+    for r in &others {
+        c.wait_row(*r, "after-named", WAIT).await;
+    }
+    assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
+
+    // To any member: asked on a replica this time (any member may take the request).
+    let asked = others[0];
+    let body = json!({"leader": name(x)});
+    let (code, text) = c.node(asked).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    assert_eq!(code, 200, "switchover to any answered {code}: {text}");
+    assert!(text.starts_with("Successfully switched over to "), "{text}");
+    let np = c.wait_primary(WAIT, &[x]).await;
+    assert_ne!(np, x);
+    assert_eq!(text.trim(), format!("Successfully switched over to \"{}\"", name(np)));
+    c.insert(np, "after-any").await;
+    let others: Vec<usize> = (0..3).filter(|r| *r != np).collect();
+    c.wait_streaming(&others, np, START_TIMEOUT).await;
+    for r in &others {
+        c.wait_row(*r, "after-any", WAIT).await;
+    }
+}
+
+/// A switchover scheduled a few seconds ahead (ISO 8601 with an offset) is accepted with 202 and happens after
+/// that time, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_switchover_happens_after_the_time() {
+    let c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let x = (0..3).find(|r| *r != p).unwrap();
+    let delay = Duration::from_secs(10);
+    let at = chrono::Local::now().fixed_offset() + chrono::Duration::from_std(delay).unwrap();
+    let at_text = at.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string();
+    let body = json!({"leader": name(p), "candidate": name(x), "scheduled_at": at_text});
+    let (code, text) = c.node(p).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    assert_eq!(code, 202, "scheduled switchover answered {code}: {text}");
+    assert!(text.contains("Switchover scheduled"), "{text}");
+    let failover = c.etcd.get("/service/demo/failover").await.unwrap();
+    assert!(failover.as_deref().is_some_and(|f| f.contains("scheduled_at")), "failover key: {failover:?}");
+
+    // Before the time: nothing changes.
+    let deadline = at - chrono::Duration::milliseconds(500);
+    while chrono::Local::now().fixed_offset() < deadline {
+        assert_eq!(c.leader().await.as_deref(), Some(name(p).as_str()), "switched over before {at_text}");
+        tokio::time::sleep(POLL).await;
+    }
+    let started = Instant::now();
+    let mut changed_at = None;
+    while started.elapsed() < WAIT {
+        if c.leader().await.as_deref() != Some(name(p).as_str()) {
+            changed_at = Some(chrono::Local::now().fixed_offset());
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let Some(changed_at) = changed_at else {
+        c.dump("scheduled switchover did not happen");
+        panic!("no switchover within {WAIT:?} after {at_text}");
+    };
+    assert!(changed_at >= at, "the leader changed at {changed_at}, before {at}");
+    let np = c.wait_primary(WAIT, &[p]).await;
+    assert_eq!(np, x);
+    c.wait_streaming(&[p], x, START_TIMEOUT).await;
+    assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
+}
