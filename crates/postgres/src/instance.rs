@@ -158,6 +158,29 @@ impl Role {
     }
 }
 
+/// Process state as Patroni reports it in the REST API and member key (`state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    Stopped,
+    /// Running, not yet accepting connections (e.g. a standby before consistency).
+    Starting,
+    Running,
+    /// The postmaster died without being asked to.
+    Crashed,
+}
+
+impl ProcessState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessState::Stopped => "stopped",
+            ProcessState::Starting => "starting",
+            ProcessState::Running => "running",
+            ProcessState::Crashed => "crashed",
+        }
+    }
+}
+
 /// What a configuration change did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReloadOutcome {
@@ -252,6 +275,23 @@ impl Postgres {
     /// Fires when the postmaster exits; `None` when nothing is running.
     pub fn exit_watch(&self) -> Option<tokio::sync::watch::Receiver<Option<Exit>>> {
         self.postmaster.as_ref().map(Postmaster::watch)
+    }
+
+    /// Stopped / starting / running / crashed, from the postmaster handle and `postmaster.pid`'s status line.
+    pub fn process_state(&self) -> ProcessState {
+        match &self.postmaster {
+            None => ProcessState::Stopped,
+            Some(pm) => match pm.exit() {
+                Some(exit) if exit.is_crash() => ProcessState::Crashed,
+                Some(_) => ProcessState::Stopped,
+                None => match crate::postmaster::PidFile::read(&self.settings.data_dir) {
+                    Ok(Some(pf)) if matches!(pf.status.as_deref(), Some("ready") | Some("standby")) => {
+                        ProcessState::Running
+                    }
+                    _ => ProcessState::Starting,
+                },
+            },
+        }
     }
 
     /// `Some` when the postmaster we managed died without being asked to: the crash report.

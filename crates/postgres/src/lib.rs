@@ -58,7 +58,7 @@ pub use conninfo::{ConnParams, Credentials};
 pub use controldata::{ClusterState, ControlData};
 pub use error::{Error, Result};
 pub use generate::generate_config;
-pub use instance::{Postgres, ReloadOutcome, ReplicaMethod, Role, Settings};
+pub use instance::{Postgres, ProcessState, ReloadOutcome, ReplicaMethod, Role, Settings};
 pub use lsn::Lsn;
 pub use parameters::Parameters;
 pub use postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};

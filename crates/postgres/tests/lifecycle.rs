@@ -17,6 +17,7 @@ async fn bootstrap_start_query_as_each_role_and_restart() {
     let mut pg = bootstrap_primary(&dir, "node1").await;
     assert_eq!(pg.role(), Role::Primary);
     assert!(pg.is_running());
+    assert_eq!(pg.process_state(), patroni_postgres::ProcessState::Running);
 
     for (user, pw) in [("postgres", SU_PASSWORD), ("rewind_user", REWIND_PASSWORD)] {
         let db = connect(&tcp_params(&pg, user, pw)).await;
@@ -162,6 +163,7 @@ async fn stop_modes_adoption_and_crash_detection() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     tokio::time::timeout(Duration::from_secs(5), watch.wait_for(|e| e.is_some())).await.unwrap().unwrap();
     let crash = pg.crashed().unwrap();
+    assert_eq!(pg.process_state(), patroni_postgres::ProcessState::Crashed);
     assert_eq!(crash.status.as_deref(), Some("killed by signal 9"));
 }
 
