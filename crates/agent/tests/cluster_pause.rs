@@ -1,0 +1,73 @@
+//! Issue #5 on real 3-member clusters: pause (maintenance) mode.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{name, Cluster, Options, LOOP_WAIT, POLL, START_TIMEOUT, TTL, WAIT};
+use reqwest::Method;
+use serde_json::json;
+
+async fn paused_everywhere(c: &Cluster, paused: bool) -> bool {
+    for i in 0..c.nodes.len() {
+        let Ok((200, body)) = c.node(i).get("/patroni").await else { return false };
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["pause"].as_bool().unwrap_or(false) != paused {
+            return false;
+        }
+    }
+    true
+}
+
+/// Paused: PostgreSQL of the primary stopped by hand (`pg_ctl stop -m immediate`) is left alone — the leader key
+/// stays, no replica is promoted, for longer than the ttl. Resumed: the leader starts PostgreSQL again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_means_no_failover_and_resume_recovers() {
+    let c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+
+    let (code, text) = c.node(p).request(Method::PATCH, "/config", Some(&json!({"pause": true}))).await.unwrap();
+    assert_eq!(code, 200, "PATCH /config answered {code}: {text}");
+    if patroni_testkit::wait_until(WAIT, POLL, || paused_everywhere(&c, true)).await.is_err() {
+        c.dump("pause not seen");
+        panic!("not every member reports pause within {WAIT:?}");
+    }
+
+    c.pg_stop_immediate(p);
+    let until = Instant::now() + Duration::from_secs(TTL + 5 * LOOP_WAIT);
+    while Instant::now() < until {
+        let leader = c.leader().await;
+        if leader.as_deref() != Some(name(p).as_str()) {
+            c.dump("leader key changed in pause");
+            panic!("the leader key changed while paused: {leader:?}");
+        }
+        for &r in &replicas {
+            if c.status(r, "/primary").await == Some(200) {
+                c.dump("replica promoted in pause");
+                panic!("{} was promoted while paused", name(r));
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    for &r in &replicas {
+        let rows = c.sql(r, "SELECT pg_is_in_recovery()").await.unwrap();
+        assert_eq!(rows[0][0].as_deref(), Some("t"), "{} still a replica", name(r));
+    }
+    assert!(c.postmaster_pid(p).is_none(), "PostgreSQL of the paused leader was not started by the agent");
+
+    let (code, text) = c.node(p).request(Method::PATCH, "/config", Some(&json!({"pause": null}))).await.unwrap();
+    assert_eq!(code, 200, "PATCH /config answered {code}: {text}");
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    assert_eq!(np, p, "the leader that kept its key starts PostgreSQL again as the primary");
+    assert!(
+        paused_everywhere(&c, false).await || {
+            patroni_testkit::wait_until(WAIT, POLL, || paused_everywhere(&c, false)).await.is_ok()
+        }
+    );
+    c.insert(p, "after-resume").await;
+    c.wait_streaming(&replicas, p, START_TIMEOUT).await;
+    for &r in &replicas {
+        c.wait_row(r, "after-resume", WAIT).await;
+    }
+}
