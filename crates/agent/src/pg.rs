@@ -3,20 +3,16 @@
 //! Long operations hold the instance lock for their whole duration; observation never waits for it (it answers
 //! from the last observation instead), so the HA loop keeps its rhythm while PostgreSQL starts or is cloned.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use patroni_config::{Config, DynamicConfig, UserAuth};
+use patroni_config::{Config, DynamicConfig};
 use patroni_dcs::HistoryLine;
 use patroni_ha::{DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
-use patroni_postgres::bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
-use patroni_postgres::instance::{slot_name_from_member_name, ReplicaMethod, Settings as PgSettings};
-use patroni_postgres::rewind::parse_history;
-use patroni_postgres::{Binaries, ConnParams, Credentials, Parameters, Postgres, StopMode};
-use serde_json::{Map, Value};
+use patroni_postgres::bootstrap::BootstrapSettings;
+use patroni_postgres::instance::{slot_name_from_member_name, Settings as PgSettings};
+use patroni_postgres::{ConnParams, Postgres, StopMode};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
@@ -26,8 +22,9 @@ use crate::node::{Node, NodeError, NodeResult, Stop, Upstream};
 pub struct PgNode {
     pg: Mutex<Postgres>,
     bootstrap: BootstrapSettings,
-    local_parameters: Map<String, Value>,
-    local_hba: Option<Vec<String>>,
+    /// The local configuration, merged with each new dynamic configuration.
+    config: Config,
+    name: String,
     crash: Arc<Notify>,
     /// The last complete observation, answered while a long action holds the instance.
     last: std::sync::Mutex<(LocalState, LocalDetails)>,
@@ -46,149 +43,24 @@ fn err(e: impl std::fmt::Display) -> NodeError {
     NodeError::new(e.to_string())
 }
 
-fn value_to_conf(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "on".into(),
-        Value::Bool(false) => "off".into(),
-        other => other.to_string(),
-    }
-}
-
-fn to_parameters(map: &Map<String, Value>) -> Parameters {
-    map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), value_to_conf(v))).collect()
-}
-
-fn credentials(auth: Option<&UserAuth>, default_user: &str) -> Credentials {
-    let Some(a) = auth else { return Credentials::new(default_user, None) };
-    let mut c = Credentials::new(a.username.clone().unwrap_or_else(|| default_user.to_owned()), a.password.as_deref());
-    for (k, v) in a.ssl_params() {
-        c.options.insert(k.to_owned(), v.to_owned());
-    }
-    c
-}
-
-fn option_pairs(map: &Map<String, Value>, skip: &[&str]) -> Vec<(String, String)> {
-    map.iter().filter(|(k, _)| !skip.contains(&k.as_str())).map(|(k, v)| (k.clone(), value_to_conf(v))).collect()
-}
-
-/// The postgres crate's settings from `patroni.yml` and the dynamic configuration.
+/// The postgres crate's settings from `patroni.yml` merged with the dynamic configuration (local over dynamic).
 pub fn pg_settings(config: &Config, dynamic: &DynamicConfig, name: &str) -> Result<PgSettings, NodeError> {
-    let p = &config.postgresql;
-    let data_dir = p.data_dir.clone().ok_or_else(|| NodeError::new("postgresql.data_dir is not set"))?;
-    let listen = p.listen.clone().ok_or_else(|| NodeError::new("postgresql.listen is not set"))?;
-    let scope = config.scope.clone().unwrap_or_default();
-    let mut s = PgSettings::new(name, &scope, PathBuf::from(&data_dir), &listen);
-    let mut tools = BTreeMap::new();
-    if let Some(b) = &p.bin_name {
-        for (tool, v) in [
-            ("pg_ctl", &b.pg_ctl),
-            ("initdb", &b.initdb),
-            ("pg_controldata", &b.pg_controldata),
-            ("pg_basebackup", &b.pg_basebackup),
-            ("postgres", &b.postgres),
-            ("pg_isready", &b.pg_isready),
-            ("pg_rewind", &b.pg_rewind),
-        ] {
-            if let Some(v) = v {
-                tools.insert(tool.to_owned(), v.clone());
-            }
-        }
-    }
-    s.binaries = Binaries::new(p.bin_dir.as_ref().map(PathBuf::from), &tools).map_err(err)?;
-    s.connect_address = p.connect_address.clone();
-    s.config_dir = p.config_dir.as_ref().map(PathBuf::from);
-    if let Some(base) = &p.config_base_name {
-        s.config_base_name = base.clone();
-    }
-    s.custom_conf = p.custom_conf.as_ref().map(PathBuf::from);
-    if let Some(pgpass) = &p.pgpass {
-        s.pgpass = PathBuf::from(pgpass);
-    }
-    s.use_unix_socket = p.use_unix_socket.unwrap_or(false);
-    s.use_unix_socket_repl = p.use_unix_socket_repl.unwrap_or(false);
-    let auth = p.authentication.as_ref();
-    s.superuser = credentials(auth.and_then(|a| a.superuser.as_ref()), "postgres");
-    s.replication = credentials(auth.and_then(|a| a.replication.as_ref()), "replicator");
-    s.rewind = auth.and_then(|a| a.rewind.as_ref()).map(|r| credentials(Some(r), "rewind_user"));
-    let dynamic_pg = dynamic.postgresql.as_ref();
-    s.parameters = effective_parameters(dynamic, p.parameters.as_ref());
-    s.pg_hba = p.pg_hba.clone().or_else(|| dynamic_pg.and_then(|d| d.pg_hba.clone())).unwrap_or_default();
-    s.pg_ident = p.pg_ident.clone().or_else(|| dynamic_pg.and_then(|d| d.pg_ident.clone())).unwrap_or_default();
-    let mut recovery = dynamic_pg.and_then(|d| d.recovery_conf.as_ref()).map(to_parameters).unwrap_or_default();
-    recovery.extend(p.recovery_conf.as_ref().map(to_parameters).unwrap_or_default());
-    s.recovery_conf = recovery;
-    s.pg_ctl_timeout = p.pg_ctl_timeout();
-    if let Some(cb) = &p.callbacks {
-        s.callbacks.on_start = cb.on_start.clone();
-        s.callbacks.on_stop = cb.on_stop.clone();
-        s.callbacks.on_restart = cb.on_restart.clone();
-        s.callbacks.on_reload = cb.on_reload.clone();
-        s.callbacks.on_role_change = cb.on_role_change.clone();
-    }
-    s.create_replica_methods = p.replica_methods();
-    for method in &s.create_replica_methods {
-        if method == "basebackup" {
-            continue;
-        }
-        let opts = p.replica_method(method).cloned().unwrap_or_default();
-        let flag = |k: &str| opts.get(k).is_some_and(crate::peers::truthy);
-        s.replica_methods.insert(
-            method.clone(),
-            ReplicaMethod {
-                command: opts.get("command").and_then(Value::as_str).map(str::to_owned),
-                no_leader: flag("no_leader") || flag("no_master"),
-                keep_data: flag("keep_data"),
-                no_params: flag("no_params"),
-                options: option_pairs(&opts, &["command", "no_leader", "no_master", "keep_data", "no_params"]),
-            },
-        );
-    }
-    s.basebackup = p.basebackup.as_ref().map(|b| b.to_args()).unwrap_or_default();
-    s.use_pg_rewind = dynamic.use_pg_rewind() || p.use_pg_rewind.unwrap_or(false);
-    s.use_slots = dynamic.use_slots();
-    s.remove_data_directory_on_rewind_failure = p.remove_data_directory_on_rewind_failure.unwrap_or(false);
-    s.remove_data_directory_on_diverged_timelines = p.remove_data_directory_on_diverged_timelines.unwrap_or(false);
-    s.pre_promote = p.pre_promote.clone();
-    s.before_stop = p.before_stop.clone();
-    Ok(s)
-}
-
-/// local ← dynamic, as the documentation's "Important rules" say: local `postgresql.parameters` win.
-fn effective_parameters(dynamic: &DynamicConfig, local: Option<&Map<String, Value>>) -> Parameters {
-    let dyn_params = dynamic.postgresql.as_ref().and_then(|d| d.parameters.as_ref());
-    let (merged, warnings) = patroni_config::params::effective_parameters(dyn_params, local);
-    for w in warnings {
+    let effective = config.effective(dynamic);
+    for w in &effective.warnings {
         warn!("{w}");
     }
-    to_parameters(&merged)
-}
-
-fn bootstrap_settings(config: &Config) -> BootstrapSettings {
-    let b = config.bootstrap.as_ref();
-    let initdb =
-        b.and_then(|b| b.initdb.as_ref()).map(|opts| opts.iter().map(|o| o.to_arg()).collect()).unwrap_or_default();
-    let mut settings = BootstrapSettings::initdb(initdb);
-    if let Some(method) = b.and_then(|b| b.method.as_deref()).filter(|m| *m != "initdb") {
-        if let Some(m) = b.and_then(|b| b.method_config()) {
-            let flag = |k: &str| m.get(k).is_some_and(crate::peers::truthy);
-            settings.method = BootstrapMethod::Custom(CustomBootstrap {
-                command: m.get("command").and_then(Value::as_str).unwrap_or(method).to_owned(),
-                no_params: flag("no_params"),
-                keep_existing_recovery_conf: flag("keep_existing_recovery_conf"),
-                recovery_conf: m.get("recovery_conf").and_then(Value::as_object).map(to_parameters),
-                options: option_pairs(m, &["command", "no_params", "keep_existing_recovery_conf", "recovery_conf"]),
-            });
-        }
-    }
-    settings.post_bootstrap = b.and_then(|b| b.post_bootstrap_script()).map(str::to_owned);
-    settings
+    let scope = config.scope.clone().unwrap_or_default();
+    PgSettings::from_config(name, &scope, &effective.postgresql, effective.use_slots).map_err(err)
 }
 
 impl PgNode {
     pub async fn new(config: &Config, name: &str) -> Result<PgNode, NodeError> {
         let dynamic = config.bootstrap_dcs();
         let settings = pg_settings(config, &dynamic, name)?;
+        let bootstrap = match &config.bootstrap {
+            Some(b) => BootstrapSettings::from_config(b).map_err(err)?,
+            None => BootstrapSettings::initdb(Vec::new()),
+        };
         let mut pg = Postgres::new(settings).await.map_err(err)?;
         // An agent restarted under a running PostgreSQL takes it over instead of starting another.
         match pg.adopt().await {
@@ -198,9 +70,9 @@ impl PgNode {
         }
         Ok(PgNode {
             pg: Mutex::new(pg),
-            bootstrap: bootstrap_settings(config),
-            local_parameters: config.postgresql.parameters.clone().unwrap_or_default(),
-            local_hba: config.postgresql.pg_hba.clone(),
+            bootstrap,
+            config: config.clone(),
+            name: name.to_owned(),
             crash: Arc::new(Notify::new()),
             last: std::sync::Mutex::new((LocalState::default(), LocalDetails::default())),
             watched_pid: std::sync::Mutex::new(None),
@@ -348,20 +220,12 @@ impl Node for PgNode {
     }
 
     async fn configure(&self, dynamic: &DynamicConfig) -> NodeResult<()> {
+        let wanted = pg_settings(&self.config, dynamic, &self.name)?;
         let mut pg = self.pg.lock().await;
-        let params = effective_parameters(dynamic, Some(&self.local_parameters));
-        let hba = self
-            .local_hba
-            .clone()
-            .or_else(|| dynamic.postgresql.as_ref().and_then(|d| d.pg_hba.clone()))
-            .unwrap_or_else(|| pg.settings().pg_hba.clone());
-        let ident = pg.settings().pg_ident.clone();
-        let outcome = pg.update_config(params, hba, ident).await.map_err(err)?;
+        let outcome = pg.update_config(wanted.parameters, wanted.pg_hba, wanted.pg_ident).await.map_err(err)?;
         if !outcome.pending_restart.is_empty() {
-            info!(
-                "PostgreSQL needs a restart for: {:?}",
-                outcome.pending_restart.iter().map(|p| &p.name).collect::<Vec<_>>()
-            );
+            let names: Vec<&str> = outcome.pending_restart.iter().map(|p| p.name.as_str()).collect();
+            info!("PostgreSQL needs a restart for: {}", names.join(", "));
         }
         Ok(())
     }
@@ -484,35 +348,24 @@ impl Node for PgNode {
     }
 
     async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()> {
-        let value = match (standbys.is_empty(), strict) {
-            (true, true) => "*".to_owned(),
-            (true, false) => String::new(),
-            (false, _) => {
-                let names: Vec<String> = standbys.iter().map(|s| format!("\"{s}\"")).collect();
-                format!("{} ({})", names.len(), names.join(","))
-            }
+        // Patroni's forms: `"pg2"` for one standby, `2 ("pg2","pg3")` for several, `*` when strict and none.
+        let quoted: Vec<String> = standbys.iter().map(|s| format!("\"{s}\"")).collect();
+        let value = match (quoted.len(), strict) {
+            (0, true) => Some("*".to_owned()),
+            (0, false) => None,
+            (1, _) => Some(quoted[0].clone()),
+            (n, _) => Some(format!("{n} ({})", quoted.join(","))),
         };
         let mut pg = self.pg.lock().await;
-        if pg.settings().parameters.get("synchronous_standby_names").map(String::as_str) == Some(value.as_str()) {
-            return Ok(());
-        }
-        let mut params = pg.settings().parameters.clone();
-        params.insert("synchronous_standby_names".into(), value);
-        let hba = pg.settings().pg_hba.clone();
-        let ident = pg.settings().pg_ident.clone();
-        pg.update_config(params, hba, ident).await.map_err(err)?;
-        Ok(())
+        pg.set_synchronous_standby_names(value).await.map_err(err)
     }
 
     async fn timeline_history(&self) -> NodeResult<Vec<HistoryLine>> {
         let pg = self.pg.lock().await;
-        let info = pg.cluster_info().await.map_err(err)?;
-        if info.timeline <= 1 {
-            return Ok(Vec::new());
-        }
-        let db = pg.db().await.map_err(err)?;
-        let text = db.read_data_file(&format!("pg_wal/{:08X}.history", info.timeline)).await.map_err(err)?;
-        Ok(parse_history(&String::from_utf8_lossy(&text))
+        Ok(pg
+            .timeline_history()
+            .await
+            .map_err(err)?
             .into_iter()
             .map(|e| HistoryLine {
                 timeline: e.parent_timeline,
