@@ -1,0 +1,47 @@
+//! Issue #5 on real 3-member clusters: the DCS goes away and comes back.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, Options, LOOP_WAIT, POLL, RETRY_TIMEOUT, START_TIMEOUT, WAIT};
+
+/// etcd stopped: the primary cannot refresh its key and demotes itself (no more writes, `GET /primary` not 200)
+/// within retry_timeout + loop_wait; etcd back: one primary again and the others streaming from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcs_outage_demotes_the_primary_and_the_cluster_recovers() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    c.insert(p, "before").await;
+
+    let stopped = Instant::now();
+    c.etcd.stop().await.unwrap();
+    eprintln!("etcd stopped in {:?}", stopped.elapsed());
+    // retry_timeout for the failing refresh, loop_wait for the loop to get there, plus a margin for a loaded CI.
+    let bound = Duration::from_secs(RETRY_TIMEOUT + LOOP_WAIT + 10);
+    let demoted = patroni_testkit::wait_until(bound, POLL, || async {
+        c.status(p, "/primary").await != Some(200) && !c.writable(p).await
+    })
+    .await;
+    if demoted.is_err() {
+        c.dump("primary not demoted without DCS");
+        panic!("the primary still accepts writes {bound:?} after etcd stopped");
+    }
+    eprintln!("primary demoted {:?} after etcd stopped", stopped.elapsed());
+    // Nobody is primary while the DCS is gone.
+    tokio::time::sleep(Duration::from_secs(LOOP_WAIT)).await;
+    assert_eq!(c.primaries().await, Vec::<usize>::new(), "no primary without the DCS");
+    for i in 0..3 {
+        assert!(!c.writable(i).await, "pg{i} accepts writes without the DCS");
+    }
+
+    c.etcd.start_again().await.unwrap();
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    c.insert(np, "after").await;
+    let others: Vec<usize> = (0..3).filter(|r| *r != np).collect();
+    c.wait_streaming(&others, np, START_TIMEOUT).await;
+    for r in others {
+        c.wait_row(r, "before", WAIT).await;
+        c.wait_row(r, "after", WAIT).await;
+    }
+}
