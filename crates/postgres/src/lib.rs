@@ -48,6 +48,7 @@ pub mod postmaster;
 pub mod query;
 pub mod replica;
 pub mod rewind;
+mod tls;
 
 pub use binaries::{Binaries, PgVersion, Tool};
 pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};

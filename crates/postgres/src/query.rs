@@ -183,14 +183,23 @@ impl Db {
     /// Connects with `params` (a unix socket when `host` is a directory), bounded by `timeout`, which also
     /// bounds every later query.
     pub async fn connect(params: &ConnParams, timeout: Duration) -> Result<Db> {
-        let config = params.to_config(timeout);
-        let (client, connection) =
-            tokio::time::timeout(timeout, config.connect(NoTls)).await.map_err(|_| Error::DbTimeout(timeout))??;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("PostgreSQL connection closed: {e}");
+        let mut config = params.to_config(timeout);
+        let (ssl_mode, tls) = crate::tls::client_config(params)?;
+        config.ssl_mode(ssl_mode);
+        let (client, driver) = match tls {
+            Some(tls) => {
+                let (client, connection) = tokio::time::timeout(timeout, config.connect(crate::tls::MakeRustls(tls)))
+                    .await
+                    .map_err(|_| Error::DbTimeout(timeout))??;
+                (client, tokio::spawn(drive(connection)))
             }
-        });
+            None => {
+                let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls))
+                    .await
+                    .map_err(|_| Error::DbTimeout(timeout))??;
+                (client, tokio::spawn(drive(connection)))
+            }
+        };
         Ok(Db { client, driver, timeout })
     }
 
@@ -404,6 +413,15 @@ impl Db {
     /// history file `pg_wal/00000002.history`.
     pub async fn read_data_file(&self, relative: &str) -> Result<Vec<u8>> {
         Ok(self.query_one("SELECT pg_catalog.pg_read_binary_file($1)", &[&relative]).await?.try_get(0)?)
+    }
+}
+
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!("PostgreSQL connection closed: {e}");
     }
 }
 
