@@ -83,6 +83,28 @@ impl Etcd3Settings {
         }
     }
 
+    /// Settings from an `etcd3` (or `etcd`) section of `patroni.yml`, for member `name` of the configuration's
+    /// cluster. The agent and `patronictl` both start from here.
+    pub fn from_config(config: &patroni_config::Config, e: &patroni_config::EtcdConfig, name: &str) -> Self {
+        let mut s = Etcd3Settings::new(config.scope.clone().unwrap_or_default(), name);
+        s.namespace = config.namespace.clone();
+        s.citus_group = config.citus.as_ref().and_then(|c| c.group).and_then(|g| u32::try_from(g).ok());
+        s.host = e.host.clone();
+        s.hosts = e.hosts.as_ref().map(|h| h.0.clone()).unwrap_or_default();
+        s.use_proxies = e.use_proxies.unwrap_or(false);
+        s.url = e.url.clone();
+        s.proxy = e.proxy.clone();
+        s.srv = e.srv.clone();
+        s.srv_suffix = e.srv_suffix.clone();
+        s.protocol = e.protocol.clone();
+        s.username = e.username.clone();
+        s.password = e.password.clone();
+        s.cacert = e.cacert.as_ref().map(PathBuf::from);
+        s.cert = e.cert.as_ref().map(PathBuf::from);
+        s.key = e.key.as_ref().map(PathBuf::from);
+        s
+    }
+
     /// Convenience for tests and tools: settings pointing at the given endpoints (`http://h:p` or `h:p`).
     pub fn with_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.hosts = hosts.into_iter().map(Into::into).collect();
