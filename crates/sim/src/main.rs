@@ -5,6 +5,7 @@
 //! cargo run -p patroni-sim -- --seed 1234 --trace        # replay one seed with its trace
 //! ```
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -68,30 +69,42 @@ fn main() -> ExitCode {
         Some(s) => (s, 1),
         None => (args.start, args.seeds),
     };
+    // Written through a lock and checked: a closed pipe (`sim ... | head`) ends the run instead of panicking.
+    let mut out = std::io::stdout().lock();
     let began = Instant::now();
     let (mut steps, mut events, mut simulated, mut failures, mut diverged) = (0u64, 0u64, 0i64, 0u64, 0u64);
+    let mut ran = 0u64;
     for seed in start..start.saturating_add(count) {
         let report = run(seed, &opts);
+        ran += 1;
         steps += report.steps;
         events += report.events;
         simulated += report.simulated_ms;
         diverged += report.diverged_at_end as u64;
+        let mut written = Ok(());
         if args.trace {
-            print!("{}", report.explain());
+            written = write!(out, "{}", report.explain());
         }
         if let Some(v) = &report.violation {
             failures += 1;
             if !args.trace {
-                println!("seed {seed} FAILED: {v}  (replay: cargo run -p patroni-sim -- --seed {seed} --trace)");
+                written = writeln!(
+                    out,
+                    "seed {seed} FAILED: {v}  (replay: cargo run -p patroni-sim -- --seed {seed} --trace)"
+                );
             }
             if args.fail_fast {
                 break;
             }
         }
+        if written.is_err() {
+            return ExitCode::FAILURE;
+        }
     }
     let secs = began.elapsed().as_secs_f64().max(1e-9);
-    println!(
-        "{count} seeds, {failures} failed, {steps} core steps, {events} events, {:.0} simulated hours, \
+    let _ = writeln!(
+        out,
+        "{ran} seeds, {failures} failed, {steps} core steps, {events} events, {:.0} simulated hours, \
          {diverged} members left diverged; {:.2}s wall, {:.0} steps/s, {:.0} events/s",
         simulated as f64 / 3_600_000.0,
         secs,

@@ -8,8 +8,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use patroni_ha::{
-    Action, Busy, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis, Observation, Outcome,
-    PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
+    Action, Busy, ClusterView, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis, Observation,
+    Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
 };
 
 use crate::check::{Invariant, Violation};
@@ -24,8 +24,6 @@ mod chaos;
 mod invariants;
 mod postgres;
 
-/// The core's status when it demotes after a failed leader-key refresh (matched by the core bug 2 workaround).
-const REFRESH_FAILED_DEMOTE: &str = "demoted self because failed to update leader lock in DCS";
 /// Re-steps per loop when the core asks to look again at once (races, peer fetches).
 const MAX_RESTEPS: u32 = 5;
 /// When faults may start: the cluster has bootstrapped by then.
@@ -49,13 +47,9 @@ pub struct Options {
     /// Count a member left with a diverged timeline after the quiet period as a convergence failure. The core
     /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (see README, "Known gaps").
     pub require_rewind: bool,
-    /// Run the core without the simulator's workarounds for the core bugs it found (README, "Core bugs found"):
-    /// (3) at the start of the quiet
-    /// period the operator does not delete a switchover key left behind by a leader that lost its key (by default
-    /// they do, else a sync-mode cluster can stay leaderless forever); (2) a paused leader whose refresh failed is
-    /// allowed to demote (by default the demotion is dropped, as Patroni does); (5) in synchronous mode a named
-    /// failover candidate outside the `sync` key may take the key (by default every member is shown the request
-    /// without that candidate, as Patroni treats it).
+    /// Run the core without the simulator's workaround for core bug 5 (README, "Core bugs found"): in synchronous
+    /// mode, a failover request naming a candidate that has since left the `sync` key is shown as it is, and the
+    /// candidate promotes without the commits the current synchronous standby acknowledged.
     pub faithful: bool,
     /// Allow DCS trouble and agent deaths around pause. A paused leader that cannot read the DCS keeps its cached
     /// `pause`, so it neither demotes nor learns of the resume, while its key expires and the others race: a split
@@ -122,6 +116,11 @@ enum Ev {
         m: usize,
         gen: u64,
     },
+    /// The instant a pending DCS read reflects.
+    Snapshot {
+        m: usize,
+        gen: u64,
+    },
     Read {
         m: usize,
         gen: u64,
@@ -175,6 +174,8 @@ struct Agent {
     resteps: u32,
     outcomes: Vec<Outcome>,
     peers: Option<Vec<PeerStatus>>,
+    /// What the DCS read in flight returned, with the dynamic configuration it carried.
+    snapshot: Option<(ClusterView, DynConfig)>,
     /// The last successful read showed a failover key: a demotion then is an operator's, not automatic.
     saw_failover_key: bool,
     /// The leader key was taken while the failover key named us: a manual failover.
@@ -345,6 +346,7 @@ impl World {
                 resteps: 0,
                 outcomes: Vec::new(),
                 peers: None,
+                snapshot: None,
                 saw_failover_key: false,
                 named_candidate: false,
                 lsn_when_acquired: None,
@@ -480,6 +482,11 @@ impl World {
             Ev::Wake { m, gen } => {
                 if self.agents[m].alive && self.agents[m].gen == gen && self.agents[m].phase == Phase::Sleeping {
                     self.start_read(m, 0);
+                }
+            }
+            Ev::Snapshot { m, gen } => {
+                if self.agents[m].alive && self.agents[m].gen == gen {
+                    self.take_snapshot(m);
                 }
             }
             Ev::Read { m, gen, fails } => {

@@ -7,23 +7,35 @@ impl World {
         let (took, fails) = self.dcs_latency(m);
         let gen = self.agents[m].gen;
         self.agents[m].phase = Phase::Reading;
+        self.agents[m].snapshot = None;
+        if !fails {
+            // The answer reflects some instant during the request, not necessarily its end: decisions can be
+            // as stale as the read was slow.
+            let at = self.now + after + self.rng.ms(0, took);
+            self.schedule(at, Ev::Snapshot { m, gen });
+        }
         self.schedule(self.now + after + took, Ev::Read { m, gen, fails });
     }
 
-    pub(super) fn observe_and_step(&mut self, m: usize, fails: bool) {
-        let cluster = if !fails && self.dcs_reachable(m) {
+    /// The DCS answers the read as it stands now (if this member can reach it now).
+    pub(super) fn take_snapshot(&mut self, m: usize) {
+        if self.dcs_reachable(m) {
             self.publish_member(m);
-            self.agents[m].config = self.dcs.config.clone();
-            Some(self.dcs.view(self.now, &self.names))
-        } else {
-            None
-        };
-        let mut cluster = cluster;
+            self.agents[m].snapshot = Some((self.dcs.view(self.now, &self.names), self.dcs.config.clone()));
+        }
+    }
+
+    pub(super) fn observe_and_step(&mut self, m: usize, fails: bool) {
+        let snapshot = if fails { None } else { self.agents[m].snapshot.take() };
+        let mut cluster = snapshot.map(|(view, config)| {
+            self.agents[m].config = config;
+            view
+        });
         if let Some(c) = cluster.as_mut().filter(|_| !self.opts.faithful) {
             if self.agents[m].config.sync_mode != SyncMode::Off {
-                // Core bug 5 workaround, emulating the fix: in synchronous mode a candidate outside the `sync` key
-                // does not hold every acknowledged commit, so every member treats it as no candidate at all
-                // (Patroni: only synchronous nodes may race in a synchronous-mode failover).
+                // Core bug 5 workaround (the core fixed switchovers, not failovers): in synchronous mode a candidate
+                // outside the `sync` key lacks acknowledged commits, so every member treats it as no candidate. The
+                // REST API checks this when the request is made; the candidate may leave the key before acting.
                 let sync = c.sync.clone();
                 if let Some(f) = c.failover.as_mut() {
                     let allowed = |n: &str| sync.leader.as_deref() == Some(n) || sync.is_sync_standby(n);
@@ -46,12 +58,6 @@ impl World {
         };
         let mut plan = agent.ha.step(&settings, &obs);
         self.steps += 1;
-        if !self.opts.faithful && self.agents[m].config.pause && plan.status == REFRESH_FAILED_DEMOTE {
-            // Core bug 2 workaround, emulating the fix: paused, a failed refresh must not demote (Patroni: "continue
-            // to run as primary after failing to update leader lock in DCS").
-            plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
-            plan.status = "PAUSE: continue to run as primary after failing to update leader lock in DCS".into();
-        }
         if let Some(mutation) = self.opts.mutation {
             mutation.plan(&obs, &mut plan);
         }

@@ -236,25 +236,7 @@ impl World {
         self.schedule(next, Ev::Write);
     }
 
-    /// Core bug 3 workaround: once faults stop, an operator deletes a switchover key whose leader no longer holds
-    /// the leader key (the core would let it block the race forever).
-    pub(super) fn operator_clears_stale_switchover(&mut self) {
-        let stale = self
-            .dcs
-            .failover
-            .as_ref()
-            .and_then(|f| f.leader.as_deref())
-            .is_some_and(|l| self.dcs.leader_at(self.now).is_none_or(|holder| self.names[holder] != l));
-        if stale {
-            self.dcs.failover = None;
-            self.note(None, |_| "operator deletes the stale switchover key (core bug 3 workaround)".to_string());
-        }
-    }
-
     pub(super) fn replicate(&mut self) {
-        if self.now >= self.quiet_at && !self.opts.faithful {
-            self.operator_clears_stale_switchover();
-        }
         for r in 0..self.pgs.len() {
             self.receive_wal(r);
         }
