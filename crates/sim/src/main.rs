@@ -36,7 +36,7 @@ struct Args {
     /// Treat a member left diverged (never rewound) as a convergence failure.
     #[arg(long)]
     require_rewind: bool,
-    /// Drop the workarounds for the core bugs found (initialize race, stale switchover key): see README.
+    /// Drop the workaround for open core bug 5 (sync-mode failover candidate outside the sync key): see README.
     #[arg(long)]
     faithful: bool,
     /// Allow DCS faults and agent kills around pause (a known split-brain hazard, shared with Patroni).

@@ -30,3 +30,14 @@ fn tracing_does_not_change_the_run() {
 fn different_seeds_differ() {
     assert_ne!(run(1, &traced()).trace, run(2, &traced()).trace);
 }
+
+#[test]
+fn a_failing_seed_explains_itself() {
+    let opts = Options { mutation: Some(patroni_sim::Mutation::NoWatchdog), trace: true, ..Options::default() };
+    let report = run(1, &opts);
+    let text = report.explain();
+    assert!(report.failed());
+    assert!(text.starts_with("seed 1 FAILED:"), "{text}");
+    assert!(text.contains("VIOLATION split brain"), "{text}");
+    assert!(text.contains("FAULT "), "the trace shows the faults: {text}");
+}
