@@ -216,7 +216,9 @@ impl Postgres {
     /// recovery, no archiving), which pg_rewind requires.
     pub async fn ensure_clean_shutdown(&self) -> Result<()> {
         let state = self.controldata().await?.cluster_state;
-        if state.is_clean_shutdown() {
+        // Only a former primary needs it: a standby that stopped or crashed in archive recovery has a usable
+        // minimum recovery point, and recovering it as a primary here would throw its standby state away.
+        if state.is_clean_shutdown() || state == ClusterState::InArchiveRecovery {
             return Ok(());
         }
         if self.is_running() {
