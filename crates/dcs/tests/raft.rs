@@ -15,6 +15,7 @@ struct TestCluster {
     addrs: Vec<String>,
     names: Vec<String>,
     password: Option<String>,
+    snapshot_logs: u64,
     nodes: Vec<Option<Raft>>,
 }
 
@@ -24,6 +25,10 @@ impl TestCluster {
     }
 
     async fn start_with(scope: &str, names: &[&str], password: Option<&str>) -> TestCluster {
+        Self::start_full(scope, names, password, 1000).await
+    }
+
+    async fn start_full(scope: &str, names: &[&str], password: Option<&str>, snapshot_logs: u64) -> TestCluster {
         let dir = TestDir::new().expect("test dir");
         let addrs: Vec<String> = names.iter().map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let mut c = TestCluster {
@@ -32,6 +37,7 @@ impl TestCluster {
             addrs,
             names: names.iter().map(|n| n.to_string()).collect(),
             password: password.map(String::from),
+            snapshot_logs,
             nodes: Vec::new(),
         };
         for i in 0..names.len() {
@@ -52,6 +58,7 @@ impl TestCluster {
         s.ttl = Duration::from_secs(10);
         s.retry_timeout = Duration::from_secs(3);
         s.password = self.password.clone();
+        s.snapshot_logs = self.snapshot_logs;
         s
     }
 
@@ -138,6 +145,7 @@ async fn without_a_quorum_every_call_is_unreachable_within_retry_timeout_then_re
     a.touch_member(&contract::member_data("a")).await.unwrap();
     a.attempt_to_acquire_leader().await.unwrap();
     let cluster = a.get_cluster().await.unwrap();
+    a.set_retry_timeout(Duration::from_secs(1));
     c.kill(1).await;
     c.kill(2).await;
     contract::every_call_unreachable(c.node(0), &cluster).await;
@@ -174,6 +182,38 @@ async fn losing_the_raft_leader_elects_another_and_a_restarted_node_catches_up()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(c.node(old).get_cluster().await.unwrap().initialize.as_deref(), Some("7300000000000000042"));
+}
+
+#[tokio::test]
+async fn a_node_far_behind_catches_up_from_a_snapshot_and_restarts_from_its_own() {
+    let mut c = TestCluster::start_full("snapshot", &["a", "b", "c"], None, 20).await;
+    let leader = c.wait_raft_leader().await;
+    let lagging = (leader + 1) % 3;
+    let writer = (leader + 2) % 3;
+    c.kill(lagging).await;
+    for n in 0..120 {
+        c.node(writer).set_history_value(&format!("[[{n},0,\"x\"]]")).await.unwrap();
+    }
+    c.node(writer).initialize(true, "7300000000000000099").await.unwrap();
+    // The others compacted their logs: the restarted node can only catch up from a snapshot.
+    let snap = c.dir.join(format!("node{writer}/snapshot.json"));
+    assert!(snap.exists(), "no snapshot written");
+    c.restart(lagging).await;
+    let start = Instant::now();
+    while !c.node(lagging).local_keys().iter().any(|(k, v)| k.ends_with("/initialize") && v == "7300000000000000099") {
+        assert!(start.elapsed() < Duration::from_secs(30), "lagging node did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every node restarts from its own snapshot + log with the same data.
+    let before = c.node(writer).local_keys();
+    c.restart(writer).await;
+    let start = Instant::now();
+    while c.node(writer).local_keys() != before {
+        assert!(start.elapsed() < Duration::from_secs(10), "restarted node lost data");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.wait_ready(writer).await;
+    assert_eq!(c.node(writer).get_cluster().await.unwrap().initialize.as_deref(), Some("7300000000000000099"));
 }
 
 #[tokio::test]

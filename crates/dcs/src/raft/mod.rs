@@ -111,6 +111,7 @@ impl Raft {
             bind_addr: settings.bind_addr.clone().unwrap_or_else(|| settings.self_addr.clone()),
             partner_addrs: settings.partner_addrs.clone(),
             password: settings.password.clone(),
+            snapshot_logs: settings.snapshot_logs,
         })
         .await?;
         let core = node.core.clone();

@@ -66,6 +66,7 @@ pub struct NodeOptions<'a> {
     pub bind_addr: String,
     pub partner_addrs: Vec<String>,
     pub password: Option<String>,
+    pub snapshot_logs: u64,
 }
 
 pub struct NodeCore {
@@ -85,15 +86,16 @@ pub struct Node {
     stop_server: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-fn raft_config() -> Result<Config, String> {
+fn raft_config(snapshot_logs: u64) -> Result<Config, String> {
     Config {
         cluster_name: "patroni".into(),
         heartbeat_interval: 200,
         election_timeout_min: 1000,
         election_timeout_max: 2000,
         install_snapshot_timeout: 2000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-        max_in_snapshot_log_to_keep: 200,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs.max(10)),
+        // A follower a little behind still catches up from the log rather than a whole snapshot.
+        max_in_snapshot_log_to_keep: (snapshot_logs / 5).max(5),
         snapshot_max_chunk_size: 1024 * 1024,
         ..Config::default()
     }
@@ -103,7 +105,7 @@ fn raft_config() -> Result<Config, String> {
 
 impl Node {
     pub async fn start(opts: NodeOptions<'_>) -> DcsResult<Node> {
-        let config = Arc::new(raft_config().map_err(DcsError::Config)?);
+        let config = Arc::new(raft_config(opts.snapshot_logs).map_err(DcsError::Config)?);
         let id = node_id(&opts.self_addr);
         let cannot_open =
             |e: std::io::Error| DcsError::Config(format!("cannot use raft.data_dir {}: {e}", opts.data_dir.display()));

@@ -26,6 +26,8 @@ pub struct RaftSettings {
     pub partner_addrs: Vec<String>,
     /// `raft.password`: authenticates peer traffic (HMAC-SHA256 over every request).
     pub password: Option<String>,
+    /// Log entries between snapshots (the log before a snapshot is then purged); not a Patroni setting.
+    pub snapshot_logs: u64,
 }
 
 impl RaftSettings {
@@ -44,6 +46,7 @@ impl RaftSettings {
             bind_addr: None,
             partner_addrs: Vec::new(),
             password: None,
+            snapshot_logs: 1000,
         }
     }
 
