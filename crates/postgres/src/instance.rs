@@ -75,6 +75,10 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// Bound for each SQL statement and connection attempt.
     pub query_timeout: Duration,
+    /// Bound for one replica creation method (pg_basebackup or a script). `None` (Patroni's behaviour): no
+    /// bound, since copying a large cluster legitimately takes hours; the caller can still cancel by dropping
+    /// the future, which kills the tool with its whole process group.
+    pub replica_creation_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -116,6 +120,7 @@ impl Settings {
             before_stop: None,
             log_file: None,
             query_timeout: Duration::from_secs(10),
+            replica_creation_timeout: None,
         }
     }
 

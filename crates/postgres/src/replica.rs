@@ -161,6 +161,9 @@ impl Postgres {
             if pgpass {
                 cmd = cmd.env("PGPASSFILE", &self.files.pgpass);
             }
+            if let Some(t) = self.settings.replica_creation_timeout {
+                cmd = cmd.timeout(t);
+            }
             match cmd.run().await {
                 Ok(_) => return Ok(()),
                 Err(e) => {
@@ -194,6 +197,9 @@ impl Postgres {
             Cmd::from_command_line(&command)?.args(method.arguments(&self.settings.scope, &datadir, connstring));
         if pgpass {
             cmd = cmd.env("PGPASSFILE", &self.files.pgpass);
+        }
+        if let Some(t) = self.settings.replica_creation_timeout {
+            cmd = cmd.timeout(t);
         }
         let result = cmd.run().await.map(|_| ());
         if result.is_err() && !method.keep_data && !self.data_directory_empty() {
