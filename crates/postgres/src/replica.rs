@@ -85,14 +85,18 @@ impl Postgres {
     /// credentials are added) or, with `None`, only with methods marked `no_leader`. Returns the method that
     /// succeeded. `basebackup_only` is `patronictl reinit --from-leader`.
     pub async fn create_replica(&mut self, source: Option<&ConnParams>, basebackup_only: bool) -> Result<String> {
+        let methods = if basebackup_only { Vec::new() } else { self.settings.create_replica_methods.clone() };
+        self.create_replica_using(source, &methods).await
+    }
+
+    /// [`Postgres::create_replica`] with an explicit method list, e.g. `standby_cluster.create_replica_methods`
+    /// for a standby leader; an empty list means `basebackup`. Methods are configured under their names in
+    /// [`crate::Settings::replica_methods`].
+    pub async fn create_replica_using(&mut self, source: Option<&ConnParams>, methods: &[String]) -> Result<String> {
         if self.is_running() {
             return Err(Error::State("cannot create a replica while PostgreSQL is running".into()));
         }
-        let mut methods = if basebackup_only || self.settings.create_replica_methods.is_empty() {
-            vec!["basebackup".to_string()]
-        } else {
-            self.settings.create_replica_methods.clone()
-        };
+        let mut methods = if methods.is_empty() { vec!["basebackup".to_string()] } else { methods.to_vec() };
         let (connstring, pgpass) = match source {
             Some(src) => {
                 let mut p = ConnParams::for_role(
