@@ -74,9 +74,11 @@ fn main() -> ExitCode {
     let began = Instant::now();
     let (mut steps, mut events, mut simulated, mut failures, mut diverged) = (0u64, 0u64, 0i64, 0u64, 0u64);
     let mut ran = 0u64;
+    let mut recoveries: Vec<i64> = Vec::new();
     for seed in start..start.saturating_add(count) {
         let report = run(seed, &opts);
         ran += 1;
+        recoveries.extend(report.recovered_after_ms);
         steps += report.steps;
         events += report.events;
         simulated += report.simulated_ms;
@@ -110,6 +112,17 @@ fn main() -> ExitCode {
         secs,
         steps as f64 / secs,
         events as f64 / secs,
+    );
+    recoveries.sort_unstable();
+    let pct =
+        |p: usize| recoveries.get((recoveries.len().saturating_sub(1)) * p / 100).map_or(0.0, |ms| *ms as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "recovery after faults stop: p50 {:.1}s, p99 {:.1}s, max {:.1}s ({} runs converged)",
+        pct(50),
+        pct(99),
+        pct(100),
+        recoveries.len()
     );
     if failures > 0 {
         ExitCode::FAILURE

@@ -82,6 +82,8 @@ pub struct Report {
     /// Members that ended diverged from the primary and were never rewound.
     pub diverged_at_end: usize,
     pub promotions: u32,
+    /// How long after the faults stopped the cluster first converged (`None`: it did not).
+    pub recovered_after_ms: Option<i64>,
     pub trace: Vec<String>,
 }
 
@@ -286,6 +288,7 @@ pub struct World {
     last_disturbance: i64,
     quiet_at: i64,
     end_at: i64,
+    recovered_at: Option<i64>,
     /// The newest write acknowledged by a synchronous standby.
     last_sync_ack: Option<Pos>,
     /// `maximum_lag_on_failover` before the last change, and until when members may still act on it.
@@ -391,6 +394,7 @@ impl World {
             last_disturbance: 0,
             quiet_at,
             end_at: quiet_at,
+            recovered_at: None,
             last_sync_ack: None,
             previous_max_lag: (0, 0),
             next_job: 0,
@@ -449,6 +453,7 @@ impl World {
             simulated_ms: self.now - EPOCH,
             diverged_at_end,
             promotions: self.promotions,
+            recovered_after_ms: self.recovered_at.map(|t| t - self.quiet_at),
             trace: self.trace,
         }
     }

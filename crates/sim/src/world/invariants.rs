@@ -13,16 +13,26 @@ impl World {
     }
 
     pub(super) fn check_convergence(&mut self) {
+        if let Some(detail) = self.convergence_problem() {
+            self.violate(Invariant::Convergence, detail);
+        }
+    }
+
+    /// Once faults have stopped, the first instant the cluster is converged: how long recovery really took.
+    pub(super) fn note_recovery(&mut self) {
+        if self.now >= self.quiet_at && self.recovered_at.is_none() && self.convergence_problem().is_none() {
+            self.recovered_at = Some(self.now);
+        }
+    }
+
+    /// Why the cluster is not (yet) converged: one primary holding the key, every healthy member streaming.
+    fn convergence_problem(&self) -> Option<String> {
         let writable: Vec<usize> = (0..self.pgs.len()).filter(|&p| self.pgs[p].writable()).collect();
         let [primary] = writable[..] else {
-            let detail = format!("{} writable primaries at the end", writable.len());
-            self.violate(Invariant::Convergence, detail);
-            return;
+            return Some(format!("{} writable primaries at the end", writable.len()));
         };
         if self.dcs.leader_at(self.now) != Some(primary) {
-            let detail = format!("{} is primary without holding the leader key", self.names[primary]);
-            self.violate(Invariant::Convergence, detail);
-            return;
+            return Some(format!("{} is primary without holding the leader key", self.names[primary]));
         }
         for m in 0..self.pgs.len() {
             if m == primary || self.agents[m].fatal {
@@ -41,7 +51,7 @@ impl World {
             };
             let ok = pg.proc == Proc::Running && pg.upstream == Some(expected) && pg.streaming;
             if !ok {
-                let detail = format!(
+                return Some(format!(
                     "{} is not streaming from {} (process {:?}, upstream {:?}, streaming {}, diverged {}, busy {:?})",
                     self.names[m],
                     self.names[expected],
@@ -50,10 +60,9 @@ impl World {
                     pg.streaming,
                     pg.diverged,
                     pg.job.as_ref().map(|j| j.busy.clone()),
-                );
-                self.violate(Invariant::Convergence, detail);
-                return;
+                ));
             }
         }
+        None
     }
 }

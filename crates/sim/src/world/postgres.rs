@@ -243,6 +243,7 @@ impl World {
         for p in 0..self.pgs.len() {
             self.settle_sync_acks(p);
         }
+        self.note_recovery();
         self.schedule(self.now + REPLICATION_TICK, Ev::Replicate);
     }
 
