@@ -274,10 +274,31 @@ async fn peers_authenticate_with_the_password() {
 }
 
 #[tokio::test]
+async fn a_client_without_self_addr_works_through_the_members() {
+    // Patroni without raft.self_addr (and patronictl) does not vote; it talks to partner_addrs.
+    let c = TestCluster::start_with("client", &["a", "b", "c"], Some("pw")).await;
+    let mut s = RaftSettings::new("client", "ctl", "").with_partners(c.addrs.clone());
+    s.password = Some("pw".into());
+    s.retry_timeout = Duration::from_secs(3);
+    let client = Raft::new(s).await.unwrap();
+    assert_eq!(client.node_id(), None);
+    contract::leader_race(&client, c.node(0), 5).await;
+    contract::config_cas(&client, c.node(1)).await;
+    contract::watch_wakes_on_leader_change(&client, c.node(2)).await;
+    // The Raft leader's loss does not matter to it.
+    let mut c = c;
+    let leader = c.wait_raft_leader().await;
+    c.kill(leader).await;
+    assert!(contract::wait_cluster(&client, Duration::from_secs(30), |_| true).await.is_some());
+    client.touch_member(&contract::member_data("ctl")).await.unwrap();
+}
+
+#[tokio::test]
 async fn bad_settings_are_reported() {
     let dir = TestDir::new().unwrap();
     let s = RaftSettings::new("s", "n", "no-port").with_data_dir(dir.join("x"));
     assert!(matches!(Raft::new(s).await, Err(patroni_dcs::DcsError::Config(_))));
+    // Neither a member nor anyone to ask.
     let s = RaftSettings::new("s", "n", "").with_data_dir(dir.join("x"));
     assert!(matches!(Raft::new(s).await, Err(patroni_dcs::DcsError::Config(_))));
     // A port already taken is reported at once.

@@ -38,7 +38,7 @@ use tracing::{debug, info, warn};
 pub use settings::RaftSettings;
 
 use kv::{Cond, Kv, Op};
-use node::{Node, NodeOptions};
+use node::{Node, NodeCore, NodeOptions, ReadAnswer, Remote};
 
 use crate::dcs::Dcs;
 use crate::error::{DcsError, DcsResult};
@@ -73,12 +73,23 @@ struct Observed {
     problems: Vec<ParseProblem>,
 }
 
-/// The Raft DCS of one node: an embedded Raft member plus the Patroni operations on top of it.
+/// How this node reaches the consensus.
+enum Backend {
+    /// A Raft member (with `self_addr`).
+    Member { node: tokio::sync::Mutex<Node>, core: std::sync::Arc<NodeCore> },
+    /// Not a member (no `self_addr`): every call goes to `partner_addrs`.
+    Client(Remote),
+}
+
+/// How often a client that is not a member looks for changes during a watch.
+const CLIENT_WATCH_POLL: Duration = Duration::from_millis(250);
+
+/// The Raft DCS of one node: an embedded Raft member (or, without `self_addr`, a client of the members) plus the
+/// Patroni operations on top of it.
 pub struct Raft {
     name: String,
     path: ClusterPath,
-    node: tokio::sync::Mutex<Node>,
-    core: std::sync::Arc<node::NodeCore>,
+    backend: Backend,
     lease: u64,
     ttl_ms: AtomicU64,
     retry_timeout_ms: AtomicU64,
@@ -97,31 +108,33 @@ impl Raft {
         if settings.scope.is_empty() {
             return Err(DcsError::Config("raft needs a scope".into()));
         }
-        if settings.self_addr.is_empty() {
-            return Err(DcsError::Config("raft.self_addr is required to run a Raft node".into()));
-        }
-        for a in std::iter::once(&settings.self_addr).chain(&settings.partner_addrs) {
+        let own = (!settings.self_addr.is_empty()).then_some(&settings.self_addr);
+        for a in own.into_iter().chain(&settings.partner_addrs) {
             if !a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
                 return Err(DcsError::Config(format!("raft address {a:?} is not host:port")));
             }
         }
-        let node = Node::start(NodeOptions {
-            data_dir: &settings.data_dir,
-            self_addr: settings.self_addr.clone(),
-            bind_addr: settings.bind_addr.clone().unwrap_or_else(|| settings.self_addr.clone()),
-            partner_addrs: settings.partner_addrs.clone(),
-            password: settings.password.clone(),
-            snapshot_logs: settings.snapshot_logs,
-        })
-        .await?;
-        let core = node.core.clone();
+        let backend = if settings.self_addr.is_empty() {
+            Backend::Client(Remote::new(settings.partner_addrs.clone(), settings.password.as_deref())?)
+        } else {
+            let node = Node::start(NodeOptions {
+                data_dir: &settings.data_dir,
+                self_addr: settings.self_addr.clone(),
+                bind_addr: settings.bind_addr.clone().unwrap_or_else(|| settings.self_addr.clone()),
+                partner_addrs: settings.partner_addrs.clone(),
+                password: settings.password.clone(),
+                snapshot_logs: settings.snapshot_logs,
+            })
+            .await?;
+            let core = node.core.clone();
+            Backend::Member { node: tokio::sync::Mutex::new(node), core }
+        };
         // A lease id unique to this process: a restarted agent must not inherit the keys of its previous life.
         let lease = rand::random::<u64>() | 1;
         Ok(Raft {
             name: settings.name,
             path: ClusterPath::new(&settings.namespace, &settings.scope, settings.citus_group),
-            node: tokio::sync::Mutex::new(node),
-            core,
+            backend,
             lease,
             ttl_ms: AtomicU64::new(millis(settings.ttl)),
             retry_timeout_ms: AtomicU64::new(millis(settings.retry_timeout)),
@@ -130,37 +143,64 @@ impl Raft {
         })
     }
 
-    /// Stops this node's Raft member and its peer server; later calls answer `Unreachable`.
-    pub async fn shutdown(&self) {
-        self.node.lock().await.shutdown().await;
+    fn core(&self) -> Option<&NodeCore> {
+        match &self.backend {
+            Backend::Member { core, .. } => Some(core),
+            Backend::Client(_) => None,
+        }
     }
 
-    /// This node's Raft id (a hash of `self_addr`).
-    pub fn node_id(&self) -> u64 {
-        self.core.id
+    /// Stops this node's Raft member and its peer server; later calls answer `Unreachable`.
+    pub async fn shutdown(&self) {
+        if let Backend::Member { node, .. } = &self.backend {
+            node.lock().await.shutdown().await;
+        }
+    }
+
+    /// This node's Raft id (a hash of `self_addr`); `None` for a client that is not a member.
+    pub fn node_id(&self) -> Option<u64> {
+        self.core().map(|c| c.id)
     }
 
     /// Whether this node is the Raft leader now.
     pub fn is_raft_leader(&self) -> bool {
-        let m = self.core.raft.metrics();
-        let m = m.borrow();
-        m.current_leader == Some(self.core.id) && m.state == openraft::ServerState::Leader
+        self.core().is_some_and(|c| {
+            let m = c.raft.metrics();
+            let m = m.borrow();
+            m.current_leader == Some(c.id) && m.state == openraft::ServerState::Leader
+        })
     }
 
-    /// The voting members' addresses as this node knows them.
+    /// The voting members' addresses as this node knows them (empty for a client).
     pub fn voters(&self) -> Vec<String> {
-        let m = self.core.raft.metrics();
+        let Some(c) = self.core() else { return Vec::new() };
+        let m = c.raft.metrics();
         let m = m.borrow();
         let membership = m.membership_config.membership();
         membership.voter_ids().filter_map(|id| membership.get_node(&id).map(|n| n.addr.clone())).collect()
     }
 
-    /// The key/value pairs under this cluster's prefix as this node has applied them (not linearizable).
+    /// The key/value pairs under this cluster's prefix as this node has applied them (not linearizable; empty
+    /// for a client).
     pub fn local_keys(&self) -> Vec<(String, String)> {
-        self.core
-            .read_local(&self.path.prefix())
+        self.core()
+            .and_then(|c| c.read_local(&self.path.prefix()))
             .map(|a| a.kvs.into_iter().map(|(k, kv)| (k, kv.value)).collect())
             .unwrap_or_default()
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> DcsResult<kv::Outcome> {
+        match &self.backend {
+            Backend::Member { core, .. } => core.write(ops, self.deadline()).await,
+            Backend::Client(remote) => remote.write(ops, self.deadline()).await,
+        }
+    }
+
+    async fn read(&self, prefix: &str, deadline: Instant) -> DcsResult<ReadAnswer> {
+        match &self.backend {
+            Backend::Member { core, .. } => core.read(prefix, deadline).await,
+            Backend::Client(remote) => remote.read(prefix, deadline).await,
+        }
     }
 
     fn deadline(&self) -> Instant {
@@ -185,7 +225,7 @@ impl Raft {
 
     /// Runs the ops; a failed condition is `CompareFailed` on its key.
     async fn run(&self, ops: Vec<Op>) -> DcsResult<kv::Outcome> {
-        let outcome = self.core.write(ops, self.deadline()).await?;
+        let outcome = self.write(ops).await?;
         match &outcome.failed {
             Some(f) => Err(DcsError::CompareFailed { key: f.key.clone() }),
             None => Ok(outcome),
@@ -276,16 +316,35 @@ impl Raft {
     /// Resolves when a relevant key differs from `baseline`, judged once this node has applied `since`.
     async fn wait_for_change(&self, since: i64, baseline: Vec<(String, Option<i64>)>) {
         let keys: Vec<String> = baseline.iter().map(|(k, _)| k.clone()).collect();
-        let mut rx = self.core.shared.revision.subscribe();
+        let Some(core) = self.core() else {
+            return self.poll_for_change(since, &keys, baseline).await;
+        };
+        let mut rx = core.shared.revision.subscribe();
         loop {
             let current =
-                self.core.shared.read(|s| (s.revision >= since).then(|| Self::versions_of(&keys, &s.kvs))).flatten();
+                core.shared.read(|s| (s.revision >= since).then(|| Self::versions_of(&keys, &s.kvs))).flatten();
             if current.is_some_and(|c| c != baseline) {
                 return;
             }
             if rx.changed().await.is_err() {
                 // The node stopped: nothing will change any more; the caller's timeout ends the wait.
                 std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A client has no local copy: it asks the cluster now and then.
+    async fn poll_for_change(&self, since: i64, keys: &[String], baseline: Vec<(String, Option<i64>)>) {
+        loop {
+            tokio::time::sleep(CLIENT_WATCH_POLL).await;
+            let Ok(answer) = self.read(&self.read_prefix(), Instant::now() + CLIENT_WATCH_POLL).await else {
+                continue;
+            };
+            if answer.revision >= since {
+                let kvs: BTreeMap<String, Kv> = answer.kvs.into_iter().collect();
+                if Self::versions_of(keys, &kvs) != baseline {
+                    return;
+                }
             }
         }
     }
@@ -318,7 +377,7 @@ impl Dcs for Raft {
 
     async fn get_cluster(&self) -> DcsResult<Cluster> {
         let prefix = self.read_prefix();
-        let answer = self.core.read(&prefix, self.deadline()).await?;
+        let answer = self.read(&prefix, self.deadline()).await?;
         let nodes = answer.kvs.iter().filter_map(|(k, kv)| {
             Some(RawNode {
                 key: k.strip_prefix(&prefix)?.to_string(),
@@ -342,7 +401,7 @@ impl Dcs for Raft {
         let key = self.path.key(keys::LEADER);
         let put =
             Op::Put { key: key.clone(), value: self.name.clone(), lease: Some(self.lease), cond: Some(Cond::Absent) };
-        let outcome = self.core.write(vec![self.keep_alive(), put], self.deadline()).await?;
+        let outcome = self.write(vec![self.keep_alive(), put]).await?;
         match outcome.failed {
             None => {
                 debug!("acquired the leader lock");
@@ -485,7 +544,13 @@ impl Dcs for Raft {
             Some(b) => b,
             None => {
                 let keys = self.relevant_keys(None);
-                self.core.shared.read(|s| Self::versions_of(&keys, &s.kvs)).unwrap_or_default()
+                match self.core() {
+                    Some(core) => core.shared.read(|s| Self::versions_of(&keys, &s.kvs)).unwrap_or_default(),
+                    None => match self.read(&self.read_prefix(), self.deadline()).await {
+                        Ok(a) => Self::versions_of(&keys, &a.kvs.into_iter().collect()),
+                        Err(_) => keys.iter().map(|k| (k.clone(), None)).collect(),
+                    },
+                }
             }
         };
         tokio::select! {

@@ -477,3 +477,67 @@ async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap,
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// A client of a Raft cluster that is not a member (no `self_addr`, as Patroni allows, and `patronictl`): every
+/// call goes to a partner, which answers or names the leader.
+pub struct Remote {
+    peers: Arc<Peers>,
+    partners: Vec<String>,
+    leader_hint: std::sync::Mutex<Option<String>>,
+}
+
+impl Remote {
+    pub fn new(partners: Vec<String>, password: Option<&str>) -> DcsResult<Remote> {
+        if partners.is_empty() {
+            return Err(DcsError::Config("raft needs self_addr or partner_addrs".into()));
+        }
+        let peers = Arc::new(Peers::new(password).map_err(DcsError::Config)?);
+        Ok(Remote { peers, partners, leader_hint: std::sync::Mutex::new(None) })
+    }
+
+    async fn call<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        req: &Req,
+        deadline: Instant,
+    ) -> DcsResult<Resp> {
+        let mut last = String::from("no partner answered");
+        let res = tokio::time::timeout_at(deadline, async {
+            loop {
+                let hint = self.leader_hint.lock().ok().and_then(|h| h.clone());
+                let mut targets: Vec<String> = hint.into_iter().collect();
+                targets.extend(self.partners.iter().cloned());
+                let mut i = 0;
+                while i < targets.len() {
+                    let addr = targets[i].clone();
+                    i += 1;
+                    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+                    match self.peers.post::<_, Result<Resp, ApiError>>(&addr, path, req, left).await {
+                        Ok(Ok(r)) => {
+                            if let Ok(mut h) = self.leader_hint.lock() {
+                                *h = Some(addr);
+                            }
+                            return r;
+                        }
+                        Ok(Err(ApiError::NotLeader(Some(leader)))) if !targets[i..].contains(&leader) => {
+                            targets.insert(i, leader);
+                        }
+                        Ok(Err(e)) => last = e.to_string(),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        res.map_err(|_| DcsError::Unreachable(format!("Raft cluster did not answer within retry_timeout: {last}")))
+    }
+
+    pub async fn write(&self, ops: Vec<Op>, deadline: Instant) -> DcsResult<Outcome> {
+        self.call("/dcs/write", &ops, deadline).await
+    }
+
+    pub async fn read(&self, prefix: &str, deadline: Instant) -> DcsResult<ReadAnswer> {
+        self.call("/dcs/read", &ReadRequest { prefix: prefix.to_string() }, deadline).await
+    }
+}
