@@ -27,6 +27,20 @@ async fn node_death_fails_over_and_the_old_primary_rejoins() {
     let np = c.wait_primary(Duration::from_secs(TTL + LOOP_WAIT + 15), &[p]).await;
     eprintln!("new primary {} after {:?}", name(np), died.elapsed());
     c.insert(np, "after").await;
+    // The promotion is recorded in the `history` key: timeline 1 ended, the new leader named.
+    let recorded = patroni_testkit::wait_until(WAIT, POLL, || async {
+        let history = c.etcd.get("/service/demo/history").await.ok().flatten().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&history).unwrap_or_default();
+        v.as_array().and_then(|lines| lines.last()).is_some_and(|line| {
+            line[0].as_u64() == Some(1) && line[1].as_u64().is_some() && line.get(4) == Some(&name(np).into())
+        })
+    })
+    .await;
+    if recorded.is_err() {
+        let history = c.etcd.get("/service/demo/history").await;
+        c.dump("history not recorded");
+        panic!("no history line for timeline 1 naming {}: {history:?}", name(np));
+    }
 
     c.nodes[p].restart().unwrap();
     c.wait_streaming(&[p], np, START_TIMEOUT).await;
