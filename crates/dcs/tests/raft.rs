@@ -253,6 +253,15 @@ async fn a_new_node_joins_a_running_cluster_as_a_voter() {
     assert_eq!(d.voters().len(), 4);
     d.touch_member(&contract::member_data("d")).await.unwrap();
     assert!(c.node(0).get_cluster().await.unwrap().has_member("d"));
+    // ...and leaves for good when removed.
+    d.shutdown().await;
+    c.node(2).remove_member(&addr).await.unwrap();
+    let start = Instant::now();
+    while c.node(0).voters().contains(&addr) {
+        assert!(start.elapsed() < Duration::from_secs(30), "d is still a voter: {:?}", c.node(0).voters());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.node(1).set_config_value("{}", None).await.unwrap();
 }
 
 #[tokio::test]

@@ -189,6 +189,15 @@ impl Raft {
             .unwrap_or_default()
     }
 
+    /// Removes the member reachable at `addr` (its `self_addr`) from the Raft cluster for good, like
+    /// `syncobj_admin -remove` in Patroni. Only a member can do this; a client gets `Rejected`.
+    pub async fn remove_member(&self, addr: &str) -> DcsResult<()> {
+        match self.core() {
+            Some(core) => core.remove_member(addr, self.deadline()).await,
+            None => Err(DcsError::Rejected("only a Raft member can change the membership".into())),
+        }
+    }
+
     async fn write(&self, ops: Vec<Op>) -> DcsResult<kv::Outcome> {
         match &self.backend {
             Backend::Member { core, .. } => core.write(ops, self.deadline()).await,

@@ -130,6 +130,7 @@ impl Node {
             .route("/dcs/write", post(handle))
             .route("/dcs/read", post(handle))
             .route("/dcs/join", post(handle))
+            .route("/dcs/leave", post(handle))
             .layer(DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(core.clone());
         let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -364,6 +365,49 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Removes a member (by address) from the voters and the cluster, as `syncobj_admin -remove` does for
+    /// Patroni: for a node that is gone for good, whose vote would otherwise count against the quorum forever.
+    async fn leave(&self, req: JoinRequest) -> Result<(), ApiError> {
+        let id = node_id(&req.addr);
+        let present = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.membership_config.membership().get_node(&id).is_some()
+        };
+        if !present {
+            return Ok(());
+        }
+        info!("removing Raft node {} from the cluster", req.addr);
+        match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ApiError::NotLeader(f.leader_node.map(|n| n.addr)))
+            }
+            Err(e) => Err(ApiError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Asks the leader (wherever it is) to remove the member at `addr`, within `deadline`.
+    pub async fn remove_member(&self, addr: &str, deadline: Instant) -> DcsResult<()> {
+        let req = JoinRequest { id: node_id(addr), addr: addr.to_string() };
+        let res = tokio::time::timeout_at(deadline, async {
+            loop {
+                let attempt = match self.leader_addr() {
+                    Some((id, _)) if id == self.id => self.leave(req.clone()).await.map_err(|e| e.to_string()),
+                    Some((_, leader)) => self.forward::<_, ()>(&leader, "/dcs/leave", &req, deadline).await,
+                    None => Err("no Raft leader".to_string()),
+                };
+                match attempt {
+                    Ok(()) => return Ok(()),
+                    Err(e) => debug!("removing {addr}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        flatten(res, "membership change")
+    }
+
     /// Runs a write where the leader is, within `deadline`: here if we lead, else forwarded.
     pub async fn write(&self, ops: Vec<Op>, deadline: Instant) -> DcsResult<Outcome> {
         let res = tokio::time::timeout_at(deadline, async {
@@ -472,6 +516,10 @@ async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap,
         },
         "/dcs/join" => match parse::<JoinRequest>(&body) {
             Ok(r) => json_answer(&core.join(r).await),
+            Err(e) => *e,
+        },
+        "/dcs/leave" => match parse::<JoinRequest>(&body) {
+            Ok(r) => json_answer(&core.leave(r).await),
             Err(e) => *e,
         },
         _ => StatusCode::NOT_FOUND.into_response(),
