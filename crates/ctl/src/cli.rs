@@ -372,7 +372,8 @@ mod tests {
 
     #[test]
     fn switchover_and_failover_options() {
-        let c = parse(&["switchover", "demo", "--primary", "pg1", "--candidate", "pg2", "--scheduled", "now", "--force"]);
+        let c =
+            parse(&["switchover", "demo", "--primary", "pg1", "--candidate", "pg2", "--scheduled", "now", "--force"]);
         match c.command {
             Command::Switchover { cluster_name, leader, candidate, scheduled, force, .. } => {
                 assert_eq!(cluster_name.as_deref(), Some("demo"));
@@ -388,8 +389,23 @@ mod tests {
 
     #[test]
     fn member_commands() {
-        match parse(&["restart", "demo", "pg1", "pg2", "-r", "replica", "--any", "--pg-version", "15.0", "--pending",
-            "--timeout", "30", "--scheduled", "2030-01-01T00:00", "--force"])
+        match parse(&[
+            "restart",
+            "demo",
+            "pg1",
+            "pg2",
+            "-r",
+            "replica",
+            "--any",
+            "--pg-version",
+            "15.0",
+            "--pending",
+            "--timeout",
+            "30",
+            "--scheduled",
+            "2030-01-01T00:00",
+            "--force",
+        ])
         .command
         {
             Command::Restart { member_names, role, any, pending, .. } => {
@@ -413,8 +429,20 @@ mod tests {
 
     #[test]
     fn edit_config_and_query() {
-        match parse(&["edit-config", "demo", "-s", "ttl=40", "--set", "loop_wait=5", "-p", "max_connections=200",
-            "--apply", "-", "-q", "--force"])
+        match parse(&[
+            "edit-config",
+            "demo",
+            "-s",
+            "ttl=40",
+            "--set",
+            "loop_wait=5",
+            "-p",
+            "max_connections=200",
+            "--apply",
+            "-",
+            "-q",
+            "--force",
+        ])
         .command
         {
             Command::EditConfig { kvpairs, pgkvpairs, apply, quiet, force, .. } => {

@@ -9,23 +9,59 @@ use patroni_config::{Config, EnvMap};
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
 use serde_json::{Map, Value};
 
-/// A problem patronictl reports as `Error: <message>` with exit code 1.
+/// How a failure ends the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `Error: <message>` on stderr, exit 1 (click's `ClickException`).
+    Error,
+    /// Already printed the way patronictl prints it (`Failed: …`): exit 1 without another message.
+    Reported,
+    /// End of input at a prompt: `Aborted!`, exit 1.
+    Aborted,
+    /// Bad command line: usage line(s), then `Error: <message>`, exit 2.
+    Usage(String),
+}
+
+/// A problem patronictl reports, with how it ends the program.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct CtlError(pub String);
+pub struct CtlError(pub String, pub ErrorKind);
 
 impl CtlError {
     pub fn new(msg: impl Into<String>) -> Self {
-        CtlError(msg.into())
+        CtlError(msg.into(), ErrorKind::Error)
     }
 
-    /// A failure already printed the way patronictl prints it (`Failed: …`): exit 1 without another message.
     pub fn reported() -> Self {
-        CtlError(String::new())
+        CtlError(String::new(), ErrorKind::Reported)
     }
 
-    pub fn is_reported(&self) -> bool {
-        self.0.is_empty()
+    pub fn aborted() -> Self {
+        CtlError("Aborted!".into(), ErrorKind::Aborted)
+    }
+
+    /// `usage` is the `Usage: …` text of the command.
+    pub fn usage(usage: impl Into<String>, msg: impl Into<String>) -> Self {
+        CtlError(msg.into(), ErrorKind::Usage(usage.into()))
+    }
+
+    /// Prints the error as click does and returns the exit code.
+    pub fn report(&self) -> i32 {
+        match &self.1 {
+            ErrorKind::Error => {
+                eprintln!("Error: {}", self.0);
+                1
+            }
+            ErrorKind::Reported => 1,
+            ErrorKind::Aborted => {
+                eprintln!("Aborted!");
+                1
+            }
+            ErrorKind::Usage(u) => {
+                eprintln!("{u}\n\nError: {}", self.0);
+                2
+            }
+        }
     }
 }
 
@@ -75,7 +111,9 @@ pub fn parse_dcs_url(dcs: &str) -> CtlResult<(String, Value, Option<String>)> {
         }
     };
     let port: Option<u16> = match port.filter(|p| !p.is_empty()) {
-        Some(p) => Some(p.parse().map_err(|_| CtlError::new(format!("Port could not be cast to integer value as '{p}'")))?),
+        Some(p) => {
+            Some(p.parse().map_err(|_| CtlError::new(format!("Port could not be cast to integer value as '{p}'")))?)
+        }
         None => None,
     };
     let scheme = if scheme.is_empty() {
@@ -200,8 +238,9 @@ impl Ctl {
 
     /// Cluster name from the argument or the `scope` of the configuration.
     pub fn cluster_name(&self, arg: Option<String>) -> CtlResult<String> {
-        arg.or_else(|| self.config.scope.clone())
-            .ok_or_else(|| CtlError::new("Missing argument 'CLUSTER_NAME': no cluster name given and no scope configured"))
+        arg.or_else(|| self.config.scope.clone()).ok_or_else(|| {
+            CtlError::new("Missing argument 'CLUSTER_NAME': no cluster name given and no scope configured")
+        })
     }
 }
 
@@ -215,7 +254,10 @@ mod tests {
         assert_eq!(parse_dcs_url("").unwrap(), ("etcd".into(), json!({"host": "localhost:2379"}), None));
         assert_eq!(parse_dcs_url("etcd://:2399").unwrap().1, json!({"host": "localhost:2399"}));
         assert_eq!(parse_dcs_url("etcd://test").unwrap().1, json!({"host": "test:2379"}));
-        assert_eq!(parse_dcs_url("etcd3://random.com:2399").unwrap(), ("etcd3".into(), json!({"host": "random.com:2399"}), None));
+        assert_eq!(
+            parse_dcs_url("etcd3://random.com:2399").unwrap(),
+            ("etcd3".into(), json!({"host": "random.com:2399"}), None)
+        );
         assert_eq!(
             parse_dcs_url("etcd3://random.com:2399/customnamespace").unwrap().2,
             Some("/customnamespace".to_string())

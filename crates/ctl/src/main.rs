@@ -10,10 +10,6 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(patroni_ctl::run(cli)) {
-        if !e.is_reported() {
-            // click's ClickException: "Error: message" on stderr, exit code 1.
-            eprintln!("Error: {e}");
-        }
-        std::process::exit(1);
+        std::process::exit(e.report());
     }
 }

@@ -294,3 +294,32 @@ pub fn render_members(cluster: &Cluster, name: &str, extended: bool, fmt: Format
     }
     out
 }
+
+/// The `history` table: TL, LSN, Reason, Timestamp, New Leader (short entries padded with empty cells).
+pub fn history_table(cluster: &Cluster) -> Table {
+    let text = |v: &Option<String>| v.clone().map_or(Value::from(""), Value::from);
+    let rows = cluster
+        .history
+        .as_ref()
+        .map(|h| {
+            h.lines
+                .iter()
+                .map(|l| {
+                    vec![
+                        Value::from(l.timeline),
+                        Value::from(l.lsn),
+                        Value::from(l.reason.clone()),
+                        text(&l.timestamp),
+                        text(&l.new_leader),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Table {
+        columns: ["TL", "LSN", "Reason", "Timestamp", "New Leader"].map(String::from).to_vec(),
+        rows,
+        right: vec!["TL".into(), "LSN".into()],
+        title: String::new(),
+    }
+}

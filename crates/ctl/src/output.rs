@@ -132,6 +132,12 @@ fn width(s: &str) -> usize {
 /// prettytable with `align = 'l'`, frame rules (every row ruled when a cell spans lines), and the title
 /// written over the start of the top border.
 pub fn pretty(table: &Table) -> String {
+    if table.columns.is_empty() && !table.rows.is_empty() {
+        // prettytable names unnamed columns `Field 1`, `Field 2`, …
+        let n = table.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let named = Table { columns: (1..=n).map(|i| format!("Field {i}")).collect(), ..table.clone() };
+        return pretty(&named);
+    }
     let cells: Vec<Vec<String>> = table.rows.iter().map(|r| r.iter().map(py_str).collect()).collect();
     let ncol = table.columns.len();
     let mut widths: Vec<usize> = table.columns.iter().map(|c| width(c)).collect();
@@ -142,11 +148,8 @@ pub fn pretty(table: &Table) -> String {
             }
         }
     }
-    let aligns: Vec<Align> = table
-        .columns
-        .iter()
-        .map(|c| if table.right.contains(c) { Align::Right } else { Align::Left })
-        .collect();
+    let aligns: Vec<Align> =
+        table.columns.iter().map(|c| if table.right.contains(c) { Align::Right } else { Align::Left }).collect();
     let rule: String = {
         let mut s = String::from("+");
         for w in &widths {

@@ -9,9 +9,8 @@ fn read_line() -> CtlResult<String> {
     let mut line = String::new();
     let n = std::io::stdin().lock().read_line(&mut line).map_err(|e| CtlError::new(e.to_string()))?;
     if n == 0 {
-        // click raises Abort on end of input and prints "Aborted!".
-        println!();
-        return Err(CtlError::new("Aborted!"));
+        // click raises Abort on end of input.
+        return Err(CtlError::aborted());
     }
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }

@@ -23,8 +23,10 @@ pub fn flow(v: &Value) -> String {
         Value::Object(m) => {
             let mut entries: Vec<_> = m.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            let inner: Vec<String> =
-                entries.into_iter().map(|(k, v)| format!("{}: {}", flow_scalar(&Value::from(k.as_str())), flow(v))).collect();
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}: {}", flow_scalar(&Value::from(k.as_str())), flow(v)))
+                .collect();
             format!("{{{}}}", inner.join(", "))
         }
         Value::Array(a) => format!("[{}]", a.iter().map(flow).collect::<Vec<_>>().join(", ")),
@@ -39,7 +41,10 @@ mod tests {
 
     #[test]
     fn flow_style_like_pyyaml() {
-        assert_eq!(flow(&json!({"replicatefrom": "pg1", "nofailover": true})), "{nofailover: true, replicatefrom: pg1}");
+        assert_eq!(
+            flow(&json!({"replicatefrom": "pg1", "nofailover": true})),
+            "{nofailover: true, replicatefrom: pg1}"
+        );
         assert_eq!(flow(&json!({"a": [1, "yes"], "b": null})), "{a: [1, 'yes'], b: null}");
     }
 

@@ -292,6 +292,9 @@ mod tests {
         assert!(!a.contains("maximum_lag_on_failover"));
         assert!(a.contains("    pg_stat_statements.max: 1000\n"));
         let mut m = Map::new();
-        assert!(apply_kvpairs(&mut m, &["novalue".to_string()]).unwrap_err().0.contains("Invalid parameter setting novalue"));
+        assert!(apply_kvpairs(&mut m, &["novalue".to_string()])
+            .unwrap_err()
+            .0
+            .contains("Invalid parameter setting novalue"));
     }
 }

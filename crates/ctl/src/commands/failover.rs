@@ -133,8 +133,13 @@ pub async fn failover_or_switchover(
     let answer = match target.as_ref().map(api_url) {
         Some(Ok(url)) => {
             let r = if action == "switchover" {
-                api.switchover(&url, switchover_leader.as_deref().unwrap_or(""), candidate.as_deref(), scheduled_str.as_deref())
-                    .await
+                api.switchover(
+                    &url,
+                    switchover_leader.as_deref().unwrap_or(""),
+                    candidate.as_deref(),
+                    scheduled_str.as_deref(),
+                )
+                .await
             } else {
                 api.failover(&url, candidate.as_deref().unwrap_or(""), switchover_leader.as_deref()).await
             };

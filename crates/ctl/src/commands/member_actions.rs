@@ -6,7 +6,10 @@ use patroni_dcs::{Cluster, Dcs, Member};
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 
-use super::{check_response, get_cluster, isoformat, members_leader_first, members_with_role, output_members, parse_scheduled, timestamp};
+use super::{
+    check_response, get_cluster, isoformat, members_leader_first, members_with_role, output_members, parse_scheduled,
+    timestamp,
+};
 use crate::cli::Role;
 use crate::context::{Ctl, CtlError, CtlResult};
 use crate::members::dynamic_config;
@@ -191,10 +194,9 @@ pub async fn restart(ctl: &Ctl, a: RestartArgs) -> CtlResult<()> {
     let version = match a.pg_version {
         Some(v) => Some(v),
         None if a.force => None,
-        None => Some(prompt::prompt(
-            "Restart if the PostgreSQL version is less than provided (e.g. 9.5.2) ",
-            Some(""),
-        )?),
+        None => {
+            Some(prompt::prompt("Restart if the PostgreSQL version is less than provided (e.g. 9.5.2) ", Some(""))?)
+        }
     }
     .filter(|v| !v.is_empty());
     if let Some(v) = &version {
@@ -308,9 +310,11 @@ pub async fn flush(ctl: &Ctl, args: Vec<String>, group: Option<u32>, role: Role,
         return Err(CtlError::new("Missing argument 'CLUSTER_NAME'"));
     };
     if target != "restart" && target != "switchover" {
-        return Err(CtlError::new(format!(
-            "Invalid value for '{{restart|switchover}}': '{target}' is not one of 'restart', 'switchover'."
-        )));
+        return Err(CtlError::usage(
+            "Usage: patronictl flush [OPTIONS] CLUSTER_NAME [MEMBER_NAMES]...\n                        \
+             {restart|switchover}\nTry 'patronictl flush --help' for help.",
+            format!("Invalid value for '{{restart|switchover}}': '{target}' is not one of 'restart', 'switchover'."),
+        ));
     }
     let member_names: Vec<String> = args[1..args.len() - 1].to_vec();
     let dcs = ctl.dcs(name, group).await?;

@@ -3,8 +3,8 @@
 mod config;
 mod failover;
 mod member_actions;
-mod read;
 mod query;
+mod read;
 
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use patroni_api::client::ApiResponse;
@@ -19,31 +19,69 @@ use crate::output::Format;
 pub async fn run(ctl: &Ctl, command: Command) -> CtlResult<()> {
     match command {
         Command::Dsn { cluster_name, group, role, member } => read::dsn(ctl, cluster_name, group, role, member).await,
-        Command::Query { cluster_name, group, fmt, file, password, username, watch, role, member, delimiter, command, dbname } => {
-            query::query(ctl, query::QueryArgs {
-                cluster_name,
-                group,
-                fmt: fmt.format(),
-                file,
-                password,
-                username,
-                watch: watch.interval(),
-                role,
-                member,
-                delimiter,
-                command,
-                dbname,
-            })
+        Command::Query {
+            cluster_name,
+            group,
+            fmt,
+            file,
+            password,
+            username,
+            watch,
+            role,
+            member,
+            delimiter,
+            command,
+            dbname,
+        } => {
+            query::query(
+                ctl,
+                query::QueryArgs {
+                    cluster_name,
+                    group,
+                    fmt: fmt.format(),
+                    file,
+                    password,
+                    username,
+                    watch: watch.interval(),
+                    role,
+                    member,
+                    delimiter,
+                    command,
+                    dbname,
+                },
+            )
             .await
         }
         Command::Remove { cluster_name, group, fmt } => read::remove(ctl, cluster_name, group, fmt.format()).await,
         Command::Reload { cluster_name, member_names, group, role, force } => {
             member_actions::reload(ctl, cluster_name, member_names, group, role, force).await
         }
-        Command::Restart { cluster_name, member_names, group, role, any, scheduled, pg_version, pending, timeout, force } => {
+        Command::Restart {
+            cluster_name,
+            member_names,
+            group,
+            role,
+            any,
+            scheduled,
+            pg_version,
+            pending,
+            timeout,
+            force,
+        } => {
             member_actions::restart(
                 ctl,
-                member_actions::RestartArgs { cluster_name, member_names, group, role, any, scheduled, pg_version, pending, timeout, force },
+                member_actions::RestartArgs {
+                    cluster_name,
+                    member_names,
+                    group,
+                    role,
+                    any,
+                    scheduled,
+                    pg_version,
+                    pending,
+                    timeout,
+                    force,
+                },
             )
             .await
         }
@@ -55,8 +93,17 @@ pub async fn run(ctl: &Ctl, command: Command) -> CtlResult<()> {
             failover::failover_or_switchover(ctl, action, cluster_name, group, candidate, force, leader, None).await
         }
         Command::Switchover { cluster_name, group, leader, candidate, scheduled, force } => {
-            failover::failover_or_switchover(ctl, "switchover", cluster_name, group, candidate, force, leader, scheduled)
-                .await
+            failover::failover_or_switchover(
+                ctl,
+                "switchover",
+                cluster_name,
+                group,
+                candidate,
+                force,
+                leader,
+                scheduled,
+            )
+            .await
         }
         Command::List { cluster_names, group, extended, timestamp, fmt, watch } => {
             read::list(ctl, cluster_names, group, extended, timestamp, fmt.format(), watch.interval()).await
@@ -66,12 +113,20 @@ pub async fn run(ctl: &Ctl, command: Command) -> CtlResult<()> {
         }
         Command::Flush { args, group, role, force } => member_actions::flush(ctl, args, group, role, force).await,
         Command::Pause { cluster_name, group, wait } => read::toggle_pause(ctl, cluster_name, group, true, wait).await,
-        Command::Resume { cluster_name, group, wait } => read::toggle_pause(ctl, cluster_name, group, false, wait).await,
+        Command::Resume { cluster_name, group, wait } => {
+            read::toggle_pause(ctl, cluster_name, group, false, wait).await
+        }
         Command::EditConfig { cluster_name, group, quiet, kvpairs, pgkvpairs, apply, replace, force } => {
-            config::edit_config(ctl, config::EditArgs { cluster_name, group, quiet, kvpairs, pgkvpairs, apply, replace, force }).await
+            config::edit_config(
+                ctl,
+                config::EditArgs { cluster_name, group, quiet, kvpairs, pgkvpairs, apply, replace, force },
+            )
+            .await
         }
         Command::ShowConfig { cluster_name, group } => config::show_config(ctl, cluster_name, group).await,
-        Command::Version { cluster_name, member_names, group } => read::version(ctl, cluster_name, member_names, group).await,
+        Command::Version { cluster_name, member_names, group } => {
+            read::version(ctl, cluster_name, member_names, group).await
+        }
         Command::History { cluster_name, group, fmt } => read::history(ctl, cluster_name, group, fmt.format()).await,
     }
 }
@@ -179,7 +234,14 @@ pub(crate) fn parse_scheduled(s: Option<&str>) -> CtlResult<Option<DateTime<Fixe
     if let Ok(v) = DateTime::parse_from_rfc3339(&t) {
         return Ok(Some(v));
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%:z", "%Y-%m-%dT%H:%M%z", "%Y-%m-%dT%H:%M:%S%#z", "%Y-%m-%dT%H:%M%#z"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M%:z",
+        "%Y-%m-%dT%H:%M%z",
+        "%Y-%m-%dT%H:%M:%S%#z",
+        "%Y-%m-%dT%H:%M%#z",
+    ] {
         if let Ok(v) = DateTime::parse_from_str(&t, f) {
             return Ok(Some(v));
         }
@@ -224,7 +286,10 @@ mod tests {
         let t = parse_scheduled(Some("2023-09-13T18:00:00Z")).unwrap().unwrap();
         assert_eq!(isoformat(&t), "2023-09-13T18:00:00+00:00");
         assert!(parse_scheduled(Some("2023-09-13T18:00")).unwrap().is_some());
-        assert!(parse_scheduled(Some("tomorrow")).unwrap_err().0.contains("Unable to parse scheduled timestamp (tomorrow)"));
+        assert!(parse_scheduled(Some("tomorrow"))
+            .unwrap_err()
+            .0
+            .contains("Unable to parse scheduled timestamp (tomorrow)"));
     }
 
     #[test]

@@ -49,10 +49,14 @@ async fn connect(
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let user = p.user.clone().or_else(|| env("PGUSER")).or_else(|| env("USER")).unwrap_or_else(|| "postgres".into());
     cfg.user(&user);
-    if let Some(pw) = p.password.clone().or_else(|| env("PGPASSWORD")) {
+    let dbname = p.dbname.clone().or_else(|| env("PGDATABASE")).unwrap_or(user.clone());
+    let host_text = host.clone().unwrap_or_else(|| "localhost".into());
+    if let Some(pw) =
+        p.password.clone().or_else(|| env("PGPASSWORD")).or_else(|| pgpass_lookup(&host_text, port, &dbname, &user))
+    {
         cfg.password(pw);
     }
-    cfg.dbname(p.dbname.clone().or_else(|| env("PGDATABASE")).unwrap_or(user.clone()));
+    cfg.dbname(&dbname);
     let (client, conn) = cfg.connect(NoTls).await.map_err(db_message)?;
     tokio::spawn(async move {
         let _ = conn.await;
@@ -60,13 +64,14 @@ async fn connect(
     if matches!(role, None | Some(Role::Any) | Some(Role::Leader)) {
         return Ok(Some(client));
     }
-    let in_recovery = match client.simple_query("SELECT pg_catalog.pg_is_in_recovery()").await.map_err(db_message)? {
-        msgs => msgs.iter().find_map(|m| match m {
+    let msgs = client.simple_query("SELECT pg_catalog.pg_is_in_recovery()").await.map_err(db_message)?;
+    let in_recovery = msgs
+        .iter()
+        .find_map(|m| match m {
             SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
             _ => None,
-        }),
-    }
-    .unwrap_or(true);
+        })
+        .unwrap_or(true);
     let ok = if in_recovery {
         matches!(role, Some(Role::Replica | Role::Standby | Role::StandbyLeader))
     } else {
@@ -78,7 +83,15 @@ async fn connect(
 fn db_message(e: tokio_postgres::Error) -> String {
     match e.code() {
         Some(c) => c.code().to_string(),
-        None => e.to_string().replace('\n', " "),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text.replace('\n', " ")
+        }
     }
 }
 
@@ -92,10 +105,12 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
         (Some(f), None) => {
             if f == "-" {
                 let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| CtlError::new(e.to_string()))?;
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .map_err(|e| CtlError::new(e.to_string()))?;
                 s
             } else {
-                std::fs::read_to_string(f).map_err(|e| CtlError::new(format!("Invalid value for '--file' / '-f': {f}: {e}")))?
+                std::fs::read_to_string(f)
+                    .map_err(|e| CtlError::new(format!("Invalid value for '--file' / '-f': {f}: {e}")))?
             }
         }
         (None, Some(c)) => c.clone(),
@@ -135,6 +150,11 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
             }
             Some(c) => match c.simple_query(&sql).await {
                 Ok(msgs) => {
+                    // Column types (for typed JSON/YAML values, like psycopg's) when the SQL is one statement.
+                    let types: Vec<tokio_postgres::types::Type> = match c.prepare(&sql).await {
+                        Ok(st) => st.columns().iter().map(|c| c.type_().clone()).collect(),
+                        Err(_) => vec![],
+                    };
                     let mut header = None;
                     let mut rows = Vec::new();
                     for m in msgs {
@@ -147,7 +167,11 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
                                 if header.is_none() {
                                     header = Some(r.columns().iter().map(|c| c.name().to_string()).collect());
                                 }
-                                rows.push((0..r.len()).map(|i| r.get(i).map_or(Value::Null, Value::from)).collect());
+                                rows.push(
+                                    (0..r.len())
+                                        .map(|i| r.get(i).map_or(Value::Null, |t| typed(t, types.get(i))))
+                                        .collect(),
+                                );
                             }
                             _ => {}
                         }
@@ -164,6 +188,71 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
         Ok(())
     })
     .await
+}
+
+/// A text value as the Python value psycopg would have returned would print: numbers and booleans typed,
+/// time zones as `+00:00`.
+fn typed(text: &str, ty: Option<&tokio_postgres::types::Type>) -> Value {
+    use tokio_postgres::types::Type;
+    let Some(ty) = ty else { return Value::from(text) };
+    match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => {
+            text.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(text))
+        }
+        Type::FLOAT4 | Type::FLOAT8 => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::from(text)),
+        Type::BOOL => Value::Bool(text == "t"),
+        Type::TIMESTAMPTZ | Type::TIMETZ => {
+            let b = text.as_bytes();
+            let n = b.len();
+            // PostgreSQL prints `+00`, Python `+00:00`.
+            if n > 3 && (b[n - 3] == b'+' || b[n - 3] == b'-') && b[n - 2].is_ascii_digit() && b[n - 1].is_ascii_digit()
+            {
+                Value::from(format!("{text}:00"))
+            } else {
+                Value::from(text)
+            }
+        }
+        _ => Value::from(text),
+    }
+}
+
+/// The password for `host:port:db:user` from `$PGPASSFILE` or `~/.pgpass`, as libpq looks it up.
+fn pgpass_lookup(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let path = std::env::var("PGPASSFILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.pgpass")))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let port = port.to_string();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(ch) = chars.next() {
+            match ch {
+                '\\' => cur.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        let ok = |f: &str, v: &str| f == "*" || f == v;
+        if ok(&fields[0], host) && ok(&fields[1], &port) && ok(&fields[2], db) && ok(&fields[3], user) {
+            return Some(fields[4].clone());
+        }
+    }
+    None
 }
 
 fn print_rows(header: Option<Vec<String>>, rows: Vec<Vec<Value>>, fmt: Format, delimiter: &str) {

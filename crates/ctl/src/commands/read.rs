@@ -10,7 +10,7 @@ use super::{any_member, get_cluster, members_leader_first, output_members, times
 use crate::cli::Role;
 use crate::context::{Ctl, CtlError, CtlResult};
 use crate::members::{dynamic_config, render_members};
-use crate::output::{render, Format, Table};
+use crate::output::{render, Format};
 use crate::prompt;
 
 /// `click.clear()`: only on a terminal.
@@ -85,31 +85,7 @@ pub async fn list(
 pub async fn history(ctl: &Ctl, name: Option<String>, group: Option<u32>, fmt: Format) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
     let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
-    let text = |v: &Option<String>| v.clone().map_or(Value::from(""), Value::from);
-    let rows = cluster
-        .history
-        .as_ref()
-        .map(|h| {
-            h.lines
-                .iter()
-                .map(|l| {
-                    vec![
-                        Value::from(l.timeline),
-                        Value::from(l.lsn),
-                        Value::from(l.reason.clone()),
-                        text(&l.timestamp),
-                        text(&l.new_leader),
-                    ]
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let table = Table {
-        columns: ["TL", "LSN", "Reason", "Timestamp", "New Leader"].map(String::from).to_vec(),
-        rows,
-        right: vec!["TL".into(), "LSN".into()],
-        title: String::new(),
-    };
+    let table = crate::members::history_table(&cluster);
     print!("{}", render(&table, fmt, "\t"));
     Ok(())
 }
@@ -123,7 +99,8 @@ pub async fn dsn(
 ) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
     let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
-    let m = any_member(&cluster, role, member.as_deref())?.ok_or_else(|| CtlError::new("Can not find a suitable member"))?;
+    let m = any_member(&cluster, role, member.as_deref())?
+        .ok_or_else(|| CtlError::new("Can not find a suitable member"))?;
     let (host, port) = conn_host_port(m.conn_url().unwrap_or(""));
     println!("host={} port={}", host.unwrap_or_else(|| "None".into()), port);
     Ok(())
@@ -162,7 +139,8 @@ pub async fn version(ctl: &Ctl, name: Option<String>, member_names: Vec<String>,
         }
         match api.get(url, "patroni").await {
             Ok((_, v)) => {
-                let version = v.get("patroni").and_then(|p| p.get("version")).map_or("None".into(), crate::output::py_str);
+                let version =
+                    v.get("patroni").and_then(|p| p.get("version")).map_or("None".into(), crate::output::py_str);
                 let pg = v.get("server_version").and_then(Value::as_u64).filter(|v| *v > 0);
                 let pg = pg.map(|p| format!(" PostgreSQL {}", format_pg_version(p))).unwrap_or_default();
                 println!("{}: Patroni {version}{pg}", m.name);
@@ -173,7 +151,13 @@ pub async fn version(ctl: &Ctl, name: Option<String>, member_names: Vec<String>,
     Ok(())
 }
 
-pub async fn toggle_pause(ctl: &Ctl, name: Option<String>, group: Option<u32>, paused: bool, wait: bool) -> CtlResult<()> {
+pub async fn toggle_pause(
+    ctl: &Ctl,
+    name: Option<String>,
+    group: Option<u32>,
+    paused: bool,
+    wait: bool,
+) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
     let dcs = ctl.dcs(&name, group).await?;
     let cluster = get_cluster(&dcs).await?;
@@ -234,8 +218,7 @@ async fn wait_until_pause_is_applied(dcs: &dyn Dcs, paused: bool, old: &patroni_
         .members
         .iter()
         .filter(|m| {
-            m.data.pause.unwrap_or(false) != paused
-                && watched.iter().any(|(n, v)| *n == m.name && *v != m.version)
+            m.data.pause.unwrap_or(false) != paused && watched.iter().any(|(n, v)| *n == m.name && *v != m.version)
         })
         .map(|m| m.name.as_str())
         .collect();
@@ -265,7 +248,8 @@ pub async fn remove(ctl: &Ctl, name: String, group: Option<u32>, fmt: Format) ->
         return Err(CtlError::new(format!("You did not exactly type \"{message}\"")));
     }
     if let Some(leader) = cluster.leader.as_ref().filter(|l| !l.name.is_empty()) {
-        let confirm = prompt::prompt("This cluster currently is healthy. Please specify the leader name to continue", None)?;
+        let confirm =
+            prompt::prompt("This cluster currently is healthy. Please specify the leader name to continue", None)?;
         if confirm != leader.name {
             return Err(CtlError::new("You did not specify the current leader of the cluster"));
         }
