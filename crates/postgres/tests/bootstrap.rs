@@ -135,3 +135,47 @@ async fn custom_bootstrap_with_recovery_conf_promotes_at_target() {
     let conf = std::fs::read_to_string(pg.data_dir().join("postgresql.conf")).unwrap();
     assert!(!conf.contains("recovery.conf"), "a primary has no recovery section: {conf}");
 }
+
+#[tokio::test]
+async fn custom_bootstrap_keeps_existing_recovery_conf_and_no_params() {
+    if !patroni_testkit::run_unprivileged("custom_bootstrap_keeps_existing_recovery_conf_and_no_params") {
+        return;
+    }
+    init_logging();
+    let (dir, _leftovers) = test_dir();
+    let source = bootstrap_primary(&dir, "source").await;
+    let s = settings(&dir, "node1");
+    let argc = dir.join("argc");
+    // A backup tool that writes its own recovery configuration, as pgBackRest does; with no_params it gets no
+    // --scope/--datadir, so the data directory is baked into the command line.
+    let restore = write_script(
+        &dir.join("restore.sh"),
+        &format!(
+            "echo $# > {argc}\nd={data}\n\
+             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {port} -U replicator\n\
+             touch $d/recovery.signal\n\
+             printf \"restore_command = 'false'\\nrecovery_target = 'immediate'\\nrecovery_target_action = 'promote'\\n\" \
+             >> $d/postgresql.auto.conf\n",
+            argc = argc.display(),
+            data = s.data_dir.display(),
+            port = source.port()
+        ),
+    );
+    let mut pg = Postgres::new(s).await.unwrap();
+    let bootstrap = BootstrapSettings {
+        method: BootstrapMethod::Custom(CustomBootstrap {
+            command: restore.display().to_string(),
+            no_params: true,
+            keep_existing_recovery_conf: true,
+            ..Default::default()
+        }),
+        ..BootstrapSettings::initdb(vec![])
+    };
+    pg.bootstrap(&bootstrap).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
+    assert_eq!(std::fs::read_to_string(&argc).unwrap(), "0\n");
+    let info = pg.cluster_info().await.unwrap();
+    assert!(!info.in_recovery);
+    assert_eq!(info.timeline, 2, "the tool's own recovery settings were used");
+    let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains("recovery_target"), "recovery settings are cleaned up once promoted: {auto}");
+}
