@@ -19,20 +19,35 @@ async fn paused_everywhere(c: &Cluster, paused: bool) -> bool {
     true
 }
 
-/// Paused: PostgreSQL of the primary stopped by hand (`pg_ctl stop -m immediate`) is left alone — the leader key
-/// stays, no replica is promoted, for longer than the ttl. Resumed: the leader starts PostgreSQL again.
+/// Paused: a switchover to a named candidate still works, but a switchover to "any" is refused. PostgreSQL of the
+/// primary stopped by hand (`pg_ctl stop -m immediate`) is left alone — the leader key stays, no replica is
+/// promoted, for longer than the ttl. Resumed: the leader starts PostgreSQL again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_means_no_failover_and_resume_recovers() {
     let c = Cluster::start(Options::default()).await;
-    let p = c.wait_primary(WAIT, &[]).await;
-    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    let first = c.wait_primary(WAIT, &[]).await;
 
-    let (code, text) = c.node(p).request(Method::PATCH, "/config", Some(&json!({"pause": true}))).await.unwrap();
+    let (code, text) = c.node(first).request(Method::PATCH, "/config", Some(&json!({"pause": true}))).await.unwrap();
     assert_eq!(code, 200, "PATCH /config answered {code}: {text}");
     if patroni_testkit::wait_until(WAIT, POLL, || paused_everywhere(&c, true)).await.is_err() {
         c.dump("pause not seen");
         panic!("not every member reports pause within {WAIT:?}");
     }
+
+    let body = json!({"leader": name(first)});
+    let (code, text) = c.node(first).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    assert_eq!(code, 400, "switchover to any while paused answered {code}: {text}");
+    let p = (0..3).find(|r| *r != first).unwrap();
+    let body = json!({"leader": name(first), "candidate": name(p)});
+    let (code, text) = c.node(first).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    if code != 200 {
+        c.dump("switchover in pause refused");
+    }
+    assert_eq!(code, 200, "switchover to a named candidate while paused answered {code}: {text}");
+    assert_eq!(c.wait_primary(WAIT, &[first]).await, p, "the named candidate took over while paused");
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    c.insert(p, "paused-switchover").await;
+    c.wait_streaming(&replicas, p, START_TIMEOUT).await;
 
     c.pg_stop_immediate(p);
     let until = Instant::now() + Duration::from_secs(TTL + 5 * LOOP_WAIT);
