@@ -38,8 +38,15 @@ pub fn node_id(addr: &str) -> u64 {
     addr.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The leader's clock for lease deadlines: wall-clock milliseconds read once, then advanced by the monotonic
+/// clock, so that an NTP step on the leader cannot expire every lease at once (or keep them forever).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+    static ANCHOR: std::sync::OnceLock<(std::time::Instant, u64)> = std::sync::OnceLock::new();
+    let (at, wall) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        (std::time::Instant::now(), u64::try_from(wall).unwrap_or(u64::MAX))
+    });
+    wall.saturating_add(u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
