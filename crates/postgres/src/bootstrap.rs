@@ -184,6 +184,11 @@ impl Postgres {
     /// Creates a new cluster and starts it as the primary, with the configured roles and `post_bootstrap` done.
     /// On failure PostgreSQL is stopped and the data directory moved aside (its new name is in the log).
     pub async fn bootstrap(&mut self, bootstrap: &BootstrapSettings) -> Result<()> {
+        if let Err(e) = std::fs::read_dir(&self.settings.data_dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::DataDir { path: self.settings.data_dir.clone(), detail: e.to_string() });
+            }
+        }
         if !self.data_directory_empty() {
             return Err(Error::DataDir {
                 path: self.settings.data_dir.clone(),

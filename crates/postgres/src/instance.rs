@@ -139,7 +139,7 @@ impl Postgres {
     pub fn data_directory_empty(&self) -> bool {
         match std::fs::read_dir(&self.settings.data_dir) {
             Ok(mut it) => it.next().is_none(),
-            Err(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
         }
     }
 

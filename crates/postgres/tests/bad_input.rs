@@ -66,6 +66,13 @@ async fn missing_binaries_foreign_data_dir_and_port_in_use() {
     assert!(err.contains("is not empty; refusing to bootstrap"), "{err}");
     assert!(pg.data_dir().join("PG_VERSION").exists());
 
+    // A data directory we may not read is neither bootstrapped into nor moved.
+    let mut s = settings(&dir, "node8");
+    s.data_dir = PathBuf::from("/root/pgdata");
+    let mut denied = Postgres::new(s).await.unwrap();
+    let err = denied.bootstrap(&BootstrapSettings::initdb(vec![])).await.unwrap_err().to_string();
+    assert!(err.starts_with("data directory /root/pgdata: Permission denied"), "{err}");
+
     // Bad initdb options are named.
     let s = settings(&dir, "node9");
     let mut bad = Postgres::new(s).await.unwrap();
