@@ -84,3 +84,49 @@ async fn two_database_nodes_and_the_controller_survive_losing_a_database_node() 
     };
     assert!(status.success(), "{status:?}: {}", std::fs::read_to_string(dir.join("witness.log")).unwrap_or_default());
 }
+
+fn spawn_controller(dir: &TestDir, i: usize, addrs: &[String]) -> Witness {
+    let partners: Vec<String> = addrs.iter().filter(|a| **a != addrs[i]).map(|a| format!("'{a}'")).collect();
+    let config = format!(
+        "scope: procs\nraft:\n  self_addr: {}\n  partner_addrs: [{}]\n  data_dir: {}\n",
+        addrs[i],
+        partners.join(", "),
+        dir.join(format!("c{i}")).display()
+    );
+    let path = dir.write_file(format!("c{i}.yml"), config, 0o600).unwrap();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("c{i}.log"))).unwrap();
+    Witness(
+        Command::new(env!("CARGO_BIN_EXE_patroni_raft_controller"))
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn three_controller_processes_survive_sigkill_of_each_in_turn() {
+    let dir = TestDir::new().unwrap();
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut procs: Vec<Witness> = (0..3).map(|i| spawn_controller(&dir, i, &addrs)).collect();
+    // A client (no self_addr) writes through whichever members are up.
+    let mut s = RaftSettings::new("procs", "client", "").with_partners(addrs.clone());
+    s.retry_timeout = Duration::from_secs(5);
+    let client = Raft::new(s).await.unwrap();
+    wait_ready(&client).await;
+    for round in 0..3 {
+        // SIGKILL: no goodbye to the peers, as when a machine dies; one of the three rounds kills the Raft leader.
+        procs[round].0.kill().unwrap();
+        procs[round].0.wait().unwrap();
+        let start = Instant::now();
+        while client.set_config_value(&format!(r#"{{"round":{round}}}"#), None).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "round {round}: no quorum after a SIGKILL");
+        }
+        procs[round] = spawn_controller(&dir, round, &addrs);
+        // Wait until the restarted process is back in the quorum before killing the next one.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let c = client.get_cluster().await.unwrap();
+        assert_eq!(c.config.unwrap().data["round"], round);
+    }
+}
