@@ -41,6 +41,15 @@ pub enum FaultKind {
         dcs_after: i64,
         lasts: i64,
     },
+    /// Whoever leads now is isolated (neither DCS nor peers).
+    IsolateLeader {
+        lasts: i64,
+    },
+    /// The link between the current leader and the candidate named in the failover key is cut: the candidate
+    /// stops receiving WAL and drops out of the `sync` key while the request stands.
+    CutCandidateFromLeader {
+        lasts: i64,
+    },
     /// Nobody can reach the DCS.
     DcsOutage {
         lasts: i64,
@@ -106,7 +115,7 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
             let at = rng.ms(start, end);
             let member = rng.below(n) as usize;
             let lasts = rng.ms(1_000, 40_000);
-            let kind = match rng.below(17) {
+            let kind = match rng.below(19) {
                 0 | 1 => FaultKind::KillAgent { member, down: rng.ms(500, 60_000) },
                 2 => FaultKind::CrashPostgres { member },
                 3 | 4 => FaultKind::DcsPartition { member, lasts },
@@ -126,8 +135,11 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
                     scheduled_in: rng.chance(25).then(|| rng.ms(1_000, 10_000)),
                 },
                 13 => FaultKind::Pause { lasts },
+                16 => FaultKind::IsolateLeader { lasts },
+                17 => FaultKind::CutCandidateFromLeader { lasts },
                 14 | 15 => FaultKind::DegradeLeader { dcs_after: rng.ms(2_000, 20_000), lasts },
                 _ => {
+                    // 18: a configuration change.
                     let (ttl, loop_wait, retry_timeout) = timeouts(rng);
                     FaultKind::ConfigChange { ttl, loop_wait, retry_timeout, maximum_lag_on_failover: max_lag(rng) }
                 }

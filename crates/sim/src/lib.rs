@@ -20,4 +20,4 @@ pub mod world;
 
 pub use crate::check::{Invariant, Violation};
 pub use crate::mutation::Mutation;
-pub use crate::world::{run, Options, Report};
+pub use crate::world::{run, Options, Report, Scenario};

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         require_rewind: args.require_rewind,
         faithful: args.faithful,
         pause_hazards: args.pause_hazards,
+        scenario: None,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

@@ -57,6 +57,18 @@ pub struct Options {
     /// reachable for a whole loop, and no DCS fault or agent kill happens while paused or just after resuming.
     /// See README, "Hazards".
     pub pause_hazards: bool,
+    /// A scripted run instead of random configuration, tags and faults (latencies still come from the seed).
+    pub scenario: Option<Scenario>,
+}
+
+/// A scripted run, for reproducing one situation whatever the random schedule generator becomes.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub config: DynConfig,
+    /// Fault times are simulated milliseconds since the start; the cluster bootstraps in the first few seconds.
+    pub faults: Vec<Fault>,
+    /// When faults stop (milliseconds since the start).
+    pub quiet_at: i64,
 }
 
 impl Default for Options {
@@ -68,6 +80,7 @@ impl Default for Options {
             require_rewind: false,
             faithful: false,
             pause_hazards: false,
+            scenario: None,
         }
     }
 }
@@ -176,6 +189,8 @@ struct Agent {
     resteps: u32,
     outcomes: Vec<Outcome>,
     peers: Option<Vec<PeerStatus>>,
+    /// A DCS write in flight: the rest of its latency after it lands, and whether it fails.
+    dcs_write: Option<(i64, bool)>,
     /// What the DCS read in flight returned, with the dynamic configuration it carried.
     snapshot: Option<(ClusterView, DynConfig)>,
     /// The last successful read showed a failover key: a demotion then is an operator's, not automatic.
@@ -278,6 +293,8 @@ pub struct World {
     faults: Vec<Fault>,
     /// The member a fault picked when it was applied (the leader at the time), for its later stages and healing.
     fault_target: Vec<Option<usize>>,
+    /// The link a fault cut when it was applied, for healing.
+    fault_link: Vec<Option<(usize, usize)>>,
     dcs_down: u32,
     dcs_cut: Vec<u32>,
     links: Vec<Vec<u32>>,
@@ -335,6 +352,15 @@ impl World {
         let faults = faults::generate(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window, count);
         // Room for the last faults to play out before everything heals.
         let quiet_at = EPOCH + FAULTS_FROM + window + 25_000;
+        // Everything random is drawn above even for a scenario, so adding one never shifts other seeds.
+        let (tags, config, faults, quiet_at) = match &opts.scenario {
+            Some(sc) => {
+                let faults = sc.faults.iter().map(|f| Fault { at: EPOCH + f.at, kind: f.kind.clone() }).collect();
+                let plain = (0..n).map(|_| Tags { failover_priority: 1, ..Tags::default() }).collect();
+                (plain, sc.config.clone(), faults, EPOCH + sc.quiet_at)
+            }
+            None => (tags, config, faults, quiet_at),
+        };
         let agents = (0..n)
             .map(|m| Agent {
                 ha: Ha::new(),
@@ -349,6 +375,7 @@ impl World {
                 resteps: 0,
                 outcomes: Vec::new(),
                 peers: None,
+                dcs_write: None,
                 snapshot: None,
                 saw_failover_key: false,
                 named_candidate: false,
@@ -385,6 +412,7 @@ impl World {
             dcs: Dcs::new(config),
             lineage: Lineage::default(),
             fault_target: vec![None; faults.len()],
+            fault_link: vec![None; faults.len()],
             faults,
             dcs_down: 0,
             dcs_cut: vec![0; n],

@@ -1,26 +1,75 @@
-//! Bugs and hazards of the HA core found by the simulator and still open, one failing seed each (seeds are tied
-//! to the simulator's model; after changing it, find new ones with the `sim` flags named in each test). Ignored
-//! until fixed in `crates/ha`; run them with `cargo test -p patroni-sim --test core_bugs -- --ignored`. Replay:
-//! `cargo run -p patroni-sim -- --seed N --trace` with the same flags. Fixed bugs keep a regression test below.
+//! Bugs and hazards of the HA core found by the simulator and still open, each as a scripted [`Scenario`] that
+//! reproduces it on every seed tried (so it survives changes to the random schedule generator). Ignored until
+//! fixed in `crates/ha`; run them with `cargo test -p patroni-sim --test core_bugs -- --ignored`; a failure lists
+//! the seeds, replay one with `Options { trace: true, .. }` and `Report::explain`. Fixed bugs keep a regression
+//! test below.
 
-use patroni_sim::{run, Invariant, Options};
-
-fn assert_passes(seed: u64, opts: Options) {
-    let report = run(seed, &Options { trace: true, ..opts });
-    assert!(!report.failed(), "{}", report.explain());
-}
+use patroni_ha::SyncMode;
+use patroni_sim::dcs::DynConfig;
+use patroni_sim::faults::{Fault, FaultKind};
+use patroni_sim::{run, Invariant, Options, Scenario};
 
 fn faithful() -> Options {
     Options { faithful: true, ..Options::default() }
 }
 
-/// Bug 5 (fixed for switchovers in be641e0, not for failovers): in synchronous mode a failover request names a
-/// candidate that was a synchronous standby when the REST API accepted it; it leaves the `sync` key, another
-/// standby acknowledges commits, the leader dies, and the candidate still takes the key and promotes without them.
+/// Sync mode; a failover (no leader named) to a candidate the REST API accepted as synchronous; that candidate is
+/// cut off from the leader (drops out of the `sync` key, another standby acknowledges commits); then the leader is
+/// isolated before the scheduled time.
+fn sync_failover_to_a_former_sync_standby() -> Scenario {
+    let config = fast(SyncMode::On);
+    let failover = FaultKind::FailoverKey { switchover: false, with_candidate: true, scheduled_in: Some(20_000) };
+    Scenario {
+        config,
+        faults: vec![
+            Fault { at: 20_000, kind: failover },
+            Fault { at: 21_000, kind: FaultKind::CutCandidateFromLeader { lasts: 60_000 } },
+            Fault { at: 30_000, kind: FaultKind::IsolateLeader { lasts: 60_000 } },
+        ],
+        quiet_at: 95_000,
+    }
+}
+
+/// Bug 5 (fixed for switchovers in be641e0, not for failovers): the failover candidate above still takes the key
+/// once the leader is gone and promotes without the commits the current synchronous standby acknowledged.
 #[test]
 #[ignore = "core bug 5: a failover candidate outside the sync key loses acknowledged writes"]
 fn failover_candidate_outside_the_sync_key_loses_acknowledged_writes() {
-    assert_passes(11989, faithful());
+    let scenario = sync_failover_to_a_former_sync_standby();
+    let seeds = breaking(&scenario, &faithful(), Invariant::LostAcknowledgedWrite);
+    assert!(seeds.is_empty(), "writes lost with seeds {seeds:?}");
+}
+
+/// The scenario is sound: with the simulator's workaround (the fix, emulated) nothing is lost.
+#[test]
+fn the_sync_failover_scenario_passes_with_the_fix_emulated() {
+    let opts = Options::default();
+    for seed in 0..30 {
+        let report = run(seed, &Options { scenario: Some(sync_failover_to_a_former_sync_standby()), ..opts.clone() });
+        assert!(!report.failed(), "seed {seed}: {:?}", report.violation);
+    }
+}
+
+fn fast(sync_mode: SyncMode) -> DynConfig {
+    DynConfig {
+        ttl: 12_000,
+        loop_wait: 2_000,
+        retry_timeout: 3_000,
+        maximum_lag_on_failover: 16 << 20,
+        pause: false,
+        sync_mode,
+        failsafe_mode: false,
+    }
+}
+
+/// Seeds in `0..30` whose run of `scenario` breaks `invariant`.
+fn breaking(scenario: &Scenario, opts: &Options, invariant: Invariant) -> Vec<u64> {
+    (0..30)
+        .filter(|&seed| {
+            let v = run(seed, &Options { scenario: Some(scenario.clone()), ..opts.clone() }).violation;
+            v.is_some_and(|v| v.invariant == invariant)
+        })
+        .collect()
 }
 
 /// Hazard (shared with Patroni): a paused leader cut off from the DCS keeps its cached `pause`, so it neither
@@ -28,17 +77,35 @@ fn failover_candidate_outside_the_sync_key_loses_acknowledged_writes() {
 #[test]
 #[ignore = "pause hazard: resume while the leader is cut off from the DCS"]
 fn resume_while_the_leader_is_cut_off_splits_the_brain() {
-    assert_passes(76, Options { pause_hazards: true, ..Options::default() });
+    let scenario = Scenario {
+        config: fast(SyncMode::Off),
+        faults: vec![
+            Fault { at: 20_000, kind: FaultKind::Pause { lasts: 10_000 } },
+            Fault { at: 22_000, kind: FaultKind::IsolateLeader { lasts: 40_000 } },
+        ],
+        quiet_at: 70_000,
+    };
+    let opts = Options { pause_hazards: true, ..Options::default() };
+    let seeds = breaking(&scenario, &opts, Invariant::SplitBrain);
+    assert!(seeds.is_empty(), "split brain with seeds {seeds:?}");
 }
 
 /// Gap 6: the core never asks for `Rewind` or `Reinitialize`, and `LocalState` cannot even say that the local
-/// timeline diverged from the leader's. After an asynchronous failover the old primary, restarted as a replica,
-/// holds WAL the new primary never had; it stays running but never streams again. About a quarter of the seeds
-/// end with such a member (the default convergence check tolerates it; `require_rewind` does not).
+/// timeline diverged from the leader's. Isolate an asynchronous leader: it keeps writing until it demotes, a replica
+/// is promoted, and the old primary, back as a replica, holds WAL the new one never had: it runs but never streams
+/// again. About a quarter of the random seeds end with such a member (the default convergence check tolerates it;
+/// `require_rewind` does not).
 #[test]
 #[ignore = "core gap 6: diverged members are never rewound"]
 fn a_diverged_former_primary_is_rewound() {
-    assert_passes(1, Options { require_rewind: true, ..Options::default() });
+    let scenario = Scenario {
+        config: fast(SyncMode::Off),
+        faults: vec![Fault { at: 20_000, kind: FaultKind::IsolateLeader { lasts: 20_000 } }],
+        quiet_at: 45_000,
+    };
+    let opts = Options { require_rewind: true, ..Options::default() };
+    let seeds = breaking(&scenario, &opts, Invariant::Convergence);
+    assert!(seeds.is_empty(), "never rewound with seeds {seeds:?}");
 }
 
 /// Regression for bug 2 (fixed in be641e0): paused, a leader whose refresh failed demoted itself. It needs DCS

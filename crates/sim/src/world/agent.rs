@@ -87,6 +87,16 @@ impl World {
             self.finish_loop(m, 0);
             return;
         };
+        if is_dcs_write(&action) && self.agents[m].dcs_write.is_none() {
+            // The write reaches the DCS at some instant during the request, not when it is sent: a refresh may
+            // land after the lease ran out, an acquire after someone else's.
+            let (took, fails) = self.dcs_latency(m);
+            let lands = self.rng.ms(0, took);
+            self.agents[m].dcs_write = Some((took - lands, fails));
+            let gen = self.agents[m].gen;
+            self.schedule(self.now + lands, Ev::Act { m, gen });
+            return;
+        }
         let r = self.execute(m, &action);
         if !r.ok {
             self.note(Some(m), |_| format!("action failed: {action:?}"));
@@ -255,9 +265,13 @@ impl World {
 
     // ----- actions -----
 
+    /// A DCS write landing now (see `act`): how much longer the request takes, and whether it succeeded.
     pub(super) fn dcs_op(&mut self, m: usize) -> (i64, bool) {
-        let (took, fails) = self.dcs_latency(m);
-        (took, !fails)
+        let (rest, fails) = match self.agents[m].dcs_write.take() {
+            Some(pending) => pending,
+            None => self.dcs_latency(m),
+        };
+        (rest, !fails && self.dcs_reachable(m))
     }
 
     pub(super) fn execute(&mut self, m: usize, action: &Action) -> Exec {
@@ -525,4 +539,21 @@ impl World {
             }
         }
     }
+}
+
+/// Actions that write to the DCS (each goes through `World::dcs_op`).
+fn is_dcs_write(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::AttemptInitialize
+            | Action::SetInitialize { .. }
+            | Action::CancelInitialize
+            | Action::AcquireLeader
+            | Action::UpdateLeader { .. }
+            | Action::ReleaseLeader { .. }
+            | Action::ClearFailover
+            | Action::UpdateHistory
+            | Action::SetSyncState { .. }
+            | Action::WriteFailsafe { .. }
+    )
 }

@@ -7,6 +7,7 @@ impl World {
         let agent = &mut self.agents[m];
         agent.alive = false;
         agent.gen += 1;
+        agent.dcs_write = None;
         agent.phase = Phase::Sleeping;
         // Children of the agent die with it; what PostgreSQL already does on its own (start, promote) goes on.
         let pg = &mut self.pgs[m];
@@ -76,6 +77,7 @@ impl World {
             | FaultKind::DcsOutage { .. }
             | FaultKind::SlowDcs { .. }
             | FaultKind::DegradeLeader { .. }
+            | FaultKind::IsolateLeader { .. }
                 if !self.opts.pause_hazards && (self.dcs.config.pause || self.now < self.resume_settles_until) =>
             {
                 self.note(None, |_| "skipped: paused or just resumed (pause_hazards off)".to_string());
@@ -117,6 +119,27 @@ impl World {
             FaultKind::DcsOutage { lasts } => {
                 self.dcs_down += 1;
                 Some(lasts)
+            }
+            FaultKind::IsolateLeader { lasts } => match self.dcs.leader_at(self.now) {
+                Some(leader) => {
+                    self.fault_target[i] = Some(leader);
+                    self.dcs_cut[leader] += 1;
+                    self.cut_links(leader, 1);
+                    Some(lasts)
+                }
+                None => None,
+            },
+            FaultKind::CutCandidateFromLeader { lasts } => {
+                let candidate = self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref());
+                let candidate = candidate.and_then(|c| self.index(c));
+                match (self.dcs.leader_at(self.now), candidate) {
+                    (Some(leader), Some(candidate)) if leader != candidate => {
+                        self.fault_link[i] = Some((leader, candidate));
+                        self.adjust_link(leader, candidate, 1);
+                        Some(lasts)
+                    }
+                    _ => None,
+                }
             }
             FaultKind::DegradeLeader { dcs_after, lasts } => match self.dcs.leader_at(self.now) {
                 Some(leader) => {
@@ -208,6 +231,7 @@ impl World {
                 | FaultKind::Isolate { .. }
                 | FaultKind::DcsOutage { .. }
                 | FaultKind::DegradeLeader { .. }
+                | FaultKind::IsolateLeader { .. }
         ) {
             self.last_disturbance = self.now;
         }
@@ -220,6 +244,17 @@ impl World {
                 self.cut_links(member, -1);
             }
             FaultKind::DcsOutage { .. } => self.dcs_down = self.dcs_down.saturating_sub(1),
+            FaultKind::IsolateLeader { .. } => {
+                if let Some(m) = self.fault_target.get(i).copied().flatten() {
+                    self.cut_links(m, -1);
+                    self.dcs_cut[m] = self.dcs_cut[m].saturating_sub(1);
+                }
+            }
+            FaultKind::CutCandidateFromLeader { .. } => {
+                if let Some((a, b)) = self.fault_link.get(i).copied().flatten() {
+                    self.adjust_link(a, b, -1);
+                }
+            }
             FaultKind::DegradeLeader { .. } => {
                 if let Some(m) = self.fault_target.get(i).copied().flatten() {
                     self.cut_links(m, -1);
