@@ -96,7 +96,103 @@ pub fn diverged_action(
     }
 }
 
+/// Expands `%p`, `%f`, `%r` and `%%` in an archive/restore command the way PostgreSQL does (`%p` relative to
+/// the data directory, as the archiver runs there).
+pub fn archiver_command(template: &str, wal_file: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().copied() {
+            Some('p') => out.push_str(&format!("pg_wal/{wal_file}")),
+            Some('f') => out.push_str(wal_file),
+            Some('r') => out.push_str("000000010000000000000001"),
+            Some('%') => out.push('%'),
+            _ => {
+                out.push('%');
+                continue;
+            }
+        }
+        chars.next();
+    }
+    out
+}
+
+fn is_ready_wal(name: &str) -> Option<&str> {
+    let base = name.strip_suffix(".ready")?;
+    let seg = base.strip_suffix(".partial").unwrap_or(base);
+    (seg.len() == 24 && seg.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))).then_some(base)
+}
+
 impl Postgres {
+    /// A setting as the stopped server would see it (all configuration files), via `postgres -C`.
+    async fn guc_value(&self, name: &str) -> Option<String> {
+        let out = self
+            .settings
+            .binaries
+            .cmd(Tool::Postgres)
+            .ok()?
+            .arg("-D")
+            .arg(&self.settings.data_dir)
+            .arg(format!("--config-file={}", self.files.postgresql_conf().display()))
+            .args(["-C", name])
+            .timeout(Duration::from_secs(30))
+            .run()
+            .await
+            .ok()?;
+        Some(out.stdout.trim().to_string())
+    }
+
+    /// Archives WAL segments still marked `.ready` with the configured `archive_command`: after pg_rewind or a
+    /// rebuild they would be gone, and with them a stretch of the archive's history.
+    pub async fn archive_ready_wals(&self) -> Result<()> {
+        let mode = self.guc_value("archive_mode").await.unwrap_or_default();
+        let command = self.guc_value("archive_command").await.unwrap_or_default();
+        if !matches!(mode.as_str(), "on" | "always") || command.is_empty() || command == "(disabled)" {
+            return Ok(());
+        }
+        let status_dir = self.settings.data_dir.join("pg_wal/archive_status");
+        let entries = match std::fs::read_dir(&status_dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("Unable to list {}: {e}", status_dir.display());
+                return Ok(());
+            }
+        };
+        let mut ready: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(is_ready_wal).map(str::to_string))
+            .collect();
+        ready.sort();
+        for wal in ready {
+            if !self.settings.data_dir.join("pg_wal").join(&wal).is_file() {
+                continue;
+            }
+            let cmd = archiver_command(&command, &wal);
+            tracing::info!("Trying to archive {wal}: {cmd}");
+            let result = Cmd::new("/bin/sh")
+                .args(["-c", &cmd])
+                .current_dir(&self.settings.data_dir)
+                .timeout(LONG_STEP)
+                .run()
+                .await;
+            match result {
+                Ok(_) => {
+                    let from = status_dir.join(format!("{wal}.ready"));
+                    let to = status_dir.join(format!("{wal}.done"));
+                    if let Err(e) = std::fs::rename(&from, &to) {
+                        tracing::error!("Unable to rename {} to {}: {e}", from.display(), to.display());
+                    }
+                }
+                Err(e) => tracing::info!("Failed to archive WAL segment {wal}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
     /// Position of the stopped instance from pg_controldata. A crashed primary must go through
     /// [`Postgres::ensure_clean_shutdown`] first.
     pub async fn local_position(&self) -> Result<LocalPosition> {
@@ -226,6 +322,7 @@ impl Postgres {
         }
         tracing::info!("cluster state is {state:?}; running crash recovery in single-user mode");
         self.write_config(None, false)?;
+        self.archive_ready_wals().await?;
         let mut cmd = self
             .settings
             .binaries
@@ -317,6 +414,7 @@ impl Postgres {
             }
             return Ok(RewindOutcome::CannotRewind { reason, data_removed: remove });
         }
+        self.archive_ready_wals().await?;
         match self.pg_rewind(leader).await {
             Ok(()) => {
                 self.files.restore_backups()?;
@@ -345,6 +443,19 @@ mod tests {
         assert_eq!(h[0].parent_timeline, 1);
         assert_eq!(h[0].switchpoint.to_string(), "0/3000060");
         assert_eq!(h[1].reason, "at restore point");
+    }
+
+    #[test]
+    fn archiver_placeholders() {
+        assert_eq!(
+            archiver_command("cp %p /archive/%f && echo 100%% %r %x", "000000010000000000000003"),
+            "cp pg_wal/000000010000000000000003 /archive/000000010000000000000003 && echo 100% \
+             000000010000000000000001 %x"
+        );
+        assert_eq!(archiver_command("trailing %", "f"), "trailing %");
+        assert_eq!(is_ready_wal("000000010000000000000003.ready"), Some("000000010000000000000003"));
+        assert_eq!(is_ready_wal("000000010000000000000003.partial.ready"), Some("000000010000000000000003.partial"));
+        assert_eq!(is_ready_wal("00000002.history.ready"), None);
     }
 
     #[test]

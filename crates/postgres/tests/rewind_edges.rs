@@ -24,7 +24,17 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
     }
     init_logging();
     let (dir, _leftovers) = test_dir();
-    let mut n1 = bootstrap_primary(&dir, "node1").await;
+    // Archiving fails until `archive-ok` exists, so segments pile up as .ready on the primary.
+    let archive = dir.create_dir("archive", 0o755).unwrap();
+    let ok_flag = dir.join("archive-ok");
+    let mut s1 = settings(&dir, "node1");
+    s1.parameters.insert("archive_mode".into(), "on".into());
+    s1.parameters
+        .insert("archive_command".into(), format!("test -f {} && cp %p {}/%f", ok_flag.display(), archive.display()));
+    let mut n1 = Postgres::new(s1).await.unwrap();
+    n1.bootstrap(&patroni_postgres::BootstrapSettings::initdb(vec!["--data-checksums".into()]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     n1.db().await.unwrap().execute("CREATE TABLE t (v text)").await.unwrap();
     n1.db().await.unwrap().create_physical_slot("node2").await.unwrap();
     let mut n2 = Postgres::new(settings(&dir, "node2")).await.unwrap();
@@ -44,10 +54,23 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
     let mut s1 = n1.settings().clone();
     s1.use_pg_rewind = true;
     let mut n1 = Postgres::new(s1).await.unwrap();
+    let status = n1.data_dir().join("pg_wal/archive_status");
+    let ready = |suffix: &'static str| {
+        let status = status.clone();
+        move || {
+            std::fs::read_dir(&status)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix))
+                .count()
+        }
+    };
+    assert!(ready(".ready")() > 0, "segments waiting for the archiver");
+    std::fs::write(&ok_flag, "").unwrap();
     // rewind_or_reinit runs crash recovery in single-user mode first: pg_rewind refuses an unclean cluster, so
     // anything but Failed shows it happened.
     let outcome = n1.rewind_or_reinit(&member_address(&n2)).await.unwrap();
     assert!(matches!(outcome, RewindOutcome::Rewound | RewindOutcome::NotNeeded), "{outcome:?}");
+    assert!(std::fs::read_dir(&archive).unwrap().count() > 0, "ready segments were archived before the rewind");
     n2.db().await.unwrap().create_physical_slot("node1").await.unwrap();
     n1.follow(Some(&member_address(&n2))).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     n2.db().await.unwrap().execute("INSERT INTO t VALUES ('after')").await.unwrap();
