@@ -85,6 +85,28 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
     n2.db().await.unwrap().execute("INSERT INTO t VALUES ('split')").await.unwrap();
     n2.stop(StopMode::Fast).await.unwrap();
 
+    // pg_rewind itself failing (a stand-in that exits 1) keeps the data unless configured otherwise.
+    let fakebin = dir.create_dir("fakebin", 0o755).unwrap();
+    for e in std::fs::read_dir(BIN_DIR).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "pg_rewind" {
+            std::os::unix::fs::symlink(e.path(), fakebin.join(e.file_name())).unwrap();
+        }
+    }
+    write_script(&fakebin.join("pg_rewind"), "echo 'pg_rewind: error: simulated failure' >&2\nexit 1\n");
+    let mut s_fail = n2.settings().clone();
+    s_fail.use_pg_rewind = true;
+    s_fail.binaries = patroni_postgres::Binaries::in_dir(&fakebin);
+    let mut failing = Postgres::new(s_fail).await.unwrap();
+    match failing.rewind_or_reinit(&member_address(&n1)).await.unwrap() {
+        RewindOutcome::Failed { error, data_removed } => {
+            assert!(error.contains("simulated failure"), "{error}");
+            assert!(!data_removed);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(failing.is_initialized());
+
     let mut s2 = n2.settings().clone();
     s2.use_pg_rewind = false;
     s2.remove_data_directory_on_diverged_timelines = false;
