@@ -34,10 +34,9 @@ fn different_seeds_differ() {
 #[test]
 fn a_failing_seed_explains_itself() {
     let opts = Options { mutation: Some(patroni_sim::Mutation::NoWatchdog), trace: true, ..Options::default() };
-    let report = run(1, &opts);
+    let report = (0..1000).map(|seed| run(seed, &opts)).find(|r| r.failed()).expect("no-watchdog is caught");
     let text = report.explain();
-    assert!(report.failed());
-    assert!(text.starts_with("seed 1 FAILED:"), "{text}");
+    assert!(text.starts_with(&format!("seed {} FAILED:", report.seed)), "{text}");
     assert!(text.contains("VIOLATION split brain"), "{text}");
     assert!(text.contains("FAULT "), "the trace shows the faults: {text}");
 }
