@@ -63,14 +63,50 @@ fn settings_from_tree(tree: &Value) -> Result<RaftSettings> {
     Ok(s)
 }
 
+/// Patroni's log line: `2024-01-01 12:00:00,123 INFO: message`.
+struct PatroniFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PatroniFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "ERROR",
+            tracing::Level::WARN => "WARNING",
+            tracing::Level::INFO => "INFO",
+            _ => "DEBUG",
+        };
+        write!(writer, "{} {level}: ", chrono::Local::now().format("%Y-%m-%d %H:%M:%S,%3f"))?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("patroni_raft_controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,openraft=warn".into()),
         )
-        .with_target(false)
+        .event_format(PatroniFormat)
         .init();
     let env = patroni_config::process_env();
     let (tree, _) = patroni_config::load_tree(args.configfile.as_deref(), &env)

@@ -115,15 +115,15 @@ async fn three_controller_processes_survive_sigkill_of_each_in_turn() {
     s.retry_timeout = Duration::from_secs(5);
     let client = Raft::new(s).await.unwrap();
     wait_ready(&client).await;
-    for round in 0..3 {
+    for (round, proc) in procs.iter_mut().enumerate() {
         // SIGKILL: no goodbye to the peers, as when a machine dies; one of the three rounds kills the Raft leader.
-        procs[round].0.kill().unwrap();
-        procs[round].0.wait().unwrap();
+        proc.0.kill().unwrap();
+        proc.0.wait().unwrap();
         let start = Instant::now();
         while client.set_config_value(&format!(r#"{{"round":{round}}}"#), None).await.is_err() {
             assert!(start.elapsed() < Duration::from_secs(30), "round {round}: no quorum after a SIGKILL");
         }
-        procs[round] = spawn_controller(&dir, round, &addrs);
+        *proc = spawn_controller(&dir, round, &addrs);
         // Wait until the restarted process is back in the quorum before killing the next one.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let c = client.get_cluster().await.unwrap();
