@@ -235,7 +235,7 @@ pub enum Command {
         force: bool,
     },
     /// List the Patroni members for a given Patroni
-    #[command(visible_alias = "members")]
+    #[command(alias = "members")]
     List {
         cluster_names: Vec<String>,
         #[arg(long)]

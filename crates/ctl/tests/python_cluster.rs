@@ -1,0 +1,125 @@
+//! Our `patronictl` against a cluster run by **Python** Patroni: the same tables as Python's `patronictl`, and
+//! actions (switchover) accepted by Python's REST API.
+//!
+//! Runs when `PYTHON_PATRONI` (Python Patroni's `patroni`, executable by the `postgres` user when the tests run
+//! as root) and `PYTHON_PATRONICTL` are set, e.g. after
+//! `python3 -m venv /opt/pyp && /opt/pyp/bin/pip install 'patroni[etcd3]' psycopg2-binary && chmod -R a+rX /opt/pyp`
+//! with a system Python. Skipped (with a message) otherwise.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use patroni_testkit::{pg_bin_dir, AgentProcess, EtcdServer, TestDir};
+use serde_json::Value;
+
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext) -> String {
+    let dir = ctx.dir.display();
+    format!(
+        "scope: pydemo\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{api}\n  connect_address: 127.0.0.1:{api}\n\
+         etcd3:\n  hosts: {etcd}\nbootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 5\n\
+         postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/data\n  bin_dir: {bin}\n\
+         \x20 pgpass: {dir}/pgpass\n  authentication:\n    superuser: {{username: postgres, password: secret}}\n\
+         \x20   replication: {{username: replicator, password: rep-pass}}\n  parameters:\n    unix_socket_directories: {dir}\n\
+         \x20 pg_hba:\n  - local all all trust\n  - host all all 127.0.0.1/32 md5\n  - host replication replicator 127.0.0.1/32 md5\n",
+        api = ctx.api_port,
+        pg = ctx.pg_port,
+    )
+}
+
+fn run(program: &str, config: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(program).arg("-c").arg(config).args(args).output().expect("patronictl runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_patronictl_reads_and_drives_a_python_patroni_cluster() {
+    let (Some(agent), Some(py_ctl)) = (std::env::var_os("PYTHON_PATRONI"), std::env::var("PYTHON_PATRONICTL").ok())
+    else {
+        eprintln!("SKIPPED: set PYTHON_PATRONI and PYTHON_PATRONICTL to run against a Python Patroni cluster");
+        return;
+    };
+    let ours = env!("CARGO_BIN_EXE_patronictl");
+    let etcd = EtcdServer::start().await.expect("etcd starts");
+    let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
+    let mut nodes = Vec::new();
+    for i in 1..=3 {
+        let (endpoint, bin, name) = (etcd.endpoint(), bin.clone(), format!("py{i}"));
+        nodes.push(
+            AgentProcess::builder(PathBuf::from(&agent))
+                .name(name.clone())
+                .config(move |ctx| member_config(&endpoint, &bin, &name, ctx))
+                .start()
+                .expect("python agent starts"),
+        );
+    }
+    let dir = TestDir::with_prefix("patronictl-py-").expect("temp dir");
+    let config = dir
+        .write_file("patronictl.yaml", format!("scope: pydemo\netcd3:\n  hosts: {}\n", etcd.endpoint()), 0o644)
+        .expect("config")
+        .display()
+        .to_string();
+
+    let members = || -> Vec<Value> {
+        serde_json::from_str::<Value>(&run(ours, &config, &["list", "-f", "json"]).1)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let healthy = |m: &[Value]| {
+        m.len() == 3
+            && m.iter().filter(|x| x["Role"] == "Leader").count() == 1
+            && m.iter().filter(|x| x["State"] == "streaming").count() == 2
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !healthy(&members()) {
+        if Instant::now() > deadline {
+            for n in &nodes {
+                eprintln!("--- {}\n{}", n.context().name, n.log());
+            }
+            panic!("python cluster not healthy: {:?}", members());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let compare = |args: &[&str]| {
+        let (a, b) = (run(ours, &config, args), run(&py_ctl, &config, args));
+        assert_eq!(a, b, "patronictl {args:?}: ours (left) vs Python (right)");
+    };
+    for args in [
+        &["list"][..],
+        &["list", "-e"],
+        &["list", "-f", "json"],
+        &["list", "-f", "tsv"],
+        &["topology"],
+        &["history"],
+        &["show-config"],
+        &["dsn", "-r", "replica"],
+    ] {
+        compare(args);
+    }
+
+    // Python's REST API accepts our switchover; both tools then show the same table and history.
+    let m = members();
+    let leader =
+        m.iter().find(|x| x["Role"] == "Leader").and_then(|x| x["Member"].as_str()).unwrap_or_default().to_string();
+    let candidate =
+        m.iter().filter_map(|x| x["Member"].as_str()).find(|n| *n != leader).unwrap_or_default().to_string();
+    let (code, out) = run(ours, &config, &["switchover", "--candidate", &candidate, "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Successfully switched over to \"{candidate}\"")), "{out}");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let m = members();
+        if healthy(&m) && m.iter().any(|x| x["Member"] == candidate.as_str() && x["Role"] == "Leader") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "switchover to {candidate} not completed: {m:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    compare(&["history"]);
+    compare(&["history", "-f", "yaml"]);
+    compare(&["list"]);
+}
