@@ -156,24 +156,63 @@ pub(crate) fn unified_diff(before: &str, after: &str) -> Vec<String> {
     text.lines().map(str::to_owned).collect()
 }
 
-fn show_diff(before: &str, after: &str) {
-    let lines = unified_diff(before, after);
-    let color = std::io::stdout().is_terminal();
+/// The diff, coloured as ydiff colours it, for a terminal.
+fn colored(lines: &[String]) -> String {
+    let mut out = String::new();
     for l in lines {
-        if !color {
-            println!("{l}");
-        } else if l.starts_with("---") || l.starts_with("+++") {
-            println!("\x1b[1m{l}\x1b[0m");
+        let color = if l.starts_with("---") || l.starts_with("+++") {
+            "\x1b[33m"
         } else if l.starts_with("@@") {
-            println!("\x1b[34m{l}\x1b[0m");
+            "\x1b[34m"
         } else if l.starts_with('-') {
-            println!("\x1b[31m{l}\x1b[0m");
+            "\x1b[31m"
         } else if l.starts_with('+') {
-            println!("\x1b[32m{l}\x1b[0m");
+            "\x1b[32m"
         } else {
+            "\x1b[0m"
+        };
+        out.push_str(&format!("{color}{l}\x1b[0m\n"));
+    }
+    out
+}
+
+/// Shows the diff: plain lines off a terminal; on a terminal coloured through `$PAGER`, `less` or `more`, as
+/// patronictl does with ydiff.
+fn show_diff(before: &str, after: &str) -> CtlResult<()> {
+    let lines = unified_diff(before, after);
+    if !std::io::stdout().is_terminal() {
+        for l in lines {
             println!("{l}");
         }
+        return Ok(());
     }
+    let pager = [std::env::var("PAGER").ok(), Some("less".into()), Some("more".into())]
+        .into_iter()
+        .flatten()
+        .filter(|p| !p.trim().is_empty())
+        .find(|p| find_in_path(p).is_some() || std::path::Path::new(p).is_file())
+        .ok_or_else(|| {
+            CtlError::new(
+                "No pager could be found. Either set PAGER environment variable with your pager or install \
+                 either \"less\" or \"more\" in the host.",
+            )
+        })?;
+    let mut cmd = std::process::Command::new(&pager);
+    if std::path::Path::new(&pager).file_name().and_then(|n| n.to_str()) == Some("less")
+        && std::env::var("LESS").map_or(true, |v| v.is_empty())
+    {
+        cmd.args(["-FRSX", "--shift", "1"]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| CtlError::new(format!("cannot run pager {pager}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = stdin.write_all(colored(&lines).as_bytes());
+    }
+    let _ = child.wait();
+    Ok(())
 }
 
 pub struct EditArgs {
@@ -228,7 +267,7 @@ pub async fn edit_config(ctl: &Ctl, a: EditArgs) -> CtlResult<()> {
         return Err(CtlError::new("The edited configuration is not a YAML mapping; nothing changed"));
     }
     if !a.quiet {
-        show_diff(&before, &after);
+        show_diff(&before, &after)?;
     }
     if (a.apply.as_deref() == Some("-") || a.replace.as_deref() == Some("-")) && !a.force {
         println!("Use --force option to apply changes");
