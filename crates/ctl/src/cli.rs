@@ -330,6 +330,32 @@ pub enum Command {
         #[arg(long)]
         group: Option<u32>,
     },
+    /// Demote cluster to a standby cluster
+    DemoteCluster {
+        cluster_name: Option<String>,
+        /// Do not ask for confirmation at any point
+        #[arg(long)]
+        force: bool,
+        /// Address of the remote node
+        #[arg(long)]
+        host: Option<String>,
+        /// Port of the remote node
+        #[arg(long)]
+        port: Option<u16>,
+        /// Command to restore WAL records from the remote primary
+        #[arg(long = "restore-command")]
+        restore_command: Option<String>,
+        /// Name of the slot on the remote node to use for replication
+        #[arg(long = "primary-slot-name")]
+        primary_slot_name: Option<String>,
+    },
+    /// Promote cluster, make it run standalone
+    PromoteCluster {
+        cluster_name: Option<String>,
+        /// Do not ask for confirmation at any point
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the history of failovers/switchovers
     History {
         cluster_name: Option<String>,

@@ -1,5 +1,6 @@
 //! The commands. Reads go to the DCS directly; actions go to the members' REST APIs, as Patroni does.
 
+mod cluster_role;
 mod config;
 mod failover;
 mod member_actions;
@@ -126,6 +127,13 @@ pub async fn run(ctl: &Ctl, command: Command) -> CtlResult<()> {
         Command::ShowConfig { cluster_name, group } => config::show_config(ctl, cluster_name, group).await,
         Command::Version { cluster_name, member_names, group } => {
             read::version(ctl, cluster_name, member_names, group).await
+        }
+        Command::DemoteCluster { cluster_name, force, host, port, restore_command, primary_slot_name } => {
+            let standby = cluster_role::standby_config(host, port, restore_command, primary_slot_name)?;
+            cluster_role::change_cluster_role(ctl, cluster_name, force, Some(standby)).await
+        }
+        Command::PromoteCluster { cluster_name, force } => {
+            cluster_role::change_cluster_role(ctl, cluster_name, force, None).await
         }
         Command::History { cluster_name, group, fmt } => read::history(ctl, cluster_name, group, fmt.format()).await,
     }
