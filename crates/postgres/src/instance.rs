@@ -442,10 +442,24 @@ impl Postgres {
         Ok(outcome)
     }
 
+    /// Recovery settings to rewrite the configuration with, keeping the current role. A standby whose settings
+    /// we do not know is kept a standby (archive recovery only, until `follow` says whom to stream from):
+    /// writing it out as a primary would promote it at the next start.
+    fn recovery_for_rewrite(&self) -> Option<RecoverySettings> {
+        match self.role {
+            Role::Primary => None,
+            _ if self.recovery.is_some() => self.recovery.clone(),
+            Role::Uninitialized if !self.files.standby_signal().exists() && !self.files.recovery_signal().exists() => {
+                None
+            }
+            _ => Some(self.follow_settings(None)),
+        }
+    }
+
     /// Stop and start again with the same role. Fires `on_restart`.
     pub async fn restart(&mut self, mode: StopMode) -> Result<StartOutcome> {
         self.stop_inner(mode, None).await?;
-        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        let recovery = self.recovery_for_rewrite();
         self.start_inner(recovery, false, Some(CallbackAction::OnRestart)).await
     }
 
@@ -463,7 +477,7 @@ impl Postgres {
         self.settings.pg_hba = pg_hba;
         self.settings.pg_ident = pg_ident;
         self.recompute_server_parameters();
-        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        let recovery = self.recovery_for_rewrite();
         self.write_config(recovery.as_ref(), false)?;
         let changed = before != self.config_snapshot();
         if !self.is_running() {
@@ -509,7 +523,7 @@ impl Postgres {
         }
         self.synchronous_standby_names = names;
         self.recompute_server_parameters();
-        let recovery = if self.role == Role::Primary { None } else { self.recovery.clone() };
+        let recovery = self.recovery_for_rewrite();
         self.write_config(recovery.as_ref(), false)?;
         if self.is_running() {
             self.reload().await?;
