@@ -290,6 +290,17 @@ mod tests {
         assert_eq!(c.etcd3.as_ref().and_then(|e| e.host.clone()).as_deref(), Some("h:1"));
         assert!(c.etcd3.as_ref().is_some_and(|e| e.hosts.is_none()));
         assert_eq!(c.namespace, "/ns");
+        env.insert("PATRONI_CTL_INSECURE".into(), "true".into());
+        env.insert("PATRONI_CTL_USERNAME".into(), "admin".into());
+        env.insert("PATRONI_CTL_PASSWORD".into(), "pw".into());
+        env.insert("PATRONI_RESTAPI_CAFILE".into(), "/etc/ca.pem".into());
+        let c = load_config(Path::new("/nonexistent"), false, None, &env).unwrap();
+        let ctl = Ctl { config: c, insecure: false };
+        let s = ClientSettings::from_config(ctl.config.ctl.as_ref(), Some(&ctl.config.restapi));
+        assert!(s.insecure);
+        assert_eq!(s.credentials.map(|c| (c.username, c.password)), Some(("admin".into(), "pw".into())));
+        assert_eq!(s.cacert, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(ctl.api().err().is_some_and(|e| e.0.contains("/etc/ca.pem")), "an unreadable CA is named");
         let err = load_config(Path::new("/nonexistent/x.yml"), true, None, &env).unwrap_err();
         assert!(err.0.contains("not existing or no read rights"));
     }
