@@ -315,4 +315,13 @@ async fn bad_settings_are_reported() {
     let addr = taken.local_addr().unwrap().to_string();
     let s = RaftSettings::new("s", "n", addr).with_data_dir(dir.join("y"));
     assert!(matches!(Raft::new(s).await, Err(patroni_dcs::DcsError::Config(_))));
+    // One data directory, one node.
+    let first = RaftSettings::new("s", "n", format!("127.0.0.1:{}", free_port())).with_data_dir(dir.join("z"));
+    let _running = Raft::new(first).await.unwrap();
+    let second = RaftSettings::new("s", "m", format!("127.0.0.1:{}", free_port())).with_data_dir(dir.join("z"));
+    match Raft::new(second).await {
+        Err(patroni_dcs::DcsError::Config(m)) => assert!(m.contains("in use"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("two nodes on one data directory"),
+    }
 }

@@ -91,6 +91,22 @@ pub struct Node {
     tasks: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
     stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Held while the node runs: two nodes on one data directory would corrupt each other's log.
+    dir_lock: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// Takes the exclusive lock of `data_dir`, or says who cannot have it.
+fn lock_data_dir(dir: &Path) -> DcsResult<nix::fcntl::Flock<std::fs::File>> {
+    let cannot = |e: String| DcsError::Config(format!("cannot use raft.data_dir {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| cannot(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .map_err(|e| cannot(e.to_string()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| cannot(format!("it is in use by another Raft node ({e})")))
 }
 
 fn raft_config(snapshot_logs: u64) -> Result<Config, String> {
@@ -116,6 +132,7 @@ impl Node {
         let id = node_id(&opts.self_addr);
         let cannot_open =
             |e: std::io::Error| DcsError::Config(format!("cannot use raft.data_dir {}: {e}", opts.data_dir.display()));
+        let dir_lock = lock_data_dir(opts.data_dir)?;
         let log_store = LogStore::open(opts.data_dir).map_err(cannot_open)?;
         let (sm, shared) = StateMachine::open(opts.data_dir).map_err(cannot_open)?;
         let peers = Arc::new(Peers::new(opts.password.as_deref()).map_err(DcsError::Config)?);
@@ -153,7 +170,13 @@ impl Node {
         });
         let bootstrap = tokio::spawn(bootstrap(core.clone(), opts.partner_addrs));
         let duties = tokio::spawn(leader_duties(core.clone()));
-        Ok(Node { core, tasks: vec![bootstrap, duties], server: Some(server), stop_server: Some(stop_server) })
+        Ok(Node {
+            core,
+            tasks: vec![bootstrap, duties],
+            server: Some(server),
+            stop_server: Some(stop_server),
+            dir_lock: Some(dir_lock),
+        })
     }
 
     /// Stops serving peers and stops the Raft node.
@@ -173,6 +196,8 @@ impl Node {
                 server.abort();
             }
         }
+        // Only now may another node use the directory: this one no longer writes to it.
+        self.dir_lock = None;
     }
 }
 
