@@ -283,21 +283,22 @@ impl Postgres {
         if !su.username.is_empty() {
             cmd = cmd.arg(format!("--username={}", su.username));
         }
-        let pwfile = match &su.password {
+        // Kept (and removed on drop) until initdb has read it; mkstemp semantics, mode 0600.
+        let _pwfile = match &su.password {
             Some(pw) => {
-                let dir = tempfile_dir();
-                let path = dir.join(format!("patroni-initdb-pw-{}", std::process::id()));
-                crate::conf::write_atomically(&path, pw.as_bytes(), 0o600)?;
-                cmd = cmd.arg(format!("--pwfile={}", path.display()));
-                Some(path)
+                use std::io::Write;
+                let mut f = tempfile::Builder::new()
+                    .prefix("patroni-initdb-pw-")
+                    .tempfile()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                f.write_all(pw.as_bytes()).map_err(|e| Error::io(f.path(), e))?;
+                f.flush().map_err(|e| Error::io(f.path(), e))?;
+                cmd = cmd.arg(format!("--pwfile={}", f.path().display()));
+                Some(f)
             }
             None => None,
         };
-        let result = cmd.run().await;
-        if let Some(p) = pwfile {
-            let _ = std::fs::remove_file(p);
-        }
-        result.map(|_| ())
+        cmd.run().await.map(|_| ())
     }
 
     async fn run_custom_bootstrap(&self, c: &CustomBootstrap, timeout: Duration) -> Result<()> {
@@ -438,11 +439,6 @@ impl Postgres {
             other => other,
         })
     }
-}
-
-/// Where initdb's password file goes: the system temp dir (not the data dir initdb insists be empty).
-fn tempfile_dir() -> std::path::PathBuf {
-    std::env::temp_dir()
 }
 
 /// Credentials helper for callers converting from the config crate.
