@@ -216,6 +216,21 @@ impl<N: Node> Runtime<N> {
                     warn!("failed to create replication slots: {e}");
                 }
             }
+        } else if local.role == patroni_ha::PgRole::Replica && local.process.is_running() {
+            // Cascading replicas (`replicatefrom: <us>`) stream through a slot on us, as on a primary.
+            if let Some(c) = &cluster {
+                let downstream: Vec<String> = c
+                    .members
+                    .iter()
+                    .filter(|m| m.name != self.name && m.replicatefrom() == Some(self.name.as_str()))
+                    .map(|m| m.name.clone())
+                    .collect();
+                if !downstream.is_empty() {
+                    if let Err(e) = self.node.ensure_slots(&downstream).await {
+                        warn!("failed to create replication slots for cascading replicas: {e}");
+                    }
+                }
+            }
         }
         if let Some(c) = &cluster {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();

@@ -34,17 +34,20 @@ pub struct Options {
     pub tags: Vec<Option<String>>,
     /// `loop_wait` in `bootstrap.dcs` (default [`LOOP_WAIT`]).
     pub loop_wait: u64,
+    /// Per member: a data directory other than `<agent dir>/data`.
+    pub data_dirs: Vec<Option<PathBuf>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new(), loop_wait: LOOP_WAIT }
+        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new(), loop_wait: LOOP_WAIT, data_dirs: Vec::new() }
     }
 }
 
 pub struct Cluster {
     pub nodes: Vec<AgentProcess>,
     pub etcd: EtcdServer,
+    options: Options,
 }
 
 pub fn name(i: usize) -> String {
@@ -53,6 +56,8 @@ pub fn name(i: usize) -> String {
 
 fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext, o: &Options, i: usize) -> String {
     let dir = ctx.dir.display();
+    let data_dir = o.data_dirs.get(i).cloned().flatten().unwrap_or_else(|| ctx.data_dir());
+    let data_dir = data_dir.display();
     let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
     let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
     format!(
@@ -78,7 +83,7 @@ bootstrap:
 postgresql:
   listen: 127.0.0.1:{pg}
   connect_address: 127.0.0.1:{pg}
-  data_dir: {dir}/data
+  data_dir: {data_dir}
   bin_dir: {bin}
   pgpass: {dir}/pgpass
   authentication:
@@ -106,26 +111,44 @@ impl Cluster {
     /// Starts etcd and all members at once (they race for `initialize`), then waits for one primary and every
     /// other member streaming from it.
     pub async fn start(o: Options) -> Cluster {
+        Cluster::start_with(o, true).await
+    }
+
+    /// [`Cluster::start`]; `wait_replicas: false` stops after the primary (for tests that check whom each replica
+    /// streams from themselves).
+    pub async fn start_with(o: Options, wait_replicas: bool) -> Cluster {
         let etcd = EtcdServer::start().await.expect("etcd starts");
-        let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
-        let mut nodes = Vec::new();
+        let mut cluster = Cluster { nodes: Vec::new(), etcd, options: o.clone() };
         for i in 0..o.members {
-            let (endpoint, bin, opts, n) = (etcd.endpoint(), bin.clone(), o.clone(), name(i));
-            let agent = AgentProcess::builder(env!("CARGO_BIN_EXE_patroni"))
-                .name(n.clone())
-                .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i))
-                .start()
-                .expect("agent starts");
-            nodes.push(agent);
+            let agent = cluster.spawn(i, &o);
+            cluster.nodes.push(agent);
         }
-        let mut cluster = Cluster { nodes, etcd };
         for node in &mut cluster.nodes {
             node.wait_for_api("/liveness", START_TIMEOUT).await.expect("REST API up");
         }
         let primary = cluster.wait_primary(START_TIMEOUT, &[]).await;
+        if !wait_replicas {
+            return cluster;
+        }
         let replicas: Vec<usize> = (0..o.members).filter(|i| *i != primary).collect();
         cluster.wait_streaming(&replicas, primary, START_TIMEOUT).await;
         cluster
+    }
+
+    /// Starts the agent of member `i` (`pg<i>`) with the options `o` (not waiting for anything).
+    pub fn spawn(&self, i: usize, o: &Options) -> AgentProcess {
+        let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
+        let (endpoint, opts, n) = (self.etcd.endpoint(), o.clone(), name(i));
+        AgentProcess::builder(env!("CARGO_BIN_EXE_patroni"))
+            .name(n.clone())
+            .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i))
+            .start()
+            .expect("agent starts")
+    }
+
+    /// The options the cluster was started with.
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
     pub fn node(&self, i: usize) -> &AgentProcess {
@@ -171,6 +194,7 @@ impl Cluster {
                 }
             }
             if Instant::now() >= deadline {
+                self.dump_dcs().await;
                 self.dump("no single writable primary");
                 panic!("no single writable primary (excluding {exclude:?}) within {timeout:?}; /primary 200 on {primaries:?}");
             }
@@ -198,6 +222,7 @@ impl Cluster {
             })
             .await;
             if ok.is_err() {
+                self.dump_dcs().await;
                 self.dump("replica not streaming");
                 panic!("{} does not stream from {} within {timeout:?}", name(r), name(primary));
             }
@@ -277,6 +302,19 @@ impl Cluster {
     pub fn postmaster_pid(&self, i: usize) -> Option<i32> {
         let text = std::fs::read_to_string(self.data_dir(i).join("postmaster.pid")).ok()?;
         text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Prints every key of the cluster in etcd.
+    pub async fn dump_dcs(&self) {
+        match self.etcd.get_prefix("/service/demo/").await {
+            Ok(keys) => {
+                eprintln!("==== DCS ====");
+                for (k, v) in keys {
+                    eprintln!("{k} = {v}");
+                }
+            }
+            Err(e) => eprintln!("==== DCS not readable: {e} ===="),
+        }
     }
 
     /// Prints the tail of every agent's log (called before a failing assertion).
