@@ -113,9 +113,29 @@ async fn stop_modes_adoption_and_crash_detection() {
     assert!(!patroni_testkit::pid_alive(pid as u32));
     drop(pg);
 
-    // immediate leaves a cluster needing crash recovery.
+    // A postmaster that does not react at all (SIGSTOPped) is SIGKILLed with its children in the end.
     let mut pg = Postgres::new(short).await.unwrap();
     pg.start(None).await.unwrap();
+    let pm = pg.postmaster().unwrap().clone();
+    let pid = nix::unistd::Pid::from_raw(pm.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    assert_eq!(pm.stop(StopMode::Fast, Duration::from_secs(1)).await.unwrap(), StopOutcome::Killed);
+    assert!(!patroni_testkit::pid_alive(pm.pid() as u32));
+    let short = pg.settings().clone();
+    drop(pg);
+    // Backends notice the postmaster's death on their own; give them a moment before starting again.
+    wait_until("children gone", Duration::from_secs(10), || async {
+        std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .map(|o| o.stdout.is_empty())
+            .unwrap_or(true)
+    })
+    .await;
+
+    // immediate leaves a cluster needing crash recovery.
+    let mut pg = Postgres::new(short).await.unwrap();
+    pg.start(None).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     assert_eq!(pg.stop(StopMode::Immediate).await.unwrap(), StopOutcome::Stopped);
     assert!(!pg.controldata().await.unwrap().cluster_state.is_clean_shutdown());
 
