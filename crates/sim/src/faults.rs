@@ -41,6 +41,14 @@ pub enum FaultKind {
         dcs_after: i64,
         lasts: i64,
     },
+    /// Whoever leads now loses the DCS (not its peers: failsafe mode may keep it primary).
+    CutLeaderFromDcs {
+        lasts: i64,
+    },
+    /// Whoever leads now loses its link to one other member (the first, by name, that is not the leader).
+    CutLeaderFromOnePeer {
+        lasts: i64,
+    },
     /// Whoever leads now is isolated (neither DCS nor peers).
     IsolateLeader {
         lasts: i64,
@@ -115,7 +123,7 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
             let at = rng.ms(start, end);
             let member = rng.below(n) as usize;
             let lasts = rng.ms(1_000, 40_000);
-            let kind = match rng.below(19) {
+            let kind = match rng.below(21) {
                 0 | 1 => FaultKind::KillAgent { member, down: rng.ms(500, 60_000) },
                 2 => FaultKind::CrashPostgres { member },
                 3 | 4 => FaultKind::DcsPartition { member, lasts },
@@ -136,6 +144,8 @@ pub fn generate(rng: &mut Rng, members: usize, start: i64, end: i64, count: usiz
                 },
                 13 => FaultKind::Pause { lasts },
                 16 => FaultKind::IsolateLeader { lasts },
+                19 => FaultKind::CutLeaderFromDcs { lasts },
+                20 => FaultKind::CutLeaderFromOnePeer { lasts },
                 17 => FaultKind::CutCandidateFromLeader { lasts },
                 14 | 15 => FaultKind::DegradeLeader { dcs_after: rng.ms(2_000, 20_000), lasts },
                 _ => {

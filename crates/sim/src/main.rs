@@ -42,6 +42,9 @@ struct Args {
     /// Allow DCS faults and agent kills around pause (a known split-brain hazard, shared with Patroni).
     #[arg(long)]
     pause_hazards: bool,
+    /// Let a quarter of the seeds run in failsafe mode (open core bug 7: split brain).
+    #[arg(long)]
+    failsafe: bool,
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         require_rewind: args.require_rewind,
         faithful: args.faithful,
         pause_hazards: args.pause_hazards,
+        failsafe: args.failsafe,
         scenario: None,
     };
     let (start, count) = match args.seed {

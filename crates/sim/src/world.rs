@@ -57,6 +57,9 @@ pub struct Options {
     /// reachable for a whole loop, and no DCS fault or agent kill happens while paused or just after resuming.
     /// See README, "Hazards".
     pub pause_hazards: bool,
+    /// Let seeds enable failsafe mode (a quarter of them). Off by default: the core can split the brain in failsafe
+    /// mode (README, "Core bugs found", 7).
+    pub failsafe: bool,
     /// A scripted run instead of random configuration, tags and faults (latencies still come from the seed).
     pub scenario: Option<Scenario>,
 }
@@ -80,6 +83,7 @@ impl Default for Options {
             require_rewind: false,
             faithful: false,
             pause_hazards: false,
+            failsafe: false,
             scenario: None,
         }
     }
@@ -344,7 +348,8 @@ impl World {
             maximum_lag_on_failover: faults::max_lag(&mut rng),
             pause: false,
             sync_mode,
-            failsafe_mode: rng.chance(25),
+            // Drawn even when off, so the option does not shift the rest of the seed.
+            failsafe_mode: rng.chance(25) && opts.failsafe,
         };
         let window = rng.ms(10_000, 45_000);
         // Some seeds get a single fault: a scenario then plays out without other faults masking it.

@@ -459,6 +459,10 @@ impl World {
                     confirmed &= reply.is_some();
                 }
                 self.agents[m].outcomes.push(Outcome::Failsafe { confirmed });
+                if confirmed && self.agents[m].watchdog.is_some() {
+                    // Every member confirmed us: the runtime keeps the watchdog alive, as Patroni does.
+                    self.keepalive(m);
+                }
                 Exec { ok: true, took }
             }
             Action::Fatal { reason } => {

@@ -78,6 +78,7 @@ impl World {
             | FaultKind::SlowDcs { .. }
             | FaultKind::DegradeLeader { .. }
             | FaultKind::IsolateLeader { .. }
+            | FaultKind::CutLeaderFromDcs { .. }
                 if !self.opts.pause_hazards && (self.dcs.config.pause || self.now < self.resume_settles_until) =>
             {
                 self.note(None, |_| "skipped: paused or just resumed (pause_hazards off)".to_string());
@@ -129,6 +130,27 @@ impl World {
                 }
                 None => None,
             },
+            FaultKind::CutLeaderFromDcs { lasts } => match self.dcs.leader_at(self.now) {
+                Some(leader) => {
+                    self.fault_target[i] = Some(leader);
+                    self.dcs_cut[leader] += 1;
+                    Some(lasts)
+                }
+                None => None,
+            },
+            FaultKind::CutLeaderFromOnePeer { lasts } => {
+                // The leader by the key, or (key expired under failsafe) whoever still runs as primary.
+                let leader =
+                    self.dcs.leader_at(self.now).or_else(|| (0..self.pgs.len()).find(|&p| self.pgs[p].writable()));
+                match leader.and_then(|l| (0..self.pgs.len()).find(|&o| o != l).map(|o| (l, o))) {
+                    Some((leader, other)) => {
+                        self.fault_link[i] = Some((leader, other));
+                        self.adjust_link(leader, other, 1);
+                        Some(lasts)
+                    }
+                    None => None,
+                }
+            }
             FaultKind::CutCandidateFromLeader { lasts } => {
                 let candidate = self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref());
                 let candidate = candidate.and_then(|c| self.index(c));
@@ -232,6 +254,7 @@ impl World {
                 | FaultKind::DcsOutage { .. }
                 | FaultKind::DegradeLeader { .. }
                 | FaultKind::IsolateLeader { .. }
+                | FaultKind::CutLeaderFromDcs { .. }
         ) {
             self.last_disturbance = self.now;
         }
@@ -250,7 +273,12 @@ impl World {
                     self.dcs_cut[m] = self.dcs_cut[m].saturating_sub(1);
                 }
             }
-            FaultKind::CutCandidateFromLeader { .. } => {
+            FaultKind::CutLeaderFromDcs { .. } => {
+                if let Some(m) = self.fault_target.get(i).copied().flatten() {
+                    self.dcs_cut[m] = self.dcs_cut[m].saturating_sub(1);
+                }
+            }
+            FaultKind::CutCandidateFromLeader { .. } | FaultKind::CutLeaderFromOnePeer { .. } => {
                 if let Some((a, b)) = self.fault_link.get(i).copied().flatten() {
                     self.adjust_link(a, b, -1);
                 }
