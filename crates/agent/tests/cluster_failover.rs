@@ -243,3 +243,45 @@ where
         panic!("timed out after {timeout:?} waiting for {what}");
     }
 }
+
+/// The primary's agent dies but its PostgreSQL keeps running and takes writes the new primary never sees (a
+/// diverged timeline). Restarted, the old primary rewinds (`use_pg_rewind`) and follows the new one: its
+/// diverged row is gone and new rows arrive. Also: a replica whose agent was SIGKILLed and restarted adopts its
+/// running PostgreSQL and keeps streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diverged_old_primary_rewinds_and_follows() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+
+    // A replica's agent dies and comes back: PostgreSQL kept running and is adopted as it is.
+    let r = replicas[0];
+    let pid = c.postmaster_pid(r);
+    c.nodes[r].kill(Signal::SIGKILL).unwrap();
+    c.nodes[r].wait_exit(WAIT).await.unwrap();
+    c.nodes[r].restart().unwrap();
+    c.nodes[r].wait_for_api("/liveness", WAIT).await.unwrap();
+    c.wait_streaming(&[r], p, WAIT).await;
+    assert_eq!(c.postmaster_pid(r), pid, "the running replica was adopted, not restarted");
+    c.insert(p, "before").await;
+    for &r in &replicas {
+        c.wait_row(r, "before", WAIT).await;
+    }
+
+    c.nodes[p].kill(Signal::SIGKILL).unwrap();
+    c.nodes[p].wait_exit(WAIT).await.unwrap();
+    let np = c.wait_primary_among(Duration::from_secs(TTL + LOOP_WAIT + 15), &replicas).await;
+    c.insert(np, "after").await;
+    // The orphaned old primary still takes writes: they exist nowhere else.
+    c.sql(p, "INSERT INTO t VALUES ('diverged')").await.unwrap();
+    c.sql(p, "CHECKPOINT").await.unwrap();
+    c.pg_stop_immediate(p);
+
+    c.nodes[p].restart().unwrap();
+    c.wait_streaming(&[p], np, START_TIMEOUT).await;
+    c.wait_row(p, "after", WAIT).await;
+    let diverged = c.sql(p, "SELECT count(*) FROM t WHERE v = 'diverged'").await.unwrap();
+    assert_eq!(diverged[0][0].as_deref(), Some("0"), "the diverged row was rewound away");
+    c.insert(np, "later").await;
+    c.wait_row(p, "later", WAIT).await;
+}

@@ -202,6 +202,29 @@ impl Cluster {
         }
     }
 
+    /// Waits until one of `candidates` holds the leader key, says it is the primary and accepts a write (other
+    /// members are not asked: an orphaned old primary may still run); returns it.
+    pub async fn wait_primary_among(&self, timeout: Duration, candidates: &[usize]) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.leader().await;
+            for &i in candidates {
+                if leader.as_deref() == Some(name(i).as_str())
+                    && self.status(i, "/primary").await == Some(200)
+                    && self.writable(i).await
+                {
+                    return i;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.dump_dcs().await;
+                self.dump("no new primary");
+                panic!("none of {candidates:?} became a writable primary within {timeout:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Whether member `i` accepts a write right now.
     pub async fn writable(&self, i: usize) -> bool {
         self.sql(i, "CREATE TABLE IF NOT EXISTS probe(id int); INSERT INTO probe VALUES (1)").await.is_ok()
