@@ -45,7 +45,7 @@ pub struct Options {
     /// Keep a readable trace (slower; for determinism checks and failing seeds).
     pub trace: bool,
     /// Count a member left with a diverged timeline after the quiet period as a convergence failure. The core
-    /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (see README, "Known gaps").
+    /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (README, "Core bugs found", 6).
     pub require_rewind: bool,
     /// Run the core without the simulator's workaround for core bug 5 (README, "Core bugs found"): in synchronous
     /// mode, a failover request naming a candidate that has since left the `sync` key is shown as it is, and the
@@ -55,7 +55,7 @@ pub struct Options {
     /// `pause`, so it neither demotes nor learns of the resume, while its key expires and the others race: a split
     /// brain Patroni shares. Off by default: the operator then pauses and resumes only when every member has been
     /// reachable for a whole loop, and no DCS fault or agent kill happens while paused or just after resuming.
-    /// See README, "Hazards".
+    /// See README, "Hazards shared with Patroni".
     pub pause_hazards: bool,
     /// Let seeds enable failsafe mode (a quarter of them). Off by default: the core can split the brain in failsafe
     /// mode (README, "Core bugs found", 7).
