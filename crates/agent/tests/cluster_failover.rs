@@ -285,3 +285,20 @@ async fn diverged_old_primary_rewinds_and_follows() {
     c.insert(np, "later").await;
     c.wait_row(p, "later", WAIT).await;
 }
+
+/// Failover picks the replica with the highest `failover_priority` among the equally advanced ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_prefers_the_highest_failover_priority() {
+    let tags = (1..=3).map(|prio| Some(format!("{{failover_priority: {prio}}}"))).collect();
+    let mut c = Cluster::start(Options { tags, ..Options::default() }).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let best = (0..3).filter(|r| *r != p).max().unwrap();
+    c.insert(p, "before").await;
+    for r in (0..3).filter(|r| *r != p) {
+        c.wait_row(r, "before", WAIT).await;
+    }
+    // A graceful stop: both replicas end at the same position, so the priority decides.
+    c.nodes[p].kill(Signal::SIGTERM).unwrap();
+    let np = c.wait_primary(WAIT, &[p]).await;
+    assert_eq!(np, best, "{} has the highest failover_priority", name(best));
+}

@@ -91,3 +91,36 @@ async fn scheduled_switchover_happens_after_the_time() {
     c.wait_streaming(&[p], x, START_TIMEOUT).await;
     assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
 }
+
+/// A switchover to a candidate that cannot take over (its agent is dead) is refused by the leader after checking:
+/// the answer is not a success, the leader stays primary and the failover key is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_an_unhealthy_candidate_is_refused() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let x = (0..3).find(|r| *r != p).unwrap();
+    c.nodes[x].kill(nix::sys::signal::Signal::SIGKILL).unwrap();
+    c.nodes[x].wait_exit(WAIT).await.unwrap();
+    // x's PostgreSQL keeps running and its member key stays until the ttl: only asking it shows it is unfit.
+    let body = json!({"leader": name(p), "candidate": name(x)});
+    let (code, text) = c.node(p).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    assert_ne!(code, 200, "switchover to a dead candidate answered {code}: {text}");
+    eprintln!("refused with {code}: {text}");
+    wait(&c, "the failover key to be cleared", || async {
+        c.etcd.get("/service/demo/failover").await.ok().flatten().is_none()
+    })
+    .await;
+    assert_eq!(c.wait_primary(WAIT, &[]).await, p, "the leader stays");
+    c.insert(p, "still-here").await;
+}
+
+async fn wait<F, Fut>(c: &Cluster, what: &str, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if patroni_testkit::wait_until(WAIT, POLL, f).await.is_err() {
+        c.dump(what);
+        panic!("timed out after {WAIT:?} waiting for {what}");
+    }
+}
