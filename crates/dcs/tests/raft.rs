@@ -280,6 +280,11 @@ async fn peers_authenticate_with_the_password() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!c.node(0).voters().contains(&addr));
     assert!(intruder.get_cluster().await.unwrap_err().is_unreachable());
+    // Nor does a client without the password get anything.
+    let mut s = RaftSettings::new("auth", "ctl", "").with_partners(c.addrs.clone());
+    s.retry_timeout = Duration::from_secs(1);
+    let client = Raft::new(s).await.unwrap();
+    assert!(client.get_cluster().await.unwrap_err().is_unreachable());
 }
 
 #[tokio::test]

@@ -2,13 +2,14 @@
 //! node forwards to the Raft leader (`/dcs/write`, `/dcs/read`, `/dcs/join`). Bodies are JSON; answers are a JSON
 //! `Result`, so a remote Raft error reaches openraft as the remote's own error.
 //!
-//! With `raft.password` every request carries `X-Patroni-Raft-Auth`: hex HMAC-SHA256 keyed with the password over
-//! the path and the body; a request without a valid one is refused with 401. This authenticates peers and protects
-//! integrity; it does not encrypt (the data is what any member can read from the DCS anyway).
+//! With `raft.password` every body, both ways, is sealed with AES-256-GCM under a key derived from the password
+//! (PBKDF2-HMAC-SHA256): `nonce (12 bytes) || ciphertext || tag`. The request's additional data is its path, the
+//! answer's is the path plus the request's nonce, so an answer cannot be replayed for another request nor a request
+//! reflected as an answer. A request that does not open is refused with 401. This encrypts and authenticates all
+//! peer traffic, as Patroni's `raft.password` does; it does not stop the replay of a whole recorded request.
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -16,13 +17,21 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
-use ring::hmac;
+use std::sync::Arc;
+
+use ring::rand::SecureRandom;
+use ring::{aead, pbkdf2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::TypeConfig;
 
-pub const AUTH_HEADER: &str = "x-patroni-raft-auth";
+/// Marks a sealed body, so that a peer without the password gets a clear refusal rather than garbage.
+pub const SEALED_HEADER: &str = "x-patroni-raft-sealed";
+
+const NONCE_LEN: usize = aead::NONCE_LEN;
+/// Work factor of the key derivation: paid once per process, makes guessing the password from traffic costly.
+const PBKDF2_ROUNDS: u32 = 60_000;
 
 type NodeId = u64;
 
@@ -50,42 +59,64 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-/// The shared HTTP client of one node, with the key that signs its requests.
+/// The AEAD key derived from `raft.password`.
+pub struct Sealer {
+    key: aead::LessSafeKey,
+    rng: ring::rand::SystemRandom,
+}
+
+impl Sealer {
+    pub fn from_password(password: Option<&str>) -> Option<Sealer> {
+        let password = password.filter(|p| !p.is_empty())?;
+        let mut key = [0u8; 32];
+        let rounds = std::num::NonZeroU32::new(PBKDF2_ROUNDS)?;
+        // A fixed salt: every node must derive the same key from the password alone.
+        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, rounds, b"patroni-rs raft v1", password.as_bytes(), &mut key);
+        let key = aead::UnboundKey::new(&aead::AES_256_GCM, &key).ok()?;
+        Some(Sealer { key: aead::LessSafeKey::new(key), rng: ring::rand::SystemRandom::new() })
+    }
+
+    /// `nonce || ciphertext || tag`.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plain.len() + aead::AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plain);
+        let mut body = out.split_off(NONCE_LEN);
+        self.key
+            .seal_in_place_append_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(aad), &mut body)
+            .ok()?;
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    /// The plaintext, or `None` when the data was not sealed with this key and `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let nonce: [u8; NONCE_LEN] = sealed.get(..NONCE_LEN)?.try_into().ok()?;
+        let mut body = sealed.get(NONCE_LEN..)?.to_vec();
+        let plain =
+            self.key.open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(aad), &mut body).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// The additional data of an answer: bound to the request's path and nonce.
+pub fn answer_aad(path: &str, sealed_request: &[u8]) -> Vec<u8> {
+    let mut aad = path.as_bytes().to_vec();
+    aad.push(b'\n');
+    aad.extend_from_slice(sealed_request.get(..NONCE_LEN).unwrap_or_default());
+    aad
+}
+
+/// The shared HTTP client of one node, with the key that seals its traffic.
 pub struct Peers {
     http: reqwest::Client,
-    key: Option<hmac::Key>,
-}
-
-pub fn auth_key(password: Option<&str>) -> Option<hmac::Key> {
-    password.filter(|p| !p.is_empty()).map(|p| hmac::Key::new(hmac::HMAC_SHA256, p.as_bytes()))
-}
-
-fn signed_message(path: &str, body: &[u8]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(path.len() + 1 + body.len());
-    msg.extend_from_slice(path.as_bytes());
-    msg.push(b'\n');
-    msg.extend_from_slice(body);
-    msg
-}
-
-pub fn sign(key: &hmac::Key, path: &str, body: &[u8]) -> String {
-    let tag = hmac::sign(key, &signed_message(path, body));
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Constant-time check of a request's signature.
-pub fn verify(key: &hmac::Key, path: &str, body: &[u8], header: Option<&str>) -> bool {
-    let Some(hex) = header else { return false };
-    if hex.len() % 2 != 0 {
-        return false;
-    }
-    let tag: Option<Vec<u8>> =
-        (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
-    tag.is_some_and(|tag| hmac::verify(key, &signed_message(path, body), &tag).is_ok())
+    sealer: Option<Arc<Sealer>>,
 }
 
 impl Peers {
-    pub fn new(password: Option<&str>) -> Result<Self, String> {
+    pub fn new(sealer: Option<Arc<Sealer>>) -> Result<Self, String> {
         // reqwest is built without a default TLS provider in this workspace; building a client needs one even
         // for plain HTTP.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -95,7 +126,7 @@ impl Peers {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot build the Raft HTTP client: {e}"))?;
-        Ok(Peers { http, key: auth_key(password) })
+        Ok(Peers { http, sealer })
     }
 
     /// POSTs `body` to `http://<addr><path>` and reads the JSON answer, within `timeout`.
@@ -106,16 +137,18 @@ impl Peers {
         body: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| PeerError::Decode { addr: addr.to_string(), message: format!("cannot encode: {e}") })?;
+        let decode = |message: String| PeerError::Decode { addr: addr.to_string(), message };
+        let mut bytes = serde_json::to_vec(body).map_err(|e| decode(format!("cannot encode: {e}")))?;
         let mut req = self
             .http
             .post(format!("http://{addr}{path}"))
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(key) = &self.key {
-            req = req.header(AUTH_HEADER, sign(key, path, &bytes));
+        if let Some(sealer) = &self.sealer {
+            bytes = sealer.seal(path.as_bytes(), &bytes).ok_or_else(|| decode("cannot seal the request".into()))?;
+            req = req.header(SEALED_HEADER, "1");
         }
+        let aad = answer_aad(path, &bytes);
         let unreachable = |e: reqwest::Error| PeerError::Unreachable { addr: addr.to_string(), message: e.to_string() };
         let resp = req.body(bytes).send().await.map_err(unreachable)?;
         let status = resp.status();
@@ -127,17 +160,23 @@ impl Peers {
                 message: String::from_utf8_lossy(&body).chars().take(200).collect(),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| PeerError::Decode { addr: addr.to_string(), message: e.to_string() })
+        let plain = match &self.sealer {
+            Some(sealer) => sealer
+                .open(&aad, &body)
+                .ok_or_else(|| decode("the answer is not sealed with our raft.password".into()))?,
+            None => body.to_vec(),
+        };
+        serde_json::from_slice(&plain).map_err(|e| decode(e.to_string()))
     }
 }
 
 /// Creates one connection object per peer for openraft.
 pub struct NetworkFactory {
-    pub peers: std::sync::Arc<Peers>,
+    pub peers: Arc<Peers>,
 }
 
 pub struct PeerConn {
-    peers: std::sync::Arc<Peers>,
+    peers: Arc<Peers>,
     target: NodeId,
     addr: String,
 }
@@ -198,28 +237,26 @@ impl RaftNetwork<TypeConfig> for PeerConn {
     }
 }
 
-/// The body of a request after its signature was checked.
-pub fn authenticated(key: Option<&hmac::Key>, path: &str, headers: &axum::http::HeaderMap, body: &Bytes) -> bool {
-    match key {
-        None => true,
-        Some(k) => verify(k, path, body, headers.get(AUTH_HEADER).and_then(|v| v.to_str().ok())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signature_round_trip_and_rejection() {
-        let key = auth_key(Some("secret")).unwrap();
-        let sig = sign(&key, "/raft/vote", b"{}");
-        assert!(verify(&key, "/raft/vote", b"{}", Some(&sig)));
-        assert!(!verify(&key, "/raft/append", b"{}", Some(&sig)));
-        assert!(!verify(&key, "/raft/vote", b"{ }", Some(&sig)));
-        assert!(!verify(&auth_key(Some("other")).unwrap(), "/raft/vote", b"{}", Some(&sig)));
-        assert!(!verify(&key, "/raft/vote", b"{}", None));
-        assert!(!verify(&key, "/raft/vote", b"{}", Some("zz")));
-        assert!(auth_key(Some("")).is_none());
+    fn sealed_round_trip_and_rejection() {
+        let a = Sealer::from_password(Some("secret")).unwrap();
+        let b = Sealer::from_password(Some("secret")).unwrap();
+        let sealed = a.seal(b"/raft/vote", b"{}").unwrap();
+        assert!(!sealed.windows(2).any(|w| w == b"{}"), "not encrypted");
+        assert_eq!(b.open(b"/raft/vote", &sealed).unwrap(), b"{}");
+        assert!(b.open(b"/raft/append", &sealed).is_none(), "path is authenticated");
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(b.open(b"/raft/vote", &flipped).is_none());
+        assert!(Sealer::from_password(Some("other")).unwrap().open(b"/raft/vote", &sealed).is_none());
+        assert!(b.open(b"/raft/vote", b"short").is_none());
+        assert_ne!(a.seal(b"x", b"same").unwrap(), a.seal(b"x", b"same").unwrap(), "fresh nonce each time");
+        assert!(Sealer::from_password(Some("")).is_none());
+        assert!(Sealer::from_password(None).is_none());
     }
 }

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::kv::{Command, Kv, Op, Outcome};
 use super::log_store::LogStore;
-use super::network::{authenticated, ApiError, NetworkFactory, PeerError, Peers};
+use super::network::{answer_aad, ApiError, NetworkFactory, PeerError, Peers, Sealer, SEALED_HEADER};
 use super::state_machine::{Shared, StateMachine};
 use super::TypeConfig;
 use crate::error::{DcsError, DcsResult};
@@ -82,7 +82,7 @@ pub struct NodeCore {
     pub raft: OpenRaft,
     pub shared: Arc<Shared>,
     pub peers: Arc<Peers>,
-    key: Option<ring::hmac::Key>,
+    sealer: Option<Arc<Sealer>>,
 }
 
 /// A running node and its background tasks.
@@ -135,7 +135,8 @@ impl Node {
         let dir_lock = lock_data_dir(opts.data_dir)?;
         let log_store = LogStore::open(opts.data_dir).map_err(cannot_open)?;
         let (sm, shared) = StateMachine::open(opts.data_dir).map_err(cannot_open)?;
-        let peers = Arc::new(Peers::new(opts.password.as_deref()).map_err(DcsError::Config)?);
+        let sealer = Sealer::from_password(opts.password.as_deref()).map(Arc::new);
+        let peers = Arc::new(Peers::new(sealer.clone()).map_err(DcsError::Config)?);
         // Bind before starting Raft so that a taken port is reported here, not as an endless election.
         let listener = TcpListener::bind(&opts.bind_addr)
             .await
@@ -143,8 +144,7 @@ impl Node {
         let raft = openraft::Raft::new(id, config, NetworkFactory { peers: peers.clone() }, log_store, sm)
             .await
             .map_err(|e| DcsError::Config(format!("cannot start the Raft node: {e}")))?;
-        let key = super::network::auth_key(opts.password.as_deref());
-        let core = Arc::new(NodeCore { id, addr: opts.self_addr.clone(), raft, shared, peers, key });
+        let core = Arc::new(NodeCore { id, addr: opts.self_addr.clone(), raft, shared, peers, sealer });
         info!("Raft node {} ({id:x}) listening on {}", opts.self_addr, opts.bind_addr);
 
         let app = Router::new()
@@ -506,55 +506,56 @@ fn flatten<T>(res: Result<Result<T, String>, tokio::time::error::Elapsed>, what:
     }
 }
 
-fn json_answer<T: Serialize>(v: &T) -> Response {
-    match serde_json::to_vec(v) {
-        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+fn json_answer<T: Serialize>(v: &T) -> Result<Vec<u8>, Box<Response>> {
+    serde_json::to_vec(v).map_err(|e| Box::new((StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Response>> {
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
         .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad request body: {e}")).into_response()))
 }
 
-/// One handler for every path: authenticate, then dispatch.
+/// One handler for every path: open the sealed body, dispatch, seal the answer.
 async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
-    if !authenticated(core.key.as_ref(), path, &headers, &body) {
-        warn!("refused a Raft request to {path} with a missing or wrong signature (raft.password differs?)");
-        return (StatusCode::UNAUTHORIZED, "bad or missing signature").into_response();
-    }
+    let plain = match &core.sealer {
+        None if headers.contains_key(SEALED_HEADER) => {
+            warn!("refused a sealed Raft request to {path}: this node has no raft.password");
+            return (StatusCode::UNAUTHORIZED, "this node has no raft.password").into_response();
+        }
+        None => body.to_vec(),
+        Some(sealer) => match sealer.open(path.as_bytes(), &body) {
+            Some(p) => p,
+            None => {
+                warn!("refused a Raft request to {path} not sealed with our raft.password");
+                return (StatusCode::UNAUTHORIZED, "not sealed with this cluster's raft.password").into_response();
+            }
+        },
+    };
+    let answer = match dispatch(&core, path, &plain).await {
+        Ok(a) => a,
+        Err(e) => return *e,
+    };
+    let answer = match &core.sealer {
+        None => answer,
+        Some(sealer) => match sealer.seal(&answer_aad(path, &body), &answer) {
+            Some(a) => a,
+            None => return (StatusCode::INTERNAL_SERVER_ERROR, "cannot seal the answer").into_response(),
+        },
+    };
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response()
+}
+
+async fn dispatch(core: &NodeCore, path: &str, body: &[u8]) -> Result<Vec<u8>, Box<Response>> {
     match path {
-        "/raft/append" => match parse(&body) {
-            Ok(r) => json_answer(&core.raft.append_entries(r).await),
-            Err(e) => *e,
-        },
-        "/raft/vote" => match parse(&body) {
-            Ok(r) => json_answer(&core.raft.vote(r).await),
-            Err(e) => *e,
-        },
-        "/raft/snapshot" => match parse(&body) {
-            Ok(r) => json_answer(&core.raft.install_snapshot(r).await),
-            Err(e) => *e,
-        },
-        "/dcs/write" => match parse::<Vec<Op>>(&body) {
-            Ok(ops) => json_answer(&core.propose(ops).await),
-            Err(e) => *e,
-        },
-        "/dcs/read" => match parse::<ReadRequest>(&body) {
-            Ok(r) => json_answer(&core.read_here(&r.prefix).await),
-            Err(e) => *e,
-        },
-        "/dcs/join" => match parse::<JoinRequest>(&body) {
-            Ok(r) => json_answer(&core.join(r).await),
-            Err(e) => *e,
-        },
-        "/dcs/leave" => match parse::<JoinRequest>(&body) {
-            Ok(r) => json_answer(&core.leave(r).await),
-            Err(e) => *e,
-        },
-        _ => StatusCode::NOT_FOUND.into_response(),
+        "/raft/append" => json_answer(&core.raft.append_entries(parse(body)?).await),
+        "/raft/vote" => json_answer(&core.raft.vote(parse(body)?).await),
+        "/raft/snapshot" => json_answer(&core.raft.install_snapshot(parse(body)?).await),
+        "/dcs/write" => json_answer(&core.propose(parse(body)?).await),
+        "/dcs/read" => json_answer(&core.read_here(&parse::<ReadRequest>(body)?.prefix).await),
+        "/dcs/join" => json_answer(&core.join(parse(body)?).await),
+        "/dcs/leave" => json_answer(&core.leave(parse(body)?).await),
+        _ => Err(Box::new(StatusCode::NOT_FOUND.into_response())),
     }
 }
 
@@ -571,7 +572,8 @@ impl Remote {
         if partners.is_empty() {
             return Err(DcsError::Config("raft needs self_addr or partner_addrs".into()));
         }
-        let peers = Arc::new(Peers::new(password).map_err(DcsError::Config)?);
+        let sealer = Sealer::from_password(password).map(Arc::new);
+        let peers = Arc::new(Peers::new(sealer).map_err(DcsError::Config)?);
         Ok(Remote { peers, partners, leader_hint: std::sync::Mutex::new(None) })
     }
 
