@@ -179,7 +179,6 @@ pub fn load_config(path: &Path, explicit: bool, dcs_url: Option<&str>, env: &Env
 }
 
 /// The etcd v3 settings patronictl uses for cluster `scope`: no lease, linearizable reads.
-/// (The agent has the same mapping in `agent::dcs_setup`; both should move to the dcs crate.)
 pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlResult<Etcd3Settings> {
     let Some(e) = config.etcd3.as_ref() else {
         let others: Vec<&str> = config.dcs_kinds().iter().map(|k| k.as_str()).collect();
@@ -195,22 +194,11 @@ pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlRe
         )));
     };
     let name = config.name.clone().unwrap_or_else(|| scope.to_string());
-    let mut s = Etcd3Settings::new(scope, name);
-    s.namespace = config.namespace.clone();
-    s.citus_group = group;
-    s.host = e.host.clone();
-    s.hosts = e.hosts.as_ref().map(|h| h.0.clone()).unwrap_or_default();
-    s.use_proxies = e.use_proxies.unwrap_or(false);
-    s.url = e.url.clone();
-    s.proxy = e.proxy.clone();
-    s.srv = e.srv.clone();
-    s.srv_suffix = e.srv_suffix.clone();
-    s.protocol = e.protocol.clone();
-    s.username = e.username.clone();
-    s.password = e.password.clone();
-    s.cacert = e.cacert.as_ref().map(PathBuf::from);
-    s.cert = e.cert.as_ref().map(PathBuf::from);
-    s.key = e.key.as_ref().map(PathBuf::from);
+    let mut s = Etcd3Settings::from_config(config, e, &name);
+    s.scope = scope.to_string();
+    if group.is_some() {
+        s.citus_group = group;
+    }
     s.ctl = true;
     s.retry_timeout = Duration::from_secs(10);
     Ok(s)

@@ -297,6 +297,13 @@ async fn patronictl_against_a_live_cluster() {
     );
     let out = live.ok(&["restart", "demo", &replica, "--force"]);
     assert!(out.ends_with(&format!("Success: restart on member {replica}\n")), "{out}");
+    // The member key may still say `streaming` from before the restart: wait for the REST API to say so too.
+    let node = &live._nodes[replica[2..].parse::<usize>().expect("pgN") - 1];
+    patroni_testkit::wait_until(START_TIMEOUT, Duration::from_millis(300), || async {
+        node.get("/replica").await.is_ok_and(|(code, _)| code == 200)
+    })
+    .await
+    .expect("the restarted replica is healthy again");
     live.wait_members("healthy after restart", START_TIMEOUT, healthy).await;
 
     // A switchover really switches, and the history records it.
