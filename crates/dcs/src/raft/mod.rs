@@ -16,6 +16,26 @@
 //!   from its log and snapshot, then from the leader.
 //! - Membership: founded from `self_addr` + `partner_addrs` when a majority of them is up and none belongs to a
 //!   cluster; a node not yet in a running cluster asks it to add it (learner, then voter).
+//! - Without `self_addr` the backend is a client of `partner_addrs` (Patroni's non-voting node, `patronictl`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use patroni_dcs::raft::{Raft, RaftSettings};
+//! use patroni_dcs::Dcs;
+//!
+//! # async fn demo() -> Result<(), patroni_dcs::DcsError> {
+//! let mut settings = RaftSettings::new("batman", "node1", "127.0.0.1:5010")
+//!     .with_partners(["127.0.0.1:5011", "127.0.0.1:5012"])
+//!     .with_data_dir("/var/lib/patroni/raft");
+//! settings.ttl = Duration::from_secs(30);
+//! settings.retry_timeout = Duration::from_secs(10);
+//! settings.password = Some("secret".into());
+//! let dcs = Raft::new(settings).await?; // binds 127.0.0.1:5010 now; the cluster forms in the background
+//! let cluster = dcs.get_cluster().await?; // Unreachable until a Raft leader is elected
+//! # let _ = cluster;
+//! # Ok(())
+//! # }
+//! ```
 
 mod kv;
 mod log_store;
