@@ -323,3 +323,60 @@ pub fn history_table(cluster: &Cluster) -> Table {
         title: String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patroni_dcs::RawNode;
+    use serde_json::json;
+
+    fn node(key: &str, value: Value) -> RawNode {
+        RawNode { key: key.into(), value: value.to_string(), version: 1, session: None }
+    }
+
+    #[test]
+    fn lag_rounds_half_to_even_like_python() {
+        assert_eq!(round_mb(0), 0);
+        assert_eq!(round_mb(1024 * 1024 / 2), 0);
+        assert_eq!(round_mb(3 * 1024 * 1024 / 2), 2);
+        assert_eq!(round_mb(10 * 1024 * 1024 + 1), 10);
+    }
+
+    #[test]
+    fn topology_without_leader_and_with_cascades() {
+        let m = |port: u16, extra: Value| {
+            let mut v = json!({"conn_url": format!("postgres://10.0.0.1:{port}/postgres"), "state": "running",
+                               "role": "replica", "replication_state": "streaming", "timeline": 1});
+            if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
+                o.extend(e);
+            }
+            v
+        };
+        let c = Cluster::from_nodes(vec![
+            RawNode { key: "initialize".into(), value: "42".into(), version: 1, session: None },
+            node("members/a", m(5432, json!({}))),
+            node("members/b", m(5433, json!({"tags": {"replicatefrom": "a"}}))),
+            node("members/c", m(5434, json!({"tags": {"replicatefrom": "b"}}))),
+        ]);
+        let (t, info) = member_table(&c, "x", false, Format::Topology);
+        let names: Vec<String> = t.rows.iter().map(|r| crate::output::py_str(&r[0])).collect();
+        assert_eq!(names, ["+ a", "  + b", "    + c"]);
+        assert!(info.is_empty());
+        // Same host, different ports: host:port is shown.
+        assert_eq!(crate::output::py_str(&t.rows[0][1]), "10.0.0.1:5432");
+        assert_eq!(t.title, " Cluster: x (42) ");
+    }
+
+    #[test]
+    fn uninitialized_and_initializing_titles() {
+        let (t, _) = member_table(&Cluster::default(), "x", false, Format::Pretty);
+        assert_eq!(t.title, " Cluster: x (uninitialized) ");
+        let c = Cluster::from_nodes(vec![RawNode {
+            key: "initialize".into(),
+            value: String::new(),
+            version: 1,
+            session: None,
+        }]);
+        assert_eq!(member_table(&c, "x", false, Format::Pretty).0.title, " Cluster: x (initializing) ");
+    }
+}
