@@ -96,11 +96,25 @@ async fn every_callback_fires_with_documented_arguments() {
 
     let mut s2 = settings(&dir, "node2");
     s2.callbacks = scripts;
+    let fence_ok = dir.join("fence-ok");
+    let before_stop_log = dir.join("before_stop.log");
+    s2.pre_promote =
+        Some(write_script(&dir.join("fence.sh"), &format!("test -f {}\n", fence_ok.display())).display().to_string());
+    s2.before_stop = Some(
+        write_script(&dir.join("before_stop.sh"), &format!("echo ran >> {}\n", before_stop_log.display()))
+            .display()
+            .to_string(),
+    );
     let mut replica = Postgres::new(s2).await.unwrap();
     replica.create_replica(Some(&member_address(&primary)), false).await.unwrap();
     let rec = replica.follow_settings(Some(&member_address(&primary)));
     replica.start(Some(rec)).await.unwrap();
     replica.wait_for_callbacks().await;
+    // A failing pre_promote (fencing) script aborts the promotion.
+    let err = replica.promote().await.unwrap_err().to_string();
+    assert!(err.starts_with("pre_promote script failed, not promoting"), "{err}");
+    assert!(replica.db().await.unwrap().in_recovery().await.unwrap());
+    std::fs::write(&fence_ok, "").unwrap();
     replica.promote().await.unwrap();
     replica.wait_for_callbacks().await;
     replica.stop(StopMode::Fast).await.unwrap();
@@ -108,6 +122,7 @@ async fn every_callback_fires_with_documented_arguments() {
     primary.stop(StopMode::Fast).await.unwrap();
     primary.wait_for_callbacks().await;
 
+    assert_eq!(std::fs::read_to_string(&before_stop_log).unwrap(), "ran\n", "before_stop runs before stopping");
     let got = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         got,
