@@ -12,6 +12,8 @@ pub struct DynConfig {
     pub loop_wait: u64,
     pub retry_timeout: u64,
     pub maximum_lag_on_failover: u64,
+    /// How long a leader whose PostgreSQL is down may keep the key while trying to start it.
+    pub primary_start_timeout: u64,
     pub pause: bool,
     pub sync_mode: SyncMode,
     pub failsafe_mode: bool,

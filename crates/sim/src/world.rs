@@ -346,6 +346,7 @@ impl World {
             loop_wait,
             retry_timeout,
             maximum_lag_on_failover: faults::max_lag(&mut rng),
+            primary_start_timeout: 300_000,
             pause: false,
             sync_mode,
             // Drawn even when off, so the option does not shift the rest of the seed.
@@ -357,6 +358,9 @@ impl World {
         let faults = faults::generate(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window, count);
         // Room for the last faults to play out before everything heals.
         let quiet_at = EPOCH + FAULTS_FROM + window + 25_000;
+        // Drawn last so that adding it did not shift the earlier draws of every seed.
+        let mut config = config;
+        config.primary_start_timeout = rng.pick(&[0, 5_000, 30_000, 300_000]).unwrap_or(300_000);
         // Everything random is drawn above even for a scenario, so adding one never shifts other seeds.
         let (tags, config, faults, quiet_at) = match &opts.scenario {
             Some(sc) => {

@@ -56,6 +56,7 @@ fn fast(sync_mode: SyncMode) -> DynConfig {
         loop_wait: 2_000,
         retry_timeout: 3_000,
         maximum_lag_on_failover: 16 << 20,
+        primary_start_timeout: 300_000,
         pause: false,
         sync_mode,
         failsafe_mode: false,

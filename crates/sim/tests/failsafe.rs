@@ -15,6 +15,7 @@ fn failsafe_config() -> DynConfig {
         loop_wait: 2_000,
         retry_timeout: 3_000,
         maximum_lag_on_failover: 16 << 20,
+        primary_start_timeout: 300_000,
         pause: false,
         sync_mode: SyncMode::Off,
         failsafe_mode: true,

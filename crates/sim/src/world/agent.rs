@@ -161,7 +161,7 @@ impl World {
             loop_wait: Millis(c.loop_wait),
             retry_timeout: Millis(c.retry_timeout),
             maximum_lag_on_failover: c.maximum_lag_on_failover,
-            primary_start_timeout: Millis::from_secs(300),
+            primary_start_timeout: Millis(c.primary_start_timeout),
             sync_mode: c.sync_mode,
             pause: c.pause,
             failsafe_mode: c.failsafe_mode,
