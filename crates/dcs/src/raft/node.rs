@@ -112,9 +112,11 @@ fn lock_data_dir(dir: &Path) -> DcsResult<nix::fcntl::Flock<std::fs::File>> {
 fn raft_config(snapshot_logs: u64) -> Result<Config, String> {
     Config {
         cluster_name: "patroni".into(),
-        heartbeat_interval: 200,
-        election_timeout_min: 1000,
-        election_timeout_max: 2000,
+        // Elections take a few seconds at most, well inside Patroni's ttl (30 s), and a node stalled for a
+        // second by a busy machine (PostgreSQL next to it) does not depose a healthy leader.
+        heartbeat_interval: 300,
+        election_timeout_min: 1500,
+        election_timeout_max: 3000,
         install_snapshot_timeout: 2000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs.max(10)),
         // A follower a little behind still catches up from the log rather than a whole snapshot.
