@@ -451,6 +451,11 @@ pub fn check_data_dir(data_dir: &Path) -> Result<()> {
             me
         )));
     }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o027 != 0 {
+        return Err(err(format!("has mode {mode:04o}; PostgreSQL requires 0700 (or 0750 for group access)")));
+    }
     if !data_dir.join("PG_VERSION").is_file() {
         return Err(err("is not a PostgreSQL data directory (no PG_VERSION)".into()));
     }
@@ -624,7 +629,12 @@ mod tests {
 
     #[test]
     fn data_dir_checks() {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = check_data_dir(d.path()).unwrap_err().to_string();
+        assert!(err.ends_with("has mode 0755; PostgreSQL requires 0700 (or 0750 for group access)"), "{err}");
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
         let err = check_data_dir(d.path()).unwrap_err().to_string();
         assert!(err.contains("PG_VERSION"), "{err}");
         let err = check_data_dir(&d.path().join("nope")).unwrap_err().to_string();
