@@ -45,6 +45,9 @@ pub enum Exit {
     Fatal(String),
 }
 
+/// Answers owed to the REST API once the current cycle has been published.
+type RestartReply = tokio::sync::oneshot::Sender<(bool, String)>;
+
 struct LongAction {
     busy: Busy,
     handle: JoinHandle<Result<(), NodeError>>,
@@ -71,6 +74,10 @@ pub struct Runtime<N: Node> {
     api: Option<ApiPublisher>,
     /// Where the configuration came from, for SIGHUP / `POST /reload`.
     config_path: Option<PathBuf>,
+    /// The caller of a running restart, answered when it ends.
+    restart_reply: Option<RestartReply>,
+    /// Answers ready to go out after the next publish.
+    due_replies: Vec<(RestartReply, (bool, String))>,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -116,6 +123,8 @@ impl<N: Node> Runtime<N> {
             requests: None,
             api: None,
             config_path: None,
+            restart_reply: None,
+            due_replies: Vec::new(),
         };
         (rt, rx)
     }
@@ -242,6 +251,9 @@ impl<N: Node> Runtime<N> {
         }
         let leader_version = cluster.as_ref().and_then(|c| c.leader.as_ref()).map(|l| l.version);
         self.publish_state(local, details, cluster.map(Arc::new), plan.status.clone());
+        for (reply, answer) in self.due_replies.drain(..) {
+            let _ = reply.send(answer);
+        }
         Ok((plan, leader_version))
     }
 
@@ -321,14 +333,23 @@ impl<N: Node> Runtime<N> {
             return;
         }
         let Some(long) = self.long.take() else { return };
-        self.last_failure = match long.handle.await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => {
-                error!("{} failed: {e}", long.busy.state_text());
-                Some(long.busy)
+        let result = match long.handle.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("panicked: {e}")),
+        };
+        if long.busy == Busy::Restarting {
+            if let Some(reply) = self.restart_reply.take() {
+                let answer = match &result {
+                    Ok(()) => (true, "restarted successfully".to_owned()),
+                    Err(e) => (false, format!("restart failed: {e}")),
+                };
+                self.due_replies.push((reply, answer));
             }
+        }
+        self.last_failure = match result {
+            Ok(()) => None,
             Err(e) => {
-                error!("{} panicked: {e}", long.busy.state_text());
+                error!("{} failed: {e}", long.busy.state_text());
                 Some(long.busy)
             }
         };
@@ -590,14 +611,10 @@ impl<N: Node> Runtime<N> {
                     }
                     let _ = req;
                     let node = self.node.clone();
-                    self.spawn_long(Busy::Restarting, async move {
-                        let r = node.restart().await;
-                        let _ = match &r {
-                            Ok(()) => reply.send((true, "restarted successfully".into())),
-                            Err(e) => reply.send((false, format!("restart failed: {e}"))),
-                        };
-                        r
-                    });
+                    self.spawn_long(Busy::Restarting, async move { node.restart().await });
+                    // Answered once the restart is over and published, so a caller that then reads `/patroni`
+                    // (patronictl, a switchover) sees the member running again.
+                    self.restart_reply = Some(reply);
                 }
                 Request::Reinitialize { req, reply } => {
                     if self.ha.holds_lock() {
