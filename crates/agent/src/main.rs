@@ -21,6 +21,42 @@ fn run_agent(loaded: Loaded, config_path: Option<std::path::PathBuf>) -> i32 {
     patroni_agent::daemon::run(loaded, config_path)
 }
 
+/// `--generate-config [--dsn DSN] [FILE]`: the sample configuration, filled in from a running PostgreSQL (cluster
+/// name, data directory, addresses, authentication, parameters), for adopting a standalone server.
+fn generate_config(cli: &Cli, env: &EnvMap, ctx: &SampleContext, out: &mut impl Write, err: &mut impl Write) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(err, "patroni: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let dsn = cli.dsn.clone().unwrap_or_default();
+    let found = match rt.block_on(patroni_postgres::generate::generate_config(&dsn, &ctx.ip)) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(err, "patroni: {e}");
+            return 1;
+        }
+    };
+    let mut tree = patroni_config::sample::sample_tree(ctx, env);
+    patroni_config::deep_merge(&mut tree, found);
+    let text = patroni_config::sample::render_config(&tree);
+    match &cli.configfile {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => 0,
+            Err(e) => {
+                let _ = writeln!(err, "cannot write {}: {e}", path.display());
+                1
+            }
+        },
+        None => {
+            let _ = out.write_all(text.as_bytes());
+            0
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let env = process_env();
@@ -34,11 +70,9 @@ fn main() {
         ctx.pg_major = detect_pg_major(&env);
         cli::generate_sample_config(&cli, &env, &ctx, &mut out, &mut err)
     } else if cli.generate_config {
-        let _ = writeln!(
-            err,
-            "patroni: --generate-config is not yet supported (use --generate-sample-config for a template)"
-        );
-        2
+        let mut ctx = SampleContext::detect();
+        ctx.pg_major = detect_pg_major(&env);
+        generate_config(&cli, &env, &ctx, &mut out, &mut err)
     } else {
         match cli::load_reporting(cli.configfile.as_deref(), &env, &mut err) {
             Some(loaded) => run_agent(loaded, cli.configfile.clone()),

@@ -269,9 +269,28 @@ fn validate_config_is_as_strict_as_patronis_validator() {
 }
 
 #[test]
-fn generate_config_is_not_supported_yet() {
-    patroni().arg("--generate-config").assert().code(2).stderr(contains("--generate-config is not yet supported"));
-    patroni().args(["--generate-config", "--dsn", "host=/tmp"]).assert().code(2);
+fn generate_config_fails_clearly_without_a_server() {
+    let d = tempfile::tempdir().unwrap();
+    let dsn = format!("host={} port=1 user=postgres connect_timeout=2", d.path().display());
+    patroni().args(["--generate-config", "--dsn", &dsn]).assert().code(1).stderr(contains("patroni: "));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generate_config_describes_a_running_server() {
+    let pg = patroni_testkit::PgServer::start().await.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("generated.yml");
+    let dsn = pg.connstr();
+    let result = tokio::task::spawn_blocking(move || {
+        patroni().args(["--generate-config", "--dsn", &dsn]).arg(&out).assert().success();
+        std::fs::read_to_string(&out).unwrap()
+    })
+    .await
+    .unwrap();
+    let data_dir = pg.data_dir().display().to_string();
+    assert!(result.contains(&format!("data_dir: {data_dir}")), "{result}");
+    let loaded = patroni_config::load_str(&result, &Default::default()).unwrap();
+    assert_eq!(loaded.config.postgresql.data_dir.as_deref(), Some(data_dir.as_str()));
 }
 
 #[test]
