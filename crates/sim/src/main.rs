@@ -30,7 +30,8 @@ struct Args {
     /// Members per cluster.
     #[arg(long, default_value_t = 3)]
     members: usize,
-    /// Run a deliberately broken core: forget-demote-on-dcs-loss, skip-lag-check, ignore-other-leader, no-watchdog.
+    /// Run a deliberately broken core: forget-demote-on-dcs-loss, skip-lag-check, ignore-other-leader, no-watchdog,
+    /// ignore-nofailover, ignore-pause, never-follow.
     #[arg(long)]
     mutation: Option<String>,
     /// Treat a member left diverged (never rewound) as a convergence failure.

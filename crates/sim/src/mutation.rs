@@ -17,16 +17,19 @@ pub enum Mutation {
     IgnoreNofailover,
     /// The core is not told the cluster is paused.
     IgnorePause,
+    /// Replicas never repoint `primary_conninfo` at a new leader.
+    NeverFollow,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 6] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
         Mutation::NoWatchdog,
         Mutation::IgnoreNofailover,
         Mutation::IgnorePause,
+        Mutation::NeverFollow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Mutation {
             Mutation::NoWatchdog => "no-watchdog",
             Mutation::IgnoreNofailover => "ignore-nofailover",
             Mutation::IgnorePause => "ignore-pause",
+            Mutation::NeverFollow => "never-follow",
         }
     }
 
@@ -60,6 +64,7 @@ impl Mutation {
             Mutation::ForgetDemoteOnDcsLoss if obs.cluster.is_none() => {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
             }
+            Mutation::NeverFollow => plan.actions.retain(|a| !matches!(a, Action::Follow { .. })),
             Mutation::IgnoreOtherLeader => {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { mode: DemoteMode::ImmediateNoLock, .. }));
             }

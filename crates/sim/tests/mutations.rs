@@ -43,3 +43,9 @@ fn ignoring_pause_is_caught() {
     let caught = first_caught_with(Mutation::IgnorePause, Options { pause_hazards: true, ..Options::default() });
     assert!(matches!(caught, Some((_, Invariant::PauseViolated))), "{caught:?}");
 }
+
+#[test]
+fn replicas_that_never_follow_are_caught_by_convergence() {
+    let caught = first_caught(Mutation::NeverFollow);
+    assert!(matches!(caught, Some((_, Invariant::Convergence))), "{caught:?}");
+}
