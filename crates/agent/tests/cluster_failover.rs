@@ -302,3 +302,27 @@ async fn failover_prefers_the_highest_failover_priority() {
     let np = c.wait_primary(WAIT, &[p]).await;
     assert_eq!(np, best, "{} has the highest failover_priority", name(best));
 }
+
+/// The primary's agent freezes (SIGSTOP) past the ttl: its key expires and a replica takes over. Thawed, the old
+/// agent sees another leader, demotes its still-running primary at once and follows the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_that_lost_its_key_demotes_when_it_wakes() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    c.nodes[p].kill(Signal::SIGSTOP).unwrap();
+    let np = c.wait_primary_among(Duration::from_secs(TTL + LOOP_WAIT + 15), &replicas).await;
+    c.insert(np, "new-leader").await;
+    assert!(c.writable(p).await, "the frozen agent's PostgreSQL still runs as a primary (split brain to end)");
+
+    c.nodes[p].kill(Signal::SIGCONT).unwrap();
+    let thawed = Instant::now();
+    wait_for(&c, "the old primary to stop taking writes", Duration::from_secs(LOOP_WAIT + 15), || async {
+        !c.writable(p).await
+    })
+    .await;
+    eprintln!("old primary read-only {:?} after waking", thawed.elapsed());
+    assert_eq!(c.leader().await.as_deref(), Some(name(np).as_str()), "the new leader keeps its key");
+    c.wait_streaming(&[p], np, START_TIMEOUT).await;
+    c.wait_row(p, "new-leader", WAIT).await;
+}
