@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use patroni_config::{Config, DcsKind};
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::raft::{Raft, RaftSettings};
 use patroni_dcs::Dcs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DcsSetupError {
-    #[error("no DCS configured: add an etcd3 section (or PATRONI_ETCD3_HOSTS) to the configuration")]
+    #[error("no DCS configured: add an etcd3 or raft section (or PATRONI_ETCD3_HOSTS) to the configuration")]
     Missing,
-    #[error("the {0} DCS is not supported by this build yet; use etcd3")]
+    #[error("the {0} DCS is not supported by this build yet; use etcd3 or raft")]
     Unsupported(&'static str),
     #[error(transparent)]
     Dcs(#[from] patroni_dcs::DcsError),
 }
 
-/// Connects the DCS the configuration names. Only etcd v3 exists so far; the others say so clearly.
+/// Connects the DCS the configuration names: etcd v3 or the embedded Raft; the others say so clearly.
 pub async fn connect(
     config: &Config,
     name: &str,
@@ -34,6 +35,13 @@ pub async fn connect(
             settings.retry_timeout = retry;
             let dcs = Etcd3::new(settings).await?;
             Ok(Arc::new(dcs))
+        }
+        DcsKind::Raft => {
+            let Some(r) = &config.raft else { return Err(DcsSetupError::Missing) };
+            let mut settings = RaftSettings::from_config(config, r, name);
+            settings.ttl = ttl;
+            settings.retry_timeout = retry;
+            Ok(Arc::new(Raft::new(settings).await?))
         }
         other => Err(DcsSetupError::Unsupported(other.as_str())),
     }

@@ -350,6 +350,10 @@ impl Settings {
                 }
             }
         }
+        // The Raft library reports its own elections and replication in detail; operators want Patroni's lines.
+        if !rules.iter().any(|r| r.target == "openraft") {
+            rules.push(Rule::new("openraft".to_owned(), WARNING_NO));
+        }
         rules.sort_by_key(|r| std::cmp::Reverse(r.specificity()));
 
         let format = match c.r#type.unwrap_or(LogType::Plain) {

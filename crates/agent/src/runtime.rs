@@ -529,7 +529,12 @@ impl<N: Node> Runtime<N> {
                 let targets: Vec<(String, Option<String>)> = members
                     .iter()
                     .map(|m| {
-                        let url = cluster.and_then(|c| c.get_member(m)).and_then(|m| m.api_url()).map(str::to_owned);
+                        // A member whose key expired may still be listed, with its URL, in `failsafe`.
+                        let url = cluster
+                            .and_then(|c| c.get_member(m))
+                            .and_then(|m| m.api_url())
+                            .map(str::to_owned)
+                            .or_else(|| self.failsafe.get(m).and_then(Value::as_str).map(str::to_owned));
                         (m.clone(), url)
                     })
                     .collect();

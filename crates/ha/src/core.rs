@@ -425,7 +425,22 @@ impl Ha {
             });
             match candidate {
                 Some(c) if c == s.name => {
-                    // Named by an operator: promote even if lagging; that is what failover means.
+                    // Named by an operator: promote even if lagging; that is what failover means. But never next
+                    // to a primary that still runs (a failsafe leader cut off from the DCS keeps running).
+                    let others = race_members(s, cluster);
+                    if !others.is_empty() {
+                        let Some(peers) = &obs.peers else {
+                            return Plan::status("manual failover: checking that no primary is still running")
+                                .with(Action::FetchPeers { members: others })
+                                .again();
+                        };
+                        if let Some(p) = peers
+                            .iter()
+                            .find(|p| p.reply.as_ref().is_some_and(|r| r.running && r.role == PgRole::Primary))
+                        {
+                            return Plan::status(format!("manual failover: {} is still running as primary", p.name));
+                        }
+                    }
                     return Plan::status("manual failover: taking the leader key as the candidate")
                         .with(Action::AcquireLeader)
                         .again();
@@ -445,7 +460,7 @@ impl Ha {
                 None => excluded = f.leader.as_deref(),
             }
         }
-        let others: Vec<Name> = cluster.members.iter().filter(|m| m.name != s.name).map(|m| m.name.clone()).collect();
+        let others = race_members(s, cluster);
         if excluded == Some(s.name.as_str()) {
             // The former leader steps aside only if someone else can take over; otherwise the cluster would stay
             // without a primary (e.g. in synchronous mode it may be the only member allowed to promote).
@@ -479,6 +494,19 @@ impl Ha {
         }
         Plan::status("acquiring the leader key as the healthiest node").with(Action::AcquireLeader).again()
     }
+}
+
+/// Everyone to ask before taking a free key: the members with a key, and those in `failsafe` — a leader cut off
+/// from the DCS may keep running on its peers' confirmation after its own member key expired.
+fn race_members(s: &Settings, cluster: &ClusterView) -> Vec<Name> {
+    let mut names: Vec<Name> = cluster.members.iter().map(|m| m.name.clone()).collect();
+    for n in cluster.failsafe.iter().flatten() {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names.retain(|n| *n != s.name);
+    names
 }
 
 /// Whom a replica should stream from: its `replicatefrom` member when that one runs, else the leader.

@@ -400,7 +400,9 @@ fn named_candidate_takes_the_key_after_the_leader_steps_down() {
         Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
     // Even lagging: the operator named it.
     c.last_leader_lsn = Some(50_000_000);
-    let plan = Ha::new().step(&settings("pg3"), &obs(Some(c.clone()), running(PgRole::Replica, 90)));
+    let mut o = obs(Some(c.clone()), running(PgRole::Replica, 90));
+    o.peers = Some(vec![peer("pg1", reply(PgRole::Replica, 100)), peer("pg2", None)]);
+    let plan = Ha::new().step(&settings("pg3"), &o);
     assert_eq!(plan.actions, vec![Action::AcquireLeader]);
 
     c.leader = Some("pg3".into());
@@ -409,6 +411,21 @@ fn named_candidate_takes_the_key_after_the_leader_steps_down() {
     let plan = Ha::new().step(&settings("pg3"), &won);
     assert!(plan.actions.contains(&Action::ClearFailover));
     assert_eq!(plan.actions.last(), Some(&Action::Promote));
+}
+
+#[test]
+fn named_candidate_does_not_promote_next_to_a_running_primary() {
+    let mut c = cluster(None);
+    c.members.retain(|m| m.name != "pg1");
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    c.failover = Some(FailoverRequest { leader: None, candidate: Some("pg3".into()), scheduled_at: None });
+    let plan = Ha::new().step(&settings("pg3"), &obs(Some(c.clone()), running(PgRole::Replica, 90)));
+    assert_eq!(plan.actions, vec![Action::FetchPeers { members: vec!["pg2".into(), "pg1".into()] }]);
+    let mut o = obs(Some(c), running(PgRole::Replica, 90));
+    o.peers = Some(vec![peer("pg2", reply(PgRole::Replica, 90)), peer("pg1", reply(PgRole::Primary, 100))]);
+    let plan = Ha::new().step(&settings("pg3"), &o);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.status, "manual failover: pg1 is still running as primary");
 }
 
 #[test]
