@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Starts a working 3-member patroni-rs cluster on this machine: one etcd and three agents, each with its own
-# PostgreSQL, all on loopback. Ctrl-C stops every process it started.
+# Starts a working 3-member patroni-rs cluster on this machine: three agents, each with its own PostgreSQL, that
+# form the DCS themselves (embedded Raft), all on loopback. Nothing but PostgreSQL and a Rust toolchain needed.
+# Ctrl-C stops every process it started.
 #
 #   bash scripts/demo.sh            # build, start, show the cluster, wait for Ctrl-C
 #   DEMO_EXIT_WHEN_READY=1 bash scripts/demo.sh   # start, check, stop (used by the test suite)
 #
-# Ports: etcd 12379/12380, PostgreSQL 15431-15433, REST API 18001-18003. DEMO_DIR overrides the work directory.
+# Ports: PostgreSQL 15431-15433, REST API 18001-18003, Raft 12221-12223 (DEMO_PG_BASE, DEMO_API_BASE,
+# DEMO_RAFT_BASE move them). DEMO_DIR overrides the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -16,11 +18,9 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$pg_bin" ] && [ -x "$pg_bin/postgres" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin"
 command -v cargo >/dev/null || die "cargo is needed to build patroni-rs"
-if ! command -v etcd >/dev/null; then
-  [ "$(id -u)" -eq 0 ] || die "etcd is missing: sudo apt-get install -y etcd-server"
-  say "installing etcd (Debian etcd-server)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-fi
+pg_base=${DEMO_PG_BASE:-15430}
+api_base=${DEMO_API_BASE:-18000}
+raft_base=${DEMO_RAFT_BASE:-12220}
 
 say "building patroni and patronictl"
 cargo build -q -p patroni-agent -p patroni-ctl --bins
@@ -41,14 +41,13 @@ pids=()
 cleanup() {
   trap - INT TERM EXIT
   say "stopping the cluster"
-  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   # runuser may not pass the signal on: address the agents themselves too.
   pkill -TERM -f "$dir/bin/patroni " 2>/dev/null || true
-  for p in "${pids[@]:1}"; do
+  for p in "${pids[@]}"; do
     for _ in $(seq 1 60); do kill -0 "$p" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$p" 2>/dev/null || true
   done
-  [ ${#pids[@]} -gt 0 ] && { kill -TERM "${pids[0]}" 2>/dev/null || true; wait "${pids[0]}" 2>/dev/null || true; }
   for i in 1 2 3; do
     [ -f "$dir/data$i/postmaster.pid" ] && "${run_as[@]}" "$pg_bin/pg_ctl" stop -m immediate -D "$dir/data$i" >/dev/null 2>&1 || true
   done
@@ -56,21 +55,19 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-etcd --name demo --data-dir "$dir/etcd" \
-  --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
-  --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
-  --initial-cluster demo=http://127.0.0.1:12380 >"$dir/etcd.log" 2>&1 &
-pids+=($!)
-
 for i in 1 2 3; do
+  partners=""
+  for j in 1 2 3; do [ "$j" = "$i" ] || partners="$partners 127.0.0.1:$((raft_base + j)),"; done
   cat >"$dir/pg$i.yml" <<EOF
 scope: demo
 name: pg$i
 restapi:
-  listen: 127.0.0.1:1800$i
-  connect_address: 127.0.0.1:1800$i
-etcd3:
-  hosts: 127.0.0.1:12379
+  listen: 127.0.0.1:$((api_base + i))
+  connect_address: 127.0.0.1:$((api_base + i))
+raft:
+  data_dir: $dir/raft$i
+  self_addr: 127.0.0.1:$((raft_base + i))
+  partner_addrs: [${partners%,} ]
 bootstrap:
   dcs:
     ttl: 20
@@ -85,8 +82,8 @@ bootstrap:
   - encoding: UTF8
   - data-checksums
 postgresql:
-  listen: 127.0.0.1:1543$i
-  connect_address: 127.0.0.1:1543$i
+  listen: 127.0.0.1:$((pg_base + i))
+  connect_address: 127.0.0.1:$((pg_base + i))
   data_dir: $dir/data$i
   bin_dir: $pg_bin
   pgpass: $dir/pgpass$i
@@ -103,9 +100,6 @@ EOF
 done
 [ ${#run_as[@]} -gt 0 ] && chown -R postgres: "$dir"
 
-for _ in $(seq 1 50); do curl -sf http://127.0.0.1:12379/health >/dev/null 2>&1 && break; sleep 0.2; done
-curl -sf http://127.0.0.1:12379/health >/dev/null || die "etcd did not start, see $dir/etcd.log"
-
 for i in 1 2 3; do
   "${run_as[@]}" "$dir/bin/patroni" "$dir/pg$i.yml" >"$dir/pg$i.log" 2>&1 &
   pids+=($!)
@@ -116,9 +110,9 @@ ready=""
 for _ in $(seq 1 120); do
   primaries=0 streaming=0
   for i in 1 2 3; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:1800$i/primary" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((api_base + i))/primary" || true)
     [ "$code" = 200 ] && primaries=$((primaries + 1))
-    curl -s "http://127.0.0.1:1800$i/patroni" 2>/dev/null | grep -q '"replication_state": "streaming"' && streaming=$((streaming + 1))
+    curl -s "http://127.0.0.1:$((api_base + i))/patroni" 2>/dev/null | grep -q '"replication_state": "streaming"' && streaming=$((streaming + 1))
   done
   if [ "$primaries" -eq 1 ] && [ "$streaming" -eq 2 ]; then ready=1; break; fi
   sleep 1
@@ -126,13 +120,14 @@ done
 [ -n "$ready" ] || die "the cluster did not come up within 120 s; see $dir/pg*.log"
 
 ctl=("$dir/bin/patronictl" -c "$dir/pg1.yml")
-"${ctl[@]}" list || curl -s http://127.0.0.1:18001/cluster
+"${ctl[@]}" list
 cat <<EOF
 
 The cluster is running. Try, in another terminal:
   $dir/bin/patronictl -c $dir/pg1.yml list
-  psql "postgres://postgres:postgres@127.0.0.1:15431,127.0.0.1:15432,127.0.0.1:15433/postgres?target_session_attrs=read-write"
-Watch a failover: kill the primary's agent and its PostgreSQL, then list again after ~20 s:
+  psql "postgres://postgres:postgres@127.0.0.1:$((pg_base + 1)),127.0.0.1:$((pg_base + 2)),127.0.0.1:$((pg_base + 3))/postgres?target_session_attrs=read-write"
+Watch a failover: kill the primary's agent (SIGKILL leaves its PostgreSQL running, as with Patroni) and stop its
+PostgreSQL, then list again after ~20 s:
   pkill -KILL -f "patroni $dir/pgN.yml" && $pg_bin/pg_ctl stop -m immediate -D $dir/dataN   (N = the Leader)
 Or a switchover:  $dir/bin/patronictl -c $dir/pg1.yml switchover --force
 Logs: $dir/pg1.log $dir/pg2.log $dir/pg3.log     Ctrl-C stops everything.

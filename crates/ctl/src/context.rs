@@ -7,6 +7,8 @@ use std::time::Duration;
 use patroni_api::{ApiClient, ClientSettings};
 use patroni_config::{Config, EnvMap};
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::raft::{Raft, RaftSettings};
+use patroni_dcs::Dcs;
 use serde_json::{Map, Value};
 
 /// How a failure ends the program.
@@ -68,8 +70,8 @@ impl CtlError {
 pub type CtlResult<T> = Result<T, CtlError>;
 
 /// The DCS sections `--dcs-url` replaces, with their default ports.
-const DCS_DEFAULTS: [(&str, u16); 5] =
-    [("zookeeper", 2181), ("exhibitor", 8181), ("consul", 8500), ("etcd", 2379), ("etcd3", 2379)];
+const DCS_DEFAULTS: [(&str, u16); 6] =
+    [("zookeeper", 2181), ("exhibitor", 8181), ("consul", 8500), ("etcd", 2379), ("etcd3", 2379), ("raft", 2222)];
 
 /// `click.get_app_dir('patroni')` + `patronictl.yaml`: `$XDG_CONFIG_HOME/patroni` or `~/.config/patroni` on
 /// Unix, `~/Library/Application Support/patroni` on macOS.
@@ -131,6 +133,9 @@ pub fn parse_dcs_url(dcs: &str) -> CtlResult<(String, Value, Option<String>)> {
         "zookeeper" => {
             section.insert("hosts".into(), Value::Array(vec![Value::from(hp)]));
         }
+        "raft" => {
+            section.insert("partner_addrs".into(), Value::Array(vec![Value::from(hp)]));
+        }
         "exhibitor" => {
             section.insert("hosts".into(), Value::Array(vec![Value::from(host)]));
             section.insert("port".into(), Value::from(port.unwrap_or(default_port)));
@@ -185,7 +190,7 @@ pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlRe
         if others.is_empty() {
             return Err(CtlError::new(
                 "Can not find suitable configuration of distributed configuration store\n\
-                 Available implementations: etcd3",
+                 Available implementations: etcd3, raft",
             ));
         }
         return Err(CtlError::new(format!(
@@ -212,9 +217,23 @@ pub struct Ctl {
 
 impl Ctl {
     /// Connects the DCS of cluster `scope`.
-    pub async fn dcs(&self, scope: &str, group: Option<u32>) -> CtlResult<Etcd3> {
+    pub async fn dcs(&self, scope: &str, group: Option<u32>) -> CtlResult<Box<dyn Dcs>> {
+        if let Some(r) = &self.config.raft {
+            // A client of the Raft cluster: patronictl never votes. Like Patroni, our own self_addr is a partner.
+            let mut s = RaftSettings::from_config(&self.config, r, "");
+            if let Some(own) = r.self_addr.clone().filter(|a| !a.is_empty() && !s.partner_addrs.contains(a)) {
+                s.partner_addrs.push(own);
+            }
+            s.scope = scope.to_string();
+            if group.is_some() {
+                s.citus_group = group;
+            }
+            let raft = Raft::new(s.into_client()).await.map_err(|e| CtlError::new(e.to_string()))?;
+            return Ok(Box::new(raft));
+        }
         let settings = etcd3_settings(&self.config, scope, group)?;
-        Etcd3::new(settings).await.map_err(|e| CtlError::new(e.to_string()))
+        let etcd = Etcd3::new(settings).await.map_err(|e| CtlError::new(e.to_string()))?;
+        Ok(Box::new(etcd))
     }
 
     /// The REST client, with `ctl` settings (falling back to `restapi`) and `-k`.

@@ -26,7 +26,7 @@ pub async fn change_cluster_role(
     let action = if demote { "demot" } else { "promot" };
     let target_role = if demote { "standby_leader" } else { "primary" };
     let dcs = ctl.dcs(&name, None).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     let Some(leader) = cluster.leader.clone() else {
         return Err(CtlError::new(format!("Cluster has no leader, {action}ion is not possible")));
     };
@@ -52,7 +52,7 @@ pub async fn change_cluster_role(
         )));
     }
     let cluster = loop {
-        let cluster = get_cluster(&dcs).await?;
+        let cluster = get_cluster(&*dcs).await?;
         let unlocked = cluster.is_unlocked();
         let role = cluster.leader.as_ref().and_then(|l| l.member.data.role.clone());
         let state = cluster.leader.as_ref().and_then(|l| l.member.data.state.clone());

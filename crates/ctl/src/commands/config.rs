@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Read};
 
-use patroni_dcs::Dcs;
 use serde_json::{Map, Value};
 
 use super::get_cluster;
@@ -17,7 +16,7 @@ pub(crate) fn format_config(data: &Value) -> String {
 
 pub async fn show_config(ctl: &Ctl, name: Option<String>, group: Option<u32>) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     if let Some(c) = &cluster.config {
         println!("{}", format_config(&Value::Object(c.data.clone())));
     }
@@ -229,7 +228,7 @@ pub struct EditArgs {
 pub async fn edit_config(ctl: &Ctl, a: EditArgs) -> CtlResult<()> {
     let name = ctl.cluster_name(a.cluster_name)?;
     let dcs = ctl.dcs(&name, a.group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     let Some(config) = &cluster.config else {
         return Err(CtlError::new(format!("The config key does not exist in the cluster {name}")));
     };

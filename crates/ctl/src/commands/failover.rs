@@ -1,8 +1,6 @@
 //! `switchover` and `failover`: checks and prompts as patronictl, then `POST /switchover|/failover` on the
 //! leader (or the candidate when there is none), falling back to writing the `failover` key.
 
-use patroni_dcs::Dcs;
-
 use super::{api_url, get_cluster, isoformat, output_members, parse_scheduled, timestamp};
 use crate::context::{Ctl, CtlError, CtlResult};
 use crate::members::dynamic_config;
@@ -27,7 +25,7 @@ pub async fn failover_or_switchover(
 ) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
     let dcs = ctl.dcs(&name, group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     println!("Current cluster topology");
     output_members(&cluster, &name, Format::Pretty);
 
@@ -151,7 +149,7 @@ pub async fn failover_or_switchover(
     let mut shown = cluster;
     match answer {
         Ok(r) if r.status == 200 || r.status == 202 => {
-            shown = get_cluster(&dcs).await?;
+            shown = get_cluster(&*dcs).await?;
             println!("{} {}", timestamp(6), r.body);
         }
         Ok(r) => {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use patroni_dcs::{Cluster, Dcs, Member};
+use patroni_dcs::{Cluster, Member};
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 
@@ -115,7 +115,7 @@ pub async fn reload(
     role: Role,
     force: bool,
 ) -> CtlResult<()> {
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     let members = get_members(&cluster, &name, &member_names, role, force, "reload", true)?;
     let api = ctl.api()?;
     let loop_wait = dynamic_config(&cluster).loop_wait();
@@ -166,7 +166,7 @@ pub struct RestartArgs {
 
 pub async fn restart(ctl: &Ctl, a: RestartArgs) -> CtlResult<()> {
     let name = a.cluster_name;
-    let cluster = get_cluster(&ctl.dcs(&name, a.group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, a.group).await?).await?;
     let mut members = get_members(&cluster, &name, &a.member_names, a.role, a.force, "restart", false)?;
     let scheduled = match a.scheduled {
         Some(s) => Some(s),
@@ -250,7 +250,7 @@ pub async fn reinit(
     from_leader: bool,
     wait: bool,
 ) -> CtlResult<()> {
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     let members = get_members(&cluster, &name, &member_names, Role::Replica, force, "reinitialize", true)?;
     let api = ctl.api()?;
     let mut waiting = Vec::new();
@@ -318,7 +318,7 @@ pub async fn flush(ctl: &Ctl, args: Vec<String>, group: Option<u32>, role: Role,
     }
     let member_names: Vec<String> = args[1..args.len() - 1].to_vec();
     let dcs = ctl.dcs(name, group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     let api = ctl.api()?;
     if target == "restart" {
         let mut failed = false;

@@ -123,7 +123,7 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
     let params = Params { user: a.username.clone(), password, dbname: a.dbname.clone() };
     let name = ctl.cluster_name(a.cluster_name.clone())?;
     let dcs = ctl.dcs(&name, a.group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     let client: tokio::sync::Mutex<Option<Client>> = tokio::sync::Mutex::new(None);
     watching(a.watch, false, || async {
         let mut guard = client.lock().await;

@@ -73,7 +73,7 @@ pub async fn list(
             out.push('\n');
         }
         for (name, dcs) in &stores {
-            let cluster = get_cluster(dcs).await?;
+            let cluster = get_cluster(&**dcs).await?;
             out.push_str(&render_members(&cluster, name, extended, fmt));
         }
         print!("{out}");
@@ -84,7 +84,7 @@ pub async fn list(
 
 pub async fn history(ctl: &Ctl, name: Option<String>, group: Option<u32>, fmt: Format) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     let table = crate::members::history_table(&cluster);
     print!("{}", render(&table, fmt, "\t"));
     Ok(())
@@ -98,7 +98,7 @@ pub async fn dsn(
     member: Option<String>,
 ) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     let m = any_member(&cluster, role, member.as_deref())?
         .ok_or_else(|| CtlError::new("Can not find a suitable member"))?;
     let (host, port) = conn_host_port(m.conn_url().unwrap_or(""));
@@ -130,7 +130,7 @@ pub async fn version(ctl: &Ctl, name: Option<String>, member_names: Vec<String>,
     println!("patronictl version {}", crate::VERSION);
     let Some(name) = name else { return Ok(()) };
     println!();
-    let cluster = get_cluster(&ctl.dcs(&name, group).await?).await?;
+    let cluster = get_cluster(&*ctl.dcs(&name, group).await?).await?;
     let api = ctl.api()?;
     for m in &cluster.members {
         let Some(url) = m.api_url() else { continue };
@@ -160,7 +160,7 @@ pub async fn toggle_pause(
 ) -> CtlResult<()> {
     let name = ctl.cluster_name(name)?;
     let dcs = ctl.dcs(&name, group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     if dynamic_config(&cluster).is_paused() == paused {
         return Err(CtlError::new(format!("Cluster is {} paused", if paused { "already" } else { "not" })));
     }
@@ -179,7 +179,7 @@ pub async fn toggle_pause(
         };
         if r.status == 200 {
             if wait {
-                return wait_until_pause_is_applied(&dcs, paused, &cluster).await;
+                return wait_until_pause_is_applied(&*dcs, paused, &cluster).await;
             }
             println!("Success: cluster management is {done}");
             return Ok(());
@@ -233,7 +233,7 @@ async fn wait_until_pause_is_applied(dcs: &dyn Dcs, paused: bool, old: &patroni_
 
 pub async fn remove(ctl: &Ctl, name: String, group: Option<u32>, fmt: Format) -> CtlResult<()> {
     let dcs = ctl.dcs(&name, group).await?;
-    let cluster = get_cluster(&dcs).await?;
+    let cluster = get_cluster(&*dcs).await?;
     output_members(&cluster, &name, fmt);
     let confirm = prompt::prompt("Please confirm the cluster name to remove", None)?;
     if confirm != name {
