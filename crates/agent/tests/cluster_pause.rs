@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{name, Cluster, Options, LOOP_WAIT, POLL, START_TIMEOUT, TTL, WAIT};
+use common::{name, Cluster, Options, LOOP_WAIT, POLL, RETRY_TIMEOUT, START_TIMEOUT, TTL, WAIT};
 use reqwest::Method;
 use serde_json::json;
 
@@ -24,7 +24,7 @@ async fn paused_everywhere(c: &Cluster, paused: bool) -> bool {
 /// promoted, for longer than the ttl. Resumed: the leader starts PostgreSQL again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_means_no_failover_and_resume_recovers() {
-    let c = Cluster::start(Options::default()).await;
+    let mut c = Cluster::start(Options::default()).await;
     let first = c.wait_primary(WAIT, &[]).await;
 
     let (code, text) = c.node(first).request(Method::PATCH, "/config", Some(&json!({"pause": true}))).await.unwrap();
@@ -48,6 +48,20 @@ async fn pause_means_no_failover_and_resume_recovers() {
     let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
     c.insert(p, "paused-switchover").await;
     c.wait_streaming(&replicas, p, START_TIMEOUT).await;
+
+    // Paused, losing the DCS for longer than retry_timeout does not demote the primary either.
+    c.etcd.stop().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(RETRY_TIMEOUT + 2 * LOOP_WAIT)).await;
+    assert!(c.writable(p).await, "the paused primary was demoted while etcd was away");
+    c.etcd.start_again().await.unwrap();
+    if patroni_testkit::wait_until(WAIT, POLL, || async { c.leader().await.as_deref() == Some(name(p).as_str()) })
+        .await
+        .is_err()
+    {
+        c.dump("leader lost after a DCS outage in pause");
+        panic!("{} does not hold the leader key after etcd returned", name(p));
+    }
+    assert!(c.writable(p).await, "the paused primary still takes writes after etcd returned");
 
     c.pg_stop_immediate(p);
     let until = Instant::now() + Duration::from_secs(TTL + 5 * LOOP_WAIT);

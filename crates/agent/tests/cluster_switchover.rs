@@ -56,6 +56,17 @@ async fn scheduled_switchover_happens_after_the_time() {
     let c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let x = (0..3).find(|r| *r != p).unwrap();
+    // Scheduled, then cancelled (DELETE /switchover): the failover key goes away and nothing happens.
+    let far = chrono::Local::now().fixed_offset() + chrono::Duration::hours(1);
+    let body = json!({"leader": name(p), "candidate": name(x),
+        "scheduled_at": far.format("%Y-%m-%dT%H:%M:%S%:z").to_string()});
+    let (code, text) = c.node(p).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    assert_eq!(code, 202, "scheduled switchover answered {code}: {text}");
+    assert!(c.etcd.get("/service/demo/failover").await.unwrap().is_some());
+    let (code, text) = c.node(x).request(Method::DELETE, "/switchover", None).await.unwrap();
+    assert_eq!(code, 200, "DELETE /switchover answered {code}: {text}");
+    assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the cancelled switchover is gone");
+
     let delay = Duration::from_secs(10);
     let at = chrono::Local::now().fixed_offset() + chrono::Duration::from_std(delay).unwrap();
     let at_text = at.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string();
