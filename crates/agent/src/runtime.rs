@@ -195,6 +195,7 @@ impl<N: Node> Runtime<N> {
         let mut outcomes = Vec::new();
         let mut peers: Option<Vec<PeerStatus>> = None;
         let mut plan = Plan::default();
+        let mut refresh_reported = false;
         for round in 0..MAX_ROUNDS {
             let obs = Observation {
                 now: Time(now_millis()),
@@ -210,10 +211,18 @@ impl<N: Node> Runtime<N> {
             let result = self.execute(&plan, cluster.as_ref(), &settings).await?;
             outcomes = result.outcomes;
             peers = result.peers;
-            if !plan.again {
+            // A failed leader refresh must reach the core now, not be dropped with this plan: waiting for the next
+            // loop (and another retry_timeout reading the DCS) could let the key expire under a running primary.
+            let refresh_failed = outcomes.contains(&Outcome::LeaderRefresh { ok: false }) && !refresh_reported;
+            if !plan.again && !refresh_failed {
                 break;
             }
-            cluster = self.read_cluster().await;
+            if refresh_failed {
+                // Once per cycle: the core decides on the view it refreshed from, without another DCS round trip.
+                refresh_reported = true;
+            } else {
+                cluster = self.read_cluster().await;
+            }
             (local, details) = self.observe().await;
         }
         crate::logging::heartbeat(&plan.status);

@@ -81,3 +81,28 @@ async fn etcd_restart_shorter_than_retry_timeout_is_ridden_out() {
     assert!(blip < Duration::from_secs(RETRY_TIMEOUT - 1), "etcd restart took {blip:?}, too long for this check");
     assert_rides_out(&c, p, &format!("etcd was restarted in {blip:?}")).await;
 }
+
+/// etcd frozen (SIGSTOP: requests hang rather than fail) for longer than retry_timeout: the primary's refresh
+/// times out and it demotes within retry_timeout + loop_wait, long before its key could expire for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_dcs_demotes_the_primary_before_the_key_expires() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    c.etcd.pause().unwrap();
+    let frozen = Instant::now();
+    let bound = Duration::from_secs(RETRY_TIMEOUT + LOOP_WAIT + 10);
+    let demoted = patroni_testkit::wait_until(bound, POLL, || async {
+        c.status(p, "/primary").await != Some(200) && !c.writable(p).await
+    })
+    .await;
+    let took = frozen.elapsed();
+    c.etcd.resume().unwrap();
+    if demoted.is_err() {
+        c.dump("primary not demoted with a frozen DCS");
+        panic!("the primary still accepts writes {bound:?} after etcd froze");
+    }
+    eprintln!("primary demoted {took:?} after etcd froze");
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    let others: Vec<usize> = (0..3).filter(|r| *r != np).collect();
+    c.wait_streaming(&others, np, START_TIMEOUT).await;
+}
