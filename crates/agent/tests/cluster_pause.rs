@@ -100,3 +100,29 @@ async fn pause_means_no_failover_and_resume_recovers() {
         c.wait_row(r, "after-resume", WAIT).await;
     }
 }
+
+/// Paused, SIGTERM of the primary's agent leaves PostgreSQL running and does not release the leader key; the
+/// agent started again adopts the running primary and keeps the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_in_pause_leaves_postgres_and_the_key() {
+    let mut c = Cluster::start(Options::default()).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let (code, text) = c.node(p).request(Method::PATCH, "/config", Some(&json!({"pause": true}))).await.unwrap();
+    assert_eq!(code, 200, "PATCH /config answered {code}: {text}");
+    if patroni_testkit::wait_until(WAIT, POLL, || paused_everywhere(&c, true)).await.is_err() {
+        c.dump("pause not seen");
+        panic!("not every member reports pause within {WAIT:?}");
+    }
+    let pid = c.postmaster_pid(p);
+    c.nodes[p].kill(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = c.nodes[p].wait_exit(WAIT).await.unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    assert_eq!(c.postmaster_pid(p), pid, "PostgreSQL left running");
+    assert!(c.writable(p).await, "PostgreSQL still takes writes");
+    assert_eq!(c.leader().await.as_deref(), Some(name(p).as_str()), "the leader key was not released");
+
+    c.nodes[p].restart().unwrap();
+    c.nodes[p].wait_for_api("/liveness", WAIT).await.unwrap();
+    assert_eq!(c.wait_primary(WAIT, &[]).await, p);
+    assert_eq!(c.postmaster_pid(p), pid, "the running primary was adopted, not restarted");
+}
