@@ -21,6 +21,25 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || {
   exit 1
 }
 
+# Python Patroni, for the compatibility tests that compare both implementations on one cluster. It comes from PyPI
+# into a venv on the system Python (readable by the unprivileged user the agents run as); without it those tests
+# say they skipped.
+venv=${PATRONI_PY_VENV:-/tmp/patroni-py-venv}
+if [ ! -x "$venv/bin/patronictl" ] && [ -x /usr/bin/python3 ]; then
+  echo "installing Python Patroni 4.1.5 into $venv for the compatibility tests"
+  if /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 &&
+    "$venv/bin/pip" install -q 'patroni[etcd3]==4.1.5' psycopg2-binary >/dev/null 2>&1; then
+    chmod -R a+rX "$venv"
+  else
+    echo "Python Patroni could not be installed; the compatibility tests will skip"
+  fi
+fi
+if [ -x "$venv/bin/patronictl" ]; then
+  export PATRONI_PYTHON="$venv/bin/python"
+  export PYTHON_PATRONICTL="$venv/bin/patronictl"
+  export PYTHON_PATRONI="$venv/bin/patroni"
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --workspace --no-fail-fast "$@"
 else
