@@ -135,3 +135,35 @@ where
         panic!("timed out after {WAIT:?} waiting for {what}");
     }
 }
+
+/// A switchover to a candidate lagging past `maximum_lag_on_failover` is refused by the leader after asking the
+/// candidate: not a success, the leader stays and the failover key is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_a_lagging_candidate_is_refused() {
+    let o = Options { dcs_extra: vec!["maximum_lag_on_failover: 65536".into()], ..Options::default() };
+    let c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let x = (0..3).find(|r| *r != p).unwrap();
+    c.sql(x, "ALTER SYSTEM SET primary_conninfo = ''").await.unwrap();
+    c.sql(x, "SELECT pg_reload_conf()").await.unwrap();
+    wait(&c, "the candidate's walreceiver to stop", || async {
+        matches!(c.sql(x, "SELECT count(*) FROM pg_stat_wal_receiver").await.as_deref(),
+            Ok([row]) if row[0].as_deref() == Some("0"))
+    })
+    .await;
+    c.sql(p, "CREATE TABLE big AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g").await.unwrap();
+
+    let body = json!({"leader": name(p), "candidate": name(x)});
+    let (code, text) = c.node(p).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
+    eprintln!("refused with {code}: {text}");
+    assert_ne!(code, 200, "switchover to a lagging candidate answered {code}: {text}");
+    wait(&c, "the failover key to be cleared", || async {
+        c.etcd.get("/service/demo/failover").await.ok().flatten().is_none()
+    })
+    .await;
+    assert_eq!(c.wait_primary(WAIT, &[]).await, p, "the leader stays");
+    let in_recovery = c.sql(x, "SELECT pg_is_in_recovery()").await.unwrap();
+    assert_eq!(in_recovery[0][0].as_deref(), Some("t"), "the lagging candidate was not promoted");
+    let log = c.node(p).log();
+    assert!(log.contains("exceeds maximum replication lag"), "the leader says why it refused");
+}
