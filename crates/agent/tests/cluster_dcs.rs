@@ -67,9 +67,6 @@ async fn assert_rides_out(c: &Cluster, p: usize, what: &str) {
 /// etcd restarted (graceful stop, start again) in less than retry_timeout: the primary rides it out, as Python
 /// Patroni does (its etcd client retries until retry_timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "dcs bug: while etcd shuts down its gateway answers HTTP 499 / gRPC code 1 'grpc: the client connection \
-            is closing'; crates/dcs/src/etcd3/client.rs classify() calls that Rejected instead of Retry, so \
-            get_cluster fails at once and the primary demotes immediately instead of retrying for retry_timeout"]
 async fn etcd_restart_shorter_than_retry_timeout_is_ridden_out() {
     let mut c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;

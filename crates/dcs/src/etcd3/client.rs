@@ -16,6 +16,7 @@ use crate::error::DcsError;
 
 /// gRPC status codes etcd puts in gateway error bodies.
 mod code {
+    pub const CANCELED: i64 = 1;
     pub const UNKNOWN: i64 = 2;
     pub const INVALID_ARGUMENT: i64 = 3;
     pub const DEADLINE_EXCEEDED: i64 = 4;
@@ -423,7 +424,9 @@ fn classify(http_status: u16, grpc_code: i64, message: String) -> Attempt {
         return Attempt::Fail(RpcError::LeaseNotFound);
     }
     // Cluster-side trouble that another member (or a moment later) may not have.
-    if matches!(grpc_code, code::UNAVAILABLE | code::DEADLINE_EXCEEDED)
+    // A member shutting down answers CANCELED / "the client connection is closing": a restart, not a refusal.
+    if matches!(grpc_code, code::UNAVAILABLE | code::DEADLINE_EXCEEDED | code::CANCELED)
+        || m.contains("client connection is closing")
         || m.contains("not a primary lessor")
         || m.contains("leader changed")
         || m.contains("no leader")
