@@ -57,8 +57,15 @@ pub enum HealthError {
     Mode(String),
 }
 
+/// `lag=` as Patroni reads it: a value it cannot parse means "no limit" (an HAProxy check with a typo keeps routing
+/// after a migration as it did before); only a negative value is refused.
 fn lag_limit(query: &Query) -> Result<Option<u64>, HealthError> {
-    query.get("lag").map(parse_lag).transpose().map_err(HealthError::from)
+    match query.get("lag").map(parse_lag) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(e)) if e.to_string().contains("negative") => Err(HealthError::from(e)),
+        Some(Err(_)) => Ok(None),
+    }
 }
 
 /// The leader's WAL position used for lag: the newest of the DCS and what the WAL receiver saw.

@@ -328,9 +328,10 @@ async fn malformed_requests_get_their_documented_answers() {
         case("config not object", "PUT", "/config", r#""ttl""#, 400, "a JSON object is expected, got a string"),
         case("empty patch", "PATCH", "/config", "{}", 400, "empty JSON object"),
         case("bad postgresql section", "PUT", "/config", r#"{"postgresql":[]}"#, 400, "postgresql: must be an object"),
-        case("bad lag unit", "GET", "/replica?lag=10XB", "", 400, "invalid lag \"10XB\""),
+        // Like Patroni: an unparsable lag is no limit, so the answer is the plain check's (503: not a replica).
+        case("bad lag unit", "GET", "/replica?lag=10XB", "", 503, "\"role\""),
         case("negative lag", "GET", "/replica?lag=-1", "", 400, "must not be negative"),
-        case("lag not a number", "GET", "/async?lag=abc", "", 400, "invalid lag"),
+        case("lag not a number", "GET", "/async?lag=abc", "", 503, "\"role\""),
         case("readiness mode", "GET", "/readiness?mode=fast", "", 400, "invalid mode"),
         case("unsupported PUT", "PUT", "/switchover", "{}", 501, "Unsupported method ('PUT')"),
         case("unsupported DELETE", "DELETE", "/config", "", 501, "Unsupported method ('DELETE')"),
