@@ -53,7 +53,8 @@ cleanup() {
   done
   say "stopped; logs and data are in $dir"
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 for i in 1 2 3; do
   partners=""
@@ -136,4 +137,8 @@ EOF
 if [ -n "${DEMO_EXIT_WHEN_READY:-}" ]; then
   exit 0
 fi
-while :; do sleep 3600; done
+# In the background and waited for, so Ctrl-C or SIGTERM runs the cleanup at once.
+while :; do
+  sleep 3600 &
+  wait $! || true
+done

@@ -31,6 +31,9 @@ pub enum Request {
     Reload,
 }
 
+/// The restart scheduled through the REST API, shared with the loop that publishes it.
+pub type SharedSchedule = Arc<Mutex<Option<patroni_api::ScheduledRestart>>>;
+
 pub struct AgentControl {
     pub dcs: Arc<dyn Dcs>,
     pub wake: Arc<Notify>,
@@ -38,6 +41,8 @@ pub struct AgentControl {
     pub status: watch::Receiver<Arc<NodeStatus>>,
     pub http: reqwest::Client,
     scheduled: Mutex<Option<JoinHandle<()>>>,
+    /// What `/patroni` and the member key show as `scheduled_restart`.
+    pub schedule: SharedSchedule,
 }
 
 impl AgentControl {
@@ -48,7 +53,15 @@ impl AgentControl {
         status: watch::Receiver<Arc<NodeStatus>>,
         http: reqwest::Client,
     ) -> AgentControl {
-        AgentControl { dcs, wake, requests, status, http, scheduled: Mutex::new(None) }
+        AgentControl {
+            dcs,
+            wake,
+            requests,
+            status,
+            http,
+            scheduled: Mutex::new(None),
+            schedule: SharedSchedule::default(),
+        }
     }
 
     async fn send(&self, r: Request) -> bool {
@@ -89,9 +102,16 @@ impl Control for AgentControl {
         let requests = self.requests.clone();
         let wake = self.wake.clone();
         let status = self.status.clone();
+        let shown = self.schedule.clone();
+        if let Ok(mut s) = self.schedule.lock() {
+            *s = Some(patroni_api::ScheduledRestart { schedule: at, conditions: req.raw.clone() });
+        }
         let delay = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
         *slot = Some(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            if let Ok(mut s) = shown.lock() {
+                *s = None;
+            }
             if !req.conditions_met(&status.borrow()) {
                 tracing::info!("scheduled restart: restart conditions are not satisfied");
                 return;
@@ -112,6 +132,9 @@ impl Control for AgentControl {
         match slot.take() {
             Some(h) if !h.is_finished() => {
                 h.abort();
+                if let Ok(mut s) = self.schedule.lock() {
+                    *s = None;
+                }
                 true
             }
             _ => false,

@@ -97,8 +97,13 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::starting(info.clone(), SystemTime::now())));
     let (req_tx, req_rx) = mpsc::channel::<Request>(16);
     let (rt, _published) = Runtime::new(name.clone(), config.clone(), dcs.clone(), node, addresses, http.clone());
-    let rt = rt.with_api(req_rx, ApiPublisher { tx: status_tx, info }).with_config_path(config_path);
-    let control = Arc::new(AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http));
+    let schedule = crate::control::SharedSchedule::default();
+    let rt = rt
+        .with_api(req_rx, ApiPublisher { tx: status_tx, info, schedule: schedule.clone() })
+        .with_config_path(config_path);
+    let mut control = AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http);
+    control.schedule = schedule;
+    let control = Arc::new(control);
 
     let settings = ServerSettings::from_restapi(&config.restapi).map_err(|e| anyhow::anyhow!("restapi: {e}"))?;
     let server = ApiServer::bind(&settings, status_rx, control).await.map_err(|e| anyhow::anyhow!("restapi: {e}"))?;

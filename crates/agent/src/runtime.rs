@@ -84,6 +84,7 @@ pub struct Runtime<N: Node> {
 pub struct ApiPublisher {
     pub tx: watch::Sender<Arc<NodeStatus>>,
     pub info: PatroniInfo,
+    pub schedule: crate::control::SharedSchedule,
 }
 
 fn now_millis() -> i64 {
@@ -252,7 +253,8 @@ impl<N: Node> Runtime<N> {
         }
         if let Some(c) = &cluster {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
-            let data = member_data(&local, &details, &self.addresses, tags, settings.pause);
+            let mut data = member_data(&local, &details, &self.addresses, tags, settings.pause);
+            data.scheduled_restart = self.scheduled_restart_json();
             if let Err(e) = self.dcs.touch_member(&data).await {
                 warn!("failed to update member key: {e}");
             }
@@ -264,6 +266,15 @@ impl<N: Node> Runtime<N> {
             let _ = reply.send(answer);
         }
         Ok((plan, leader_version))
+    }
+
+    /// `scheduled_restart` of the member key, as Patroni writes it (the request's keys, then `schedule`).
+    fn scheduled_restart_json(&self) -> Option<Value> {
+        let api = self.api.as_ref()?;
+        let sr = api.schedule.lock().ok()?.clone()?;
+        let mut m = sr.conditions.clone();
+        m.insert("schedule".into(), Value::from(patroni_api::status::python_isoformat(&sr.schedule)));
+        Some(Value::Object(m))
     }
 
     fn publish_state(&self, local: LocalState, details: LocalDetails, cluster: Option<Arc<Cluster>>, status: String) {
@@ -279,7 +290,9 @@ impl<N: Node> Runtime<N> {
         };
         if let Some(api) = &self.api {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
-            api.tx.send_replace(Arc::new(crate::status::node_status(&published, &api.info, &tags)));
+            let mut status = crate::status::node_status(&published, &api.info, &tags);
+            status.scheduled_restart = api.schedule.lock().ok().and_then(|s| s.clone());
+            api.tx.send_replace(Arc::new(status));
         }
         self.publish.send_replace(published);
     }
