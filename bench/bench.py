@@ -242,9 +242,9 @@ def cpu_secs(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kb(pid):
+def rss_kb(pid, field="VmRSS"):
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
 
 
@@ -365,6 +365,8 @@ def run_pass(args, rep, out):
             total = sum(calls.values())
             emit("footprint", dict(idle_s=round(dt, 1), idle_before_s=args.settle,
                                    rss_mb={n: round(rss_kb(p) / 1024, 1) for n, p in pids.items()},
+                                   rss_anon_mb={n: round(rss_kb(p, "RssAnon") / 1024, 1) for n, p in pids.items()},
+                                   rss_file_mb={n: round(rss_kb(p, "RssFile") / 1024, 1) for n, p in pids.items()},
                                    cpu_s_per_min={n: round((c1[n] - c0[n]) * 60 / dt, 3) for n in NAMES},
                                    dcs_calls_per_agent_min=round(total * 60 / dt / 3, 1), dcs_calls=calls))
         if args.rest:
@@ -464,6 +466,8 @@ def report(files):
         for sc, key, label in metrics:
             line(label, sc, key)
         line("agent RSS after idle (MB, each agent)", "footprint", "rss_mb")
+        line("  of which anonymous (heap, stacks) (MB)", "footprint", "rss_anon_mb")
+        line("  of which file-backed (binary, libraries) (MB)", "footprint", "rss_file_mb")
         line("agent CPU seconds per minute idle (each agent)", "footprint", "cpu_s_per_min")
         line("etcd gRPC calls per agent per minute idle", "footprint", "dcs_calls_per_agent_min")
         for path in ("/primary", "/replica?lag=1MB", "/patroni"):
