@@ -21,6 +21,13 @@ command -v cargo >/dev/null || die "cargo is needed to build patroni-rs"
 pg_base=${DEMO_PG_BASE:-15430}
 api_base=${DEMO_API_BASE:-18000}
 raft_base=${DEMO_RAFT_BASE:-12220}
+# Or three explicit ports each (the test suite passes ports it reserved).
+read -r -a pg_ports <<<"${DEMO_PG_PORTS:-$((pg_base + 1)) $((pg_base + 2)) $((pg_base + 3))}"
+read -r -a api_ports <<<"${DEMO_API_PORTS:-$((api_base + 1)) $((api_base + 2)) $((api_base + 3))}"
+read -r -a raft_ports <<<"${DEMO_RAFT_PORTS:-$((raft_base + 1)) $((raft_base + 2)) $((raft_base + 3))}"
+pg_port() { echo "${pg_ports[$(($1 - 1))]}"; }
+api_port() { echo "${api_ports[$(($1 - 1))]}"; }
+raft_port() { echo "${raft_ports[$(($1 - 1))]}"; }
 
 say "building patroni and patronictl"
 cargo build -q -p patroni-agent -p patroni-ctl --bins
@@ -58,16 +65,16 @@ trap 'cleanup; exit 130' INT TERM
 
 for i in 1 2 3; do
   partners=""
-  for j in 1 2 3; do [ "$j" = "$i" ] || partners="$partners 127.0.0.1:$((raft_base + j)),"; done
+  for j in 1 2 3; do [ "$j" = "$i" ] || partners="$partners 127.0.0.1:$(raft_port "$j"),"; done
   cat >"$dir/pg$i.yml" <<EOF
 scope: demo
 name: pg$i
 restapi:
-  listen: 127.0.0.1:$((api_base + i))
-  connect_address: 127.0.0.1:$((api_base + i))
+  listen: 127.0.0.1:$(api_port "$i")
+  connect_address: 127.0.0.1:$(api_port "$i")
 raft:
   data_dir: $dir/raft$i
-  self_addr: 127.0.0.1:$((raft_base + i))
+  self_addr: 127.0.0.1:$(raft_port "$i")
   partner_addrs: [${partners%,} ]
 bootstrap:
   dcs:
@@ -83,8 +90,8 @@ bootstrap:
   - encoding: UTF8
   - data-checksums
 postgresql:
-  listen: 127.0.0.1:$((pg_base + i))
-  connect_address: 127.0.0.1:$((pg_base + i))
+  listen: 127.0.0.1:$(pg_port "$i")
+  connect_address: 127.0.0.1:$(pg_port "$i")
   data_dir: $dir/data$i
   bin_dir: $pg_bin
   pgpass: $dir/pgpass$i
@@ -108,17 +115,17 @@ done
 
 say "waiting for the cluster to bootstrap (one primary, two streaming replicas)"
 ready=""
-for _ in $(seq 1 120); do
+for _ in $(seq 1 "${DEMO_READY_TIMEOUT:-120}"); do
   primaries=0 streaming=0
   for i in 1 2 3; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((api_base + i))/primary" || true)
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(api_port "$i")/primary" || true)
     [ "$code" = 200 ] && primaries=$((primaries + 1))
-    curl -s "http://127.0.0.1:$((api_base + i))/patroni" 2>/dev/null | grep -q '"replication_state": "streaming"' && streaming=$((streaming + 1))
+    curl -s "http://127.0.0.1:$(api_port "$i")/patroni" 2>/dev/null | grep -q '"replication_state": "streaming"' && streaming=$((streaming + 1))
   done
   if [ "$primaries" -eq 1 ] && [ "$streaming" -eq 2 ]; then ready=1; break; fi
   sleep 1
 done
-[ -n "$ready" ] || die "the cluster did not come up within 120 s; see $dir/pg*.log"
+[ -n "$ready" ] || die "the cluster did not come up within ${DEMO_READY_TIMEOUT:-120} s; see $dir/pg*.log"
 
 ctl=("$dir/bin/patronictl" -c "$dir/pg1.yml")
 "${ctl[@]}" list
@@ -126,7 +133,7 @@ cat <<EOF
 
 The cluster is running. Try, in another terminal:
   $dir/bin/patronictl -c $dir/pg1.yml list
-  psql "postgres://postgres:postgres@127.0.0.1:$((pg_base + 1)),127.0.0.1:$((pg_base + 2)),127.0.0.1:$((pg_base + 3))/postgres?target_session_attrs=read-write"
+  psql "postgres://postgres:postgres@127.0.0.1:$(pg_port 1),127.0.0.1:$(pg_port 2),127.0.0.1:$(pg_port 3)/postgres?target_session_attrs=read-write"
 Watch a failover: kill the primary's agent (SIGKILL leaves its PostgreSQL running, as with Patroni) and stop its
 PostgreSQL, then list again after ~20 s:
   pkill -KILL -f "patroni $dir/pgN.yml" && $pg_bin/pg_ctl stop -m immediate -D $dir/dataN   (N = the Leader)

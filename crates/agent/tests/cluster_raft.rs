@@ -130,13 +130,27 @@ async fn wait_replicas(nodes: &[Option<AgentProcess>], primary: usize) {
     }
 }
 
+/// Runs `query` on the member, retrying for a bounded time: right after a promotion the first connections may
+/// still meet the end of recovery.
 async fn sql(node: &AgentProcess, query: &str) -> Result<(), String> {
     let port = node.context().pg_port;
     let conn = format!("host=127.0.0.1 port={port} user=postgres password=secret dbname=postgres connect_timeout=3");
-    let (client, connection) =
-        tokio_postgres::connect(&conn, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    client.batch_execute(query).await.map_err(|e| e.to_string())
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let (client, connection) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client.batch_execute(query).await
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                let detail = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
+                return Err(format!("{query}: {detail}\n{}", node.log()));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
 }
 
 async fn wait_row(node: &AgentProcess, value: i32) {

@@ -9,28 +9,29 @@ fn readme_demo_reaches_one_primary_and_two_streaming_replicas() {
     let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
     assert!(readme.contains("bash scripts/demo.sh"), "the README no longer gives the demo command");
     let dir = patroni_testkit::TestDir::new().unwrap();
-    // Ports of their own, so the demo does not collide with a demo someone runs by hand.
-    let base = |n: u16| (patroni_testkit::free_port() / 10 * 10).saturating_sub(n).to_string();
+    // Ports reserved by the test kit, so the demo collides neither with other tests nor with a hand-run demo.
+    let ports = || (0..3).map(|_| patroni_testkit::free_port().to_string()).collect::<Vec<_>>().join(" ");
     let mut child = Command::new("bash")
         .arg("scripts/demo.sh")
         .current_dir(&repo)
         .env("DEMO_EXIT_WHEN_READY", "1")
+        .env("DEMO_READY_TIMEOUT", "300")
         .env("DEMO_DIR", dir.join("demo"))
-        .env("DEMO_PG_BASE", base(0))
-        .env("DEMO_API_BASE", base(10))
-        .env("DEMO_RAFT_BASE", base(20))
+        .env("DEMO_PG_PORTS", ports())
+        .env("DEMO_API_PORTS", ports())
+        .env("DEMO_RAFT_PORTS", ports())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(400);
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     loop {
         if child.try_wait().unwrap().is_some() {
             break;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the demo did not finish within 400 s");
+            panic!("the demo did not finish within 600 s");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
