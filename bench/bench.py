@@ -89,6 +89,23 @@ class Cluster:
         return [f"{VENV}/bin/patronictl", "-c", f"{self.dir}/pg1.yml"]
 
     def setup(self):
+        # other processes on the machine (test suites) listen on loopback ports too: wait for ours to be free
+        import socket
+        for port in [ETCD_PORT, ETCD_PORT + 1] + [api_port(n) for n in NAMES] + [pg_port(n) for n in NAMES]:
+            for _ in range(60):
+                sock = socket.socket()
+                # as etcd, PostgreSQL and both agents do: TIME_WAIT leftovers do not block, listeners do
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    log(f"port {port} is busy, waiting")
+                    time.sleep(1)
+                finally:
+                    sock.close()
+            else:
+                raise RuntimeError(f"port {port} stayed busy")
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(f"{self.dir}/bin")
         if self.impl == "rs":
@@ -242,6 +259,23 @@ def cpu_secs(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_ns(pid):
+    """CPU time of every thread of pid in ns (schedstat: finer than the 10 ms ticks of /proc/PID/stat)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def pss_kb(pid):
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+
+
 def rss_kb(pid, field="VmRSS"):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(field + ":"):
@@ -323,52 +357,59 @@ def run_pass(args, rep, out):
             return
         time.sleep(3)
 
-        # switchover to a named candidate
-        cand = [n for n in NAMES if n != primary][0]
-        def switchover():
-            t = time.time()
-            r = subprocess.run(cl.ctl_cmd() + ["switchover", "--leader", primary, "--candidate", cand, "--force"],
-                               capture_output=True, text=True)
-            return dict(command_s=round(time.time() - t, 3), rc=r.returncode)
-        emit("switchover", probe_scenario(cl, "switchover", switchover, other_than=primary))
-        primary = cl.wait_healthy(90)
-        if primary is None:
-            emit("switchover-recovery", dict(error="not healthy after 90 s"))
-            return
-        time.sleep(3)
+        if not args.only_footprint:
+            # switchover to a named candidate
+            cand = [n for n in NAMES if n != primary][0]
+            def switchover():
+                t = time.time()
+                r = subprocess.run(cl.ctl_cmd() + ["switchover", "--leader", primary, "--candidate", cand, "--force"],
+                                   capture_output=True, text=True)
+                return dict(command_s=round(time.time() - t, 3), rc=r.returncode)
+            emit("switchover", probe_scenario(cl, "switchover", switchover, other_than=primary))
+            primary = cl.wait_healthy(90)
+            if primary is None:
+                emit("switchover-recovery", dict(error="not healthy after 90 s"))
+                return
+            time.sleep(3)
 
-        # PostgreSQL crash on the primary, agent alive
-        def crash():
-            # the postmaster and its children, as an OOM kill or a machine-level crash of PostgreSQL would:
-            # killing the postmaster alone leaves its backends serving the probe's open connection
-            pm = cl.postmaster_pid(primary)
-            kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
-            os.kill(pm, signal.SIGKILL)
-            for k in kids:
-                try:
-                    os.kill(int(k), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        emit("pg_crash", probe_scenario(cl, "pgcrash", crash))
-        primary = cl.wait_healthy(90)
-        if primary is None:
-            emit("pg_crash-recovery", dict(error="not healthy after 90 s"))
-            return
+            # PostgreSQL crash on the primary, agent alive
+            def crash():
+                # the postmaster and its children, as an OOM kill or a machine-level crash of PostgreSQL would:
+                # killing the postmaster alone leaves its backends serving the probe's open connection
+                pm = cl.postmaster_pid(primary)
+                kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
+                os.kill(pm, signal.SIGKILL)
+                for k in kids:
+                    try:
+                        os.kill(int(k), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            emit("pg_crash", probe_scenario(cl, "pgcrash", crash))
+            primary = cl.wait_healthy(90)
+            if primary is None:
+                emit("pg_crash-recovery", dict(error="not healthy after 90 s"))
+                return
 
-        if args.footprint:
+        if args.footprint or args.only_footprint:
             time.sleep(args.settle)
             pids = {n: cl.agent_pid(n) for n in NAMES}
+            s0 = {n: sched_ns(p) for n, p in pids.items()}
             c0, e0, t = {n: cpu_secs(p) for n, p in pids.items()}, etcd_counters(), time.time()
-            time.sleep(60)
+            time.sleep(args.idle_secs)
             c1, e1, dt = {n: cpu_secs(p) for n, p in pids.items()}, etcd_counters(), time.time() - t
+            s1 = {n: sched_ns(p) for n, p in pids.items()}
             calls = {k: v - e0.get(k, 0) for k, v in e1.items() if v - e0.get(k, 0) > 0}
             total = sum(calls.values())
             emit("footprint", dict(idle_s=round(dt, 1), idle_before_s=args.settle,
                                    rss_mb={n: round(rss_kb(p) / 1024, 1) for n, p in pids.items()},
+                                   pss_mb={n: round(pss_kb(p) / 1024, 1) for n, p in pids.items()},
+                                   cpu_ms_per_min_schedstat={n: round((s1[n] - s0[n]) / 1e6 * 60 / dt, 1) for n in NAMES},
                                    rss_anon_mb={n: round(rss_kb(p, "RssAnon") / 1024, 1) for n, p in pids.items()},
                                    rss_file_mb={n: round(rss_kb(p, "RssFile") / 1024, 1) for n, p in pids.items()},
                                    cpu_s_per_min={n: round((c1[n] - c0[n]) * 60 / dt, 3) for n in NAMES},
                                    dcs_calls_per_agent_min=round(total * 60 / dt / 3, 1), dcs_calls=calls))
+        if args.only_footprint:
+            return
         if args.rest:
             replica = [n for n in NAMES if n != primary][0]
             rest = {}
@@ -468,7 +509,9 @@ def report(files):
         line("agent RSS after idle (MB, each agent)", "footprint", "rss_mb")
         line("  of which anonymous (heap, stacks) (MB)", "footprint", "rss_anon_mb")
         line("  of which file-backed (binary, libraries) (MB)", "footprint", "rss_file_mb")
-        line("agent CPU seconds per minute idle (each agent)", "footprint", "cpu_s_per_min")
+        line("agent PSS after idle (MB; the 3 agents share the binary's pages)", "footprint", "pss_mb")
+        line("agent CPU seconds per minute idle (each agent, 10 ms ticks)", "footprint", "cpu_s_per_min")
+        line("agent CPU ms per minute idle (each agent, schedstat)", "footprint", "cpu_ms_per_min_schedstat")
         line("etcd gRPC calls per agent per minute idle", "footprint", "dcs_calls_per_agent_min")
         for path in ("/primary", "/replica?lag=1MB", "/patroni"):
             line(f"REST `{path}` req/s (wrk -t2 -c32)", "rest", path, "rps")
@@ -493,6 +536,8 @@ def main():
     r.add_argument("--out", required=True)
     r.add_argument("--footprint", action="store_true")
     r.add_argument("--settle", type=int, default=20, help="idle seconds before the 60 s footprint window")
+    r.add_argument("--idle-secs", type=int, default=60, help="length of the footprint window")
+    r.add_argument("--only-footprint", action="store_true", help="bootstrap, footprint, stop")
     r.add_argument("--rest", action="store_true")
     r.add_argument("--rest-secs", type=int, default=5)
     r.add_argument("--max-wait", type=int, default=int(os.environ.get("BENCH_MAX_WAIT", "120")),
