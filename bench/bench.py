@@ -10,6 +10,7 @@ import argparse
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -443,7 +444,10 @@ def run_pass(args, rep, out):
             return
         time.sleep(3)
 
-        # node death: SIGKILL the agent, immediate stop of its PostgreSQL
+        # node death: SIGKILL the agent, immediate stop of its PostgreSQL, at a random phase of the HA loop
+        # (with --random-phase; the leader key's remaining lifetime depends on it)
+        if args.random_phase:
+            time.sleep(random.uniform(0, PROFILES[args.profile]["loop_wait"]))
         def death():
             os.kill(cl.agent_pid(primary), signal.SIGKILL)
             subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "stop", "-m", "immediate",
@@ -538,6 +542,7 @@ def main():
     r.add_argument("--settle", type=int, default=20, help="idle seconds before the 60 s footprint window")
     r.add_argument("--idle-secs", type=int, default=60, help="length of the footprint window")
     r.add_argument("--only-footprint", action="store_true", help="bootstrap, footprint, stop")
+    r.add_argument("--random-phase", action="store_true", help="node death at a random point of the HA loop")
     r.add_argument("--rest", action="store_true")
     r.add_argument("--rest-secs", type=int, default=5)
     r.add_argument("--max-wait", type=int, default=int(os.environ.get("BENCH_MAX_WAIT", "120")),
