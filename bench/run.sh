@@ -6,6 +6,8 @@
 #   bash bench/run.sh pass PROFILE FROM TO [OPTS]   # passes FROM..TO, each implementation in turn
 #        PROFILE = fast (ttl 20 / loop_wait 2 / retry_timeout 3) | default (30 / 10 / 10)
 #        OPTS    = --footprint (60 s idle: RSS, CPU, etcd calls)  --rest (wrk on /primary, /replica, /patroni)
+#                  --random-phase (node death at a random point of the HA loop)
+#        (bench/bench.py run --only-footprint: bootstrap, footprint, stop)
 #   bash bench/run.sh report                        # markdown tables from bench/results/*.jsonl
 #
 # Results append to bench/results/PROFILE.jsonl. Before each pass it waits (up to BENCH_MAX_WAIT s, default 120)
@@ -32,5 +34,5 @@ case "${1:-}" in
   report)
     "$venv/bin/python" bench/bench.py report bench/results/*.jsonl
     ;;
-  *) sed -n 2,13p "$0"; exit 1 ;;
+  *) sed -n 2,15p "$0"; exit 1 ;;
 esac
