@@ -11,7 +11,8 @@
 #   bash bench/run.sh report                        # markdown tables from bench/results/*.jsonl
 #
 # Results append to bench/results/PROFILE.jsonl. Before each pass it waits (up to BENCH_MAX_WAIT s, default 120)
-# for a 1-minute load below 1.0 and no cargo/rustc, and records the load it got.
+# for a 1-minute load below 1.0 and no cargo/rustc, and records the load it got. BENCH_RS_BIN=DIR takes patroni and
+# patronictl from DIR instead of target/release (copy them once so concurrent builds do not change them mid-run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${BENCH_VENV:-/tmp/pyp-bench}
