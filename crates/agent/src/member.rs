@@ -18,6 +18,11 @@ pub struct LocalDetails {
     pub postmaster_start_time: Option<f64>,
     pub replay_paused: bool,
     pub replayed_timestamp: Option<String>,
+    /// `pg_stat_wal_receiver.latest_end_lsn`: the primary's position as this standby last heard it, so health
+    /// checks measure lag against it when the DCS copy is older.
+    pub latest_end_lsn: Option<u64>,
+    /// `pg_stat_replication` as the REST API shows it on a primary.
+    pub replication: Vec<patroni_postgres::query::ReplicationRow>,
 }
 
 /// Everything the agent knows about where it and its PostgreSQL can be reached.

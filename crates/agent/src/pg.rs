@@ -178,6 +178,8 @@ impl PgNode {
                         (_, true) => Some("in archive recovery".to_owned()),
                         (_, false) => None,
                     };
+                    details.latest_end_lsn = info.wal_receiver.as_ref().and_then(|w| w.latest_end_lsn).map(|l| l.0);
+                    details.replication = info.replication.clone();
                     details.pending_restart = info.pending_restart;
                     details.server_version = Some(info.server_version);
                     details.postmaster_start_time = Some(info.postmaster_start_time.timestamp_micros() as f64 / 1e6);

@@ -84,18 +84,18 @@ pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>)
             xlog,
             timeline: p.local.timeline.map(u64::from),
             replication_state: p.details.replication_state.clone(),
-            latest_end_lsn: None,
+            latest_end_lsn: p.details.latest_end_lsn,
             replication: p
-                .local
+                .details
                 .replication
                 .iter()
                 .map(|r| ReplicationRow {
-                    usename: None,
-                    application_name: Some(r.name.clone()),
-                    client_addr: None,
-                    state: Some(if r.streaming { "streaming" } else { "catchup" }.to_owned()),
-                    sync_state: Some(if r.synchronous { "sync" } else { "async" }.to_owned()),
-                    sync_priority: None,
+                    usename: r.usename.clone(),
+                    application_name: Some(r.application_name.clone()),
+                    client_addr: r.client_addr.clone(),
+                    state: r.state.clone(),
+                    sync_state: r.sync_state.clone(),
+                    sync_priority: r.sync_priority.map(i64::from),
                 })
                 .collect(),
         });

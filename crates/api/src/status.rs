@@ -405,6 +405,10 @@ impl NodeStatus {
                 }
                 // Patroni always has the key, `null` while a replica's timeline is unknown.
                 r.insert("timeline".into(), pg.timeline.map_or(Value::Null, Value::from));
+                // Patroni shows the WAL receiver's last known primary position only when it has one.
+                if let Some(lsn) = pg.latest_end_lsn.filter(|l| *l > 0) {
+                    r.insert("latest_end_lsn".into(), Value::from(lsn));
+                }
                 if let Some(rs) = &pg.replication_state {
                     r.insert("replication_state".into(), Value::from(rs.as_str()));
                 }
