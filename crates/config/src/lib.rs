@@ -12,7 +12,8 @@
 //! - [`Config`] and its sections ([`model`]); [`DynamicConfig`] (the DCS `config` key, defaults via
 //!   accessors, [`Timeouts`] for `loop_wait + 2*retry_timeout <= ttl`); [`EffectiveConfig`] (local over
 //!   dynamic); [`CONTROLLED_PARAMETERS`] and [`effective_parameters`] ([`params`]).
-//! - [`parse_yaml`] / [`to_yaml`]: YAML read and written exactly as PyYAML's `safe_load` / `safe_dump`.
+//! - [`parse_yaml`] / [`to_yaml`]: YAML read and written exactly as PyYAML's `safe_load` / `safe_dump`
+//!   ([`to_yaml_with`] for `width` and flow style, as patronictl dumps).
 //! - [`parse_duration`], [`parse_size`] ([`units`]); [`generate_sample`] ([`sample`]).
 //!
 //! ```
@@ -72,4 +73,4 @@ pub use sample::{generate_sample, render_config, sample_tree, SampleContext};
 pub use tree::{deep_merge, parse_yaml, YamlError};
 pub use units::{parse_duration, parse_size, Duration, Size, UnitError};
 pub use validate::{split_host_port, validate_dynamic};
-pub use yaml_out::to_yaml;
+pub use yaml_out::{to_yaml, to_yaml_width, to_yaml_with, DumpOptions};
