@@ -100,7 +100,7 @@ pub fn render(table: &Table, fmt: Format, delimiter: &str) -> String {
                 format!("{}\n", patroni_api::pyjson::to_string(&list))
             } else {
                 // safe_dump ends with a newline and click.echo adds another.
-                let mut s = patroni_config::to_yaml(&list, true);
+                let mut s = crate::yaml::format_config_for_editing(&list, false);
                 s.push('\n');
                 s
             }

@@ -9,9 +9,9 @@ use super::get_cluster;
 use crate::context::{Ctl, CtlError, CtlResult};
 use crate::prompt;
 
-/// `yaml.safe_dump(data, default_flow_style=False)`.
+/// `format_config_for_editing(data)`: block style, sorted keys, width 200.
 pub(crate) fn format_config(data: &Value) -> String {
-    patroni_config::to_yaml(data, true)
+    crate::yaml::format_config_for_editing(data, false)
 }
 
 pub async fn show_config(ctl: &Ctl, name: Option<String>, group: Option<u32>) -> CtlResult<()> {
