@@ -64,37 +64,8 @@ impl AgentControl {
         }
     }
 
-    async fn send(&self, r: Request) -> bool {
-        let sent = self.requests.send(r).await.is_ok();
-        self.wake.notify_one();
-        sent
-    }
-}
-
-#[async_trait]
-impl Control for AgentControl {
-    async fn wakeup(&self) {
-        self.wake.notify_one();
-        self.dcs.wakeup();
-    }
-
-    async fn reload(&self) {
-        self.send(Request::Reload).await;
-    }
-
-    async fn restart(&self, req: RestartRequest) -> Result<(bool, String), ControlError> {
-        if !req.conditions_met(&self.status.borrow()) {
-            return Ok((false, "restart conditions are not satisfied".into()));
-        }
-        let (reply, rx) = oneshot::channel();
-        if !self.send(Request::Restart { req, reply }).await {
-            return Err(ControlError("the HA loop is not running".into()));
-        }
-        rx.await.map_err(|_| ControlError("the HA loop dropped the restart request".into()))
-    }
-
-    async fn schedule_restart(&self, req: RestartRequest) -> bool {
-        let Some(at) = req.schedule else { return false };
+    /// Starts the timer of a scheduled restart at `at`; `false` when one is already pending.
+    fn arm_restart(&self, at: chrono::DateTime<chrono::FixedOffset>, req: RestartRequest) -> bool {
         let Ok(mut slot) = self.scheduled.lock() else { return false };
         if slot.as_ref().is_some_and(|h| !h.is_finished()) {
             return false;
@@ -127,7 +98,8 @@ impl Control for AgentControl {
         true
     }
 
-    async fn delete_scheduled_restart(&self) -> bool {
+    /// Cancels a pending scheduled restart; `false` when there is none.
+    fn disarm_restart(&self) -> bool {
         let Ok(mut slot) = self.scheduled.lock() else { return false };
         match slot.take() {
             Some(h) if !h.is_finished() => {
@@ -139,6 +111,61 @@ impl Control for AgentControl {
             }
             _ => false,
         }
+    }
+
+    /// Wakes the loop and waits (bounded) until `/patroni` shows `want` as its scheduled restart: Patroni answers
+    /// after the schedule is in place, so a client reading `/patroni` right after its 202 must see it.
+    async fn show_schedule(&self, want: Option<chrono::DateTime<chrono::FixedOffset>>) {
+        let mut rx = self.status.clone();
+        self.wake.notify_one();
+        let shown = rx.wait_for(|s| s.scheduled_restart.as_ref().map(|r| r.schedule) == want);
+        let _ = tokio::time::timeout(Duration::from_secs(5), shown).await;
+    }
+
+    async fn send(&self, r: Request) -> bool {
+        let sent = self.requests.send(r).await.is_ok();
+        self.wake.notify_one();
+        sent
+    }
+}
+
+#[async_trait]
+impl Control for AgentControl {
+    async fn wakeup(&self) {
+        self.wake.notify_one();
+        self.dcs.wakeup();
+    }
+
+    async fn reload(&self) {
+        self.send(Request::Reload).await;
+    }
+
+    async fn restart(&self, req: RestartRequest) -> Result<(bool, String), ControlError> {
+        if !req.conditions_met(&self.status.borrow()) {
+            return Ok((false, "restart conditions are not satisfied".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        if !self.send(Request::Restart { req, reply }).await {
+            return Err(ControlError("the HA loop is not running".into()));
+        }
+        rx.await.map_err(|_| ControlError("the HA loop dropped the restart request".into()))
+    }
+
+    async fn schedule_restart(&self, req: RestartRequest) -> bool {
+        let Some(at) = req.schedule else { return false };
+        if !self.arm_restart(at, req) {
+            return false;
+        }
+        self.show_schedule(Some(at)).await;
+        true
+    }
+
+    async fn delete_scheduled_restart(&self) -> bool {
+        if !self.disarm_restart() {
+            return false;
+        }
+        self.show_schedule(None).await;
+        true
     }
 
     async fn reinitialize(&self, req: ReinitializeRequest) -> Result<(), String> {

@@ -197,6 +197,8 @@ impl<N: Node> Runtime<N> {
         let mut peers: Option<Vec<PeerStatus>> = None;
         let mut plan = Plan::default();
         let mut refresh_reported = false;
+        // Whether this cycle wrote keys the published view shows (sync, failover, history…) after last reading them.
+        let mut view_stale = false;
         for round in 0..MAX_ROUNDS {
             let obs = Observation {
                 now: Time(now_millis()),
@@ -210,6 +212,7 @@ impl<N: Node> Runtime<N> {
                 debug!("{}", plan.status);
             }
             let result = self.execute(&plan, cluster.as_ref(), &settings).await?;
+            view_stale |= plan.actions.iter().any(changes_view);
             outcomes = result.outcomes;
             peers = result.peers;
             // A failed leader refresh must reach the core now, not be dropped with this plan: waiting for the next
@@ -223,6 +226,7 @@ impl<N: Node> Runtime<N> {
                 refresh_reported = true;
             } else {
                 cluster = self.read_cluster().await;
+                view_stale = false;
             }
             (local, details) = self.observe().await;
         }
@@ -259,6 +263,13 @@ impl<N: Node> Runtime<N> {
                 warn!("failed to update member key: {e}");
             }
             let _ = c;
+        }
+        if view_stale && cluster.is_some() {
+            // The REST API serves this view (`/cluster`, sync roles, the scheduled switchover) until the next cycle,
+            // a whole loop_wait away when nothing wakes us: show what we just wrote, as Patroni's fresh read does.
+            if let Some(fresh) = self.read_cluster().await {
+                cluster = Some(fresh);
+            }
         }
         let leader_version = cluster.as_ref().and_then(|c| c.leader.as_ref()).map(|l| l.version);
         self.publish_state(local, details, cluster.map(Arc::new), plan.status.clone());
@@ -716,6 +727,22 @@ impl<N: Node> Runtime<N> {
         let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
         let _ = self.dcs.touch_member(&member_data(&local, &details, &self.addresses, tags, false)).await;
     }
+}
+
+/// Actions that write keys other members and the REST API read from the cluster view (the leader key's own
+/// refresh and the member key are not among them: the view already says what they say).
+fn changes_view(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::SetInitialize { .. }
+            | Action::CancelInitialize
+            | Action::AcquireLeader
+            | Action::ReleaseLeader { .. }
+            | Action::ClearFailover
+            | Action::UpdateHistory
+            | Action::SetSyncState { .. }
+            | Action::WriteFailsafe { .. }
+    )
 }
 
 #[derive(Default)]

@@ -138,7 +138,7 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
                'sender_host', sender_host, 'sender_port', sender_port, 'conninfo', conninfo)::text
           FROM pg_catalog.pg_stat_wal_receiver) AS wal_receiver,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('pid', pid, 'usename', usename,
-               'application_name', application_name, 'client_addr', client_addr::text, 'state', state,
+               'application_name', application_name, 'client_addr', pg_catalog.host(client_addr), 'state', state,
                'sync_state', sync_state, 'sync_priority', sync_priority, 'sent_lsn', sent_lsn::text,
                'write_lsn', write_lsn::text, 'flush_lsn', flush_lsn::text, 'replay_lsn', replay_lsn::text))::text
           FROM pg_catalog.pg_stat_replication) AS replication,
