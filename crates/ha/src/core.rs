@@ -3,7 +3,7 @@
 use crate::action::{Action, DemoteMode, Outcome, Plan};
 use crate::election;
 use crate::time::Time;
-use crate::view::{ClusterView, DataDir, LocalState, Name, PeerStatus, PgRole, Process, Settings};
+use crate::view::{ClusterView, DataDir, LocalState, Name, PeerReply, PeerStatus, PgRole, Process, Settings};
 
 /// Everything one step looks at, gathered by the runtime just before the step.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -307,6 +307,12 @@ impl Ha {
         }
         plan.actions.extend(crate::sync::leader_actions(s, cluster, local));
         if cluster.failover.is_some() {
+            if !s.pause && obs.outcome(|o| *o == Outcome::LeaderRace { won: true }) {
+                // Taken back as the running primary: Patroni drops a pending request on acquiring the lock, since it
+                // was made for a cluster that had lost its leader and now has it back.
+                plan.status = "Cleaning up failover key after acquiring leader lock".into();
+                return plan.with(Action::ClearFailover);
+            }
             return self.switchover_as_leader(s, cluster, obs, plan);
         }
         plan
@@ -415,6 +421,12 @@ impl Ha {
                 ));
             }
         }
+        if local.role == PgRole::Primary && !timeline_behind(local, cluster) {
+            // Still running as primary (a failsafe leader whose key expired while every member confirmed it): the
+            // healthiest node whatever a failover request says, as in Patroni's `is_healthiest_node`. Deferring to
+            // a named candidate would wait forever, since the candidate never promotes next to a running primary.
+            return Plan::status("acquired session lock as a leader").with(Action::AcquireLeader).again();
+        }
         let mut excluded: Option<&str> = None;
         if let Some(f) = &cluster.failover {
             // A switchover (the request names a leader) in synchronous mode may only go to a synchronous
@@ -434,10 +446,7 @@ impl Ha {
                                 .with(Action::FetchPeers { members: others })
                                 .again();
                         };
-                        if let Some(p) = peers
-                            .iter()
-                            .find(|p| p.reply.as_ref().is_some_and(|r| r.running && r.role == PgRole::Primary))
-                        {
+                        if let Some(p) = peers.iter().find(|p| p.reply.as_ref().is_some_and(runs_as_primary)) {
                             return Plan::status(format!("manual failover: {} is still running as primary", p.name));
                         }
                     }
@@ -485,7 +494,12 @@ impl Ha {
                     .with(Action::FetchPeers { members: others })
                     .again();
             };
-            let peers: Vec<PeerStatus> = peers.iter().filter(|p| Some(p.name.as_str()) != excluded).cloned().collect();
+            // The former leader sits out the comparison, unless it still runs as primary: racing then makes two.
+            let peers: Vec<PeerStatus> = peers
+                .iter()
+                .filter(|p| Some(p.name.as_str()) != excluded || p.reply.as_ref().is_some_and(runs_as_primary))
+                .cloned()
+                .collect();
             if let Some(better) = election::better_peer(s, cluster, local, &peers) {
                 return Plan::status(format!(
                     "following a different leader because i am not the healthiest node ({better} is healthier)"
@@ -507,6 +521,16 @@ fn race_members(s: &Settings, cluster: &ClusterView) -> Vec<Name> {
     }
     names.retain(|n| *n != s.name);
     names
+}
+
+fn runs_as_primary(r: &PeerReply) -> bool {
+    r.running && r.role == PgRole::Primary
+}
+
+/// A primary on an older timeline than the `history` key shows: someone was promoted since, and taking the key back
+/// would discard that promotion.
+fn timeline_behind(local: &LocalState, cluster: &ClusterView) -> bool {
+    matches!((local.timeline, cluster.timeline), (Some(mine), Some(known)) if mine < known)
 }
 
 /// Whom a replica should stream from: its `replicatefrom` member when that one runs, else the leader.

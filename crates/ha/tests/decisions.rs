@@ -428,6 +428,51 @@ fn named_candidate_does_not_promote_next_to_a_running_primary() {
     assert_eq!(plan.status, "manual failover: pg1 is still running as primary");
 }
 
+/// The failsafe leader's key expired while every member confirmed it; a failover names pg2, which will not promote
+/// next to it. Once the DCS answers again the running primary must take the key back (and drop the request), or
+/// neither moves and the cluster stays without a leader key forever.
+#[test]
+fn failsafe_primary_without_its_key_takes_it_back_before_a_named_candidate() {
+    let mut s = settings("pg1");
+    s.failsafe_mode = true;
+    let mut c = cluster(None);
+    c.members.retain(|m| m.name != "pg1");
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    c.failover = Some(FailoverRequest { leader: None, candidate: Some("pg2".into()), scheduled_at: None });
+    let mut ha = Ha::new();
+    let plan = ha.step(&s, &obs(Some(c.clone()), running(PgRole::Primary, 120)));
+    assert_eq!(plan.status, "acquired session lock as a leader");
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+
+    c.leader = Some("pg1".into());
+    let mut won = obs(Some(c), running(PgRole::Primary, 120));
+    won.outcomes = vec![Outcome::LeaderRace { won: true }];
+    let plan = ha.step(&s, &won);
+    assert!(plan.actions.contains(&Action::ClearFailover), "{:?}", plan.actions);
+    assert!(!plan.actions.iter().any(|a| matches!(a, Action::Demote { .. } | Action::FetchPeers { .. })));
+}
+
+/// A primary on an older timeline than the `history` key does not take the key back: someone promoted since.
+#[test]
+fn primary_behind_the_cluster_timeline_does_not_take_the_free_key_back() {
+    let mut c = cluster(None);
+    c.timeline = Some(3);
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(c), running(PgRole::Primary, 120)));
+    assert_ne!(plan.actions, vec![Action::AcquireLeader]);
+}
+
+/// A switchover away from pg1 excludes it from the comparison, but not while it still runs as primary.
+#[test]
+fn former_leader_still_running_as_primary_is_not_ignored_by_the_race() {
+    let mut c = cluster(None);
+    c.failover = Some(FailoverRequest { leader: Some("pg1".into()), candidate: None, scheduled_at: None });
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg1", reply(PgRole::Primary, 100)), peer("pg3", reply(PgRole::Replica, 90))]);
+    let plan = Ha::new().step(&settings("pg2"), &o);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.status.contains("pg1 is healthier"), "{}", plan.status);
+}
+
 #[test]
 fn others_wait_for_a_healthy_named_candidate() {
     let mut c = cluster(None);

@@ -456,7 +456,8 @@ impl World {
                         None => (None, 1),
                     };
                     took = took.max(t);
-                    confirmed &= reply.is_some();
+                    // Patroni's `update_failsafe`: a member running as primary answers "Running as a leader".
+                    confirmed &= reply.is_some_and(|r| !(r.running && r.role == PgRole::Primary));
                 }
                 self.agents[m].outcomes.push(Outcome::Failsafe { confirmed });
                 if confirmed && self.agents[m].watchdog.is_some() {
