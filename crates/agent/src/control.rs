@@ -43,6 +43,8 @@ pub struct AgentControl {
     scheduled: Mutex<Option<JoinHandle<()>>>,
     /// What `/patroni` and the member key show as `scheduled_restart`.
     pub schedule: SharedSchedule,
+    /// Fresh WAL positions for `GET /patroni` (None: the snapshot's).
+    pub probe: Option<Arc<crate::probe::WalProbe>>,
 }
 
 impl AgentControl {
@@ -61,6 +63,7 @@ impl AgentControl {
             http,
             scheduled: Mutex::new(None),
             schedule: SharedSchedule::default(),
+            probe: None,
         }
     }
 
@@ -134,6 +137,10 @@ impl Control for AgentControl {
     async fn wakeup(&self) {
         self.wake.notify_one();
         self.dcs.wakeup();
+    }
+
+    async fn fresh_xlog(&self) -> Option<patroni_api::status::Xlog> {
+        self.probe.as_ref()?.xlog().await
     }
 
     async fn reload(&self) {

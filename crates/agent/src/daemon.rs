@@ -91,6 +91,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let secs = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(10));
     let dcs = crate::dcs_setup::connect(&config, &name, secs(boot.ttl), secs(boot.retry_timeout)).await?;
     let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
+    let probe = node.probe();
     let http = reqwest::Client::builder().build().context("building the HTTP client")?;
 
     let info = PatroniInfo { version: crate::VERSION.into(), scope: scope.clone(), name: name.clone() };
@@ -103,6 +104,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
         .with_config_path(config_path);
     let mut control = AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http);
     control.schedule = schedule;
+    control.probe = Some(probe);
     let control = Arc::new(control);
 
     let settings = ServerSettings::from_restapi(&config.restapi).map_err(|e| anyhow::anyhow!("restapi: {e}"))?;

@@ -16,5 +16,6 @@ pub mod logging;
 pub mod node;
 pub mod peers;
 pub mod pg;
+pub mod probe;
 pub mod runtime;
 pub mod status;

@@ -21,6 +21,8 @@ use crate::node::{Node, NodeError, NodeResult, Stop, Upstream};
 
 pub struct PgNode {
     pg: Mutex<Postgres>,
+    /// Reads WAL positions for `GET /patroni` on its own connection (see probe.rs).
+    probe: Arc<crate::probe::WalProbe>,
     bootstrap: BootstrapSettings,
     /// The local configuration, merged with each new dynamic configuration.
     config: Config,
@@ -54,6 +56,11 @@ pub fn pg_settings(config: &Config, dynamic: &DynamicConfig, name: &str) -> Resu
 }
 
 impl PgNode {
+    /// The on-demand WAL position reader the REST API uses.
+    pub fn probe(&self) -> Arc<crate::probe::WalProbe> {
+        self.probe.clone()
+    }
+
     pub async fn new(config: &Config, name: &str) -> Result<PgNode, NodeError> {
         let dynamic = config.bootstrap_dcs();
         let settings = pg_settings(config, &dynamic, name)?;
@@ -70,6 +77,7 @@ impl PgNode {
         }
         Ok(PgNode {
             pg: Mutex::new(pg),
+            probe: Arc::default(),
             bootstrap,
             config: config.clone(),
             name: name.to_owned(),
@@ -153,6 +161,7 @@ impl PgNode {
         } else if pg.is_running() {
             match pg.cluster_info().await {
                 Ok(info) => {
+                    self.probe.set_params(pg.local_conn_params());
                     local.process = Process::Running;
                     local.role = if info.in_recovery { PgRole::Replica } else { PgRole::Primary };
                     if !info.in_recovery {

@@ -706,6 +706,13 @@ impl<N: Node> Runtime<N> {
             info!("Leader key is not deleted and Postgresql is not stopped due paused state");
             return;
         }
+        // Peers racing for the key we are about to release ask our REST API: it must not still say "running
+        // primary", or they wait a whole loop for a member that is going away. (They read each other's WAL
+        // positions fresh from PostgreSQL, so racing at once compares the final positions, not snapshots.)
+        let (mut local, details) = self.observe().await;
+        local.busy = Some(patroni_ha::Busy::Stopping);
+        let cluster = self.publish.borrow().cluster.clone();
+        self.publish_state(local, details, cluster, "shutting down".into());
         let lsn = match self.node.stop(Stop::FastWithCheckpoint).await {
             Ok(lsn) => lsn,
             Err(e) => {

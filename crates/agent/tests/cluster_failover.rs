@@ -286,21 +286,36 @@ async fn diverged_old_primary_rewinds_and_follows() {
     c.wait_row(p, "later", WAIT).await;
 }
 
-/// Failover picks the replica with the highest `failover_priority` among the equally advanced ones.
+/// Failover picks the replica with the highest `failover_priority` among the equally advanced ones, twice in a row
+/// (the old primary rejoins in between), with Patroni's default loop_wait of 10 s: racing replicas read each
+/// other's final WAL positions fresh from PostgreSQL and the departing primary says it is stopping, so the handover
+/// does not wait for anyone's next loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_prefers_the_highest_failover_priority() {
     let tags = (1..=3).map(|prio| Some(format!("{{failover_priority: {prio}}}"))).collect();
-    let mut c = Cluster::start(Options { tags, ..Options::default() }).await;
-    let p = c.wait_primary(WAIT, &[]).await;
-    let best = (0..3).filter(|r| *r != p).max().unwrap();
-    c.insert(p, "before").await;
-    for r in (0..3).filter(|r| *r != p) {
-        c.wait_row(r, "before", WAIT).await;
+    let loop_wait = 10;
+    let mut c = Cluster::start(Options { tags, loop_wait, ..Options::default() }).await;
+    for round in 0..2 {
+        let p = c.wait_primary(WAIT, &[]).await;
+        let value = format!("before-{round}");
+        c.insert(p, &value).await;
+        let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+        for &r in &replicas {
+            c.wait_row(r, &value, WAIT).await;
+        }
+        let best = replicas.iter().copied().max().unwrap();
+        // A graceful stop: both replicas end at the same position, so the priority decides.
+        let asked = Instant::now();
+        c.nodes[p].kill(Signal::SIGTERM).unwrap();
+        let np = c.wait_primary(WAIT, &[p]).await;
+        let took = asked.elapsed();
+        eprintln!("round {round}: {} took over {took:?} after SIGTERM", name(np));
+        assert_eq!(np, best, "{} has the highest failover_priority", name(best));
+        assert!(took < Duration::from_secs(loop_wait), "the handover waited for a loop: {took:?}");
+        c.nodes[p].wait_exit(WAIT).await.unwrap();
+        c.nodes[p].restart().unwrap();
+        c.wait_streaming(&[p], np, START_TIMEOUT).await;
     }
-    // A graceful stop: both replicas end at the same position, so the priority decides.
-    c.nodes[p].kill(Signal::SIGTERM).unwrap();
-    let np = c.wait_primary(WAIT, &[p]).await;
-    assert_eq!(np, best, "{} has the highest failover_priority", name(best));
 }
 
 /// The primary's agent freezes (SIGSTOP) past the ttl: its key expires and a replica takes over. Thawed, the old

@@ -3,7 +3,7 @@
 
 use crate::cluster::ClusterView;
 use crate::schedule::{parse_schedule, ScheduleError};
-use crate::status::{NodeStatus, PostgresRole, Timestamp};
+use crate::status::{NodeStatus, PostgresRole, Timestamp, Xlog};
 use crate::units::parse_seconds;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -415,6 +415,13 @@ pub struct ControlError(pub String);
 pub trait Control: Send + Sync + 'static {
     /// Wakes the HA loop (after a config change or a failover request).
     async fn wakeup(&self);
+
+    /// The local WAL positions read right now, for `GET /patroni`. Members racing for a free leader key compare
+    /// these, and the loop's snapshot can predate the last WAL the departing primary sent (Patroni queries
+    /// PostgreSQL on every `/patroni` request). `None` serves the snapshot; the server waits only briefly.
+    async fn fresh_xlog(&self) -> Option<Xlog> {
+        None
+    }
 
     /// Re-reads the configuration file (`POST /reload`, like SIGHUP).
     async fn reload(&self);

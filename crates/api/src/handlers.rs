@@ -136,6 +136,7 @@ async fn route(shared: &Shared, rt: &Runtime, conn: ConnInfo, req: Request<Incom
         return Reply::text(403, "client certificate required");
     }
     match method {
+        Method::GET if endpoint == "patroni" => patroni_status(shared).await,
         Method::GET | Method::HEAD | Method::OPTIONS => {
             let status_only = method != Method::GET;
             read_only(shared, &endpoint, &path, &query, status_only)
@@ -148,6 +149,31 @@ async fn route(shared: &Shared, rt: &Runtime, conn: ConnInfo, req: Request<Incom
             unsafe_request(shared, rt, method, &endpoint, req).await
         }
         other => Reply::text(501, format!("Unsupported method ('{other}')")),
+    }
+}
+
+/// How long `GET /patroni` waits for fresh WAL positions before it answers from the snapshot.
+const FRESH_XLOG_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// `GET /patroni` with the WAL positions PostgreSQL reports now, when it answers quickly; the rest from the
+/// snapshot. Only a running PostgreSQL is asked, and only for the same kind of position (a promotion or demotion
+/// in between is the loop's to publish).
+async fn patroni_status(shared: &Shared) -> Reply {
+    let status = snapshot(shared);
+    let running = status.state == crate::status::PostgresState::Running;
+    let Some(pg) = status.postgres.as_ref().filter(|_| running) else {
+        return Reply::json(200, &status.to_json());
+    };
+    let fresh = tokio::time::timeout(FRESH_XLOG_WAIT, shared.control.fresh_xlog()).await.ok().flatten();
+    match fresh {
+        Some(xlog) if std::mem::discriminant(&xlog) == std::mem::discriminant(&pg.xlog) => {
+            let mut status = (*status).clone();
+            if let Some(pg) = status.postgres.as_mut() {
+                pg.xlog = xlog;
+            }
+            Reply::json(200, &status.to_json())
+        }
+        _ => Reply::json(200, &status.to_json()),
     }
 }
 

@@ -470,3 +470,55 @@ async fn listens_on_any_address_and_ipv6() {
     assert_eq!(r.status(), 200);
     v6.stop().await;
 }
+
+/// `GET /patroni` shows the WAL positions PostgreSQL reports at request time (racing members compare them), falls
+/// back to the loop's snapshot when they are not available quickly or PostgreSQL changed role meanwhile, and never
+/// asks a PostgreSQL that is not running. Health checks keep answering from the snapshot.
+#[tokio::test]
+async fn patroni_endpoint_reads_fresh_wal_positions() {
+    let server = TestServer::start(replica(0)).await;
+    let http = http();
+    let received = |v: &Value| v["xlog"]["received_location"].as_u64();
+    let get = |path: &'static str| {
+        let (http, url) = (http.clone(), server.url(path));
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let snapshot = received(&get("/patroni").await.1);
+
+    let fresh = Xlog::Replica {
+        received_location: 99_000_000,
+        replayed_location: 98_000_000,
+        replayed_timestamp: None,
+        paused: false,
+    };
+    server.control.0.lock().unwrap().fresh_xlog = Some(fresh);
+    let (code, v) = get("/patroni").await;
+    assert_eq!(code, 200);
+    assert_eq!(received(&v), Some(99_000_000), "{v}");
+    assert_eq!(v["xlog"]["replayed_location"], 98_000_000);
+    assert_eq!(received(&get("/replica").await.1), snapshot, "health checks answer from the snapshot");
+
+    // Promoted meanwhile: the loop publishes the new role; until then the snapshot stands.
+    server.control.0.lock().unwrap().fresh_xlog = Some(Xlog::Primary { location: 1 });
+    assert_eq!(received(&get("/patroni").await.1), snapshot);
+
+    // PostgreSQL hangs: the answer comes from the snapshot, promptly.
+    server.control.0.lock().unwrap().hang_fresh_xlog = true;
+    let asked = std::time::Instant::now();
+    assert_eq!(received(&get("/patroni").await.1), snapshot);
+    assert!(asked.elapsed() < Duration::from_secs(5), "waited {:?}", asked.elapsed());
+
+    // Not running: PostgreSQL is not asked at all.
+    let mut stopped = replica(0);
+    stopped.state = PostgresState::Stopped;
+    stopped.postgres = None;
+    server.publish(stopped);
+    let before = server.control.calls().iter().filter(|c| *c == "fresh_xlog").count();
+    assert_eq!(get("/patroni").await.1["state"], "stopped");
+    let after = server.control.calls().iter().filter(|c| *c == "fresh_xlog").count();
+    assert_eq!(before, after, "a stopped PostgreSQL is not queried");
+    server.stop().await;
+}

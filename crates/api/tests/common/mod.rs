@@ -121,6 +121,10 @@ pub struct ControlState {
     pub race_next_write: bool,
     /// `restart` never returns (a stuck action).
     pub hang_restart: bool,
+    /// What `fresh_xlog` answers (None: the snapshot's).
+    pub fresh_xlog: Option<Xlog>,
+    /// `fresh_xlog` never returns (PostgreSQL hangs).
+    pub hang_fresh_xlog: bool,
 }
 
 /// Records every call; behaves like a small, consistent agent.
@@ -147,6 +151,17 @@ impl RecordingControl {
 impl Control for RecordingControl {
     async fn wakeup(&self) {
         self.record("wakeup".into());
+    }
+    async fn fresh_xlog(&self) -> Option<Xlog> {
+        self.record("fresh_xlog".into());
+        let (hang, xlog) = {
+            let st = self.0.lock().unwrap();
+            (st.hang_fresh_xlog, st.fresh_xlog.clone())
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        xlog
     }
     async fn reload(&self) {
         self.record("reload".into());
