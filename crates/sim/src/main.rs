@@ -31,15 +31,12 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     members: usize,
     /// Run a deliberately broken core: forget-demote-on-dcs-loss, skip-lag-check, ignore-other-leader, no-watchdog,
-    /// ignore-nofailover, ignore-pause, never-follow.
+    /// ignore-nofailover, ignore-pause, never-follow, ignore-sync-key.
     #[arg(long)]
     mutation: Option<String>,
     /// Treat a member left diverged (never rewound) as a convergence failure.
     #[arg(long)]
     require_rewind: bool,
-    /// Drop the workaround for open core bug 5 (sync-mode failover candidate outside the sync key): see README.
-    #[arg(long)]
-    faithful: bool,
     /// Allow DCS faults and agent kills around pause (a known split-brain hazard, shared with Patroni).
     #[arg(long)]
     pause_hazards: bool,
@@ -66,7 +63,6 @@ fn main() -> ExitCode {
         mutation,
         trace: args.trace,
         require_rewind: args.require_rewind,
-        faithful: args.faithful,
         pause_hazards: args.pause_hazards,
         failsafe: args.failsafe,
         scenario: None,
@@ -79,6 +75,7 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let began = Instant::now();
     let (mut steps, mut events, mut simulated, mut failures, mut diverged) = (0u64, 0u64, 0i64, 0u64, 0u64);
+    let mut manual_losses = 0u64;
     let mut ran = 0u64;
     let mut recoveries: Vec<i64> = Vec::new();
     for seed in start..start.saturating_add(count) {
@@ -89,6 +86,7 @@ fn main() -> ExitCode {
         events += report.events;
         simulated += report.simulated_ms;
         diverged += report.diverged_at_end as u64;
+        manual_losses += u64::from(report.manual_failover_losses);
         let mut written = Ok(());
         if args.trace {
             written = write!(out, "{}", report.explain());
@@ -113,7 +111,8 @@ fn main() -> ExitCode {
     let _ = writeln!(
         out,
         "{ran} seeds, {failures} failed, {steps} core steps, {events} events, {:.0} simulated hours, \
-         {diverged} members left diverged; {:.2}s wall, {:.0} steps/s, {:.0} events/s",
+         {diverged} members left diverged, {manual_losses} manual failovers lost acknowledged writes (allowed); \
+         {:.2}s wall, {:.0} steps/s, {:.0} events/s",
         simulated as f64 / 3_600_000.0,
         secs,
         steps as f64 / secs,

@@ -1,7 +1,7 @@
 //! Deliberately broken variants of the core, applied as filters around `Ha::step`, to prove the simulator fails
 //! when the core is wrong. The checker always uses the real configuration.
 
-use patroni_ha::{Action, DemoteMode, Observation, Plan, Settings};
+use patroni_ha::{Action, DemoteMode, Observation, Plan, Settings, SyncMode};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
@@ -19,10 +19,12 @@ pub enum Mutation {
     IgnorePause,
     /// Replicas never repoint `primary_conninfo` at a new leader.
     NeverFollow,
+    /// Members not leading are not told about synchronous mode: any replica may win a race, the `sync` key unread.
+    IgnoreSyncKey,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -30,6 +32,7 @@ impl Mutation {
         Mutation::IgnoreNofailover,
         Mutation::IgnorePause,
         Mutation::NeverFollow,
+        Mutation::IgnoreSyncKey,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Mutation {
             Mutation::IgnoreNofailover => "ignore-nofailover",
             Mutation::IgnorePause => "ignore-pause",
             Mutation::NeverFollow => "never-follow",
+            Mutation::IgnoreSyncKey => "ignore-sync-key",
         }
     }
 
@@ -48,12 +52,14 @@ impl Mutation {
         Mutation::ALL.into_iter().find(|m| m.name() == s)
     }
 
-    /// What the broken core is configured with, before it steps.
-    pub fn settings(self, s: &mut Settings) {
+    /// What the broken core is configured with, before it steps (`leading`: it held the key at its last step).
+    pub fn settings(self, s: &mut Settings, leading: bool) {
         match self {
             Mutation::SkipLagCheck => s.maximum_lag_on_failover = u64::MAX,
             Mutation::IgnoreNofailover => s.tags.nofailover = false,
             Mutation::IgnorePause => s.pause = false,
+            // The leader still maintains the `sync` key and PostgreSQL's list, so writes are still acknowledged.
+            Mutation::IgnoreSyncKey if !leading => s.sync_mode = SyncMode::Off,
             _ => {}
         }
     }

@@ -47,10 +47,6 @@ pub struct Options {
     /// Count a member left with a diverged timeline after the quiet period as a convergence failure. The core
     /// never asks for `Rewind`/`Reinitialize` yet, so this is off by default (README, "Core bugs found", 6).
     pub require_rewind: bool,
-    /// Run the core without the simulator's workaround for core bug 5 (README, "Core bugs found"): in synchronous
-    /// mode, a failover request naming a candidate that has since left the `sync` key is shown as it is, and the
-    /// candidate promotes without the commits the current synchronous standby acknowledged.
-    pub faithful: bool,
     /// Allow DCS trouble and agent deaths around pause. A paused leader that cannot read the DCS keeps its cached
     /// `pause`, so it neither demotes nor learns of the resume, while its key expires and the others race: a split
     /// brain Patroni shares. Off by default: the operator then pauses and resumes only when every member has been
@@ -81,7 +77,6 @@ impl Default for Options {
             mutation: None,
             trace: false,
             require_rewind: false,
-            faithful: false,
             pause_hazards: false,
             failsafe: false,
             scenario: None,
@@ -99,6 +94,8 @@ pub struct Report {
     /// Members that ended diverged from the primary and were never rewound.
     pub diverged_at_end: usize,
     pub promotions: u32,
+    /// Manual failovers that promoted a candidate without an acknowledged write: allowed, see `complete_promotion`.
+    pub manual_failover_losses: u32,
     /// How long after the faults stopped the cluster first converged (`None`: it did not).
     pub recovered_after_ms: Option<i64>,
     pub trace: Vec<String>,
@@ -199,8 +196,10 @@ struct Agent {
     snapshot: Option<(ClusterView, DynConfig)>,
     /// The last successful read showed a failover key: a demotion then is an operator's, not automatic.
     saw_failover_key: bool,
-    /// The leader key was taken while the failover key named us: a manual failover.
+    /// The leader key was taken while the failover key named us: a manual failover or switchover.
     named_candidate: bool,
+    /// ... and the request named no leader: a failover, whose candidate may lack acknowledged commits.
+    manual_failover: bool,
     /// The previous leader's last published LSN when we took the key: our own refresh overwrites it at once.
     lsn_when_acquired: Option<u64>,
     watchdog: Option<i64>,
@@ -232,7 +231,10 @@ enum JobKind {
         follow: Option<usize>,
     },
     StartPrimary,
-    Promote,
+    /// `manual_failover`: see `Agent::manual_failover`, as of the `Promote` action.
+    Promote {
+        manual_failover: bool,
+    },
     /// The stop half of a demotion; the start half is `StartReplica` with busy `Demoting`.
     DemoteStop {
         mode: DemoteMode,
@@ -318,6 +320,7 @@ pub struct World {
     steps: u64,
     events: u64,
     promotions: u32,
+    manual_failover_losses: u32,
     trace: Vec<String>,
     violation: Option<Violation>,
 }
@@ -388,6 +391,7 @@ impl World {
                 snapshot: None,
                 saw_failover_key: false,
                 named_candidate: false,
+                manual_failover: false,
                 lsn_when_acquired: None,
                 watchdog: None,
             })
@@ -438,6 +442,7 @@ impl World {
             steps: 0,
             events: 0,
             promotions: 0,
+            manual_failover_losses: 0,
             trace: Vec::new(),
             violation: None,
         };
@@ -490,6 +495,7 @@ impl World {
             simulated_ms: self.now - EPOCH,
             diverged_at_end,
             promotions: self.promotions,
+            manual_failover_losses: self.manual_failover_losses,
             recovered_after_ms: self.recovered_at.map(|t| t - self.quiet_at),
             trace: self.trace,
         }

@@ -9,47 +9,6 @@ use patroni_sim::dcs::DynConfig;
 use patroni_sim::faults::{Fault, FaultKind};
 use patroni_sim::{run, Invariant, Options, Scenario};
 
-fn faithful() -> Options {
-    Options { faithful: true, ..Options::default() }
-}
-
-/// Sync mode; a failover (no leader named) to a candidate the REST API accepted as synchronous; that candidate is
-/// cut off from the leader (drops out of the `sync` key, another standby acknowledges commits); then the leader is
-/// isolated before the scheduled time.
-fn sync_failover_to_a_former_sync_standby() -> Scenario {
-    let config = fast(SyncMode::On);
-    let failover = FaultKind::FailoverKey { switchover: false, with_candidate: true, scheduled_in: Some(20_000) };
-    Scenario {
-        config,
-        faults: vec![
-            Fault { at: 20_000, kind: failover },
-            Fault { at: 21_000, kind: FaultKind::CutCandidateFromLeader { lasts: 60_000 } },
-            Fault { at: 30_000, kind: FaultKind::IsolateLeader { lasts: 60_000 } },
-        ],
-        quiet_at: 95_000,
-    }
-}
-
-/// Bug 5 (fixed for switchovers in be641e0, not for failovers): the failover candidate above still takes the key
-/// once the leader is gone and promotes without the commits the current synchronous standby acknowledged.
-#[test]
-#[ignore = "core bug 5: a failover candidate outside the sync key loses acknowledged writes"]
-fn failover_candidate_outside_the_sync_key_loses_acknowledged_writes() {
-    let scenario = sync_failover_to_a_former_sync_standby();
-    let seeds = breaking(&scenario, &faithful(), Invariant::LostAcknowledgedWrite);
-    assert!(seeds.is_empty(), "writes lost with seeds {seeds:?}");
-}
-
-/// The scenario is sound: with the simulator's workaround (the fix, emulated) nothing is lost.
-#[test]
-fn the_sync_failover_scenario_passes_with_the_fix_emulated() {
-    let opts = Options::default();
-    for seed in 0..30 {
-        let report = run(seed, &Options { scenario: Some(sync_failover_to_a_former_sync_standby()), ..opts.clone() });
-        assert!(!report.failed(), "seed {seed}: {:?}", report.violation);
-    }
-}
-
 fn fast(sync_mode: SyncMode) -> DynConfig {
     DynConfig {
         ttl: 12_000,

@@ -27,24 +27,10 @@ impl World {
 
     pub(super) fn observe_and_step(&mut self, m: usize, fails: bool) {
         let snapshot = if fails { None } else { self.agents[m].snapshot.take() };
-        let mut cluster = snapshot.map(|(view, config)| {
+        let cluster = snapshot.map(|(view, config)| {
             self.agents[m].config = config;
             view
         });
-        if let Some(c) = cluster.as_mut().filter(|_| !self.opts.faithful) {
-            if self.agents[m].config.sync_mode != SyncMode::Off {
-                // Core bug 5 workaround (the core fixed switchovers, not failovers): in synchronous mode a candidate
-                // outside the `sync` key lacks acknowledged commits, so every member treats it as no candidate. The
-                // REST API checks this when the request is made; the candidate may leave the key before acting.
-                let sync = c.sync.clone();
-                if let Some(f) = c.failover.as_mut() {
-                    let allowed = |n: &str| sync.leader.as_deref() == Some(n) || sync.is_sync_standby(n);
-                    if f.candidate.as_deref().is_some_and(|n| !allowed(n)) {
-                        f.candidate = None;
-                    }
-                }
-            }
-        }
         let settings = self.settings(m);
         let local = self.local_state(m);
         let agent = &mut self.agents[m];
@@ -170,7 +156,7 @@ impl World {
             ..Settings::default()
         };
         if let Some(mutation) = self.opts.mutation {
-            mutation.settings(&mut s);
+            mutation.settings(&mut s, self.agents[m].ha.holds_lock());
         }
         s
     }
@@ -332,7 +318,8 @@ impl World {
                     return Exec { ok: false, took: 0 };
                 }
                 self.check_promotion_allowed(m);
-                self.start_job(m, JobKind::Promote, Busy::Promoting)
+                let manual_failover = self.agents[m].manual_failover;
+                self.start_job(m, JobKind::Promote { manual_failover }, Busy::Promoting)
             }
             Action::Demote { mode, follow } => {
                 if self.agents[m].config.pause && !self.agents[m].saw_failover_key {
@@ -360,13 +347,9 @@ impl World {
                         let expires = self.now + self.agents[m].config.ttl as i64;
                         self.dcs.leader = Some(Lease { holder: m, expires });
                         let me = self.names[m].as_str();
-                        let sync_ok = !self.dcs.sync_enabled()
-                            || self.opts.faithful
-                            || self.dcs.sync.leader.as_deref() == Some(me)
-                            || self.dcs.sync.is_sync_standby(me);
-                        let named =
-                            self.dcs.failover.as_ref().and_then(|f| f.candidate.as_deref()) == Some(me) && sync_ok;
-                        self.agents[m].named_candidate = named;
+                        let request = self.dcs.failover.as_ref().filter(|f| f.candidate.as_deref() == Some(me));
+                        self.agents[m].named_candidate = request.is_some();
+                        self.agents[m].manual_failover = request.is_some_and(|f| f.leader.is_none());
                         self.agents[m].lsn_when_acquired = self.dcs.last_leader_lsn;
                         self.keepalive(m);
                         self.schedule(expires, Ev::LeaseCheck);

@@ -12,7 +12,7 @@ impl World {
         // Children of the agent die with it; what PostgreSQL already does on its own (start, promote) goes on.
         let pg = &mut self.pgs[m];
         if let Some(job) = &pg.job {
-            if !matches!(job.kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Promote) {
+            if !matches!(job.kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Promote { .. }) {
                 pg.job = None;
             }
         }
@@ -28,6 +28,7 @@ impl World {
         agent.peers = None;
         agent.resteps = 0;
         agent.named_candidate = false;
+        agent.manual_failover = false;
         agent.lsn_when_acquired = None;
         agent.config = config;
         agent.phase = Phase::Sleeping;
@@ -216,6 +217,10 @@ impl World {
         let mut eligible: Vec<usize> =
             (0..self.names.len()).filter(|&c| Some(c) != leader && self.tags[c].can_fail_over()).collect();
         if self.dcs.sync_enabled() {
+            // Patroni's API requires this of a switchover only; a failover may name an asynchronous standby (allowed
+            // to lose writes, see `complete_promotion`). This operator does not: once such a candidate lost its key
+            // before writing the `sync` key, nobody may promote again, Patroni's documented price of synchronous
+            // mode, and the convergence check would fail.
             eligible.retain(|&c| self.dcs.sync.is_sync_standby(&self.names[c]));
         }
         let candidate = if with_candidate || !switchover { self.rng.pick(&eligible) } else { None };

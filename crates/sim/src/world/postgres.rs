@@ -10,7 +10,7 @@ impl World {
             JobKind::Clone { .. } | JobKind::Reinitialize { .. } => self.rng.ms(1_000, 4_000),
             JobKind::Rewind { .. } => self.rng.ms(500, 2_000),
             JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart => self.rng.ms(200, 1_500),
-            JobKind::Promote => self.rng.ms(100, 1_000),
+            JobKind::Promote { .. } => self.rng.ms(100, 1_000),
             JobKind::DemoteStop { .. } => self.rng.ms(100, 800),
         };
         if self.now < self.pgs[m].slow_disk_until {
@@ -32,7 +32,7 @@ impl World {
             self.pgs[m].proc = Proc::Starting { since: self.now };
             self.pgs[m].pending.clear();
         }
-        if matches!(kind, JobKind::Promote) {
+        if matches!(kind, JobKind::Promote { .. }) {
             // pg_ctl promote: the walreceiver stops at once.
             self.pgs[m].upstream = None;
             self.pgs[m].streaming = false;
@@ -82,7 +82,7 @@ impl World {
             JobKind::StartReplica { follow } => self.start_as(m, false, follow),
             JobKind::StartPrimary => {
                 if self.pgs[m].data.as_ref().is_some_and(|d| !d.primary) {
-                    self.complete_promotion(m);
+                    self.complete_promotion(m, false);
                 }
                 self.start_as(m, true, None)
             }
@@ -91,9 +91,9 @@ impl World {
                 let upstream = self.pgs[m].upstream;
                 self.start_as(m, primary, upstream)
             }
-            JobKind::Promote => {
+            JobKind::Promote { manual_failover } => {
                 if self.role(m) == PgRole::Replica {
-                    self.complete_promotion(m);
+                    self.complete_promotion(m, manual_failover);
                     true
                 } else {
                     false
@@ -196,14 +196,26 @@ impl World {
     }
 
     /// Invariant 2a at the moment the new primary starts accepting writes, then a new timeline.
-    pub(super) fn complete_promotion(&mut self, m: usize) {
+    ///
+    /// A manual failover (a request naming a candidate and no leader) is exempt, as automatic promotions are from
+    /// nothing but the lag bound: the operator chose that member, accepting the loss. Patroni's replication modes
+    /// documentation: "System administrators can still use manual failover commands to promote a standby even if it
+    /// results in transaction loss"; its REST API documentation gives the example of a failover "to an asynchronous
+    /// standby if all synchronous standbys are not healthy enough to promote". A switchover is not exempt: the
+    /// core only hands over to a synchronous standby, after the leader flushed it.
+    pub(super) fn complete_promotion(&mut self, m: usize, manual_failover: bool) {
         let Some(pos) = self.pos(m) else { return };
         if self.dcs.sync_enabled() {
             if let Some(acked) = self.last_sync_ack {
                 if !self.lineage.contains(pos, acked) {
                     let detail =
                         format!("{} promoted at {pos:?} without the write acknowledged at {acked:?}", self.names[m]);
-                    self.violate(Invariant::LostAcknowledgedWrite, detail);
+                    if manual_failover {
+                        self.manual_failover_losses += 1;
+                        self.note(Some(m), |_| format!("allowed (manual failover): {detail}"));
+                    } else {
+                        self.violate(Invariant::LostAcknowledgedWrite, detail);
+                    }
                 }
             }
         }
