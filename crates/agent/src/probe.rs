@@ -10,7 +10,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use patroni_api::status::Xlog;
 use patroni_postgres::query::Db;
 use patroni_postgres::ConnParams;
@@ -19,15 +18,6 @@ use patroni_postgres::ConnParams;
 const REUSE_FOR: Duration = Duration::from_millis(50);
 /// Connecting and querying together; the REST server waits less than this anyway.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
-
-// Positions as byte offsets (`pg_wal_lsn_diff(x, '0/0')`), the unit `/patroni` shows.
-const SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(),
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
-            ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), '0/0')::bigint END,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_receive_lsn(), '0/0')::bigint,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_replay_lsn(), '0/0')::bigint,
-       pg_catalog.pg_last_xact_replay_timestamp(),
-       CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END";
 
 #[derive(Default)]
 pub struct WalProbe {
@@ -82,17 +72,14 @@ async fn read(db: &mut Option<Db>, params: &ConnParams) -> Option<Xlog> {
     if db.as_ref().is_none_or(Db::is_closed) {
         *db = Some(Db::connect(params, QUERY_TIMEOUT).await.ok()?);
     }
-    let row = db.as_ref()?.query_one(SQL, &[]).await.ok()?;
-    let lsn = |i: usize| row.try_get::<_, Option<i64>>(i).ok().flatten().and_then(|l| u64::try_from(l).ok());
-    let in_recovery: bool = row.try_get(0).ok()?;
-    if !in_recovery {
-        return Some(Xlog::Primary { location: lsn(1).unwrap_or(0) });
+    let now = db.as_ref()?.wal_positions().await.ok()?;
+    if !now.in_recovery {
+        return Some(Xlog::Primary { location: now.flushed.unwrap_or(0) });
     }
-    let replayed_timestamp = row.try_get::<_, Option<DateTime<Utc>>>(4).ok().flatten().map(|t| t.fixed_offset());
     Some(Xlog::Replica {
-        received_location: lsn(2).unwrap_or(0),
-        replayed_location: lsn(3).unwrap_or(0),
-        replayed_timestamp,
-        paused: row.try_get(5).ok()?,
+        received_location: now.received.unwrap_or(0),
+        replayed_location: now.replayed.unwrap_or(0),
+        replayed_timestamp: now.replay_timestamp.map(|t| t.fixed_offset()),
+        paused: now.replay_paused,
     })
 }

@@ -111,6 +111,27 @@ impl ClusterInfo {
     }
 }
 
+/// Where WAL stands right now, in bytes from 0/0: what `/patroni` reports and members racing for the leader key
+/// compare. One cheap query, for callers that need it fresher than the last [`ClusterInfo`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalPositions {
+    pub in_recovery: bool,
+    /// `pg_current_wal_flush_lsn()` on a primary.
+    pub flushed: Option<u64>,
+    pub received: Option<u64>,
+    pub replayed: Option<u64>,
+    pub replay_timestamp: Option<DateTime<Utc>>,
+    pub replay_paused: bool,
+}
+
+const WAL_POSITIONS_SQL: &str = "SELECT pg_catalog.pg_is_in_recovery(),
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
+            ELSE pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), '0/0')::bigint END,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_receive_lsn(), '0/0')::bigint,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_replay_lsn(), '0/0')::bigint,
+       pg_catalog.pg_last_xact_replay_timestamp(),
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END";
+
 /// A setting that only takes effect after a restart, with the running and the configured value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRestart {
@@ -229,6 +250,22 @@ impl Db {
 
     pub async fn query_one(&self, sql: &str, params: &[&(dyn postgres_types::ToSql + Sync)]) -> Result<Row> {
         self.bounded(self.client.query_one(sql, params)).await
+    }
+
+    /// [`WalPositions`] now.
+    pub async fn wal_positions(&self) -> Result<WalPositions> {
+        let row = self.query_one(WAL_POSITIONS_SQL, &[]).await?;
+        let bytes = |i: usize| -> Result<Option<u64>> {
+            Ok(row.try_get::<_, Option<i64>>(i)?.and_then(|v| u64::try_from(v).ok()))
+        };
+        Ok(WalPositions {
+            in_recovery: row.try_get(0)?,
+            flushed: bytes(1)?,
+            received: bytes(2)?,
+            replayed: bytes(3)?,
+            replay_timestamp: row.try_get(4)?,
+            replay_paused: row.try_get(5)?,
+        })
     }
 
     pub async fn in_recovery(&self) -> Result<bool> {

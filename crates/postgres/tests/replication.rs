@@ -64,6 +64,13 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
     assert_eq!(pinfo.replication[0].state.as_deref(), Some("streaming"));
     let slots = primary.db().await.unwrap().replication_slots().await.unwrap();
     assert!(slots.iter().any(|s| s.slot_name == "node2" && s.active));
+    // The one-query positions agree with the full observation (same units: bytes from 0/0).
+    let now = replica.db().await.unwrap().wal_positions().await.unwrap();
+    assert!(now.in_recovery && now.flushed.is_none() && !now.replay_paused);
+    assert!(now.received >= info.received_lsn.map(|l| l.0) && now.replayed >= info.replayed_lsn.map(|l| l.0));
+    let pnow = primary.db().await.unwrap().wal_positions().await.unwrap();
+    assert!(!pnow.in_recovery && pnow.received.is_none());
+    assert!(pnow.flushed.is_some_and(|f| f >= pinfo.wal_position().0), "{pnow:?} vs {pinfo:?}");
 
     // An agent restarting next to a running replica adopts it, and a restart keeps it a streaming standby.
     let mut adopted = Postgres::new(replica.settings().clone()).await.unwrap();
