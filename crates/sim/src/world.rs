@@ -230,7 +230,6 @@ enum JobKind {
     StartReplica {
         follow: Option<usize>,
     },
-    StartPrimary,
     /// `manual_failover`: see `Agent::manual_failover`, as of the `Promote` action.
     Promote {
         manual_failover: bool,

@@ -12,7 +12,7 @@ impl World {
         // Children of the agent die with it; what PostgreSQL already does on its own (start, promote) goes on.
         let pg = &mut self.pgs[m];
         if let Some(job) = &pg.job {
-            if !matches!(job.kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Promote { .. }) {
+            if !matches!(job.kind, JobKind::StartReplica { .. } | JobKind::Promote { .. }) {
                 pg.job = None;
             }
         }

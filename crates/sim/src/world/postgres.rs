@@ -9,7 +9,7 @@ impl World {
             JobKind::Bootstrap => self.rng.ms(1_000, 3_000),
             JobKind::Clone { .. } | JobKind::Reinitialize { .. } => self.rng.ms(1_000, 4_000),
             JobKind::Rewind { .. } => self.rng.ms(500, 2_000),
-            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart => self.rng.ms(200, 1_500),
+            JobKind::StartReplica { .. } | JobKind::Restart => self.rng.ms(200, 1_500),
             JobKind::Promote { .. } => self.rng.ms(100, 1_000),
             JobKind::DemoteStop { .. } => self.rng.ms(100, 800),
         };
@@ -21,14 +21,11 @@ impl World {
     }
 
     pub(super) fn start_job(&mut self, m: usize, kind: JobKind, busy: Busy) -> Exec {
-        let needs_data = matches!(
-            kind,
-            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart | JobKind::Rewind { .. }
-        );
+        let needs_data = matches!(kind, JobKind::StartReplica { .. } | JobKind::Restart | JobKind::Rewind { .. });
         if (needs_data && self.pgs[m].data.is_none()) || self.pgs[m].job.is_some() {
             return Exec { ok: false, took: 0 };
         }
-        if matches!(kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart) {
+        if matches!(kind, JobKind::StartReplica { .. } | JobKind::Restart) {
             self.pgs[m].proc = Proc::Starting { since: self.now };
             self.pgs[m].pending.clear();
         }
@@ -36,10 +33,6 @@ impl World {
             // pg_ctl promote: the walreceiver stops at once.
             self.pgs[m].upstream = None;
             self.pgs[m].streaming = false;
-        }
-        if matches!(kind, JobKind::StartPrimary) && self.pgs[m].data.as_ref().is_some_and(|d| !d.primary) {
-            // Starting a replica's data directory as primary is a promotion in all but name.
-            self.check_promotion_allowed(m);
         }
         self.pgs[m].last_failure = None;
         let took = self.job_duration(m, &kind);
@@ -80,12 +73,6 @@ impl World {
                 None => false,
             },
             JobKind::StartReplica { follow } => self.start_as(m, false, follow),
-            JobKind::StartPrimary => {
-                if self.pgs[m].data.as_ref().is_some_and(|d| !d.primary) {
-                    self.complete_promotion(m, false);
-                }
-                self.start_as(m, true, None)
-            }
             JobKind::Restart => {
                 let primary = self.pgs[m].data.as_ref().is_some_and(|d| d.primary);
                 let upstream = self.pgs[m].upstream;
