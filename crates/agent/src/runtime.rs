@@ -469,10 +469,6 @@ impl<N: Node> Runtime<N> {
                 let node = self.node.clone();
                 self.spawn_long(Busy::Starting, async move { node.start_replica(up.as_ref()).await });
             }
-            Action::StartPrimary => {
-                let node = self.node.clone();
-                self.spawn_long(Busy::Starting, async move { node.start_primary().await });
-            }
             Action::Follow { leader } => {
                 let up = self.upstream(cluster, leader.as_deref());
                 self.node.follow(up.as_ref()).await.map_err(|e| Failure::Failed(e.0))?;

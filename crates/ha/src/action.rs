@@ -46,8 +46,6 @@ pub enum Action {
     StartReplica {
         follow: Option<Name>,
     },
-    /// Long: start PostgreSQL as the primary (it was the primary and we still hold the key).
-    StartPrimary,
     /// Point `primary_conninfo` at another member (reload or restart as PostgreSQL needs).
     Follow {
         leader: Option<Name>,

@@ -296,8 +296,6 @@ impl World {
                 let follow = follow.as_deref().and_then(|f| self.index(f));
                 self.start_job(m, JobKind::StartReplica { follow }, Busy::Starting)
             }
-            // Never emitted any more (removed from the core next): a crashed primary restarts read-only.
-            Action::StartPrimary => Exec { ok: false, took: 0 },
             Action::Follow { leader } => {
                 let follow = leader.as_deref().and_then(|f| self.index(f));
                 if self.pgs[m].upstream != follow {
