@@ -23,13 +23,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 pub struct WalProbe {
     /// Where the local PostgreSQL listens, as the loop last saw it (None until it first ran).
     params: Mutex<Option<ConnParams>>,
-    state: tokio::sync::Mutex<ProbeState>,
-}
-
-#[derive(Default)]
-struct ProbeState {
-    db: Option<Db>,
-    last: Option<(Instant, Xlog)>,
+    /// The last reading (None: it failed) and when it was taken; checked without waiting on `db`.
+    last: Mutex<Option<(Instant, Option<Xlog>)>>,
+    /// Our own connection; its lock also makes concurrent requests share one reading.
+    db: tokio::sync::Mutex<Option<Db>>,
 }
 
 impl WalProbe {
@@ -42,29 +39,34 @@ impl WalProbe {
         }
     }
 
-    /// The positions now, or None when PostgreSQL does not answer within the timeout.
+    /// A reading young enough to reuse: `Some(None)` means the last attempt failed just now.
+    fn recent(&self) -> Option<Option<Xlog>> {
+        let last = self.last.lock().ok()?;
+        let (at, xlog) = last.as_ref()?;
+        (at.elapsed() < REUSE_FOR).then(|| xlog.clone())
+    }
+
+    /// The positions now, or None when PostgreSQL does not answer within the timeout (a failure is remembered as
+    /// briefly as a success, so a stopped PostgreSQL is not asked once per request).
     pub async fn xlog(&self) -> Option<Xlog> {
+        if let Some(recent) = self.recent() {
+            return recent;
+        }
         let params = self.params.lock().ok()?.clone()?;
-        // Concurrent requests wait for one reading instead of each opening a query.
-        let mut state = self.state.lock().await;
-        if let Some((at, xlog)) = &state.last {
-            if at.elapsed() < REUSE_FOR {
-                return Some(xlog.clone());
-            }
+        let mut db = self.db.lock().await;
+        // Whoever held the lock before us may have just read it.
+        if let Some(recent) = self.recent() {
+            return recent;
         }
-        let read = tokio::time::timeout(QUERY_TIMEOUT, read(&mut state.db, &params)).await.ok().flatten();
-        match read {
-            Some(xlog) => {
-                state.last = Some((Instant::now(), xlog.clone()));
-                Some(xlog)
-            }
-            None => {
-                // A broken or slow connection is not reused; the next request connects again.
-                state.db = None;
-                state.last = None;
-                None
-            }
+        let read = tokio::time::timeout(QUERY_TIMEOUT, read(&mut db, &params)).await.ok().flatten();
+        if read.is_none() {
+            // A broken or slow connection is not reused.
+            *db = None;
         }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((Instant::now(), read.clone()));
+        }
+        read
     }
 }
 
@@ -82,4 +84,24 @@ async fn read(db: &mut Option<Db>, params: &ConnParams) -> Option<Xlog> {
         replayed_timestamp: now.replay_timestamp.map(|t| t.fixed_offset()),
         paused: now.replay_paused,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nothing_listening_is_none_and_remembered_briefly() {
+        let probe = WalProbe::default();
+        assert_eq!(probe.xlog().await, None, "no parameters yet: not asked");
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let port = port.expect("a free port");
+        let params = ConnParams::parse(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"));
+        probe.set_params(params.expect("valid conninfo"));
+        assert_eq!(probe.xlog().await, None);
+        assert_eq!(probe.recent(), Some(None), "the failure is remembered");
+        tokio::time::sleep(REUSE_FOR).await;
+        assert_eq!(probe.recent(), None, "and forgotten after {REUSE_FOR:?}");
+    }
 }
