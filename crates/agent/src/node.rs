@@ -53,7 +53,6 @@ pub trait Node: Send + Sync + 'static {
     async fn configure(&self, dynamic: &patroni_config::DynamicConfig) -> NodeResult<()>;
     async fn create_replica(&self, from: &Upstream) -> NodeResult<()>;
     async fn start_replica(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
-    async fn start_primary(&self) -> NodeResult<()>;
     /// Point a running replica at another upstream (reload, or restart when PostgreSQL needs it).
     async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
     async fn promote(&self) -> NodeResult<()>;

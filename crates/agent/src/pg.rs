@@ -271,12 +271,6 @@ impl Node for PgNode {
         Ok(())
     }
 
-    async fn start_primary(&self) -> NodeResult<()> {
-        let mut pg = self.pg.lock().await;
-        pg.start(None).await.map_err(err)?;
-        Ok(())
-    }
-
     async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()> {
         let source = upstream.map(Self::upstream_params).transpose()?;
         let mut pg = self.pg.lock().await;
