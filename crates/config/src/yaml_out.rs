@@ -1,17 +1,26 @@
-//! YAML output exactly as PyYAML's `yaml.safe_dump(..., allow_unicode=True)` writes it, which is what Patroni
-//! and patronictl print (`show-config`, `edit-config`, `list -f yaml`, `--generate-sample-config`,
-//! `--validate-config --print`).
+//! YAML text for a JSON value, byte for byte what `yaml.safe_dump(value, allow_unicode=True, ...)` prints, which
+//! is what Patroni and patronictl show (`show-config`, `edit-config`, `list -f yaml`, `--generate-sample-config`,
+//! `--validate-config --print`). patronictl dumps with `width=200`, Patroni with the default 80.
 //!
-//! This is a port of PyYAML's `Emitter` (6.0) restricted to what a JSON value can produce: the same state
-//! (column, whitespace/indention flags, indent stack, flow level, contexts) and the same scalar analysis and
-//! writers, so folding, quoting and indentation agree byte for byte. Strings are quoted only when PyYAML's
-//! implicit resolvers would read them back as something else (booleans, numbers, nulls, timestamps, `<<`,
-//! `=`). patronictl dumps with `width=200`, Patroni itself with the default 80.
+//! The output is verified against golden dumps PyYAML 6.0.3 wrote (`tests/fixtures/pyyaml/safe_dump*.json`:
+//! widths 4 to 200, block and flow style, sorted and unsorted keys), plus read-back property tests below.
+//!
+//! The writer is three small parts:
+//! - **choosing a scalar style** (`choose_style`): plain when the text reads back as the same string,
+//!   otherwise single-quoted, or double-quoted when only escapes can carry it;
+//! - **writing a scalar** on a `LineWriter`, folding a long line where a reader turns the break back into
+//!   the space it replaced;
+//! - **laying out the tree**: block mappings and sequences (`- ` items, a sequence under a key not indented),
+//!   `{...}` / `[...]` flow collections (always for empty ones, everywhere with `default_flow_style`).
 
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 
 /// PyYAML's default `width`.
 pub const DEFAULT_WIDTH: usize = 80;
+
+/// Indentation step of nested collections and of a scalar's continuation lines.
+const INDENT: usize = 2;
 
 /// The `yaml.safe_dump` arguments we support (`allow_unicode` is always on: every Patroni caller sets it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,397 +51,238 @@ pub fn to_yaml_width(value: &Value, sort_keys: bool, width: usize) -> String {
 
 /// `yaml.safe_dump(value, allow_unicode=True, ...)` with all of `options`.
 pub fn to_yaml_with(value: &Value, options: DumpOptions) -> String {
-    let mut e = Emitter {
-        out: String::new(),
-        options,
-        // PyYAML ignores widths not larger than twice the indent.
-        best_width: if options.width > 2 * INDENT { options.width } else { DEFAULT_WIDTH },
-        column: 0,
-        whitespace: true,
-        indention: true,
-        open_ended: false,
-        indent: None,
-        indents: Vec::new(),
-        flow_level: 0,
-        root_context: false,
-        mapping_context: false,
-        simple_key_context: false,
-    };
-    e.document(value);
-    e.out
+    // PyYAML ignores a width not above twice the indentation step.
+    let width = if options.width > 2 * INDENT { options.width } else { DEFAULT_WIDTH };
+    let mut tree = TreeWriter { w: LineWriter { out: String::new(), column: 0, width }, options };
+    tree.document(value);
+    tree.w.out
 }
 
-const INDENT: usize = 2;
+// ---------------------------------------------------------------------------------------------------------
+// Scalar style
 
-/// The line breaks PyYAML knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScalarStyle {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+}
+
+/// What in a string's text matters for its style.
+#[derive(Debug, Default)]
+struct ScalarFacts {
+    /// A line break: `\n`, U+0085, U+2028 or U+2029.
+    line_break: bool,
+    /// A space first or last.
+    edge_space: bool,
+    /// A space right before or right after a line break.
+    space_at_break: bool,
+    /// A character only an escape can write (controls, U+FEFF, U+FFFE, U+FFFF, U+10FFFF...).
+    unprintable: bool,
+    /// Something a block-context reader takes for syntax: `- `, `? `, `: `, ` #`, a leading `[`, `'`, `&`...
+    block_indicator: bool,
+    /// Something a flow-context reader takes for syntax: the block indicators and any of `,?:[]{}`.
+    flow_indicator: bool,
+}
+
+/// Characters that end a token for a reader: after them `#` starts a comment, before them `:` ends a key.
+fn is_blank(c: char) -> bool {
+    matches!(c, '\0' | ' ' | '\t' | '\r') || is_break(c)
+}
+
+/// The line breaks of YAML 1.1, which PyYAML follows.
 fn is_break(c: char) -> bool {
     matches!(c, '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
-/// Where a node sits, as PyYAML's `expect_node(root, sequence, mapping, simple_key)` records it.
-#[derive(Clone, Copy, Default)]
-struct Ctx {
-    root: bool,
-    mapping: bool,
-    simple_key: bool,
+/// Characters a YAML stream may hold unescaped (`\n` and the printable set of YAML 1.1, minus the BOM; PyYAML
+/// stops just short of U+10FFFF).
+fn is_printable(c: char) -> bool {
+    matches!(c, '\n' | '\u{20}'..='\u{7e}' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+        && c != '\u{feff}'
+        || ('\u{10000}'..'\u{10ffff}').contains(&c)
 }
 
-struct Emitter {
-    out: String,
-    options: DumpOptions,
-    best_width: usize,
-    /// Column in characters (code points, as Python's `len` counts).
-    column: usize,
-    /// The last character written is a space (or nothing was written on the line).
-    whitespace: bool,
-    /// The line so far holds only indentation and indicators (`- `, `? `, `: `).
-    indention: bool,
-    /// A plain root scalar was written, so the document needs `...`.
-    open_ended: bool,
-    indent: Option<usize>,
-    indents: Vec<Option<usize>>,
-    flow_level: usize,
-    root_context: bool,
-    mapping_context: bool,
-    simple_key_context: bool,
-}
-
-impl Emitter {
-    fn document(&mut self, v: &Value) {
-        self.node(v, Ctx { root: true, ..Ctx::default() });
-        self.write_indent();
-        if self.open_ended {
-            self.write_indicator("...", true, false, false);
-            self.write_indent();
-        }
-    }
-
-    fn set_context(&mut self, ctx: Ctx) {
-        self.root_context = ctx.root;
-        self.mapping_context = ctx.mapping;
-        self.simple_key_context = ctx.simple_key;
-    }
-
-    fn node(&mut self, v: &Value, ctx: Ctx) {
-        self.set_context(ctx);
-        let flow = self.flow_level > 0 || self.options.default_flow_style;
-        match v {
-            Value::Array(items) if flow || items.is_empty() => self.flow_sequence(items),
-            Value::Array(items) => self.block_sequence(items),
-            Value::Object(m) if flow || m.is_empty() => self.flow_mapping(m),
-            Value::Object(m) => self.block_mapping(m),
-            Value::Null => self.scalar("null", true),
-            Value::Bool(b) => self.scalar(if *b { "true" } else { "false" }, true),
-            Value::Number(n) => self.scalar(&number(n), true),
-            Value::String(s) => self.scalar(s, !resolves_to_non_string(s)),
-        }
-    }
-
-    fn key(&mut self, k: &str, ctx: Ctx) {
-        self.set_context(ctx);
-        self.scalar(k, !resolves_to_non_string(k));
-    }
-
-    fn increase_indent(&mut self, flow: bool, indentless: bool) {
-        self.indents.push(self.indent);
-        self.indent = match self.indent {
-            None => Some(if flow { INDENT } else { 0 }),
-            Some(i) if !indentless => Some(i + INDENT),
-            same => same,
+impl ScalarFacts {
+    fn of(text: &str) -> ScalarFacts {
+        let Some(first) = text.chars().next() else {
+            return ScalarFacts::default();
         };
-    }
-
-    fn decrease_indent(&mut self) {
-        self.indent = self.indents.pop().flatten();
-    }
-
-    fn entries<'m>(&self, m: &'m Map<String, Value>) -> Vec<(&'m String, &'m Value)> {
-        let mut v: Vec<_> = m.iter().collect();
-        if self.options.sort_keys {
-            // Byte order of UTF-8 is code point order, which is how Python sorts `str`.
-            v.sort_by(|a, b| a.0.cmp(b.0));
-        }
-        v
-    }
-
-    /// PyYAML's `check_simple_key` for a string key: the implicit `!!str` tag (5 characters) counts
-    /// towards the limit of 128.
-    fn simple_key(k: &str) -> bool {
-        !k.is_empty() && k.chars().count() + 5 < 128 && !k.chars().any(is_break)
-    }
-
-    fn flow_sequence(&mut self, items: &[Value]) {
-        self.write_indicator("[", true, true, false);
-        self.flow_level += 1;
-        self.increase_indent(true, false);
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.write_indicator(",", false, false, false);
-            }
-            if self.column > self.best_width {
-                self.write_indent();
-            }
-            self.node(item, Ctx::default());
-        }
-        self.decrease_indent();
-        self.flow_level -= 1;
-        self.write_indicator("]", false, false, false);
-    }
-
-    fn flow_mapping(&mut self, m: &Map<String, Value>) {
-        self.write_indicator("{", true, true, false);
-        self.flow_level += 1;
-        self.increase_indent(true, false);
-        let value_ctx = Ctx { mapping: true, ..Ctx::default() };
-        for (i, (k, v)) in self.entries(m).into_iter().enumerate() {
-            if i > 0 {
-                self.write_indicator(",", false, false, false);
-            }
-            if self.column > self.best_width {
-                self.write_indent();
-            }
-            if Self::simple_key(k) {
-                self.key(k, Ctx { mapping: true, simple_key: true, ..Ctx::default() });
-                self.write_indicator(":", false, false, false);
-            } else {
-                self.write_indicator("?", true, false, false);
-                self.key(k, value_ctx);
-                if self.column > self.best_width {
-                    self.write_indent();
-                }
-                self.write_indicator(":", true, false, false);
-            }
-            self.node(v, value_ctx);
-        }
-        self.decrease_indent();
-        self.flow_level -= 1;
-        self.write_indicator("}", false, false, false);
-    }
-
-    fn block_sequence(&mut self, items: &[Value]) {
-        // A sequence that is a mapping value is not indented.
-        let indentless = self.mapping_context && !self.indention;
-        self.increase_indent(false, indentless);
-        for item in items {
-            self.write_indent();
-            self.write_indicator("-", true, false, true);
-            self.node(item, Ctx::default());
-        }
-        self.decrease_indent();
-    }
-
-    fn block_mapping(&mut self, m: &Map<String, Value>) {
-        self.increase_indent(false, false);
-        let value_ctx = Ctx { mapping: true, ..Ctx::default() };
-        for (k, v) in self.entries(m) {
-            self.write_indent();
-            if Self::simple_key(k) {
-                self.key(k, Ctx { mapping: true, simple_key: true, ..Ctx::default() });
-                self.write_indicator(":", false, false, false);
-            } else {
-                self.write_indicator("?", true, false, true);
-                self.key(k, value_ctx);
-                self.write_indent();
-                self.write_indicator(":", true, false, true);
-            }
-            self.node(v, value_ctx);
-        }
-        self.decrease_indent();
-    }
-
-    /// `expect_scalar` + `process_scalar`; `implicit` is whether the plain text reads back as this value.
-    fn scalar(&mut self, text: &str, implicit: bool) {
-        self.increase_indent(true, false);
-        let a = analyze(text);
-        let simple_key = self.simple_key_context;
-        let plain_allowed = if self.flow_level > 0 { a.allow_flow_plain } else { a.allow_block_plain };
         let chars: Vec<char> = text.chars().collect();
-        let split = !simple_key;
-        if implicit && !(simple_key && (a.empty || a.multiline)) && plain_allowed {
-            self.write_plain(&chars, split);
-        } else if a.allow_single_quoted && !(simple_key && a.multiline) {
-            self.write_single_quoted(&chars, split);
-        } else {
-            self.write_double_quoted(&chars, split);
+        let blank_at = |i: usize| chars.get(i).is_none_or(|&c| is_blank(c));
+        let mut f = ScalarFacts {
+            line_break: chars.iter().any(|&c| is_break(c)),
+            edge_space: text.starts_with(' ') || text.ends_with(' '),
+            space_at_break: chars
+                .windows(2)
+                .any(|p| (p[0] == ' ' && is_break(p[1])) || (is_break(p[0]) && p[1] == ' ')),
+            unprintable: !chars.iter().all(|&c| is_printable(c)),
+            // A document marker, or a character that starts a flow collection, quote, anchor, alias, tag, block
+            // scalar, directive or reserved token.
+            block_indicator: text.starts_with("---")
+                || text.starts_with("...")
+                || "#,[]{}&*!|>'\"%@`".contains(first)
+                // A sequence entry or complex key: `- `, `? `.
+                || ("-?".contains(first) && blank_at(1)),
+            flow_indicator: false,
+        };
+        for (i, &c) in chars.iter().enumerate() {
+            // `: ` ends a key and ` #` starts a comment wherever they are.
+            f.block_indicator |= (c == ':' && blank_at(i + 1)) || (c == '#' && (i == 0 || is_blank(chars[i - 1])));
         }
-        self.decrease_indent();
+        // In flow context these separate entries, open or close collections, or mark keys anywhere.
+        f.flow_indicator = f.block_indicator || text.contains([',', '?', ':', '[', ']', '{', '}']);
+        f
     }
+}
 
-    fn write(&mut self, text: &[char]) {
-        self.column += text.len();
-        self.out.extend(text);
+/// The style for `text`, which reads back as the value being written when plain only if `reads_back`.
+fn choose_style(text: &str, reads_back: bool, in_flow: bool) -> ScalarStyle {
+    let f = ScalarFacts::of(text);
+    let indicator = if in_flow { f.flow_indicator } else { f.block_indicator };
+    // `reads_back` is false for the empty string (it reads as null) and for text like `on`, `1.5`, `~`.
+    // A reader strips a plain scalar's edge spaces and folds its line breaks, and only escapes can write the
+    // unprintable. (A plain scalar may span lines, but PyYAML never writes one with a line break.)
+    if reads_back && !indicator && !f.line_break && !f.edge_space && !f.unprintable {
+        ScalarStyle::Plain
+    // Single quotes keep everything but unprintables; a line break is written as an empty line, but spaces next
+    // to it would be trimmed away by the reader.
+    } else if !f.unprintable && !f.space_at_break {
+        ScalarStyle::SingleQuoted
+    } else {
+        ScalarStyle::DoubleQuoted
     }
+}
 
-    fn write_str(&mut self, s: &str) {
-        self.column += s.chars().count();
+// ---------------------------------------------------------------------------------------------------------
+// Writing scalars
+
+/// The output and its column, counted in characters (code points, as Python's `len` counts).
+struct LineWriter {
+    out: String,
+    column: usize,
+    /// The column past which a scalar folds at its next chance.
+    width: usize,
+}
+
+impl LineWriter {
+    fn write(&mut self, s: &str) {
         self.out.push_str(s);
+        self.column += s.chars().count();
     }
 
-    fn write_indicator(&mut self, indicator: &str, need_whitespace: bool, whitespace: bool, indention: bool) {
-        if need_whitespace && !self.whitespace {
-            self.write_str(" ");
-        }
-        self.write_str(indicator);
-        self.whitespace = whitespace;
-        self.indention = self.indention && indention;
-        self.open_ended = false;
+    fn write_chars(&mut self, chars: &[char]) {
+        self.out.extend(chars);
+        self.column += chars.len();
     }
 
-    fn write_indent(&mut self) {
-        let indent = self.indent.unwrap_or(0);
-        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
-            self.write_line_break('\n');
-        }
+    /// Ends the line with `br` (any YAML line break; PyYAML writes them as they are).
+    fn line_break(&mut self, br: char) {
+        self.out.push(br);
+        self.column = 0;
+    }
+
+    fn indent_to(&mut self, indent: usize) {
         if self.column < indent {
-            self.whitespace = true;
             self.out.extend(std::iter::repeat_n(' ', indent - self.column));
             self.column = indent;
         }
     }
 
-    fn write_line_break(&mut self, c: char) {
-        self.whitespace = true;
-        self.indention = true;
-        self.column = 0;
-        self.out.push(c);
+    fn new_line(&mut self, indent: usize) {
+        self.line_break('\n');
+        self.indent_to(indent);
     }
 
-    fn write_breaks(&mut self, breaks: &[char]) {
-        // A lone `\n` would fold into a space when read back, hence the extra one.
-        if breaks.first() == Some(&'\n') {
-            self.write_line_break('\n');
-        }
-        for &br in breaks {
-            self.write_line_break(br);
-        }
+    fn past_width(&self) -> bool {
+        self.column > self.width
     }
 
-    fn write_plain(&mut self, text: &[char], split: bool) {
-        if self.root_context {
-            self.open_ended = true;
+    /// Plain or single-quoted scalar text. Where a single space sits between two other characters and the line
+    /// is already past the width, the space becomes a line break (a reader folds the break back into one space;
+    /// wider gaps stay, since trailing spaces would be lost). Line breaks are written as they are, each run of
+    /// them led by an extra `\n` when it starts with one, because a lone `\n` reads back as a space.
+    /// Continuation lines start at `indent`; `fold: false` keeps everything but line breaks on one line.
+    fn folding_text(&mut self, text: &str, indent: usize, fold: bool) {
+        #[derive(PartialEq)]
+        enum Kind {
+            Space,
+            Break,
+            Other,
         }
-        if text.is_empty() {
-            return;
-        }
-        if !self.whitespace {
-            self.write_str(" ");
-        }
-        self.whitespace = false;
-        self.indention = false;
-        let (mut spaces, mut breaks) = (false, false);
-        let mut start = 0;
-        for end in 0..=text.len() {
-            let ch = text.get(end).copied();
-            if spaces {
-                if ch != Some(' ') {
-                    if start + 1 == end && self.column > self.best_width && split {
-                        self.write_indent();
-                        self.whitespace = false;
-                        self.indention = false;
-                    } else {
-                        self.write(&text[start..end]);
+        let kind = |c: char| match c {
+            ' ' => Kind::Space,
+            c if is_break(c) => Kind::Break,
+            _ => Kind::Other,
+        };
+        let chars: Vec<char> = text.chars().collect();
+        let mut at = 0;
+        for run in chars.chunk_by(|&a, &b| kind(a) == kind(b)) {
+            let inner = at > 0 && at + run.len() < chars.len();
+            at += run.len();
+            match kind(run[0]) {
+                Kind::Space if run.len() == 1 && inner && fold && self.past_width() => self.new_line(indent),
+                Kind::Break => {
+                    if run[0] == '\n' {
+                        self.line_break('\n');
                     }
-                    start = end;
-                }
-            } else if breaks {
-                if !ch.is_some_and(is_break) {
-                    self.write_breaks(&text[start..end]);
-                    self.write_indent();
-                    self.whitespace = false;
-                    self.indention = false;
-                    start = end;
-                }
-            } else if ch.is_none_or(|c| c == ' ' || is_break(c)) {
-                self.write(&text[start..end]);
-                start = end;
-            }
-            if let Some(c) = ch {
-                spaces = c == ' ';
-                breaks = is_break(c);
-            }
-        }
-    }
-
-    fn write_single_quoted(&mut self, text: &[char], split: bool) {
-        self.write_indicator("'", true, false, false);
-        let (mut spaces, mut breaks) = (false, false);
-        let mut start = 0;
-        for end in 0..=text.len() {
-            let ch = text.get(end).copied();
-            if spaces {
-                if ch != Some(' ') {
-                    if start + 1 == end && self.column > self.best_width && split && start != 0 && end != text.len() {
-                        self.write_indent();
-                    } else {
-                        self.write(&text[start..end]);
+                    for &br in run {
+                        self.line_break(br);
                     }
-                    start = end;
+                    self.indent_to(indent);
                 }
-            } else if breaks {
-                if !ch.is_some_and(is_break) {
-                    self.write_breaks(&text[start..end]);
-                    self.write_indent();
-                    start = end;
-                }
-            } else if ch.is_none_or(|c| c == ' ' || c == '\'' || is_break(c)) && start < end {
-                self.write(&text[start..end]);
-                start = end;
-            }
-            if ch == Some('\'') {
-                self.write_str("''");
-                start = end + 1;
-            }
-            if let Some(c) = ch {
-                spaces = c == ' ';
-                breaks = is_break(c);
+                _ => self.write_chars(run),
             }
         }
-        self.write_indicator("'", false, false, false);
     }
 
-    fn write_double_quoted(&mut self, text: &[char], split: bool) {
-        self.write_indicator("\"", true, false, false);
-        let mut start = 0;
-        for end in 0..=text.len() {
-            let ch = text.get(end).copied();
-            if ch.is_none_or(needs_escape) {
-                if start < end {
-                    self.write(&text[start..end]);
-                    start = end;
-                }
-                if let Some(c) = ch {
-                    self.write_str(&escape(c));
-                    start = end + 1;
-                }
+    fn single_quoted(&mut self, text: &str, indent: usize, fold: bool) {
+        self.write("'");
+        self.folding_text(&text.replace('\'', "''"), indent, fold);
+        self.write("'");
+    }
+
+    /// A double-quoted scalar: unprintables, `"`, `\` and line breaks escaped. A long line ends in `\` (an
+    /// escaped line break, which reads back as nothing) before a space or next to an escape, and a space
+    /// starting the next line is escaped so the reader keeps it.
+    fn double_quoted(&mut self, text: &str, indent: usize, fold: bool) {
+        self.write("\"");
+        let chars: Vec<char> = text.chars().collect();
+        // Printable characters are written in runs; `from` is the first one not written yet.
+        let mut from = 0;
+        for (i, &c) in chars.iter().enumerate() {
+            let escape = escape_sequence(c);
+            if let Some(seq) = &escape {
+                self.write_chars(&chars[from..i]);
+                self.write(seq);
+                from = i + 1;
             }
-            // Signed on purpose: right after an escape `start` is past `end`, as in PyYAML.
-            let past_width = self.column as isize + end as isize - start as isize > self.best_width as isize;
-            if 0 < end && end + 1 < text.len() && (ch == Some(' ') || start >= end) && past_width && split {
-                if start < end {
-                    self.write(&text[start..end]);
-                    start = end;
-                }
-                self.write_str("\\");
-                self.write_indent();
-                self.whitespace = false;
-                self.indention = false;
-                if text[start] == ' ' {
-                    self.write_str("\\");
+            // A line may end before a space or right after an escape, but not at the first or last character.
+            let breakable = i > 0 && i + 1 < chars.len() && (c == ' ' || from >= i);
+            // The column the `\` would go at; right after an escape PyYAML counts one less, and so do we.
+            let at = if escape.is_some() { self.column - 1 } else { self.column + (i - from) };
+            if fold && breakable && at > self.width {
+                self.write_chars(&chars[from.min(i)..i]);
+                self.write("\\");
+                self.new_line(indent);
+                from = from.max(i);
+                if chars[from] == ' ' {
+                    self.write("\\");
                 }
             }
         }
-        self.write_indicator("\"", false, false, false);
+        self.write_chars(&chars[from..]);
+        self.write("\"");
     }
 }
 
-fn needs_escape(c: char) -> bool {
-    matches!(c, '"' | '\\' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}')
-        || !(('\u{20}'..='\u{7e}').contains(&c)
-            || ('\u{a0}'..='\u{d7ff}').contains(&c)
-            || ('\u{e000}'..='\u{fffd}').contains(&c))
-}
-
-fn escape(c: char) -> String {
+/// How a double-quoted scalar writes `c`, if not as itself: PyYAML escapes the quote, the backslash, the BOM,
+/// line breaks and everything outside the printable ranges of the Basic Multilingual Plane.
+fn escape_sequence(c: char) -> Option<String> {
+    let printable = matches!(c, '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}');
+    if printable && !matches!(c, '"' | '\\' | '\u{feff}' | '\u{2028}' | '\u{2029}') {
+        return None;
+    }
     let short = match c {
         '\0' => '0',
         '\u{07}' => 'a',
@@ -446,124 +296,200 @@ fn escape(c: char) -> String {
         '"' => '"',
         '\\' => '\\',
         '\u{85}' => 'N',
-        '\u{a0}' => '_',
         '\u{2028}' => 'L',
         '\u{2029}' => 'P',
-        c if (c as u32) <= 0xff => return format!("\\x{:02X}", c as u32),
-        c if (c as u32) <= 0xffff => return format!("\\u{:04X}", c as u32),
-        c => return format!("\\U{:08X}", c as u32),
+        c if (c as u32) <= 0xff => return Some(format!("\\x{:02X}", c as u32)),
+        c if (c as u32) <= 0xffff => return Some(format!("\\u{:04X}", c as u32)),
+        c => return Some(format!("\\U{:08X}", c as u32)),
     };
-    format!("\\{short}")
+    Some(format!("\\{short}"))
 }
 
-/// What PyYAML's `analyze_scalar` finds out about a string (with `allow_unicode`).
-struct Analysis {
-    empty: bool,
-    multiline: bool,
-    allow_flow_plain: bool,
-    allow_block_plain: bool,
-    allow_single_quoted: bool,
+// ---------------------------------------------------------------------------------------------------------
+// Laying out the tree
+
+struct TreeWriter {
+    w: LineWriter,
+    options: DumpOptions,
 }
 
-fn analyze(s: &str) -> Analysis {
-    let text: Vec<char> = s.chars().collect();
-    let n = text.len();
-    if n == 0 {
-        return Analysis {
-            empty: true,
-            multiline: false,
-            allow_flow_plain: false,
-            allow_block_plain: true,
-            allow_single_quoted: true,
+impl TreeWriter {
+    /// The document: a block collection from column 0, or a flow collection or scalar whose further lines are
+    /// indented. A document that is a plain scalar is closed with `...`, as PyYAML does.
+    fn document(&mut self, v: &Value) {
+        let open_ended = scalar_text(v)
+            .is_some_and(|(text, reads_back)| choose_style(&text, reads_back, false) == ScalarStyle::Plain);
+        self.node(v, if self.is_block(v) { 0 } else { INDENT }, false);
+        self.w.line_break('\n');
+        if open_ended {
+            self.w.write("...\n");
+        }
+    }
+
+    /// Non-empty collections are block ones unless `default_flow_style`; a flow collection holds only flow
+    /// collections.
+    fn is_block(&self, v: &Value) -> bool {
+        let non_empty = match v {
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(map) => !map.is_empty(),
+            _ => false,
         };
+        non_empty && !self.options.default_flow_style
     }
-    let is_space = |c: char| matches!(c, '\0' | ' ' | '\t' | '\r') || is_break(c);
-    let mut block_indicators = s.starts_with("---") || s.starts_with("...");
-    let mut flow_indicators = block_indicators;
-    let mut line_breaks = false;
-    let mut special_characters = false;
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) = (false, false, false, false);
-    let (mut break_space, mut space_break) = (false, false);
-    let (mut previous_space, mut previous_break) = (false, false);
-    for (i, &ch) in text.iter().enumerate() {
-        let preceded_by_whitespace = i == 0 || is_space(text[i - 1]);
-        let followed_by_whitespace = i + 1 >= n || is_space(text[i + 1]);
-        if i == 0 {
-            if "#,[]{}&*!|>'\"%@`".contains(ch) {
-                flow_indicators = true;
-                block_indicators = true;
-            }
-            if ch == '?' || ch == ':' {
-                flow_indicators = true;
-                block_indicators |= followed_by_whitespace;
-            }
-            if ch == '-' && followed_by_whitespace {
-                flow_indicators = true;
-                block_indicators = true;
-            }
-        } else {
-            if ",?[]{}".contains(ch) {
-                flow_indicators = true;
-            }
-            if ch == ':' {
-                flow_indicators = true;
-                block_indicators |= followed_by_whitespace;
-            }
-            if ch == '#' && preceded_by_whitespace {
-                flow_indicators = true;
-                block_indicators = true;
+
+    /// A node starting on the current line, where a block collection writes its first entry (the line is at
+    /// `indent` then). `indent` is where its further lines start.
+    fn node(&mut self, v: &Value, indent: usize, in_flow: bool) {
+        match v {
+            Value::Array(items) if self.is_block(v) => self.block_sequence(items, indent),
+            Value::Object(map) if self.is_block(v) => self.block_mapping(map, indent),
+            Value::Array(items) => self.flow_sequence(items, indent),
+            Value::Object(map) => self.flow_mapping(map, indent),
+            _ => {
+                if let Some((text, reads_back)) = scalar_text(v) {
+                    self.scalar(&text, reads_back, indent, in_flow, true);
+                }
             }
         }
-        line_breaks |= is_break(ch);
-        if !(ch == '\n' || ('\u{20}'..='\u{7e}').contains(&ch)) {
-            // PyYAML's upper bound excludes U+10FFFF itself.
-            let printable = (ch == '\u{85}'
-                || ('\u{a0}'..='\u{d7ff}').contains(&ch)
-                || ('\u{e000}'..='\u{fffd}').contains(&ch)
-                || ('\u{10000}'..'\u{10ffff}').contains(&ch))
-                && ch != '\u{feff}';
-            special_characters |= !printable;
-        }
-        if ch == ' ' {
-            leading_space |= i == 0;
-            trailing_space |= i == n - 1;
-            break_space |= previous_break;
-            previous_space = true;
-            previous_break = false;
-        } else if is_break(ch) {
-            leading_break |= i == 0;
-            trailing_break |= i == n - 1;
-            space_break |= previous_space;
-            previous_space = false;
-            previous_break = true;
-        } else {
-            previous_space = false;
-            previous_break = false;
+    }
+
+    /// Writes `text` in the style [`choose_style`] picks; `fold: false` for simple keys, which must stay on
+    /// their line.
+    fn scalar(&mut self, text: &str, reads_back: bool, indent: usize, in_flow: bool, fold: bool) {
+        match choose_style(text, reads_back, in_flow) {
+            ScalarStyle::Plain => self.w.folding_text(text, indent, fold),
+            ScalarStyle::SingleQuoted => self.w.single_quoted(text, indent, fold),
+            ScalarStyle::DoubleQuoted => self.w.double_quoted(text, indent, fold),
         }
     }
-    let mut plain = !(leading_space || leading_break || trailing_space || trailing_break);
-    let mut single = true;
-    if break_space {
-        plain = false;
-        single = false;
+
+    fn key(&mut self, key: &str, indent: usize, in_flow: bool, simple: bool) {
+        self.scalar(key, !resolves_to_non_string(key), indent, in_flow, !simple);
     }
-    if space_break || special_characters {
-        plain = false;
-        single = false;
+
+    fn entries<'m>(&self, map: &'m Map<String, Value>) -> Vec<(&'m String, &'m Value)> {
+        let mut entries: Vec<_> = map.iter().collect();
+        if self.options.sort_keys {
+            // Byte order of UTF-8 is code point order, which is how Python sorts `str`.
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        entries
     }
-    if line_breaks {
-        plain = false;
+
+    /// `- item` lines at `indent`, the first on the current line.
+    fn block_sequence(&mut self, items: &[Value], indent: usize) {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.w.new_line(indent);
+            }
+            self.w.write("- ");
+            self.node(item, indent + INDENT, false);
+        }
     }
-    Analysis {
-        empty: false,
-        multiline: line_breaks,
-        allow_flow_plain: plain && !flow_indicators,
-        allow_block_plain: plain && !block_indicators,
-        allow_single_quoted: single,
+
+    /// `key: value` lines at `indent`, the first on the current line. A key that cannot be simple takes two
+    /// lines, `? key` and `: value`.
+    fn block_mapping(&mut self, map: &Map<String, Value>, indent: usize) {
+        let child = indent + INDENT;
+        for (i, (key, value)) in self.entries(map).into_iter().enumerate() {
+            if i > 0 {
+                self.w.new_line(indent);
+            }
+            if !is_simple_key(key) {
+                self.w.write("? ");
+                self.key(key, child, false, false);
+                self.w.new_line(indent);
+                self.w.write(": ");
+                self.node(value, child, false);
+                continue;
+            }
+            self.key(key, child, false, true);
+            self.w.write(":");
+            match value {
+                // A sequence under a key is written at the key's indentation: `key:\n- item`.
+                Value::Array(items) if self.is_block(value) => {
+                    self.w.new_line(indent);
+                    self.block_sequence(items, indent);
+                }
+                Value::Object(map) if self.is_block(value) => {
+                    self.w.new_line(child);
+                    self.block_mapping(map, child);
+                }
+                _ => {
+                    self.w.write(" ");
+                    self.node(value, child, false);
+                }
+            }
+        }
+    }
+
+    /// Before entry `i` of a flow collection wrapped at `indent`: a comma after the first entry, then a line
+    /// break if the line is past the width, else a space (none right after the opening bracket).
+    fn flow_separator(&mut self, i: usize, indent: usize) {
+        if i > 0 {
+            self.w.write(",");
+        }
+        if self.w.past_width() {
+            self.w.new_line(indent);
+        } else if i > 0 {
+            self.w.write(" ");
+        }
+    }
+
+    fn flow_sequence(&mut self, items: &[Value], indent: usize) {
+        self.w.write("[");
+        for (i, item) in items.iter().enumerate() {
+            self.flow_separator(i, indent);
+            self.node(item, indent + INDENT, true);
+        }
+        self.w.write("]");
+    }
+
+    fn flow_mapping(&mut self, map: &Map<String, Value>, indent: usize) {
+        self.w.write("{");
+        for (i, (key, value)) in self.entries(map).into_iter().enumerate() {
+            self.flow_separator(i, indent);
+            if is_simple_key(key) {
+                self.key(key, indent + INDENT, true, true);
+                self.w.write(": ");
+            } else {
+                self.w.write("? ");
+                self.key(key, indent + INDENT, true, false);
+                if self.w.past_width() {
+                    self.w.new_line(indent);
+                } else {
+                    self.w.write(" ");
+                }
+                self.w.write(": ");
+            }
+            self.node(value, indent + INDENT, true);
+        }
+        self.w.write("}");
     }
 }
 
-/// `SafeRepresenter`: integers as Python prints them, floats as `repr()` with a `.0` forced into a bare
+/// The text of a scalar value, and whether it reads back as that value when written plain.
+fn scalar_text(v: &Value) -> Option<(Cow<'_, str>, bool)> {
+    match v {
+        Value::String(s) => Some((Cow::Borrowed(s), !resolves_to_non_string(s))),
+        Value::Null => Some((Cow::Borrowed("null"), true)),
+        Value::Bool(b) => Some((Cow::Owned(b.to_string()), true)),
+        Value::Number(n) => Some((Cow::Owned(number(n)), true)),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Whether `key` can be written as `key: value`. Otherwise it takes the explicit form `? key` / `: value`: a
+/// simple key must fit on one line, and PyYAML also caps its length at 128 counting the `!!str` tag it
+/// (silently) carries.
+fn is_simple_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().count() + "!!str".len() < 128 && !key.chars().any(is_break)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Non-string scalars and how plain text reads back
+
+/// Numbers as Python prints them: integers as they are, floats as `repr()` with `.0` added to a bare
 /// exponent (`1e+16` is not a YAML 1.1 float, `1.0e+16` is).
 fn number(n: &Number) -> String {
     let Some(f) = n.as_f64().filter(|_| n.is_f64()) else {
@@ -824,6 +750,53 @@ x:\n  n:\n    m:\n    - 1\n    - - 2\n      - 3\ny: host all all 0.0.0.0/0 md5\n
         for (f, want) in cases {
             assert_eq!(number(&Number::from_f64(f).unwrap()), want);
         }
+    }
+
+    #[test]
+    fn style_decisions() {
+        use ScalarStyle::{DoubleQuoted as D, Plain as P, SingleQuoted as S};
+        // (text, style in block context, style in flow context), as PyYAML chooses.
+        let table = [
+            ("a:b", P, S),
+            ("a: b", S, S),
+            ("a:", S, S),
+            ("a,b", P, S),
+            ("x]", P, S),
+            ("[x", S, S),
+            ("x#y", P, P),
+            ("x #y", S, S),
+            ("-x", P, P),
+            ("- x", S, S),
+            ("?x", P, S),
+            ("...", S, S),
+            (" x", S, S),
+            ("a\nb", S, S),
+            ("a \nb", D, D),
+            ("a\n b", D, D),
+            ("tab\t", D, D),
+            ("\u{feff}", D, D),
+            ("😀", P, P),
+        ];
+        for (text, block, flow) in table {
+            assert_eq!((choose_style(text, true, false), choose_style(text, true, true)), (block, flow), "{text:?}");
+        }
+        assert_eq!(choose_style("on", false, false), S);
+    }
+
+    #[test]
+    fn layouts_as_pyyaml() {
+        assert_eq!(to_yaml(&json!("abc"), true), "abc\n...\n");
+        // Keys that cannot be simple; a sequence under a simple key is not indented, under `: ` it is.
+        let v = json!({"k".repeat(123): 1, "a\nb": [1, 2], "c": [{"d": 1}]});
+        let k = "k".repeat(123);
+        assert_eq!(to_yaml(&v, true), format!("? 'a\n\n  b'\n: - 1\n  - 2\nc:\n- d: 1\n? {k}\n: 1\n"));
+        let flow = DumpOptions { sort_keys: true, width: 20, default_flow_style: true };
+        let v = json!({"k".repeat(123): 1, "a\nb": [1]});
+        assert_eq!(to_yaml_with(&v, flow), format!("{{? 'a\n\n    b' : [1], ? {k}\n  : 1}}\n"));
+        // Double quotes fold with an escaped line break, and escape the space that starts the next line.
+        let v = json!({"q": format!("tab\there and  there {} \u{2028}x", "w".repeat(10))});
+        assert_eq!(to_yaml_width(&v, true, 20), "q: \"tab\\there and  there\\\n  \\ wwwwwwwwww \\Lx\"\n");
+        assert_eq!(to_yaml_width(&json!({"q": "it's a\nb c  d e"}), true, 8), "q: 'it''s\n  a\n\n  b c  d e'\n");
     }
 
     #[test]
