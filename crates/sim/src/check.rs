@@ -6,7 +6,8 @@ use std::fmt;
 pub enum Invariant {
     /// 1. Never two members writable as primary at the same simulated instant.
     SplitBrain,
-    /// 2a. Synchronous mode: a failover never loses an acknowledged write.
+    /// 2a. Synchronous mode: a promotion never loses an acknowledged write, unless an operator's manual failover
+    ///     named that member (documented by Patroni as accepting the loss).
     LostAcknowledgedWrite,
     /// 2b. Asynchronous: an automatic promotion lags the last published leader LSN by at most
     ///     `maximum_lag_on_failover`.
