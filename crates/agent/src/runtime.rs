@@ -164,8 +164,9 @@ impl<N: Node> Runtime<N> {
                 let until = Duration::from_millis(u64::try_from(at.0 - now_millis()).unwrap_or(0));
                 sleep = sleep.min(until);
             }
-            if self.long.is_some() {
-                // Keep an eye on long actions: their end changes what to do next.
+            if self.long.is_some() || self.awaiting_stream() {
+                // Keep an eye on long actions (their end changes what to do next) and on a freshly started replica
+                // (HAProxy's `/replica` check and peers should see it streaming within a second, not a loop).
                 sleep = sleep.min(Duration::from_secs(1));
             }
             let dcs = self.dcs.clone();
@@ -180,6 +181,18 @@ impl<N: Node> Runtime<N> {
                 return Ok(());
             }
         }
+    }
+
+    /// A replica whose PostgreSQL started less than a minute ago and does not stream yet: the one state where the
+    /// next observation is likely to differ soon (a replica that cannot stream for longer goes back to loop_wait).
+    fn awaiting_stream(&self) -> bool {
+        let published = self.publish.borrow();
+        let (local, details) = (&published.local, &published.details);
+        let young = details.postmaster_start_time.is_some_and(|t| (now_millis() as f64 / 1000.0) - t < 60.0);
+        local.role == patroni_ha::PgRole::Replica
+            && local.process.is_running()
+            && details.replication_state.as_deref() != Some("streaming")
+            && young
     }
 
     /// One HA cycle. Returns the last plan and the leader key version to watch.

@@ -313,8 +313,10 @@ async fn failover_prefers_the_highest_failover_priority() {
         assert_eq!(np, best, "{} has the highest failover_priority", name(best));
         assert!(took < Duration::from_secs(loop_wait), "the handover waited for a loop: {took:?}");
         c.nodes[p].wait_exit(WAIT).await.unwrap();
+        let restarted = Instant::now();
         c.nodes[p].restart().unwrap();
         c.wait_streaming(&[p], np, START_TIMEOUT).await;
+        eprintln!("round {round}: {} streams again {:?} after its agent restarted", name(p), restarted.elapsed());
     }
 }
 
