@@ -513,6 +513,26 @@ async fn assert_refusals(c: &Cluster, roles: Roles, paused: bool) {
             }
         }
     }
+    // The leader does not reinitialize itself (Patroni's text); failsafe endpoints answer 502 while failsafe_mode
+    // is off; a reload is accepted on every member.
+    let (code, text) = call(c, roles.primary, Method::POST, "/reinitialize", json!({})).await;
+    if (code, text.as_str()) != (503, "I am the leader, can not reinitialize") {
+        wrong.push(format!("POST /reinitialize on the primary: {code} {text:?}"));
+    }
+    for i in 0..3 {
+        let (code, _) = c.node(i).get("/failsafe").await.expect("GET /failsafe");
+        if code != 502 {
+            wrong.push(format!("GET /failsafe on {} with failsafe_mode off: {code}", name(i)));
+        }
+        let (code, _) = call(c, i, Method::POST, "/failsafe", json!({"name": p})).await;
+        if code != 502 {
+            wrong.push(format!("POST /failsafe on {} with failsafe_mode off: {code}", name(i)));
+        }
+        let (code, text) = call(c, i, Method::POST, "/reload", json!({})).await;
+        if (code, text.as_str()) != (202, "reload scheduled") {
+            wrong.push(format!("POST /reload on {}: {code} {text:?}", name(i)));
+        }
+    }
     assert!(wrong.is_empty(), "refusals differ from Patroni's:\n{}", wrong.join("\n"));
     assert_eq!(c.leader().await.as_deref(), Some(p.as_str()), "a refused request moved the leader");
 }
