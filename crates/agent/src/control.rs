@@ -34,6 +34,9 @@ pub enum Request {
 /// The restart scheduled through the REST API, shared with the loop that publishes it.
 pub type SharedSchedule = Arc<Mutex<Option<patroni_api::ScheduledRestart>>>;
 
+/// The last failsafe heartbeat this member accepted: the leader's name and when (unix millis).
+pub type SharedHeartbeat = Arc<Mutex<Option<(String, i64)>>>;
+
 pub struct AgentControl {
     pub dcs: Arc<dyn Dcs>,
     pub wake: Arc<Notify>,
@@ -45,6 +48,8 @@ pub struct AgentControl {
     pub schedule: SharedSchedule,
     /// Fresh WAL positions for `GET /patroni` (None: the snapshot's).
     pub probe: Option<Arc<crate::probe::WalProbe>>,
+    /// Shared with the loop: whom we confirmed in failsafe mode, and when.
+    pub failsafe_heartbeat: SharedHeartbeat,
 }
 
 impl AgentControl {
@@ -64,6 +69,7 @@ impl AgentControl {
             scheduled: Mutex::new(None),
             schedule: SharedSchedule::default(),
             probe: None,
+            failsafe_heartbeat: SharedHeartbeat::default(),
         }
     }
 
@@ -245,10 +251,20 @@ impl Control for AgentControl {
         }
     }
 
-    async fn update_failsafe(&self, _body: &Map<String, Value>) -> FailsafeReply {
+    async fn update_failsafe(&self, body: &Map<String, Value>) -> FailsafeReply {
         let status = self.status.borrow().clone();
-        if status.is_leader {
-            return FailsafeReply::Refused("I am the leader".into());
+        let running_primary = status.state == patroni_api::PostgresState::Running
+            && status.postgres.as_ref().is_some_and(|p| matches!(p.xlog, patroni_api::Xlog::Primary { .. }));
+        if running_primary {
+            // Patroni's answer: a primary cannot vouch for another one.
+            return FailsafeReply::Refused("Running as a leader".into());
+        }
+        if let Some(leader) = body.get("name").and_then(Value::as_str) {
+            // Remembered for a ttl: the core does not race for the leader key while this leader may still run.
+            let now = chrono::Utc::now().timestamp_millis();
+            if let Ok(mut h) = self.failsafe_heartbeat.lock() {
+                *h = Some((leader.to_owned(), now));
+            }
         }
         let lsn = status.postgres.as_ref().map(|p| match p.xlog {
             patroni_api::Xlog::Primary { location } => location,

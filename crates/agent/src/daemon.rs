@@ -105,6 +105,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let mut control = AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http);
     control.schedule = schedule;
     control.probe = Some(probe);
+    control.failsafe_heartbeat = rt.failsafe_heartbeat();
     let control = Arc::new(control);
 
     let settings = ServerSettings::from_restapi(&config.restapi).map_err(|e| anyhow::anyhow!("restapi: {e}"))?;

@@ -36,6 +36,9 @@ pub struct Published {
     /// When the loop last completed a cycle (for `/liveness`).
     pub heartbeat: Option<SystemTime>,
     pub is_leader: bool,
+    /// Failsafe mode is what keeps things going: we run as primary on our members' confirmations, or a leader
+    /// asked us to confirm it less than a ttl ago (`failsafe_mode_is_active`).
+    pub failsafe_active: bool,
 }
 
 /// Why the loop stopped.
@@ -65,6 +68,10 @@ pub struct Runtime<N: Node> {
     addresses: Addresses,
     /// Woken by the REST API, the end of a long action or a signal.
     wake: Arc<Notify>,
+    /// The last `POST /failsafe` we accepted (leader name, unix millis), written by the REST API.
+    failsafe_heartbeat: crate::control::SharedHeartbeat,
+    /// Every failsafe member confirmed us after the DCS became unreachable (cleared by a DCS read or a refusal).
+    failsafe_confirmed: bool,
     http: reqwest::Client,
     publish: watch::Sender<Published>,
     /// `failsafe` as last read: member name → api_url, for checks while the DCS is down.
@@ -117,6 +124,8 @@ impl<N: Node> Runtime<N> {
             dynamic,
             addresses,
             wake: Arc::new(Notify::new()),
+            failsafe_heartbeat: crate::control::SharedHeartbeat::default(),
+            failsafe_confirmed: false,
             http,
             publish,
             failsafe: Map::new(),
@@ -146,6 +155,11 @@ impl<N: Node> Runtime<N> {
     /// Wakes the loop before `loop_wait` ends (REST requests, signals).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Where the REST API records the failsafe heartbeats it accepts, for the core to honour.
+    pub fn failsafe_heartbeat(&self) -> crate::control::SharedHeartbeat {
+        self.failsafe_heartbeat.clone()
     }
 
     fn settings(&self) -> Settings {
@@ -219,6 +233,12 @@ impl<N: Node> Runtime<N> {
                 local: local.clone(),
                 peers: peers.take(),
                 outcomes: std::mem::take(&mut outcomes),
+                failsafe_heartbeat: self
+                    .failsafe_heartbeat
+                    .lock()
+                    .ok()
+                    .and_then(|h| h.clone())
+                    .map(|(leader, at)| (leader, Time(at))),
             };
             plan = self.ha.step(&settings, &obs);
             if plan.again && round + 1 < MAX_ROUNDS {
@@ -302,7 +322,12 @@ impl<N: Node> Runtime<N> {
     }
 
     fn publish_state(&self, local: LocalState, details: LocalDetails, cluster: Option<Arc<Cluster>>, status: String) {
+        let ttl = i64::try_from(self.settings().ttl.0).unwrap_or(i64::MAX);
+        let heartbeat = self.failsafe_heartbeat.lock().ok().and_then(|h| h.as_ref().map(|(_, at)| *at));
+        let confirming = heartbeat.is_some_and(|at| now_millis() - at < ttl);
+        let failsafe_active = self.dynamic.failsafe_mode() && (self.failsafe_confirmed || confirming);
         let published = Published {
+            failsafe_active,
             local,
             details,
             is_leader: self.ha.holds_lock(),
@@ -326,6 +351,7 @@ impl<N: Node> Runtime<N> {
         match tokio::time::timeout(retry, self.dcs.get_cluster()).await {
             Ok(Ok(c)) => {
                 self.dcs_last_seen = now_millis() / 1000;
+                self.failsafe_confirmed = false;
                 for p in &c.problems {
                     warn!("unexpected content in the DCS key {}: {}", p.key, p.message);
                 }
@@ -631,6 +657,7 @@ impl<N: Node> Runtime<N> {
                 let confirmed =
                     peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
                         .await;
+                self.failsafe_confirmed = confirmed;
                 done.outcomes.push(Outcome::Failsafe { confirmed });
             }
             Action::Fatal { reason } => {

@@ -103,3 +103,63 @@ async fn frozen_dcs_demotes_the_primary_before_the_key_expires() {
     let others: Vec<usize> = (0..3).filter(|r| *r != np).collect();
     c.wait_streaming(&others, np, START_TIMEOUT).await;
 }
+
+/// failsafe_mode: with etcd gone the primary keeps taking writes as long as every member of the `failsafe` key
+/// confirms it over the REST API (`POST /failsafe`), and says so (`failsafe_mode_is_active`); once one member stops
+/// answering, it demotes. etcd back: one primary again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failsafe_mode_keeps_the_primary_while_every_member_confirms_it() {
+    let mut c = Cluster::start(Options { dcs_extra: vec!["failsafe_mode: true".into()], ..Options::default() }).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    c.insert(p, "before").await;
+    let listed = patroni_testkit::wait_until(WAIT, POLL, || async {
+        let key = c.etcd.get("/service/demo/failsafe").await.ok().flatten().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&key).unwrap_or_default();
+        v.as_object().is_some_and(|m| m.len() == 3)
+    })
+    .await;
+    assert!(listed.is_ok(), "the leader writes the failsafe key with all three members");
+
+    c.etcd.stop().await.unwrap();
+    // Well past the point where a primary without failsafe mode demotes (see the test above), and past the ttl.
+    let until = Instant::now() + Duration::from_secs(RETRY_TIMEOUT + LOOP_WAIT + common::TTL);
+    let mut active = false;
+    let mut confirming = false;
+    let replica = (0..3).find(|r| *r != p).unwrap();
+    while Instant::now() < until {
+        if !c.writable(p).await {
+            c.dump("failsafe primary demoted");
+            panic!("the primary stopped taking writes while every member could confirm it");
+        }
+        if let Ok((200, body)) = c.node(p).get("/patroni").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            active |= v["failsafe_mode_is_active"] == true;
+        }
+        // A replica that confirmed the primary less than a ttl ago says so too (and will not race for the key).
+        if let Ok((200, body)) = c.node(replica).get("/patroni").await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            confirming |= v["failsafe_mode_is_active"] == true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(active, "/patroni said failsafe_mode_is_active while etcd was away");
+    assert!(confirming, "the replica said failsafe_mode_is_active while it confirmed the primary");
+    assert_eq!(c.primaries().await, vec![p], "no replica promoted itself meanwhile");
+
+    // One member stops answering: the primary can no longer be sure it is alone, and demotes.
+    let gone = (0..3).find(|r| *r != p).unwrap();
+    c.nodes[gone].kill(nix::sys::signal::Signal::SIGKILL).unwrap();
+    let bound = Duration::from_secs(RETRY_TIMEOUT + 2 * LOOP_WAIT + 10);
+    let demoted = patroni_testkit::wait_until(bound, POLL, || async { !c.writable(p).await }).await;
+    if demoted.is_err() {
+        c.dump("failsafe primary kept running without a confirmation");
+        panic!("the primary still takes writes {bound:?} after a failsafe member stopped answering");
+    }
+
+    c.etcd.start_again().await.unwrap();
+    c.nodes[gone].restart().unwrap();
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    c.insert(np, "after").await;
+    let others: Vec<usize> = (0..3).filter(|r| *r != np).collect();
+    c.wait_streaming(&others, np, START_TIMEOUT).await;
+}

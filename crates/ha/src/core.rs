@@ -16,6 +16,8 @@ pub struct Observation {
     pub peers: Option<Vec<PeerStatus>>,
     /// Results of the previous plan's actions that matter to this decision.
     pub outcomes: Vec<Outcome>,
+    /// The last failsafe heartbeat (`POST /failsafe`) this member accepted: from whom, and when.
+    pub failsafe_heartbeat: Option<(Name, Time)>,
 }
 
 impl Observation {
@@ -421,6 +423,15 @@ impl Ha {
                 ));
             }
         }
+        if let Some(leader) = failsafe_leader(s, obs) {
+            // A failsafe leader asked us to confirm it less than a ttl ago: it still runs as primary and will go on
+            // until one of its checks fails, which can be a loop and a retry_timeout away. Racing now could make
+            // two primaries; Patroni treats that member as holding the key for a ttl after its last heartbeat.
+            return Plan::status(format!(
+                "no action. I am ({}), a secondary, and following a leader ({leader})",
+                s.name
+            ));
+        }
         if local.role == PgRole::Primary && !timeline_behind(local, cluster) {
             // Still running as primary (a failsafe leader whose key expired while every member confirmed it): the
             // healthiest node whatever a failover request says, as in Patroni's `is_healthiest_node`. Deferring to
@@ -521,6 +532,12 @@ fn race_members(s: &Settings, cluster: &ClusterView) -> Vec<Name> {
     }
     names.retain(|n| *n != s.name);
     names
+}
+
+/// The member whose failsafe heartbeat we accepted less than a ttl ago, if it is not us and failsafe mode is on.
+fn failsafe_leader<'a>(s: &Settings, obs: &'a Observation) -> Option<&'a str> {
+    let (leader, at) = obs.failsafe_heartbeat.as_ref()?;
+    (s.failsafe_mode && *leader != s.name && obs.now - *at < s.ttl).then_some(leader.as_str())
 }
 
 fn runs_as_primary(r: &PeerReply) -> bool {

@@ -452,6 +452,31 @@ fn failsafe_primary_without_its_key_takes_it_back_before_a_named_candidate() {
     assert!(!plan.actions.iter().any(|a| matches!(a, Action::Demote { .. } | Action::FetchPeers { .. })));
 }
 
+/// A replica that accepted pg1's failsafe heartbeat less than a ttl ago does not race for the free key, even when it
+/// cannot reach pg1 to see it still running as primary: pg1 goes on until one of its checks fails. After a ttl
+/// without heartbeats it races as usual; with failsafe_mode off the heartbeat means nothing.
+#[test]
+fn a_recent_failsafe_heartbeat_holds_the_race_back_for_a_ttl() {
+    let mut s = settings("pg2");
+    s.failsafe_mode = true;
+    let mut c = cluster(None);
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.failsafe_heartbeat = Some(("pg1".into(), Time(o.now.0 - 5_000)));
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.status, "no action. I am (pg2), a secondary, and following a leader (pg1)");
+
+    o.failsafe_heartbeat = Some(("pg1".into(), Time(o.now.0 - i64::try_from(s.ttl.0).unwrap() - 1)));
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::FetchPeers { .. })), "{:?}", plan.actions);
+
+    s.failsafe_mode = false;
+    o.failsafe_heartbeat = Some(("pg1".into(), Time(o.now.0 - 5_000)));
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.iter().any(|a| matches!(a, Action::FetchPeers { .. })), "{:?}", plan.actions);
+}
+
 /// A primary on an older timeline than the `history` key does not take the key back: someone promoted since.
 #[test]
 fn primary_behind_the_cluster_timeline_does_not_take_the_free_key_back() {

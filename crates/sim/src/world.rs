@@ -203,6 +203,8 @@ struct Agent {
     /// The previous leader's last published LSN when we took the key: our own refresh overwrites it at once.
     lsn_when_acquired: Option<u64>,
     watchdog: Option<i64>,
+    /// The last `POST /failsafe` this agent accepted: from whom and when (lost when the agent restarts).
+    failsafe_heartbeat: Option<(String, Time)>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -393,6 +395,7 @@ impl World {
                 manual_failover: false,
                 lsn_when_acquired: None,
                 watchdog: None,
+                failsafe_heartbeat: None,
             })
             .collect();
         let pgs = (0..n)

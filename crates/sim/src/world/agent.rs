@@ -41,6 +41,7 @@ impl World {
             local,
             peers: agent.peers.take(),
             outcomes: std::mem::take(&mut agent.outcomes),
+            failsafe_heartbeat: agent.failsafe_heartbeat.clone(),
         };
         let mut plan = agent.ha.step(&settings, &obs);
         self.steps += 1;
@@ -439,7 +440,12 @@ impl World {
                     };
                     took = took.max(t);
                     // Patroni's `update_failsafe`: a member running as primary answers "Running as a leader".
-                    confirmed &= reply.is_some_and(|r| !(r.running && r.role == PgRole::Primary));
+                    let accepted = reply.is_some_and(|r| !(r.running && r.role == PgRole::Primary));
+                    if let (true, Some(p)) = (accepted, self.index(name)) {
+                        // The member remembers whom it confirmed (the agent does the same in `update_failsafe`).
+                        self.agents[p].failsafe_heartbeat = Some((self.names[m].clone(), Time(self.now)));
+                    }
+                    confirmed &= accepted;
                 }
                 self.agents[m].outcomes.push(Outcome::Failsafe { confirmed });
                 if confirmed && self.agents[m].watchdog.is_some() {

@@ -30,6 +30,7 @@ impl World {
         agent.named_candidate = false;
         agent.manual_failover = false;
         agent.lsn_when_acquired = None;
+        agent.failsafe_heartbeat = None;
         agent.config = config;
         agent.phase = Phase::Sleeping;
         agent.gen += 1;
