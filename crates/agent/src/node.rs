@@ -49,8 +49,13 @@ pub trait Node: Send + Sync + 'static {
     /// initdb (or the custom bootstrap method), start as primary, create the configured roles and run
     /// `post_bootstrap`.
     async fn bootstrap(&self) -> NodeResult<()>;
-    /// The dynamic configuration changed: rewrite `postgresql.conf` and reload (a restart stays pending).
-    async fn configure(&self, dynamic: &patroni_config::DynamicConfig) -> NodeResult<()>;
+    /// The local (`patroni.yml`, after a reload) or dynamic configuration changed: rewrite `postgresql.conf` and
+    /// reload (a restart stays pending).
+    async fn configure(
+        &self,
+        config: &patroni_config::Config,
+        dynamic: &patroni_config::DynamicConfig,
+    ) -> NodeResult<()>;
     async fn create_replica(&self, from: &Upstream) -> NodeResult<()>;
     async fn start_replica(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
     /// Point a running replica at another upstream (reload, or restart when PostgreSQL needs it).

@@ -13,6 +13,7 @@ use patroni_ha::{DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
 use patroni_postgres::bootstrap::BootstrapSettings;
 use patroni_postgres::instance::{slot_name_from_member_name, Settings as PgSettings};
 use patroni_postgres::{ConnParams, Postgres, StopMode};
+use serde_json::{json, Map, Value};
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
@@ -24,8 +25,13 @@ pub struct PgNode {
     /// Reads WAL positions for `GET /patroni` on its own connection (see probe.rs).
     probe: Arc<crate::probe::WalProbe>,
     bootstrap: BootstrapSettings,
-    /// The local configuration, merged with each new dynamic configuration.
-    config: Config,
+    /// The local configuration (replaced on reload), merged with each new dynamic configuration.
+    config: std::sync::Mutex<Config>,
+    /// Settings waiting for a restart, as Patroni shows them (`{name: {old_value, new_value}}`), and the start of
+    /// the postmaster they wait on: a newer postmaster has applied them.
+    pending: std::sync::Mutex<PendingRestart>,
+    /// When the running postmaster started, as last observed.
+    started: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     name: String,
     crash: Arc<Notify>,
     /// The last complete observation, answered while a long action holds the instance.
@@ -40,6 +46,9 @@ pub struct PgNode {
     /// checked (and maybe rewound) before it follows anyone.
     was_primary: AtomicBool,
 }
+
+/// The postmaster start a pending-restart reason belongs to, and the reason.
+type PendingRestart = (Option<chrono::DateTime<chrono::Utc>>, Map<String, Value>);
 
 fn err(e: impl std::fmt::Display) -> NodeError {
     NodeError::new(e.to_string())
@@ -56,6 +65,15 @@ pub fn pg_settings(config: &Config, dynamic: &DynamicConfig, name: &str) -> Resu
 }
 
 impl PgNode {
+    /// What waits for a restart of the postmaster that started at `started` (nothing once a newer one runs).
+    fn pending_reason(&self, started: chrono::DateTime<chrono::Utc>) -> Map<String, Value> {
+        let Ok(mut pending) = self.pending.lock() else { return Map::new() };
+        if pending.0.is_some_and(|at| at != started) {
+            *pending = (None, Map::new());
+        }
+        pending.1.clone()
+    }
+
     /// The on-demand WAL position reader the REST API uses.
     pub fn probe(&self) -> Arc<crate::probe::WalProbe> {
         self.probe.clone()
@@ -79,7 +97,9 @@ impl PgNode {
             pg: Mutex::new(pg),
             probe: Arc::default(),
             bootstrap,
-            config: config.clone(),
+            config: std::sync::Mutex::new(config.clone()),
+            pending: std::sync::Mutex::default(),
+            started: std::sync::Mutex::default(),
             name: name.to_owned(),
             crash: Arc::new(Notify::new()),
             last: std::sync::Mutex::new((LocalState::default(), LocalDetails::default())),
@@ -189,7 +209,11 @@ impl PgNode {
                     };
                     details.latest_end_lsn = info.wal_receiver.as_ref().and_then(|w| w.latest_end_lsn).map(|l| l.0);
                     details.replication = info.replication.clone();
-                    details.pending_restart = info.pending_restart;
+                    if let Ok(mut started) = self.started.lock() {
+                        *started = Some(info.postmaster_start_time);
+                    }
+                    details.pending_restart_reason = self.pending_reason(info.postmaster_start_time);
+                    details.pending_restart = info.pending_restart || !details.pending_restart_reason.is_empty();
                     details.server_version = Some(info.server_version);
                     details.postmaster_start_time = Some(info.postmaster_start_time.timestamp_micros() as f64 / 1e6);
                     details.replay_paused = info.replay_paused;
@@ -230,13 +254,26 @@ impl Node for PgNode {
         pg.bootstrap(&self.bootstrap).await.map_err(err)
     }
 
-    async fn configure(&self, dynamic: &DynamicConfig) -> NodeResult<()> {
-        let wanted = pg_settings(&self.config, dynamic, &self.name)?;
+    async fn configure(&self, config: &Config, dynamic: &DynamicConfig) -> NodeResult<()> {
+        if let Ok(mut c) = self.config.lock() {
+            *c = config.clone();
+        }
+        let wanted = pg_settings(config, dynamic, &self.name)?;
         let mut pg = self.pg.lock().await;
         let outcome = pg.update_config(wanted.parameters, wanted.pg_hba, wanted.pg_ident).await.map_err(err)?;
         if !outcome.pending_restart.is_empty() {
             let names: Vec<&str> = outcome.pending_restart.iter().map(|p| p.name.as_str()).collect();
             info!("PostgreSQL needs a restart for: {}", names.join(", "));
+        }
+        // Recomputed from what PostgreSQL reports after every change, as Patroni does on each reload.
+        let reason: Map<String, Value> = outcome
+            .pending_restart
+            .iter()
+            .map(|p| (p.name.clone(), json!({"old_value": p.old_value, "new_value": p.new_value})))
+            .collect();
+        let started = self.started.lock().ok().and_then(|s| *s);
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = (started, reason);
         }
         Ok(())
     }

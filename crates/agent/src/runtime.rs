@@ -385,7 +385,7 @@ impl<N: Node> Runtime<N> {
         let t = dynamic.timeouts();
         self.dcs.set_ttl(Duration::from_secs(u64::try_from(t.ttl).unwrap_or(30)));
         self.dcs.set_retry_timeout(Duration::from_secs(u64::try_from(t.retry_timeout).unwrap_or(10)));
-        if let Err(e) = self.node.configure(&dynamic).await {
+        if let Err(e) = self.node.configure(&self.config, &dynamic).await {
             warn!("failed to apply the dynamic configuration to PostgreSQL: {e}");
         }
         self.dynamic = dynamic;
@@ -722,7 +722,7 @@ impl<N: Node> Runtime<N> {
                     warn!("{w}");
                 }
                 self.config = loaded.config;
-                if let Err(e) = self.node.configure(&self.dynamic).await {
+                if let Err(e) = self.node.configure(&self.config, &self.dynamic).await {
                     warn!("failed to apply the reloaded configuration: {e}");
                 }
                 info!("Reloaded configuration");

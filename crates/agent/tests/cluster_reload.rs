@@ -117,8 +117,6 @@ async fn wait_pending_restart(c: &Cluster, i: usize, parameter: &str) {
 /// SIGHUP after adding `work_mem: 7MB` to one replica's local `postgresql.parameters`: that member's PostgreSQL
 /// shows 7MB within seconds, the other members keep the default 4MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "agent bug: a reload re-reads patroni.yml (tags change) but never applies local postgresql.parameters \
-            (PgNode keeps the Config it was built with, crates/agent/src/pg.rs configure)"]
 async fn sighup_applies_a_local_parameter_on_that_member_only() {
     let mut c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;
@@ -145,9 +143,6 @@ async fn sighup_applies_a_local_parameter_on_that_member_only() {
 /// the flag gone. `max_connections: 120` written locally at the same time takes no effect: Patroni takes it from
 /// the dynamic configuration only (the documented "PostgreSQL parameters controlled by Patroni").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "agent bug: a reload never applies local postgresql.parameters (PgNode keeps the Config it was built \
-            with, crates/agent/src/pg.rs configure), and /patroni never shows pending_restart \
-            (details.pending_restart_reason is never filled)"]
 async fn post_reload_makes_a_local_restart_only_parameter_pending_until_restart() {
     let c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;
@@ -221,8 +216,6 @@ async fn patch_config_restart_only_parameter_waits_for_post_restart() {
 /// `pending_restart_reason` naming the parameter (Patroni 4: `{"max_connections": {"old_value": "100",
 /// "new_value": "120"}}`), as the member key already says `pending_restart: true`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "agent bug: /patroni never shows pending_restart (details.pending_restart_reason is never filled; the \
-            member key says pending_restart: true with pending_restart_reason: {})"]
 async fn patroni_endpoint_shows_pending_restart_and_its_reason() {
     let c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;
