@@ -28,6 +28,29 @@ async fn with_ttl(etcd: &EtcdServer, scope: &str, name: &str, ttl: u64) -> Etcd3
     Etcd3::new(s).await.expect("client")
 }
 
+/// SIGSTOP takes effect only when one of etcd's threads is scheduled to handle it; on a loaded machine the others
+/// can still answer for some milliseconds. Waits until every thread is stopped, so "hung" really means hung.
+async fn pause_fully(etcd: &mut EtcdServer) {
+    etcd.pause().unwrap();
+    let Some(pid) = etcd.pid() else { return };
+    let start = Instant::now();
+    loop {
+        let all_stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|dir| {
+                dir.flatten().all(|t| {
+                    let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+                    // the state follows the parenthesised command name
+                    stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("T")
+                })
+            })
+            .unwrap_or(true);
+        if all_stopped || start.elapsed() > Duration::from_secs(5) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn leader_race_has_exactly_one_winner_each_time() {
     let etcd = EtcdServer::start().await.unwrap();
@@ -215,7 +238,7 @@ async fn a_hung_etcd_cannot_block_a_call_past_retry_timeout() {
     let dcs = Etcd3::new(s).await.unwrap();
     dcs.attempt_to_acquire_leader().await.unwrap();
     let cluster = dcs.get_cluster().await.unwrap();
-    etcd.pause().unwrap();
+    pause_fully(&mut etcd).await;
     // connections are accepted by the kernel but never answered
     let result = tokio::time::timeout(Duration::from_secs(30), async {
         contract::every_call_unreachable(&dcs, &cluster).await;
@@ -427,4 +450,289 @@ async fn bad_settings_are_reported() {
     let mut s = Etcd3Settings::new("x", "y").with_hosts(["127.0.0.1:1"]);
     s.cacert = Some("/nonexistent/ca.pem".into());
     assert!(matches!(Etcd3::new(s).await, Err(DcsError::Config(m)) if m.contains("cacert")));
+}
+
+// ---- the watch-fed cluster cache ----
+
+/// A client whose cache is built and whose HA-loop gate is open (a `watch` just returned), as in the HA loop.
+async fn cached_client(etcd: &EtcdServer, scope: &str, name: &str) -> Etcd3 {
+    let dcs = client(etcd, scope, name).await;
+    dcs.touch_member(&contract::member_data(name)).await.unwrap();
+    dcs.get_cluster().await.unwrap();
+    let start = Instant::now();
+    while !dcs.cache_ready() {
+        assert!(start.elapsed() < Duration::from_secs(10), "cache never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dcs
+}
+
+/// The HA loop's order: a `watch` ends, then the next cycle reads.
+async fn loop_read(dcs: &Etcd3) -> Result<patroni_dcs::Cluster, DcsError> {
+    dcs.watch(None, Duration::from_millis(1)).await.unwrap();
+    dcs.get_cluster().await
+}
+
+fn count(dcs: &Etcd3, method: &str) -> u64 {
+    dcs.request_counts().get(method).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cache_serves_another_writers_change_without_a_range() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = cached_client(&etcd, "cache", "a").await;
+    let b = client(&etcd, "cache", "b").await;
+    let first = loop_read(&a).await.unwrap();
+    let (ranges, watches) = (count(&a, "/kv/range"), count(&a, "/watch"));
+    b.set_config_value(r#"{"ttl":31}"#, None).await.unwrap();
+    // the cache wakes the watch on the config change, then the next read answers from it
+    let version = first.leader.as_ref().map(|l| l.version);
+    assert_eq!(a.watch(version, Duration::from_secs(5)).await, Ok(true));
+    let c = a.get_cluster().await.unwrap();
+    assert_eq!(c.config.unwrap().data["ttl"], 31);
+    b.touch_member(&contract::member_data("b")).await.unwrap();
+    let c = loop_read(&a).await.unwrap();
+    assert!(c.has_member("b") && c.has_member("a"));
+    assert_eq!(count(&a, "/kv/range"), ranges, "{:?}", a.request_counts());
+    assert_eq!(count(&a, "/watch"), watches, "{:?}", a.request_counts());
+    // a read right after another client's write sees it (through the cache or, if the event is late, a Range)
+    for i in 0..20 {
+        b.set_config_value(&format!(r#"{{"ttl":{}}}"#, 40 + i), None).await.unwrap();
+        assert_eq!(loop_read(&a).await.unwrap().config.unwrap().data["ttl"], 40 + i);
+    }
+}
+
+#[tokio::test]
+async fn cache_wakes_the_leader_watch_on_delete_and_on_change() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let w = cached_client(&etcd, "cwatch", "w").await;
+    let x = client(&etcd, "cwatch", "x").await;
+    let y = client(&etcd, "cwatch", "y").await;
+    x.attempt_to_acquire_leader().await.unwrap();
+    let watches = count(&w, "/watch");
+    for step in 0..3 {
+        let c = loop_read(&w).await.unwrap();
+        let version = c.leader.as_ref().map(|l| l.version);
+        let change = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            match step {
+                // deleted
+                0 => x.delete_leader(&c.leader.clone().unwrap(), None).await.unwrap(),
+                // created by someone else
+                1 => y.attempt_to_acquire_leader().await.unwrap(),
+                // changed hands (deleted and taken again before we look)
+                _ => {
+                    y.delete_leader(&c.leader.clone().unwrap(), None).await.unwrap();
+                    x.attempt_to_acquire_leader().await.unwrap();
+                }
+            }
+            Instant::now()
+        };
+        let (woke, changed_at) = tokio::join!(
+            async {
+                let r = w.watch(version, Duration::from_secs(10)).await;
+                (r, Instant::now())
+            },
+            change
+        );
+        assert_eq!(woke.0, Ok(true), "step {step}");
+        assert!(woke.1.saturating_duration_since(changed_at) < Duration::from_secs(1), "step {step}");
+    }
+    assert_eq!(loop_read(&w).await.unwrap().leader_name(), Some("x"));
+    // a leader refreshing its key (same value) does not wake anyone
+    let c = loop_read(&w).await.unwrap();
+    let version = c.leader.as_ref().map(|l| l.version);
+    let started = Instant::now();
+    let (r, ()) = tokio::join!(w.watch(version, Duration::from_millis(1500)), async {
+        for _ in 0..3 {
+            let c = x.get_cluster().await.unwrap();
+            x.update_leader(&c, None, None).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert_eq!(r, Ok(false));
+    assert!(started.elapsed() >= Duration::from_millis(1450));
+    assert_eq!(count(&w, "/watch"), watches, "the waits used the cache, not watches of their own");
+}
+
+#[tokio::test]
+async fn own_writes_are_visible_in_the_next_read() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = cached_client(&etcd, "ownwrite", "a").await;
+    let ranges = count(&a, "/kv/range");
+    for i in 0..20u32 {
+        a.attempt_to_acquire_leader().await.unwrap();
+        let c = loop_read(&a).await.unwrap();
+        assert_eq!(c.leader_name(), Some("a"), "round {i}");
+        a.update_leader(&c, None, None).await.unwrap();
+        let sync = a.write_sync_state(Some("a"), &[format!("r{i}")], 0, c.sync.version).await.unwrap();
+        let c = a.get_cluster().await.unwrap();
+        assert_eq!(c.sync.version, sync.version, "round {i}");
+        assert_eq!(c.sync.sync_standby, vec![format!("r{i}")], "round {i}");
+        a.delete_leader(c.leader.as_ref().unwrap(), None).await.unwrap();
+        assert!(loop_read(&a).await.unwrap().is_unlocked(), "round {i}");
+    }
+    // (a Range only when an event took longer than the catch-up wait; on a quiet machine never)
+    let extra = count(&a, "/kv/range") - ranges;
+    assert!(extra <= 10, "{extra} of 60 reads went to a range: {:?}", a.request_counts());
+}
+
+#[tokio::test]
+async fn cached_reads_report_a_stopped_or_hung_etcd_then_recover() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let mut s = settings(&etcd, "cdown", "node1");
+    s.retry_timeout = Duration::from_secs(1);
+    let dcs = Etcd3::new(s).await.unwrap();
+    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+    dcs.get_cluster().await.unwrap();
+    let wait_ready = |dcs: &Etcd3| {
+        let ready = dcs.cache_ready();
+        async move { ready }
+    };
+    let start = Instant::now();
+    while !wait_ready(&dcs).await {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop_read(&dcs).await.unwrap();
+    let limit = dcs.retry_timeout() + Duration::from_secs(1);
+
+    // hung: the stream stays open and silent, the cache looks healthy; the read must still fail
+    pause_fully(&mut etcd).await;
+    let t = Instant::now();
+    let r = loop_read(&dcs).await;
+    etcd.resume().unwrap();
+    assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+    assert!(t.elapsed() <= limit, "{:?}", t.elapsed());
+    assert!(contract::wait_cluster(&dcs, Duration::from_secs(15), |_| true).await.is_some());
+
+    // stopped
+    etcd.stop().await.unwrap();
+    let t = Instant::now();
+    let r = loop_read(&dcs).await;
+    assert!(matches!(r, Err(DcsError::Unreachable(_))), "{r:?}");
+    assert!(t.elapsed() <= limit, "{:?}", t.elapsed());
+    // and a watch sleeps out its timeout
+    assert_eq!(dcs.watch(None, Duration::from_millis(300)).await, Ok(false));
+
+    etcd.start_again().await.unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(20), "no recovery: {:?}", dcs.request_counts());
+        if loop_read(&dcs).await.is_ok() && dcs.cache_ready() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // rebuilt: reads are served by the cache again
+    loop_read(&dcs).await.unwrap();
+    let ranges = count(&dcs, "/kv/range");
+    for _ in 0..5 {
+        assert!(loop_read(&dcs).await.unwrap().has_member("node1"));
+    }
+    assert_eq!(count(&dcs, "/kv/range"), ranges, "{:?}", dcs.request_counts());
+}
+
+#[tokio::test]
+async fn cache_keeps_working_across_compaction_and_its_task_ends_with_the_client() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let a = cached_client(&etcd, "compact", "a").await;
+    let b = client(&etcd, "compact", "b").await;
+    for i in 0..10 {
+        b.set_config_value(&format!(r#"{{"ttl":{}}}"#, 30 + i), None).await.unwrap();
+    }
+    let v = etcd.v3("kv/range", serde_json::json!({"key": "Lw=="})).await.unwrap();
+    let rev = v["header"]["revision"].as_str().unwrap().to_string();
+    etcd.v3("kv/compaction", serde_json::json!({"revision": rev, "physical": true})).await.unwrap();
+    b.set_config_value(r#"{"ttl":99}"#, None).await.unwrap();
+    let seen =
+        contract::wait_cluster(&a, Duration::from_secs(5), |c| c.config.as_ref().is_some_and(|c| c.data["ttl"] == 99))
+            .await;
+    assert!(seen.is_some());
+    assert!(a.cache_ready());
+    let streams = || async {
+        let text = etcd.http_client().get(format!("{}/metrics", etcd.client_url())).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    let before = streams().await;
+    assert!(before >= 1.0, "{before}");
+    drop(a);
+    let start = Instant::now();
+    while streams().await >= before {
+        assert!(start.elapsed() < Duration::from_secs(10), "the dropped client's watch is still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// etcd's own count of started gRPC calls by method (the gateway turns every HTTP request into one).
+async fn grpc_started(etcd: &EtcdServer) -> std::collections::BTreeMap<String, f64> {
+    let resp = etcd.http_client().get(format!("{}/metrics", etcd.client_url())).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("grpc_server_started_total{")) {
+        let method = line.split("grpc_method=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+        let n: f64 = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+        *out.entry(method.to_string()).or_insert(0.0) += n;
+    }
+    out
+}
+
+/// Three agents in idle HA loops (read, leader refresh on the leader, member touch, watch for loop_wait): etcd
+/// calls per agent per loop, counted by etcd itself. Before the cache: a Range and a Watch per agent per loop, a
+/// keep-alive or two and the leader's Txn (≈ 3.7 per agent per loop in BENCHMARKS.md).
+#[tokio::test]
+async fn idle_loops_cost_few_etcd_calls() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let names = ["n1", "n2", "n3"];
+    let mut agents = Vec::new();
+    for n in names {
+        agents.push(cached_client(&etcd, "idle", n).await);
+    }
+    agents[0].attempt_to_acquire_leader().await.unwrap();
+    let loop_wait = Duration::from_millis(500);
+    let run = |dcs: &'static Etcd3, leader: bool, loops: usize| async move {
+        for _ in 0..loops {
+            let c = dcs.get_cluster().await.unwrap();
+            if leader {
+                dcs.update_leader(&c, None, None).await.unwrap();
+            }
+            dcs.touch_member(&contract::member_data(dcs.name())).await.unwrap();
+            let version = c.leader.as_ref().map(|l| l.version);
+            dcs.watch(version, loop_wait).await.unwrap();
+        }
+    };
+    let agents: &'static [Etcd3] = Box::leak(agents.into_boxed_slice());
+    // warm-up: leases, the caches, endpoint discovery
+    tokio::join!(run(&agents[0], true, 3), run(&agents[1], false, 3), run(&agents[2], false, 3));
+    let before = grpc_started(&etcd).await;
+    let client_before: Vec<_> = agents.iter().map(|a| a.request_counts()).collect();
+    let loops = 10;
+    tokio::join!(run(&agents[0], true, loops), run(&agents[1], false, loops), run(&agents[2], false, loops));
+    let after = grpc_started(&etcd).await;
+    let per_method: Vec<(String, f64)> = after
+        .iter()
+        .map(|(m, n)| (m.clone(), n - before.get(m).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    // the two /metrics reads are HTTP, not gRPC; nothing else talks to this etcd
+    let total: f64 = per_method.iter().map(|(_, d)| d).sum();
+    let per_agent_loop = total / (loops * names.len()) as f64;
+    let by_agent: Vec<f64> = agents
+        .iter()
+        .zip(&client_before)
+        .map(|(a, b)| {
+            let sent: u64 = a.request_counts().iter().map(|(m, n)| n - b.get(m).copied().unwrap_or(0)).sum();
+            sent as f64 / loops as f64
+        })
+        .collect();
+    eprintln!(
+        "etcd calls per agent per idle loop: {per_agent_loop:.2} ({per_method:?}); leader, replicas: {by_agent:?}"
+    );
+    assert!(per_agent_loop <= 1.5, "{per_agent_loop} calls per agent per loop: {per_method:?}");
+    assert!(by_agent[1] <= 1.1 && by_agent[2] <= 1.1, "{by_agent:?}");
 }

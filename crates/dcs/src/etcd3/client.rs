@@ -1,6 +1,7 @@
 //! HTTP transport to etcd's JSON gateway: endpoint failover, API prefix detection, authentication, deadlines
 //! and error classification. Knows nothing about Patroni keys.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -74,6 +75,14 @@ pub(crate) struct Transport {
     token: Mutex<Option<String>>,
     /// `/v3`, `/v3beta` or `/v3alpha`, learnt from `/version`.
     prefix: Mutex<Option<String>>,
+    /// Requests sent, by gateway method: what the benchmark's "DCS calls per loop" counts, and what the cache
+    /// tests check to prove a read did not go to etcd.
+    sent: Mutex<BTreeMap<String, u64>>,
+    /// The endpoint of the last failed attempt, announced on `trouble`: the cache's stream to that endpoint is
+    /// probably dead too (etcd shutting down, frozen, cut off) and is dropped at once rather than kept open —
+    /// an open stream also holds up a graceful etcd shutdown for seconds.
+    troubled: Mutex<Option<String>>,
+    trouble: tokio::sync::Notify,
 }
 
 pub(crate) fn b64(s: &str) -> String {
@@ -144,6 +153,9 @@ impl Transport {
             credentials: settings.credentials(),
             token: Mutex::new(None),
             prefix: Mutex::new(None),
+            sent: Mutex::new(BTreeMap::new()),
+            troubled: Mutex::new(None),
+            trouble: tokio::sync::Notify::new(),
         })
     }
 
@@ -170,6 +182,42 @@ impl Transport {
             debug!(endpoints = ?list, "etcd endpoints");
         }
         e.list = list;
+    }
+
+    /// Requests sent so far, by gateway method (`/kv/range`, `/watch`, ...).
+    pub(crate) fn sent(&self) -> BTreeMap<String, u64> {
+        self.sent.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Resolves with the endpoint of the next failed attempt (only failures after the call count).
+    pub(crate) async fn next_trouble(&self) -> Option<String> {
+        self.trouble.notified().await;
+        self.troubled.lock().ok().and_then(|t| t.clone())
+    }
+
+    fn report_trouble(&self, endpoint: &str) {
+        if let Ok(mut t) = self.troubled.lock() {
+            *t = Some(endpoint.to_string());
+        }
+        self.trouble.notify_waiters();
+    }
+
+    fn count(&self, method: &str) {
+        if let Ok(mut s) = self.sent.lock() {
+            *s.entry(method.to_string()).or_insert(0) += 1;
+        }
+    }
+
+    /// The endpoint that answered last (tried first by the next call).
+    pub(crate) fn current_endpoint(&self) -> Option<String> {
+        self.endpoints.lock().ok().and_then(|e| e.list.get(e.current).cloned())
+    }
+
+    /// Drops the token so that the next call authenticates again (a watch refused for auth reasons says so).
+    pub(crate) fn invalidate_token(&self) {
+        if self.credentials.is_some() {
+            self.set_token(None);
+        }
     }
 
     fn ordered_endpoints(&self) -> (Vec<String>, usize) {
@@ -225,6 +273,7 @@ impl Transport {
                     }
                     Attempt::Retry(why) => {
                         debug!("etcd {endpoint}{method}: {why}");
+                        self.report_trouble(endpoint);
                         last_error = format!("{endpoint}: {why}");
                     }
                     Attempt::Reauthenticate(why) => {
@@ -280,6 +329,7 @@ impl Transport {
             }
         }
         let url = format!("{endpoint}{prefix}{method}");
+        self.count(method);
         let mut req = self.http.post(&url).json(body).timeout(Self::attempt_timeout(deadline, n));
         if let Some(t) = self.token() {
             req = req.header("Authorization", t);
@@ -288,6 +338,7 @@ impl Transport {
     }
 
     async fn detect_prefix(&self, endpoint: &str, deadline: Instant, n: usize) -> Result<String, Attempt> {
+        self.count("/version");
         let resp = self
             .http
             .get(format!("{endpoint}/version"))
@@ -320,6 +371,7 @@ impl Transport {
         let Some((user, password)) = &self.credentials else {
             return Ok(());
         };
+        self.count("/auth/authenticate");
         let req = self
             .http
             .post(format!("{endpoint}{prefix}/auth/authenticate"))
@@ -360,6 +412,7 @@ impl Transport {
                 .await
                 .map_err(|_| format!("{endpoint}: cannot read /version"))?,
         };
+        self.count("/watch");
         let mut req = self.http.post(format!("{endpoint}{prefix}/watch")).json(body).timeout(timeout);
         if let Some(t) = self.token() {
             req = req.header("Authorization", t);
@@ -369,6 +422,43 @@ impl Transport {
             return Err(format!("watch answered {}", resp.status()));
         }
         Ok(resp)
+    }
+
+    /// Opens a long-lived streamed `/watch` on the endpoint that answered last, for the cluster cache. Unlike
+    /// [`Transport::open_watch`] the body has no overall time limit (the stream lives as long as etcd keeps it):
+    /// only getting the response headers is bounded by `timeout`. Returns the endpoint used with the response.
+    pub(crate) async fn open_stream(
+        &self,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, String), String> {
+        let (list, current) = self.ordered_endpoints();
+        let endpoint = list.get(current).ok_or("no etcd endpoint configured")?.clone();
+        let deadline = Instant::now() + timeout;
+        let prefix = match self.cached_prefix() {
+            Some(p) => p,
+            None => self
+                .detect_prefix(&endpoint, deadline, 1)
+                .await
+                .map_err(|_| format!("{endpoint}: cannot read /version"))?,
+        };
+        self.count("/watch");
+        let mut req = self.http.post(format!("{endpoint}{prefix}/watch")).json(body);
+        if let Some(t) = self.token() {
+            req = req.header("Authorization", t);
+        }
+        let resp = match tokio::time::timeout_at(deadline, req.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(describe(&e)),
+            Err(_) => return Err(format!("{endpoint}: no watch response within {timeout:?}")),
+        };
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            self.invalidate_token();
+        }
+        if !resp.status().is_success() {
+            return Err(format!("{endpoint}: watch answered {}", resp.status()));
+        }
+        Ok((resp, endpoint))
     }
 }
 

@@ -1,6 +1,7 @@
 //! This node's lease: one per node, granted with the current TTL, kept alive by the calls that need it.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -17,7 +18,46 @@ pub(super) struct LeaseState {
     pub refreshed: Option<Instant>,
 }
 
+/// A keep-alive this recent (a cached `get_cluster` does one every loop) makes the next one in the same loop
+/// (`update_leader`, `touch_member`) unnecessary. Short against the TTL, so the key still lives about `ttl` after
+/// the last call, as the HA loop's timing assumes.
+fn fresh_window(ttl_secs: u64) -> Duration {
+    Duration::from_millis(ttl_secs.saturating_mul(100)).min(Duration::from_secs(1))
+}
+
 impl Etcd3 {
+    /// The liveness proof of a cached read: keeps our lease alive and returns the revision etcd reported with it.
+    /// `Ok(None)` when there is no lease to keep alive (none yet, the TTL changed, it expired): the caller reads
+    /// through a Range, and the next write takes a new lease as usual.
+    pub(super) async fn probe_lease(&self, deadline: Instant) -> DcsResult<Option<i64>> {
+        let mut st = tokio::time::timeout_at(deadline, self.lease.lock())
+            .await
+            .map_err(|_| DcsError::Unreachable("timed out waiting for the lease refresh of another call".into()))?;
+        let ttl = self.ttl_secs.load(Ordering::Relaxed);
+        let Some(id) = st.id.filter(|_| st.ttl == ttl) else {
+            return Ok(None);
+        };
+        match self.call("/lease/keepalive", json!({"ID": id.to_string()}), deadline).await {
+            Ok(v) => {
+                let result = v.get("result");
+                if int(result.and_then(|r| r.get("TTL"))) <= 0 {
+                    warn!("our etcd lease {id} expired; taking a new one at the next write");
+                    st.id = None;
+                    return Ok(None);
+                }
+                st.refreshed = Some(Instant::now());
+                let revision = int(result.and_then(|r| r.get("header")).and_then(|h| h.get("revision")));
+                Ok((revision > 0).then_some(revision))
+            }
+            Err(RpcError::LeaseNotFound) => {
+                warn!("our etcd lease {id} is gone; taking a new one at the next write");
+                st.id = None;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Returns our lease, granting one when there is none or the TTL changed, and keeping it alive when
     /// `keepalive` is set.
     pub(super) async fn lease(&self, keepalive: bool, deadline: Instant) -> DcsResult<i64> {
@@ -30,6 +70,8 @@ impl Etcd3 {
             if st.ttl != ttl {
                 info!("TTL changed from {} to {ttl} s: taking a new lease", st.ttl);
                 st.id = None;
+            } else if keepalive && st.refreshed.is_some_and(|t| t.elapsed() < fresh_window(ttl)) {
+                return Ok(id);
             } else if keepalive {
                 let answer = self.call("/lease/keepalive", json!({"ID": id.to_string()}), deadline).await;
                 match answer {

@@ -10,6 +10,7 @@
 //! kept alive by every `touch_member`/`update_leader` call; a TTL change grants a new lease and rebinds the keys
 //! on their next write. Every call has one deadline, `retry_timeout` from its start, across all endpoints.
 
+mod cache;
 mod client;
 mod lease;
 mod settings;
@@ -17,9 +18,9 @@ mod srv;
 mod tls_key;
 mod watch;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,6 +31,7 @@ use tracing::{debug, info, warn};
 
 pub use settings::Etcd3Settings;
 
+use cache::KvCache;
 use client::{b64, b64_bytes, int, prefix_end, unb64, RpcError, Transport};
 use lease::LeaseState;
 
@@ -43,6 +45,16 @@ const DISCOVERY_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The citus coordinator's group.
 const COORDINATOR_GROUP: u32 = 0;
+
+/// How long a cached read waits for the watch to deliver the revision etcd just reported before reading through a
+/// Range instead. The event of a write is normally on the stream before the writer even has its answer; a cache
+/// still behind after this is lagging or stuck, or other keys of a shared etcd moved the revision (see README).
+const CATCH_UP: Duration = Duration::from_millis(50);
+
+/// A cached read keeps the lease alive (its liveness proof), which must only stand in for the HA loop's own
+/// refresh: it does so only while `watch` runs or returned this recently, i.e. while the HA loop is alive. A REST
+/// request reading the cluster while the loop hangs must not keep a hung leader's key alive.
+const LOOP_GATE: Duration = Duration::from_secs(2);
 
 /// What the last snapshot (and our own writes since) told us; used to skip unchanged writes and to decide which
 /// watch events matter.
@@ -59,19 +71,65 @@ struct Observed {
     problems: Vec<ParseProblem>,
 }
 
+/// Whether the HA loop is alive, judged by its calls of `watch` (see [`LOOP_GATE`]).
+#[derive(Default)]
+struct LoopGate {
+    watching: usize,
+    last_watch: Option<Instant>,
+}
+
+/// Marks a running `watch`; the HA loop may drop the future at any point, so the exit is recorded on drop.
+struct WatchMark<'a>(&'a Mutex<LoopGate>);
+
+impl<'a> WatchMark<'a> {
+    fn enter(gate: &'a Mutex<LoopGate>) -> Self {
+        if let Ok(mut g) = gate.lock() {
+            g.watching += 1;
+            g.last_watch = Some(Instant::now());
+        }
+        WatchMark(gate)
+    }
+}
+
+impl Drop for WatchMark<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.0.lock() {
+            g.watching = g.watching.saturating_sub(1);
+            g.last_watch = Some(Instant::now());
+        }
+    }
+}
+
 /// An etcd v3 DCS client for one node.
+///
+/// Unless in `ctl` mode, the first `get_cluster` starts one background task that keeps a watch-fed copy of the
+/// cluster's keys (`etcd3/cache.rs`); it stops when the client is dropped.
 pub struct Etcd3 {
     name: String,
     path: ClusterPath,
     proxies_only: bool,
     ctl: bool,
-    transport: Transport,
+    transport: Arc<Transport>,
     ttl_secs: AtomicU64,
-    retry_timeout_ms: AtomicU64,
+    retry_timeout_ms: Arc<AtomicU64>,
     lease: tokio::sync::Mutex<LeaseState>,
     observed: Mutex<Observed>,
     discovered_at: Mutex<Option<Instant>>,
     wake: Notify,
+    cache: Arc<KvCache>,
+    cache_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The highest revision one of our own writes created: a cached read waits until the cache has applied it, so
+    /// we never read something older than what we wrote.
+    write_floor: AtomicI64,
+    loop_gate: Mutex<LoopGate>,
+}
+
+impl Drop for Etcd3 {
+    fn drop(&mut self) {
+        if let Some(task) = self.cache_task.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
 }
 
 impl Etcd3 {
@@ -94,14 +152,136 @@ impl Etcd3 {
             path,
             proxies_only: settings.proxies_only(),
             ctl: settings.ctl,
-            transport,
+            transport: Arc::new(transport),
             ttl_secs: AtomicU64::new(settings.ttl.as_secs().max(1)),
-            retry_timeout_ms: AtomicU64::new(millis(settings.retry_timeout)),
+            retry_timeout_ms: Arc::new(AtomicU64::new(millis(settings.retry_timeout))),
             lease: tokio::sync::Mutex::new(LeaseState::default()),
             observed: Mutex::new(Observed::default()),
             discovered_at: Mutex::new(None),
             wake: Notify::new(),
+            cache: Arc::new(KvCache::new()),
+            cache_task: Mutex::new(None),
+            write_floor: AtomicI64::new(0),
+            loop_gate: Mutex::new(LoopGate::default()),
         })
+    }
+
+    /// Requests sent to etcd so far, by gateway method (`/kv/range`, `/watch`, `/lease/keepalive`, ...), the
+    /// cluster cache's included. For measuring how many calls an HA loop costs.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.transport.sent()
+    }
+
+    /// Whether the watch-fed cluster cache is built and following etcd (it may still not be used for a read: see
+    /// `get_cluster`).
+    pub fn cache_ready(&self) -> bool {
+        self.cache.is_ready()
+    }
+
+    /// Starts the cache task once; needs to run inside a tokio runtime (every call does).
+    fn start_cache(&self) {
+        let Ok(mut task) = self.cache_task.lock() else {
+            return;
+        };
+        if task.is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let follow = cache::Follow {
+            cache: self.cache.clone(),
+            transport: self.transport.clone(),
+            prefix: self.read_prefix(),
+            retry_timeout_ms: self.retry_timeout_ms.clone(),
+        };
+        *task = Some(runtime.spawn(follow.run()));
+    }
+
+    fn loop_alive(&self) -> bool {
+        self.loop_gate
+            .lock()
+            .map(|g| g.watching > 0 || g.last_watch.is_some_and(|t| t.elapsed() < LOOP_GATE))
+            .unwrap_or(false)
+    }
+
+    /// The cache's keys when they may answer this read: the cache follows etcd, etcd answered a keep-alive of our
+    /// lease just now (so an outage is not hidden: a stopped or hung etcd fails that call), and the cache has
+    /// applied every change up to the revision of that answer and of our own last write. `Ok(None)`: read through a
+    /// Range. `Err`: etcd did not answer within the deadline.
+    async fn verified_cache(&self, deadline: Instant) -> DcsResult<Option<(Vec<Kv>, i64)>> {
+        if !self.cache.is_ready() || !self.loop_alive() {
+            return Ok(None);
+        }
+        let Some(revision) = self.probe_lease(deadline).await? else {
+            return Ok(None);
+        };
+        let floor = revision.max(self.write_floor.load(Ordering::Relaxed));
+        if !self.cache.wait_for_revision(floor, deadline.min(Instant::now() + CATCH_UP)).await {
+            debug!("etcd cluster cache at {:?}, etcd at {floor}: reading through a range", self.cache.revision());
+            // Our calls went elsewhere (the watch's endpoint may be cut off from the cluster): follow them.
+            if self.cache.endpoint() != self.transport.current_endpoint() {
+                self.cache.request_restart();
+            }
+            return Ok(None);
+        }
+        Ok(self.cache.snapshot().filter(|(_, r)| *r >= floor))
+    }
+
+    /// Whether the cache, compared with the last snapshot we returned, shows a change `watch` wakes up for.
+    fn cache_shows_relevant_change(&self) -> bool {
+        let Ok(o) = self.observed.lock() else {
+            return false;
+        };
+        if o.revision.is_none() {
+            return false;
+        }
+        let leader_key = self.path.key(keys::LEADER);
+        let Some(leader) = self.cache.value(&leader_key) else {
+            return false;
+        };
+        let known = |k: &str| o.values.get(k).map(|(v, _)| v.clone());
+        let mut keys = vec![leader_key.clone(), self.path.key(keys::CONFIG), self.path.key(keys::FAILOVER)];
+        keys.push(self.path.key(keys::INITIALIZE));
+        // The leader's own status writes must not wake the leader.
+        if leader.as_deref() != Some(self.name.as_str()) {
+            keys.extend([self.path.key(keys::STATUS), self.path.key(keys::LEADER_OPTIME)]);
+        }
+        keys.iter().any(|k| match self.cache.value(k) {
+            Some(now) if now != known(k) => {
+                debug!("{k} changed");
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Waits on the cache for a relevant change, `wakeup` or the timeout.
+    async fn watch_cache(
+        &self,
+        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        timeout: Duration,
+    ) -> bool {
+        let mut notified = notified;
+        let mut changes = self.cache.subscribe();
+        let sleep = tokio::time::sleep(timeout);
+        tokio::pin!(sleep);
+        loop {
+            // A rebuild in between is covered too: the comparison is with our last snapshot, not with events.
+            if self.cache_shows_relevant_change() {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut notified => return true,
+                _ = &mut sleep => return false,
+                r = changes.changed() => {
+                    if r.is_err() {
+                        (&mut sleep).await;
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     /// The endpoints currently in use (configured plus discovered), first the one that answered last.
@@ -132,7 +312,21 @@ impl Etcd3 {
     }
 
     async fn call(&self, method: &str, body: Value, deadline: Instant) -> Result<Value, RpcError> {
-        self.transport.call(method, &body, deadline).await
+        let v = self.transport.call(method, &body, deadline).await?;
+        let wrote = match method {
+            "/kv/put" => true,
+            "/kv/deleterange" => int(v.get("deleted")) > 0,
+            // Our transactions write whenever they (or update_leader's nested re-create) succeed.
+            "/kv/txn" => {
+                succeeded(&v)
+                    || v.pointer("/responses/0/response_txn/succeeded").and_then(Value::as_bool).unwrap_or(false)
+            }
+            _ => false,
+        };
+        if wrote {
+            self.write_floor.fetch_max(header_revision(&v), Ordering::Relaxed);
+        }
+        Ok(v)
     }
 
     async fn txn(&self, body: Value, deadline: Instant) -> Result<Value, RpcError> {
@@ -282,6 +476,42 @@ impl Etcd3 {
         Ok(())
     }
 
+    /// Builds the snapshot from `(key, value, lease, mod_revision)` of the read prefix at `revision` and remembers
+    /// what it says.
+    async fn snapshot_from(&self, kvs: Vec<Kv>, revision: i64, deadline: Instant) -> DcsResult<Cluster> {
+        let prefix = self.read_prefix();
+        let nodes = kvs.iter().filter_map(|(k, val, lease, rev)| {
+            Some(RawNode {
+                key: k.strip_prefix(&prefix)?.to_string(),
+                value: val.clone(),
+                version: *rev,
+                session: (*lease != 0).then(|| lease.to_string()),
+            })
+        });
+        let mut cluster = if self.is_coordinator() {
+            Cluster::from_mpp_nodes(nodes, COORDINATOR_GROUP)
+        } else {
+            Cluster::from_nodes(nodes)
+        };
+        cluster.revision = Some(revision);
+        let own: Vec<(String, String, i64)> = kvs
+            .into_iter()
+            .filter(|(k, ..)| k.starts_with(&self.path.prefix()))
+            .map(|(k, v, l, _)| (k, v, l))
+            .collect();
+        self.remember_snapshot(&cluster, &own);
+        if !self.ctl {
+            if let Some(l) = cluster.leader.as_ref().filter(|l| l.name == self.name) {
+                let ours = self.lease.lock().await.id.map(|i| i.to_string());
+                if ours.is_some() && l.session != ours {
+                    warn!("I am the leader but not owner of the lease");
+                }
+            }
+        }
+        self.maybe_discover(deadline).await;
+        Ok(cluster)
+    }
+
     fn last_status_with_lsn(&self, last_lsn: u64) -> Status {
         let mut st = self.observed.lock().ok().and_then(|o| o.status.clone()).unwrap_or_default();
         st.last_lsn = last_lsn;
@@ -310,8 +540,11 @@ fn header_revision(v: &Value) -> i64 {
     int(v.get("header").and_then(|h| h.get("revision")))
 }
 
+/// `(key, value, lease, mod_revision)` of one key.
+type Kv = (String, String, i64, i64);
+
 /// `(key, value, lease, mod_revision)` of each kv in a range answer.
-fn read_kvs(v: &Value) -> Result<Vec<(String, String, i64, i64)>, RpcError> {
+fn read_kvs(v: &Value) -> Result<Vec<Kv>, RpcError> {
     let mut out = Vec::new();
     for kv in v.get("kvs").and_then(Value::as_array).into_iter().flatten() {
         out.push((unb64(kv.get("key"))?, unb64(kv.get("value"))?, int(kv.get("lease")), int(kv.get("mod_revision"))));
@@ -347,6 +580,12 @@ impl Dcs for Etcd3 {
     async fn get_cluster(&self) -> DcsResult<Cluster> {
         let deadline = self.deadline();
         let prefix = self.read_prefix();
+        if !self.ctl {
+            self.start_cache();
+            if let Some((kvs, revision)) = self.verified_cache(deadline).await? {
+                return self.snapshot_from(kvs, revision, deadline).await;
+            }
+        }
         let body = json!({
             "key": b64(&prefix),
             "range_end": b64_bytes(&prefix_end(&prefix)),
@@ -355,36 +594,7 @@ impl Dcs for Etcd3 {
         });
         let v = self.call("/kv/range", body, deadline).await?;
         let kvs = read_kvs(&v)?;
-        let nodes = kvs.iter().filter_map(|(k, val, lease, rev)| {
-            Some(RawNode {
-                key: k.strip_prefix(&prefix)?.to_string(),
-                value: val.clone(),
-                version: *rev,
-                session: (*lease != 0).then(|| lease.to_string()),
-            })
-        });
-        let mut cluster = if self.is_coordinator() {
-            Cluster::from_mpp_nodes(nodes, COORDINATOR_GROUP)
-        } else {
-            Cluster::from_nodes(nodes)
-        };
-        cluster.revision = Some(header_revision(&v));
-        let own: Vec<(String, String, i64)> = kvs
-            .into_iter()
-            .filter(|(k, ..)| k.starts_with(&self.path.prefix()))
-            .map(|(k, v, l, _)| (k, v, l))
-            .collect();
-        self.remember_snapshot(&cluster, &own);
-        if !self.ctl {
-            if let Some(l) = cluster.leader.as_ref().filter(|l| l.name == self.name) {
-                let ours = self.lease.lock().await.id.map(|i| i.to_string());
-                if ours.is_some() && l.session != ours {
-                    warn!("I am the leader but not owner of the lease");
-                }
-            }
-        }
-        self.maybe_discover(deadline).await;
-        Ok(cluster)
+        self.snapshot_from(kvs, header_revision(&v), deadline).await
     }
 
     async fn attempt_to_acquire_leader(&self) -> DcsResult<()> {
@@ -594,6 +804,7 @@ impl Dcs for Etcd3 {
     }
 
     async fn watch(&self, leader_version: Option<Version>, timeout: Duration) -> DcsResult<bool> {
+        let _mark = WatchMark::enter(&self.loop_gate);
         let notified = self.wake.notified();
         tokio::pin!(notified);
         // Take a wake-up that arrived while we were not waiting.
@@ -603,6 +814,10 @@ impl Dcs for Etcd3 {
                 return Ok(true);
             }
         }
+        if !self.ctl && self.cache.is_ready() {
+            return Ok(self.watch_cache(notified, timeout).await);
+        }
+        // No cache yet (or it is rebuilding): a watch of our own from the snapshot's revision, as before the cache.
         tokio::select! {
             _ = &mut notified => Ok(true),
             changed = self.wait_for_change(timeout) => Ok(changed),

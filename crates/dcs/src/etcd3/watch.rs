@@ -16,13 +16,21 @@ pub(crate) struct WatchEvent {
     pub key: String,
     /// `None` for a delete.
     pub value: Option<String>,
+    /// The revision of the change (for a delete: the revision of the delete).
+    pub mod_revision: i64,
+    pub lease: i64,
 }
 
 /// What a message means for the waiting caller.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum WatchMessage {
+    /// The watch exists; the header revision is etcd's revision at creation (not a promise that the events up to
+    /// it were sent: a watch starting in the past catches up after this).
     Created,
     Events(Vec<WatchEvent>),
+    /// No events: a progress notification. etcd sends these only to a watch that has caught up, so every event
+    /// up to this header revision has been delivered.
+    Progress(i64),
     /// The watch ended on the server side (e.g. the start revision was compacted): the caller cannot know what
     /// changed and should look again.
     Canceled(String),
@@ -86,12 +94,17 @@ fn interpret(v: &Value) -> Result<WatchMessage, RpcError> {
         let key = unb64(kv.and_then(|kv| kv.get("key")))?;
         let deleted = e.get("type").and_then(Value::as_str) == Some("DELETE");
         let value = if deleted { None } else { Some(unb64(kv.and_then(|kv| kv.get("value")))?) };
-        events.push(WatchEvent { key, value });
+        let mod_revision = int(kv.and_then(|kv| kv.get("mod_revision")));
+        let lease = int(kv.and_then(|kv| kv.get("lease")));
+        events.push(WatchEvent { key, value, mod_revision, lease });
     }
-    if events.is_empty() && result.get("created").and_then(Value::as_bool) == Some(true) {
+    if !events.is_empty() {
+        return Ok(WatchMessage::Events(events));
+    }
+    if result.get("created").and_then(Value::as_bool) == Some(true) {
         return Ok(WatchMessage::Created);
     }
-    Ok(WatchMessage::Events(events))
+    Ok(WatchMessage::Progress(int(result.get("header").and_then(|h| h.get("revision")))))
 }
 
 impl Etcd3 {
@@ -147,7 +160,7 @@ impl Etcd3 {
             };
             for m in messages {
                 match m {
-                    WatchMessage::Created => {}
+                    WatchMessage::Created | WatchMessage::Progress(_) => {}
                     WatchMessage::Canceled(why) => {
                         debug!("etcd watch canceled: {why}");
                         return true;
@@ -201,9 +214,25 @@ mod tests {
         assert_eq!(got[0], WatchMessage::Created);
         assert_eq!(
             got[1],
-            WatchMessage::Events(vec![WatchEvent { key: "/service/c/leader".into(), value: Some("node2".into()) }])
+            WatchMessage::Events(vec![WatchEvent {
+                key: "/service/c/leader".into(),
+                value: Some("node2".into()),
+                mod_revision: 6,
+                lease: 0
+            }])
         );
-        assert_eq!(got[2], WatchMessage::Events(vec![WatchEvent { key: "/service/c/leader".into(), value: None }]));
+        assert_eq!(
+            got[2],
+            WatchMessage::Events(vec![WatchEvent {
+                key: "/service/c/leader".into(),
+                value: None,
+                mod_revision: 7,
+                lease: 0
+            }])
+        );
+        let mut b = MessageBuffer::default();
+        b.push(br#"{"result":{"header":{"revision":"12"}}}"#);
+        assert_eq!(b.drain().unwrap(), vec![WatchMessage::Progress(12)]);
     }
 
     #[test]
