@@ -64,14 +64,15 @@ async fn assert_rides_out(c: &Cluster, p: usize, what: &str) {
     assert_eq!(c.leader().await.as_deref(), Some(common::name(p).as_str()));
 }
 
-/// etcd restarted (graceful stop, start again) in less than retry_timeout: the primary rides it out, as Python
-/// Patroni does (its etcd client retries until retry_timeout).
+/// etcd restarted (killed, started again) in less than retry_timeout: the primary rides it out, as Python Patroni
+/// does (its etcd client retries until retry_timeout). Killed rather than stopped gracefully: a graceful stop with
+/// watchers open can take seconds on a loaded machine, and this test is about the blip, not etcd's shutdown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_restart_shorter_than_retry_timeout_is_ridden_out() {
     let mut c = Cluster::start(Options::default()).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let blip = Instant::now();
-    c.etcd.stop().await.unwrap();
+    c.etcd.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     c.etcd.start_again().await.unwrap();
     let blip = blip.elapsed();
