@@ -74,6 +74,18 @@ impl PgNode {
         pending.1.clone()
     }
 
+    /// The settings PostgreSQL flags as waiting for a restart, remembered for the running postmaster.
+    async fn learn_pending(&self, pg: &Postgres, started: chrono::DateTime<chrono::Utc>) -> Map<String, Value> {
+        let Ok(db) = pg.db().await else { return Map::new() };
+        let Ok(rows) = db.pending_restart().await else { return Map::new() };
+        let reason: Map<String, Value> =
+            rows.into_iter().map(|p| (p.name, json!({"old_value": p.old_value, "new_value": p.new_value}))).collect();
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = (Some(started), reason.clone());
+        }
+        reason
+    }
+
     /// The on-demand WAL position reader the REST API uses.
     pub fn probe(&self) -> Arc<crate::probe::WalProbe> {
         self.probe.clone()
@@ -213,6 +225,11 @@ impl PgNode {
                         *started = Some(info.postmaster_start_time);
                     }
                     details.pending_restart_reason = self.pending_reason(info.postmaster_start_time);
+                    if info.pending_restart && details.pending_restart_reason.is_empty() {
+                        // Flagged by PostgreSQL before we changed anything (an agent restarted under it, or files
+                        // edited by hand): ask which settings, once.
+                        details.pending_restart_reason = self.learn_pending(pg, info.postmaster_start_time).await;
+                    }
                     details.pending_restart = info.pending_restart || !details.pending_restart_reason.is_empty();
                     details.server_version = Some(info.server_version);
                     details.postmaster_start_time = Some(info.postmaster_start_time.timestamp_micros() as f64 / 1e6);
