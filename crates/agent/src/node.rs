@@ -71,8 +71,12 @@ pub trait Node: Send + Sync + 'static {
     async fn reinitialize(&self, from: &Upstream) -> NodeResult<()>;
     /// `synchronous_standby_names` for these members (`*` when `strict` and none).
     async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()>;
-    /// As the primary: a physical replication slot for each of these members (`use_slots`).
+    /// As the primary: a physical replication slot for each of these members (`use_slots`). Skipped while a long
+    /// action holds PostgreSQL (the next cycle does it), so the loop never waits on it.
     async fn ensure_slots(&self, members: &[String]) -> NodeResult<()>;
+    /// About to take the leader key: slots for these members that reserve no WAL yet, so replicas that follow us
+    /// the moment the key changes find them (same skip rule).
+    async fn prepare_slots(&self, members: &[String]) -> NodeResult<()>;
     /// The timeline switches recorded in PostgreSQL's history files, for the `history` key.
     async fn timeline_history(&self) -> NodeResult<Vec<HistoryLine>>;
 }

@@ -86,6 +86,25 @@ impl PgNode {
         reason
     }
 
+    /// A physical slot per member (reserving WAL or not), unless slots are off, PostgreSQL is down, or a long action
+    /// holds it: the HA loop must never wait for one (its leader key refresh comes next).
+    async fn create_slots(&self, members: &[String], reserve: bool) -> NodeResult<()> {
+        let Ok(pg) = self.pg.try_lock() else { return Ok(()) };
+        if !pg.settings().use_slots || !pg.is_running() {
+            return Ok(());
+        }
+        let db = pg.db().await.map_err(err)?;
+        for m in members {
+            let slot = slot_name_from_member_name(m);
+            if reserve {
+                db.create_physical_slot(&slot).await.map_err(err)?;
+            } else {
+                db.create_physical_slot_unreserved(&slot).await.map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The on-demand WAL position reader the REST API uses.
     pub fn probe(&self) -> Arc<crate::probe::WalProbe> {
         self.probe.clone()
@@ -437,15 +456,10 @@ impl Node for PgNode {
     }
 
     async fn ensure_slots(&self, members: &[String]) -> NodeResult<()> {
-        let pg = self.pg.lock().await;
-        if !pg.settings().use_slots || !pg.is_running() {
-            return Ok(());
-        }
-        let db = pg.db().await.map_err(err)?;
-        for m in members {
-            let slot = slot_name_from_member_name(m);
-            db.create_physical_slot(&slot).await.map_err(err)?;
-        }
-        Ok(())
+        self.create_slots(members, true).await
+    }
+
+    async fn prepare_slots(&self, members: &[String]) -> NodeResult<()> {
+        self.create_slots(members, false).await
     }
 }

@@ -533,7 +533,6 @@ impl<N: Node> Runtime<N> {
                     .unwrap_or_default();
                 self.spawn_long(Busy::Promoting, async move {
                     node.promote().await?;
-                    // Replicas reconnect right away; their slots must already be there.
                     if let Err(e) = node.ensure_slots(&others).await {
                         warn!("failed to create replication slots after promotion: {e}");
                     }
@@ -572,14 +571,25 @@ impl<N: Node> Runtime<N> {
                 self.spawn_long(Busy::Restarting, async move { node.restart().await });
             }
             Action::Reload => self.node.reload().await.map_err(|e| Failure::Failed(e.0))?,
-            Action::AcquireLeader => match dcs.attempt_to_acquire_leader().await {
-                Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
-                Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
-                Err(e) => {
-                    done.outcomes.push(Outcome::LeaderRace { won: false });
-                    return Err(Failure::dcs("acquire the leader key", e));
+            Action::AcquireLeader => {
+                // The others follow as soon as they see our key, before our promotion ends: their slots must be
+                // there by then, or each replica fails once and retries only after wal_retrieve_retry_interval.
+                // Unreserved, they cost nothing if we lose the race.
+                let others: Vec<String> = cluster
+                    .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
+                    .unwrap_or_default();
+                if let Err(e) = self.node.prepare_slots(&others).await {
+                    warn!("failed to prepare replication slots: {e}");
                 }
-            },
+                match dcs.attempt_to_acquire_leader().await {
+                    Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
+                    Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
+                    Err(e) => {
+                        done.outcomes.push(Outcome::LeaderRace { won: false });
+                        return Err(Failure::dcs("acquire the leader key", e));
+                    }
+                }
+            }
             Action::UpdateLeader { lsn } => {
                 let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
                 let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });

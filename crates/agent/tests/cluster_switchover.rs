@@ -47,6 +47,13 @@ async fn switchover_to_a_named_candidate_and_to_any() {
     for r in &others {
         c.wait_row(*r, "after-any", WAIT).await;
     }
+    // Replicas follow a new leader the moment its key appears; the slots they stream through were there already
+    // (a missing one costs each replica a failed start and wal_retrieve_retry_interval, 5 s, before it retries).
+    for i in 0..3 {
+        let log = c.node(i).log();
+        let missing = log.lines().find(|l| l.contains("replication slot") && l.contains("does not exist"));
+        assert_eq!(missing, None, "{} hit a missing replication slot", name(i));
+    }
 }
 
 /// A switchover scheduled a few seconds ahead (ISO 8601 with an offset) is accepted with 202 and happens after

@@ -380,11 +380,21 @@ impl Db {
     /// Creates a physical slot that reserves WAL at once (so a replica being built cannot miss segments).
     /// Returns `false` when it already existed.
     pub async fn create_physical_slot(&self, name: &str) -> Result<bool> {
+        self.create_slot(name, true).await
+    }
+
+    /// A physical slot that reserves no WAL until a standby first streams through it: safe to create on a standby
+    /// that may never become primary (it holds nothing back), ready for replicas that follow it the moment it does.
+    pub async fn create_physical_slot_unreserved(&self, name: &str) -> Result<bool> {
+        self.create_slot(name, false).await
+    }
+
+    async fn create_slot(&self, name: &str, reserve: bool) -> Result<bool> {
         let row = self
             .query_one(
-                "SELECT pg_catalog.pg_create_physical_replication_slot($1, true) FROM (SELECT 1) x \
+                "SELECT pg_catalog.pg_create_physical_replication_slot($1, $2) FROM (SELECT 1) x \
                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)",
-                &[&name],
+                &[&name, &reserve],
             )
             .await;
         match row {
