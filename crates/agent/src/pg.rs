@@ -50,6 +50,11 @@ pub struct PgNode {
 /// The postmaster start a pending-restart reason belongs to, and the reason.
 type PendingRestart = (Option<chrono::DateTime<chrono::Utc>>, Map<String, Value>);
 
+/// `pending_restart_reason` as Patroni shows it: `{name: {old_value, new_value}}`.
+fn restart_reason(pending: &[patroni_postgres::query::PendingRestart]) -> Map<String, Value> {
+    pending.iter().map(|p| (p.name.clone(), json!({"old_value": p.old_value, "new_value": p.new_value}))).collect()
+}
+
 fn err(e: impl std::fmt::Display) -> NodeError {
     NodeError::new(e.to_string())
 }
@@ -78,8 +83,7 @@ impl PgNode {
     async fn learn_pending(&self, pg: &Postgres, started: chrono::DateTime<chrono::Utc>) -> Map<String, Value> {
         let Ok(db) = pg.db().await else { return Map::new() };
         let Ok(rows) = db.pending_restart().await else { return Map::new() };
-        let reason: Map<String, Value> =
-            rows.into_iter().map(|p| (p.name, json!({"old_value": p.old_value, "new_value": p.new_value}))).collect();
+        let reason = restart_reason(&rows);
         if let Ok(mut pending) = self.pending.lock() {
             *pending = (Some(started), reason.clone());
         }
@@ -302,11 +306,7 @@ impl Node for PgNode {
             info!("PostgreSQL needs a restart for: {}", names.join(", "));
         }
         // Recomputed from what PostgreSQL reports after every change, as Patroni does on each reload.
-        let reason: Map<String, Value> = outcome
-            .pending_restart
-            .iter()
-            .map(|p| (p.name.clone(), json!({"old_value": p.old_value, "new_value": p.new_value})))
-            .collect();
+        let reason = restart_reason(&outcome.pending_restart);
         let started = self.started.lock().ok().and_then(|s| *s);
         if let Ok(mut pending) = self.pending.lock() {
             *pending = (started, reason);

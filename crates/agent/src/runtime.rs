@@ -233,12 +233,7 @@ impl<N: Node> Runtime<N> {
                 local: local.clone(),
                 peers: peers.take(),
                 outcomes: std::mem::take(&mut outcomes),
-                failsafe_heartbeat: self
-                    .failsafe_heartbeat
-                    .lock()
-                    .ok()
-                    .and_then(|h| h.clone())
-                    .map(|(leader, at)| (leader, Time(at))),
+                failsafe_heartbeat: self.last_heartbeat().map(|(leader, at)| (leader, Time(at))),
             };
             plan = self.ha.step(&settings, &obs);
             if plan.again && round + 1 < MAX_ROUNDS {
@@ -265,9 +260,8 @@ impl<N: Node> Runtime<N> {
         }
         crate::logging::heartbeat(&plan.status);
         if self.ha.holds_lock() && local.role == patroni_ha::PgRole::Primary {
-            if let Some(c) = &cluster {
-                let others: Vec<String> =
-                    c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect();
+            if cluster.is_some() {
+                let others = self.other_members(cluster.as_ref());
                 if let Err(e) = self.node.ensure_slots(&others).await {
                     warn!("failed to create replication slots: {e}");
                 }
@@ -312,6 +306,23 @@ impl<N: Node> Runtime<N> {
         Ok((plan, leader_version))
     }
 
+    /// Every member of `cluster` but us: whose replication slots we keep as primary.
+    fn other_members(&self, cluster: Option<&Cluster>) -> Vec<String> {
+        cluster
+            .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The last failsafe heartbeat the REST API accepted: from whom, and when (unix millis).
+    fn last_heartbeat(&self) -> Option<(String, i64)> {
+        self.failsafe_heartbeat.lock().ok().and_then(|h| h.clone())
+    }
+
+    /// `member`'s REST URL as the `failsafe` key last listed it.
+    fn failsafe_url(&self, member: &str) -> Option<String> {
+        self.failsafe.get(member).and_then(Value::as_str).map(str::to_owned)
+    }
+
     /// `scheduled_restart` of the member key, as Patroni writes it (the request's keys, then `schedule`).
     fn scheduled_restart_json(&self) -> Option<Value> {
         let api = self.api.as_ref()?;
@@ -323,8 +334,7 @@ impl<N: Node> Runtime<N> {
 
     fn publish_state(&self, local: LocalState, details: LocalDetails, cluster: Option<Arc<Cluster>>, status: String) {
         let ttl = i64::try_from(self.settings().ttl.0).unwrap_or(i64::MAX);
-        let heartbeat = self.failsafe_heartbeat.lock().ok().and_then(|h| h.as_ref().map(|(_, at)| *at));
-        let confirming = heartbeat.is_some_and(|at| now_millis() - at < ttl);
+        let confirming = self.last_heartbeat().is_some_and(|(_, at)| now_millis() - at < ttl);
         let failsafe_active = self.dynamic.failsafe_mode() && (self.failsafe_confirmed || confirming);
         let published = Published {
             failsafe_active,
@@ -528,9 +538,7 @@ impl<N: Node> Runtime<N> {
             }
             Action::Promote => {
                 let node = self.node.clone();
-                let others: Vec<String> = cluster
-                    .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
-                    .unwrap_or_default();
+                let others = self.other_members(cluster);
                 self.spawn_long(Busy::Promoting, async move {
                     node.promote().await?;
                     if let Err(e) = node.ensure_slots(&others).await {
@@ -575,9 +583,7 @@ impl<N: Node> Runtime<N> {
                 // The others follow as soon as they see our key, before our promotion ends: their slots must be
                 // there by then, or each replica fails once and retries only after wal_retrieve_retry_interval.
                 // Unreserved, they cost nothing if we lose the race.
-                let others: Vec<String> = cluster
-                    .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
-                    .unwrap_or_default();
+                let others = self.other_members(cluster);
                 if let Err(e) = self.node.prepare_slots(&others).await {
                     warn!("failed to prepare replication slots: {e}");
                 }
@@ -612,7 +618,7 @@ impl<N: Node> Runtime<N> {
                             .and_then(|c| c.get_member(m))
                             .and_then(|m| m.api_url())
                             .map(str::to_owned)
-                            .or_else(|| self.failsafe.get(m).and_then(Value::as_str).map(str::to_owned));
+                            .or_else(|| self.failsafe_url(m));
                         (m.clone(), url)
                     })
                     .collect();
@@ -660,10 +666,8 @@ impl<N: Node> Runtime<N> {
                 dcs.write_failsafe(&map).await.map_err(|e| Failure::dcs("write failsafe", e))?;
             }
             Action::CheckFailsafe { members } => {
-                let targets: Vec<(String, Option<String>)> = members
-                    .iter()
-                    .map(|m| (m.clone(), self.failsafe.get(m).and_then(Value::as_str).map(str::to_owned)))
-                    .collect();
+                let targets: Vec<(String, Option<String>)> =
+                    members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
                 let confirmed =
                     peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
                         .await;
