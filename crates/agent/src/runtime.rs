@@ -282,14 +282,13 @@ impl<N: Node> Runtime<N> {
                 }
             }
         }
-        if let Some(c) = &cluster {
+        if cluster.is_some() {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
             let mut data = member_data(&local, &details, &self.addresses, tags, settings.pause);
             data.scheduled_restart = self.scheduled_restart_json();
             if let Err(e) = self.dcs.touch_member(&data).await {
                 warn!("failed to update member key: {e}");
             }
-            let _ = c;
         }
         if view_stale && cluster.is_some() {
             // The REST API serves this view (`/cluster`, sync roles, the scheduled switchover) until the next cycle,

@@ -38,6 +38,15 @@ impl Roles {
             2
         }
     }
+
+    /// Role and state of member `i` in `/cluster` (`patronictl list`) once the cluster has settled.
+    fn listed_as(&self, i: usize) -> (&'static str, &'static str) {
+        match self.column(i) {
+            0 => ("leader", "running"),
+            1 => ("sync_standby", "streaming"),
+            _ => ("replica", "streaming"),
+        }
+    }
 }
 
 /// Health checks and the code each role answers: [primary, sync standby, async replica]. Every member carries the
@@ -127,21 +136,26 @@ async fn wait_roles(c: &Cluster) -> Roles {
     }
 }
 
-/// Waits until every member's `/cluster` shows the sync standby and the pause state: a member sees keys written by
-/// another one when it next reads the cluster (at most a loop later), as in Patroni.
+/// Waits until every member's `/cluster` shows each member in its role and state (leader running, standbys
+/// streaming) and the pause state. A member serves the member keys it last read, and a replica writes its own key
+/// at the end of its cycle, so a view can trail what `/patroni` already says by a loop or two, as in Patroni.
 async fn wait_views(c: &Cluster, roles: Roles, paused: bool) {
-    let sync = name(roles.sync);
+    let expected = |v: &Value| {
+        let members = v["members"].as_array().cloned().unwrap_or_default();
+        let in_place = (0..3).all(|i| {
+            let (role, state) = roles.listed_as(i);
+            members.iter().any(|m| m["name"] == name(i).as_str() && m["role"] == role && m["state"] == state)
+        });
+        in_place && v.get("pause").and_then(Value::as_bool).unwrap_or(false) == paused
+    };
     for i in 0..3 {
-        let agreed = wait_until(WAIT, POLL, || async {
-            let Some(v) = get_json(c, i, "/cluster").await else { return false };
-            let members = v["members"].as_array().cloned().unwrap_or_default();
-            let shows_sync = members.iter().any(|m| m["name"] == sync.as_str() && m["role"] == "sync_standby");
-            shows_sync && v.get("pause").and_then(Value::as_bool).unwrap_or(false) == paused
-        })
-        .await;
-        if agreed.is_err() {
+        let agreed =
+            wait_until(WAIT, POLL, || async { get_json(c, i, "/cluster").await.is_some_and(|v| expected(&v)) });
+        if agreed.await.is_err() {
+            c.dump_dcs().await;
             c.dump("views never agreed");
-            panic!("{}'s /cluster never showed {sync} as sync_standby with pause={paused}", name(i));
+            let last = get_json(c, i, "/cluster").await;
+            panic!("{}'s /cluster never showed roles {roles:?} with pause={paused}: {last:?}", name(i));
         }
     }
 }
@@ -297,11 +311,7 @@ async fn assert_cluster_documents(c: &Cluster, roles: Roles, paused: bool) {
         for m in &members {
             let n = m["name"].as_str().unwrap_or_default();
             let idx = (0..3).find(|j| name(*j) == n).unwrap_or_else(|| panic!("unknown member {n} in {v}"));
-            let (role, state) = match roles.column(idx) {
-                0 => ("leader", "running"),
-                1 => ("sync_standby", "streaming"),
-                _ => ("replica", "streaming"),
-            };
+            let (role, state) = roles.listed_as(idx);
             assert_eq!(m["role"], role, "{v}");
             assert_eq!(m["state"], state, "{v}");
             assert_eq!(m["host"], "127.0.0.1");
