@@ -126,6 +126,11 @@ pub fn generate_sample_config(
     err: &mut impl Write,
 ) -> Code {
     let text = generate_sample(ctx, env);
+    write_generated(cli, &text, out, err)
+}
+
+/// Writes a generated configuration to the file the command line names, or to standard output.
+pub fn write_generated(cli: &Cli, text: &str, out: &mut impl Write, err: &mut impl Write) -> Code {
     match &cli.configfile {
         Some(path) => match std::fs::write(path, text) {
             Ok(()) => 0,

@@ -42,19 +42,7 @@ fn generate_config(cli: &Cli, env: &EnvMap, ctx: &SampleContext, out: &mut impl 
     let mut tree = patroni_config::sample::sample_tree(ctx, env);
     patroni_config::deep_merge(&mut tree, found);
     let text = patroni_config::sample::render_config(&tree);
-    match &cli.configfile {
-        Some(path) => match std::fs::write(path, text) {
-            Ok(()) => 0,
-            Err(e) => {
-                let _ = writeln!(err, "cannot write {}: {e}", path.display());
-                1
-            }
-        },
-        None => {
-            let _ = out.write_all(text.as_bytes());
-            0
-        }
-    }
+    cli::write_generated(cli, &text, out, err)
 }
 
 fn main() {
