@@ -21,7 +21,7 @@ pub(super) struct LeaseState {
 /// A keep-alive this recent (a cached `get_cluster` does one every loop) makes the next one in the same loop
 /// (`update_leader`, `touch_member`) unnecessary. Short against the TTL, so the key still lives about `ttl` after
 /// the last call, as the HA loop's timing assumes.
-fn fresh_window(ttl_secs: u64) -> Duration {
+pub(super) fn fresh_window(ttl_secs: u64) -> Duration {
     Duration::from_millis(ttl_secs.saturating_mul(100)).min(Duration::from_secs(1))
 }
 

@@ -69,6 +69,8 @@ struct Observed {
     /// Members older than Patroni 2.1 read `optime/leader` rather than `status`.
     write_legacy_optime: bool,
     problems: Vec<ParseProblem>,
+    /// When the last snapshot was taken (reads only; our own writes do not count).
+    read_at: Option<Instant>,
 }
 
 /// Whether the HA loop is alive, judged by its calls of `watch` (see [`LOOP_GATE`]).
@@ -423,6 +425,7 @@ impl Etcd3 {
             return;
         };
         o.revision = cluster.revision;
+        o.read_at = Some(Instant::now());
         o.values = kvs.iter().map(|(k, v, l)| (k.clone(), (v.clone(), *l))).collect();
         o.leader_version = cluster.leader.as_ref().map(|l| l.version);
         o.status = Some(cluster.status.clone());
@@ -434,6 +437,50 @@ impl Etcd3 {
             }
             o.problems = cluster.problems.clone();
         }
+    }
+
+    /// Whether a snapshot read moments ago showed the leader key as ours and bound to `lease`, which `lease()` has
+    /// just kept alive: then the key lives as long as the lease and the keep-alive is the whole refresh (as in
+    /// Patroni), one etcd call per loop instead of two. Anything else (no recent read, another lease after a TTL
+    /// change or an expiry, the key gone or someone else's) goes through the compare-and-put.
+    fn leader_key_bound_to(&self, key: &str, lease: i64) -> bool {
+        let ttl = self.ttl_secs.load(Ordering::Relaxed);
+        self.observed
+            .lock()
+            .map(|o| {
+                o.read_at.is_some_and(|t| t.elapsed() < lease::fresh_window(ttl))
+                    && o.values.get(key).is_some_and(|(name, l)| *name == self.name && *l == lease)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Refreshes the leader key by compare-and-put and binds it to our current lease.
+    async fn rebind_leader_key(&self, key: &str, deadline: Instant) -> DcsResult<()> {
+        let (v, lease) = self
+            .with_lease(true, deadline, |lease| {
+                let put = json!({"request_put": put_request(key, &self.name, Some(lease))});
+                // Ours by name: refresh and rebind to the current lease. Gone: take it again, still atomically,
+                // as no one else holds it. Anyone else's: change nothing.
+                let body = json!({
+                    "compare": [{"key": b64(key), "target": "VALUE", "value": b64(&self.name)}],
+                    "success": [put.clone()],
+                    "failure": [{"request_txn": {
+                        "compare": [{"key": b64(key), "target": "CREATE", "create_revision": "0"}],
+                        "success": [put],
+                    }}],
+                });
+                async move { self.txn(body, deadline).await.map(|v| (v, lease)) }
+            })
+            .await?;
+        let recreated = v.pointer("/responses/0/response_txn/succeeded").and_then(Value::as_bool).unwrap_or(false);
+        if !succeeded(&v) && !recreated {
+            return Err(DcsError::CompareFailed { key: key.to_string() });
+        }
+        if recreated {
+            warn!("the leader key had expired; took it again");
+        }
+        self.note_written(key, &self.name, lease);
+        Ok(())
     }
 
     fn observed_value(&self, key: &str) -> Option<(String, i64)> {
@@ -650,30 +697,10 @@ impl Dcs for Etcd3 {
     ) -> DcsResult<()> {
         let deadline = self.deadline();
         let key = self.path.key(keys::LEADER);
-        let (v, lease) = self
-            .with_lease(true, deadline, |lease| {
-                let put = json!({"request_put": put_request(&key, &self.name, Some(lease))});
-                // Ours by name: refresh and rebind to the current lease. Gone: take it again, still atomically,
-                // as no one else holds it. Anyone else's: change nothing.
-                let body = json!({
-                    "compare": [{"key": b64(&key), "target": "VALUE", "value": b64(&self.name)}],
-                    "success": [put.clone()],
-                    "failure": [{"request_txn": {
-                        "compare": [{"key": b64(&key), "target": "CREATE", "create_revision": "0"}],
-                        "success": [put],
-                    }}],
-                });
-                async move { self.txn(body, deadline).await.map(|v| (v, lease)) }
-            })
-            .await?;
-        let recreated = v.pointer("/responses/0/response_txn/succeeded").and_then(Value::as_bool).unwrap_or(false);
-        if !succeeded(&v) && !recreated {
-            return Err(DcsError::CompareFailed { key });
+        let lease = self.lease(true, deadline).await?;
+        if !self.leader_key_bound_to(&key, lease) {
+            self.rebind_leader_key(&key, deadline).await?;
         }
-        if recreated {
-            warn!("the leader key had expired; took it again");
-        }
-        self.note_written(&key, &self.name, lease);
         // The lock is what matters; a failed status write is repaired by the next loop.
         if let Some(st) = status {
             if let Err(e) = self.write_status_inner(st, deadline).await {
