@@ -314,8 +314,16 @@ async fn patronictl_against_a_live_cluster() {
         healthy(m) && m.iter().any(|x| x["Member"] == replica.as_str() && x["Role"] == "Leader")
     })
     .await;
-    let history: Value = serde_json::from_str(&live.ok(&["history", "-f", "json"])).expect("history json");
-    let last = history.as_array().and_then(|h| h.last()).cloned().unwrap_or_default();
+    // The new leader writes the history key once its promotion is done, which can be a loop after the key moved.
+    let last_switch = || {
+        let history: Value = serde_json::from_str(&live.ok(&["history", "-f", "json"])).expect("history json");
+        history.as_array().and_then(|h| h.last()).cloned().unwrap_or_default()
+    };
+    let recorded = patroni_testkit::wait_until(START_TIMEOUT, Duration::from_millis(300), || async {
+        last_switch()["New Leader"] == replica.as_str()
+    });
+    assert!(recorded.await.is_ok(), "history never recorded the switchover: {}", last_switch());
+    let last = last_switch();
     assert_eq!(last["TL"], 1);
     assert_eq!(last["New Leader"], replica.as_str());
     if let Some(py) = python_patronictl() {

@@ -119,6 +119,13 @@ async fn our_patronictl_reads_and_drives_a_python_patroni_cluster() {
         assert!(Instant::now() < deadline, "switchover to {candidate} not completed: {m:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Python's new leader writes the history key once its promotion is done, possibly a loop after the key moved:
+    // compare once it is there, or the two tools could read it on either side of that write.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !run(ours, &config, &["history"]).1.contains(&candidate) {
+        assert!(Instant::now() < deadline, "history never recorded the switchover to {candidate}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     compare(&["history"]);
     compare(&["history", "-f", "yaml"]);
     compare(&["list"]);
