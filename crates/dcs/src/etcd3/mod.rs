@@ -235,7 +235,13 @@ impl Etcd3 {
         let Ok(o) = self.observed.lock() else {
             return false;
         };
-        if o.revision.is_none() {
+        let Some(snapshot) = o.revision else {
+            return false;
+        };
+        // A cache behind our last snapshot or our last write would show their older values as changes: wait until
+        // it has caught up (every applied event wakes the caller to look again).
+        let floor = snapshot.max(self.write_floor.load(Ordering::Relaxed));
+        if self.cache.revision().is_none_or(|r| r < floor) {
             return false;
         }
         let leader_key = self.path.key(keys::LEADER);
