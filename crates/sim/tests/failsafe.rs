@@ -23,72 +23,65 @@ fn failsafe_config() -> DynConfig {
     }
 }
 
-fn failures(scenario: impl Fn(i64) -> Scenario) -> Vec<String> {
+/// Runs the scenario made of `faults(delay)` for delays 0..=16 s and 8 seeds each; panics listing every violation.
+fn assert_no_violation(faults: impl Fn(i64) -> Vec<Fault>) {
     let mut failures = Vec::new();
     for delay in (0..=16_000).step_by(2_000) {
+        let scenario = Scenario { config: failsafe_config(), faults: faults(delay), quiet_at: 80_000 };
         for seed in 0..8 {
-            let report = run(seed, &Options { scenario: Some(scenario(delay)), ..Options::default() });
+            let report = run(seed, &Options { scenario: Some(scenario.clone()), ..Options::default() });
             if let Some(v) = report.violation {
                 failures.push(format!("delay {delay} seed {seed}: {v}"));
             }
         }
     }
-    failures
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The leader loses the DCS at `at` for 40 s (it can still reach its peers).
+fn cut_leader_from_dcs(at: i64) -> Fault {
+    Fault { at, kind: FaultKind::CutLeaderFromDcs { lasts: 40_000 } }
 }
 
 #[test]
 fn a_failsafe_leader_is_never_joined_by_a_second_primary() {
-    let failures = failures(|delay| Scenario {
-        config: failsafe_config(),
-        faults: vec![Fault { at: 20_000 + delay, kind: FaultKind::CutLeaderFromDcs { lasts: 40_000 } }],
-        quiet_at: 80_000,
-    });
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert_no_violation(|delay| vec![cut_leader_from_dcs(20_000 + delay)]);
 }
 
 #[test]
 fn a_failover_candidate_never_promotes_next_to_a_failsafe_leader() {
-    let failures = failures(|delay| Scenario {
-        config: failsafe_config(),
-        faults: vec![
-            Fault { at: 20_000, kind: FaultKind::CutLeaderFromDcs { lasts: 40_000 } },
+    assert_no_violation(|delay| {
+        vec![
+            cut_leader_from_dcs(20_000),
             Fault {
                 at: 20_500 + delay / 4,
                 kind: FaultKind::FailoverKey { switchover: false, with_candidate: true, scheduled_in: None },
             },
-        ],
-        quiet_at: 80_000,
+        ]
     });
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn a_failsafe_leader_losing_one_peer_is_never_joined_by_a_second_primary() {
-    let failures = failures(|delay| Scenario {
-        config: failsafe_config(),
-        faults: vec![
-            Fault { at: 20_000, kind: FaultKind::CutLeaderFromDcs { lasts: 40_000 } },
+    assert_no_violation(|delay| {
+        vec![
+            cut_leader_from_dcs(20_000),
             Fault { at: 20_000 + delay, kind: FaultKind::CutLeaderFromOnePeer { lasts: 40_000 } },
-        ],
-        quiet_at: 80_000,
+        ]
     });
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// A switchover requested against the failsafe leader: the race leaves the former leader out, and used to leave it
 /// out even while it still ran as primary.
 #[test]
 fn a_switchover_away_from_a_failsafe_leader_never_makes_a_second_primary() {
-    let failures = failures(|delay| Scenario {
-        config: failsafe_config(),
-        faults: vec![
-            Fault { at: 20_000, kind: FaultKind::CutLeaderFromDcs { lasts: 40_000 } },
+    assert_no_violation(|delay| {
+        vec![
+            cut_leader_from_dcs(20_000),
             Fault {
                 at: 20_500 + delay / 4,
                 kind: FaultKind::FailoverKey { switchover: true, with_candidate: false, scheduled_in: None },
             },
-        ],
-        quiet_at: 80_000,
+        ]
     });
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
