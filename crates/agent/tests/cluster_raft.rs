@@ -14,15 +14,10 @@ struct Member {
 
 fn config(m: &Member, partners: &[String], ctx: &patroni_testkit::AgentContext) -> String {
     let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
-    let dir = ctx.dir.display();
-    let data_dir = ctx.data_dir();
     format!(
         r#"scope: raftdemo
 name: {name}
-restapi:
-  listen: 127.0.0.1:{api}
-  connect_address: 127.0.0.1:{api}
-raft:
+{restapi}raft:
   data_dir: {dir}/raft
   self_addr: 127.0.0.1:{raft}
   partner_addrs: [{partners}]
@@ -37,28 +32,13 @@ bootstrap:
         wal_log_hints: "on"
   initdb:
   - data-checksums
-postgresql:
-  listen: 127.0.0.1:{pg}
-  connect_address: 127.0.0.1:{pg}
-  data_dir: {data}
-  bin_dir: {bin}
-  pgpass: {dir}/pgpass
-  authentication:
-    superuser: {{username: postgres, password: secret}}
-    replication: {{username: replicator, password: rep-pass}}
-  parameters:
-    unix_socket_directories: {dir}
-  pg_hba:
-  - local all all trust
-  - host all all 127.0.0.1/32 md5
-  - host replication replicator 127.0.0.1/32 md5
-"#,
+{postgresql}"#,
         name = m.name,
-        api = ctx.api_port,
+        restapi = ctx.restapi_yaml(),
+        dir = ctx.dir.display(),
         raft = m.raft_port,
         partners = partners.join(", "),
-        pg = ctx.pg_port,
-        data = data_dir.display(),
+        postgresql = ctx.postgresql_yaml(&bin, &ctx.data_dir()),
     )
 }
 

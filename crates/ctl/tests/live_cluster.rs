@@ -27,38 +27,11 @@ fn agent_binary() -> Option<PathBuf> {
 }
 
 fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext) -> String {
-    let dir = ctx.dir.display();
     format!(
-        r#"scope: demo
-name: {name}
-restapi:
-  listen: 127.0.0.1:{api}
-  connect_address: 127.0.0.1:{api}
-etcd3:
-  hosts: {etcd}
-bootstrap:
-  dcs:
-    ttl: 20
-    loop_wait: 2
-    retry_timeout: 5
-postgresql:
-  listen: 127.0.0.1:{pg}
-  connect_address: 127.0.0.1:{pg}
-  data_dir: {dir}/data
-  bin_dir: {bin}
-  pgpass: {dir}/pgpass
-  authentication:
-    superuser: {{username: postgres, password: secret}}
-    replication: {{username: replicator, password: rep-pass}}
-  parameters:
-    unix_socket_directories: {dir}
-  pg_hba:
-  - local all all trust
-  - host all all 127.0.0.1/32 md5
-  - host replication replicator 127.0.0.1/32 md5
-"#,
-        api = ctx.api_port,
-        pg = ctx.pg_port,
+        "scope: demo\nname: {name}\n{restapi}etcd3:\n  hosts: {etcd}\n\
+         bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 5\n{postgresql}",
+        restapi = ctx.restapi_yaml(),
+        postgresql = ctx.postgresql_yaml(bin, &ctx.data_dir()),
     )
 }
 

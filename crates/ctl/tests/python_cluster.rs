@@ -16,16 +16,11 @@ use serde_json::Value;
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext) -> String {
-    let dir = ctx.dir.display();
     format!(
-        "scope: pydemo\nname: {name}\nrestapi:\n  listen: 127.0.0.1:{api}\n  connect_address: 127.0.0.1:{api}\n\
-         etcd3:\n  hosts: {etcd}\nbootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 5\n\
-         postgresql:\n  listen: 127.0.0.1:{pg}\n  connect_address: 127.0.0.1:{pg}\n  data_dir: {dir}/data\n  bin_dir: {bin}\n\
-         \x20 pgpass: {dir}/pgpass\n  authentication:\n    superuser: {{username: postgres, password: secret}}\n\
-         \x20   replication: {{username: replicator, password: rep-pass}}\n  parameters:\n    unix_socket_directories: {dir}\n\
-         \x20 pg_hba:\n  - local all all trust\n  - host all all 127.0.0.1/32 md5\n  - host replication replicator 127.0.0.1/32 md5\n",
-        api = ctx.api_port,
-        pg = ctx.pg_port,
+        "scope: pydemo\nname: {name}\n{restapi}etcd3:\n  hosts: {etcd}\n\
+         bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 5\n{postgresql}",
+        restapi = ctx.restapi_yaml(),
+        postgresql = ctx.postgresql_yaml(bin, &ctx.data_dir()),
     )
 }
 

@@ -30,10 +30,45 @@ pub struct AgentContext {
     pub name: String,
 }
 
+/// The superuser password of the members [`AgentContext::postgresql_yaml`] describes.
+pub const SUPERUSER_PASSWORD: &str = "secret";
+
 impl AgentContext {
     /// `dir/data`, the conventional data directory; cleaned up on drop like anything under `dir`.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// The `restapi:` section of a test member: listening on its own loopback port.
+    pub fn restapi_yaml(&self) -> String {
+        format!("restapi:\n  listen: 127.0.0.1:{api}\n  connect_address: 127.0.0.1:{api}\n", api = self.api_port)
+    }
+
+    /// The `postgresql:` section of a test member: its own loopback port, data in `data_dir`, binaries from
+    /// `bin_dir`, the socket and `.pgpass` in its dir, superuser `postgres` / [`SUPERUSER_PASSWORD`], replication
+    /// user `replicator`, md5 over TCP. Ends with the `pg_hba` list, so callers can append sections.
+    pub fn postgresql_yaml(&self, bin_dir: &str, data_dir: &Path) -> String {
+        let dir = self.dir.display();
+        format!(
+            r#"postgresql:
+  listen: 127.0.0.1:{pg}
+  connect_address: 127.0.0.1:{pg}
+  data_dir: {data}
+  bin_dir: {bin_dir}
+  pgpass: {dir}/pgpass
+  authentication:
+    superuser: {{username: postgres, password: {SUPERUSER_PASSWORD}}}
+    replication: {{username: replicator, password: rep-pass}}
+  parameters:
+    unix_socket_directories: {dir}
+  pg_hba:
+  - local all all trust
+  - host all all 127.0.0.1/32 md5
+  - host replication replicator 127.0.0.1/32 md5
+"#,
+            pg = self.pg_port,
+            data = data_dir.display(),
+        )
     }
 }
 

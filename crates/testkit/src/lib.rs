@@ -52,7 +52,7 @@ mod tls;
 mod user;
 mod wait;
 
-pub use agent::{AgentContext, AgentOptions, AgentProcess};
+pub use agent::{AgentContext, AgentOptions, AgentProcess, SUPERUSER_PASSWORD};
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
 pub use error::{Error, Result};
 pub use etcd::{etcd_binary, EtcdCluster, EtcdOptions, EtcdServer, ETCD_BIN_ENV};

@@ -17,7 +17,7 @@ pub const LOOP_WAIT: u64 = 2;
 pub const RETRY_TIMEOUT: u64 = 5;
 pub const SCOPE: &str = "demo";
 pub const LEADER_KEY: &str = "/service/demo/leader";
-const PASSWORD: &str = "secret";
+const PASSWORD: &str = patroni_testkit::SUPERUSER_PASSWORD;
 
 /// Generous but finite: bootstrap plus two base backups on a loaded 2-core machine.
 pub const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -55,18 +55,13 @@ pub fn name(i: usize) -> String {
 }
 
 fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext, o: &Options, i: usize) -> String {
-    let dir = ctx.dir.display();
     let data_dir = o.data_dirs.get(i).cloned().flatten().unwrap_or_else(|| ctx.data_dir());
-    let data_dir = data_dir.display();
     let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
     let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
     format!(
         r#"scope: {SCOPE}
 name: {name}
-restapi:
-  listen: 127.0.0.1:{api}
-  connect_address: 127.0.0.1:{api}
-etcd3:
+{restapi}etcd3:
   hosts: {etcd}
 bootstrap:
   dcs:
@@ -80,29 +75,10 @@ bootstrap:
   initdb:
   - encoding: UTF8
   - data-checksums
-postgresql:
-  listen: 127.0.0.1:{pg}
-  connect_address: 127.0.0.1:{pg}
-  data_dir: {data_dir}
-  bin_dir: {bin}
-  pgpass: {dir}/pgpass
-  authentication:
-    superuser:
-      username: postgres
-      password: {PASSWORD}
-    replication:
-      username: replicator
-      password: rep-pass
-  parameters:
-    unix_socket_directories: {dir}
-  pg_hba:
-  - local all all trust
-  - host all all 127.0.0.1/32 md5
-  - host replication replicator 127.0.0.1/32 md5
-tags: {tags}
+{postgresql}tags: {tags}
 "#,
-        api = ctx.api_port,
-        pg = ctx.pg_port,
+        restapi = ctx.restapi_yaml(),
+        postgresql = ctx.postgresql_yaml(bin, &data_dir),
         loop_wait = o.loop_wait,
     )
 }
