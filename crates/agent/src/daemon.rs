@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use patroni_api::{ApiServer, NodeStatus, PatroniInfo, ServerSettings};
+use patroni_api::{ApiClient, ApiServer, ClientSettings, NodeStatus, PatroniInfo, ServerSettings};
 use patroni_config::{Config, Loaded};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -92,7 +92,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let dcs = crate::dcs_setup::connect(&config, &name, secs(boot.ttl), secs(boot.retry_timeout)).await?;
     let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
     let probe = node.probe();
-    let http = reqwest::Client::builder().build().context("building the HTTP client")?;
+    // Peers are called as patronictl calls them: the REST API's CA, client certificate and credentials.
+    let client_settings = ClientSettings::from_config(config.ctl.as_ref(), Some(&config.restapi));
+    let http = ApiClient::peer_http(&client_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let info = PatroniInfo { version: crate::VERSION.into(), scope: scope.clone(), name: name.clone() };
     let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::starting(info.clone(), SystemTime::now())));

@@ -107,10 +107,16 @@ async fn frozen_dcs_demotes_the_primary_before_the_key_expires() {
 
 /// failsafe_mode: with etcd gone the primary keeps taking writes as long as every member of the `failsafe` key
 /// confirms it over the REST API (`POST /failsafe`), and says so (`failsafe_mode_is_active`); once one member stops
-/// answering, it demotes. etcd back: one primary again.
+/// answering, it demotes. etcd back: one primary again. The REST APIs require authentication for unsafe requests,
+/// so the confirmations only count if the primary sends the credentials, as Patroni does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failsafe_mode_keeps_the_primary_while_every_member_confirms_it() {
-    let mut c = Cluster::start(Options { dcs_extra: vec!["failsafe_mode: true".into()], ..Options::default() }).await;
+    let mut c = Cluster::start(Options {
+        dcs_extra: vec!["failsafe_mode: true".into()],
+        restapi_extra: vec!["authentication: {username: admin, password: s3cret}".into()],
+        ..Options::default()
+    })
+    .await;
     let p = c.wait_primary(WAIT, &[]).await;
     c.insert(p, "before").await;
     let listed = patroni_testkit::wait_until(WAIT, POLL, || async {

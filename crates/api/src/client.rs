@@ -36,6 +36,8 @@ pub struct ClientSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// TLS material could not be loaded.
+    #[error("REST API client credentials: {0}")]
+    Credentials(String),
     #[error("REST API client TLS: {0}")]
     Tls(String),
     /// The URL is not usable.
@@ -213,6 +215,27 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 impl ApiClient {
     /// Builds a client (installs the ring crypto provider if none is installed yet).
     pub fn new(settings: &ClientSettings) -> Result<Self, ClientError> {
+        let http = Self::builder(settings)?.build().map_err(|e| ClientError::Tls(e.to_string()))?;
+        Ok(Self { http, auth: settings.credentials.as_ref().map(|c| basic_auth_header(&c.username, &c.password)) })
+    }
+
+    /// The HTTP client an agent calls its peers with (`GET /patroni` in leader races, `POST /failsafe`): the same
+    /// CA, client certificate and credentials as `patronictl`, as Patroni's agent uses them. The credentials go
+    /// with every request, so a peer with `restapi.authentication` accepts the failsafe heartbeat.
+    pub fn peer_http(settings: &ClientSettings) -> Result<reqwest::Client, ClientError> {
+        let mut b = Self::builder(settings)?;
+        if let Some(c) = &settings.credentials {
+            let mut value = reqwest::header::HeaderValue::from_str(&basic_auth_header(&c.username, &c.password))
+                .map_err(|e| ClientError::Credentials(e.to_string()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            b = b.default_headers(headers);
+        }
+        b.build().map_err(|e| ClientError::Tls(e.to_string()))
+    }
+
+    fn builder(settings: &ClientSettings) -> Result<reqwest::ClientBuilder, ClientError> {
         // Another part of the process may have installed it already; either is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = reqwest::Client::builder()
@@ -233,8 +256,7 @@ impl ApiClient {
         if settings.insecure {
             b = b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
         }
-        let http = b.build().map_err(|e| ClientError::Tls(e.to_string()))?;
-        Ok(Self { http, auth: settings.credentials.as_ref().map(|c| basic_auth_header(&c.username, &c.password)) })
+        Ok(b)
     }
 
     /// `endpoint` resolved against `api_url` (`…/patroni` + `restart` → `…/restart`).

@@ -36,11 +36,20 @@ pub struct Options {
     pub loop_wait: u64,
     /// Per member: a data directory other than `<agent dir>/data`.
     pub data_dirs: Vec<Option<PathBuf>>,
+    /// Extra `restapi` entries for every member, one `key: value` per line (e.g. `allowlist: [10.0.0.1]`).
+    pub restapi_extra: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { members: 3, dcs_extra: Vec::new(), tags: Vec::new(), loop_wait: LOOP_WAIT, data_dirs: Vec::new() }
+        Options {
+            members: 3,
+            dcs_extra: Vec::new(),
+            tags: Vec::new(),
+            loop_wait: LOOP_WAIT,
+            data_dirs: Vec::new(),
+            restapi_extra: Vec::new(),
+        }
     }
 }
 
@@ -58,6 +67,7 @@ fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext
     let data_dir = o.data_dirs.get(i).cloned().flatten().unwrap_or_else(|| ctx.data_dir());
     let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
     let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
+    let restapi: String = o.restapi_extra.iter().map(|l| format!("  {l}\n")).collect();
     format!(
         r#"scope: {SCOPE}
 name: {name}
@@ -77,7 +87,7 @@ bootstrap:
   - data-checksums
 {postgresql}tags: {tags}
 "#,
-        restapi = ctx.restapi_yaml(),
+        restapi = ctx.restapi_yaml() + &restapi,
         postgresql = ctx.postgresql_yaml(bin, &data_dir),
         loop_wait = o.loop_wait,
     )
