@@ -30,10 +30,14 @@ fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::Agent
     format!(
         "scope: demo\nname: {name}\n{restapi}etcd3:\n  hosts: {etcd}\n\
          bootstrap:\n  dcs:\n    ttl: 20\n    loop_wait: 2\n    retry_timeout: 5\n{postgresql}",
-        restapi = ctx.restapi_yaml(),
+        restapi = ctx.restapi_yaml() + "  authentication: {username: admin, password: s3cret}\n",
         postgresql = ctx.postgresql_yaml(bin, &ctx.data_dir()),
     )
 }
+
+/// The REST APIs require these for unsafe requests; patronictl gets them from the environment alone, as a DBA
+/// would pass them (`PATRONI_RESTAPI_USERNAME` / `PATRONI_RESTAPI_PASSWORD`), not from its configuration file.
+const RESTAPI_ENV: [(&str, &str); 2] = [("PATRONI_RESTAPI_USERNAME", "admin"), ("PATRONI_RESTAPI_PASSWORD", "s3cret")];
 
 struct Live {
     _nodes: Vec<AgentProcess>,
@@ -54,7 +58,12 @@ impl Live {
     }
 
     fn run_with(&self, program: &str, args: &[&str], stdin: &str) -> Out {
+        self.run_env(program, args, stdin, &RESTAPI_ENV)
+    }
+
+    fn run_env(&self, program: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Out {
         let mut child = Command::new(program)
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(self.config_path())
             .args(args)
@@ -259,6 +268,24 @@ async fn patronictl_against_a_live_cluster() {
     )));
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "Success: scheduled switchover deleted\n");
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "No pending scheduled switchover\n");
+
+    // Without the credentials the REST API refuses (401) and patronictl says so.
+    // Without the credentials the REST API refuses (401) and patronictl says so for each member, as Python's does
+    // (the topology table above those lines may differ by a WAL record between the two runs, so only they count).
+    let failures = |o: &Out| -> (i32, Vec<String>) {
+        (o.code, o.stdout.lines().filter(|l| l.starts_with("Failed: ")).map(str::to_owned).collect())
+    };
+    let refused = failures(&live.run_env(env!("CARGO_BIN_EXE_patronictl"), &["reload", "demo", "--force"], "", &[]));
+    let expected: Vec<String> = (1..=3)
+        .map(|i| format!("Failed: reload for member pg{i}, status code=401, (no auth header received)"))
+        .collect();
+    // The one deliberate difference (README): ours exits 1 when a member refused, Python's exits 0.
+    assert_eq!(refused, (1, expected));
+    if let Some(py) = python_patronictl() {
+        let python = failures(&live.run_env(&py, &["reload", "demo", "--force"], "", &[]));
+        assert_eq!(refused.1, python.1, "ours vs Python");
+        assert_eq!(python.0, 0, "Python's patronictl exits 0 after a refused reload");
+    }
 
     // reload and restart through the REST API.
     let out = live.ok(&["reload", "demo", "--force"]);
