@@ -35,9 +35,10 @@ pub struct ClientSettings {
 /// A call that could not be made or whose answer could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// TLS material could not be loaded.
+    /// The credentials cannot be sent in an HTTP header.
     #[error("REST API client credentials: {0}")]
     Credentials(String),
+    /// TLS material could not be loaded.
     #[error("REST API client TLS: {0}")]
     Tls(String),
     /// The URL is not usable.

@@ -456,8 +456,14 @@ async fn bad_settings_are_reported() {
 
 /// A client whose cache is built and whose HA-loop gate is open (a `watch` just returned), as in the HA loop.
 async fn cached_client(etcd: &EtcdServer, scope: &str, name: &str) -> Etcd3 {
-    let dcs = client(etcd, scope, name).await;
-    dcs.touch_member(&contract::member_data(name)).await.unwrap();
+    cached(settings(etcd, scope, name)).await
+}
+
+/// A client with these settings whose member key exists and whose cluster cache is ready.
+async fn cached(s: Etcd3Settings) -> Etcd3 {
+    let name = s.name.clone();
+    let dcs = Etcd3::new(s).await.expect("client");
+    dcs.touch_member(&contract::member_data(&name)).await.unwrap();
     dcs.get_cluster().await.unwrap();
     let start = Instant::now();
     while !dcs.cache_ready() {
@@ -582,18 +588,7 @@ async fn cached_reads_report_a_stopped_or_hung_etcd_then_recover() {
     let mut etcd = EtcdServer::start().await.unwrap();
     let mut s = settings(&etcd, "cdown", "node1");
     s.retry_timeout = Duration::from_secs(1);
-    let dcs = Etcd3::new(s).await.unwrap();
-    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
-    dcs.get_cluster().await.unwrap();
-    let wait_ready = |dcs: &Etcd3| {
-        let ready = dcs.cache_ready();
-        async move { ready }
-    };
-    let start = Instant::now();
-    while !wait_ready(&dcs).await {
-        assert!(start.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dcs = cached(s).await;
     loop_read(&dcs).await.unwrap();
     let limit = dcs.retry_timeout() + Duration::from_secs(1);
 
