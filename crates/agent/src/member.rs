@@ -35,8 +35,9 @@ pub struct Addresses {
     pub proxy_url: Option<String>,
 }
 
-/// The member state Patroni shows in `patronictl list` (`running`, `stopped`, `creating replica`...).
-pub fn state_text(local: &LocalState) -> &'static str {
+/// The member state Patroni shows in `patronictl list` (`running`, `stopped`, `creating replica`...). Paused, a
+/// postmaster that died is `stopped`: nothing will restart it.
+pub fn state_text(local: &LocalState, paused: bool) -> &'static str {
     if let Some(busy) = &local.busy {
         return match busy {
             Busy::Bootstrapping => "running custom bootstrap script",
@@ -51,6 +52,7 @@ pub fn state_text(local: &LocalState) -> &'static str {
     match local.process {
         Process::Running => "running",
         Process::Starting { .. } => "starting",
+        Process::Crashed { .. } if paused => "stopped",
         Process::Crashed { .. } => "crashed",
         Process::Stopped => match local.last_failure {
             Some(Busy::Starting | Busy::Restarting) => "start failed",
@@ -66,6 +68,7 @@ pub fn role_text(role: PgRole) -> &'static str {
         PgRole::Primary => "primary",
         PgRole::Replica => "replica",
         PgRole::StandbyLeader => "standby_leader",
+        PgRole::Demoted => "demoted",
         PgRole::Unknown => "uninitialized",
     }
 }
@@ -82,7 +85,7 @@ pub fn member_data(
     let mut data = MemberData {
         conn_url: Some(addresses.conn_url.clone()),
         api_url: Some(addresses.api_url.clone()),
-        state: Some(state_text(local).to_owned()),
+        state: Some(state_text(local, paused).to_owned()),
         role: Some(role_text(local.role).to_owned()),
         version: Some(crate::VERSION.to_owned()),
         proxy_url: addresses.proxy_url.clone(),
@@ -143,6 +146,6 @@ mod tests {
     #[test]
     fn busy_member_reports_what_it_does() {
         let local = LocalState { busy: Some(Busy::CreatingReplica), ..LocalState::default() };
-        assert_eq!(state_text(&local), "creating replica");
+        assert_eq!(state_text(&local, false), "creating replica");
     }
 }

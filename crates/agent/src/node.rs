@@ -56,7 +56,13 @@ pub trait Node: Send + Sync + 'static {
         config: &patroni_config::Config,
         dynamic: &patroni_config::DynamicConfig,
     ) -> NodeResult<()>;
-    async fn create_replica(&self, from: &Upstream) -> NodeResult<()>;
+    /// Clone from `from`, or with a replica method that needs no running source when `None` (`no_leader`), then
+    /// start as a replica.
+    async fn create_replica(&self, from: Option<&Upstream>) -> NodeResult<()>;
+    /// Start again as the primary it was before it crashed (no promotion).
+    async fn start_primary(&self) -> NodeResult<()>;
+    /// A primary that failed to start: its role becomes `demoted` (`on_role_change` fires with it).
+    async fn mark_demoted(&self);
     async fn start_replica(&self, upstream: Option<&Upstream>) -> NodeResult<()>;
     /// Point a running replica at another upstream (reload, or restart when PostgreSQL needs it).
     async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()>;

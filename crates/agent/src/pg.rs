@@ -9,9 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use patroni_config::{Config, DynamicConfig};
 use patroni_dcs::HistoryLine;
-use patroni_ha::{DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
+use patroni_ha::{ControlState, DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
 use patroni_postgres::bootstrap::BootstrapSettings;
+use patroni_postgres::controldata::ClusterState;
 use patroni_postgres::instance::{slot_name_from_member_name, Settings as PgSettings};
+use patroni_postgres::settings::Role as PgRole_;
 use patroni_postgres::{ConnParams, Postgres, StopMode};
 use serde_json::{json, Map, Value};
 use tokio::sync::{Mutex, Notify};
@@ -68,6 +70,34 @@ pub fn pg_settings(config: &Config, dynamic: &DynamicConfig, name: &str) -> Resu
     let scope = config.scope.clone().unwrap_or_default();
     PgSettings::from_config(name, &scope, &effective.postgresql, effective.use_slots).map_err(err)
 }
+
+/// The HA core's name for the role the postgres crate last ran PostgreSQL in.
+fn pg_role(role: PgRole_) -> PgRole {
+    match role {
+        PgRole_::Primary => PgRole::Primary,
+        PgRole_::Replica => PgRole::Replica,
+        PgRole_::StandbyLeader => PgRole::StandbyLeader,
+        PgRole_::Demoted => PgRole::Demoted,
+        PgRole_::Uninitialized => PgRole::Unknown,
+    }
+}
+
+fn control_state(state: &ClusterState) -> ControlState {
+    match state {
+        ClusterState::InProduction => ControlState::InProduction,
+        ClusterState::InCrashRecovery => ControlState::InCrashRecovery,
+        ClusterState::ShuttingDown => ControlState::ShuttingDown,
+        ClusterState::ShutDown => ControlState::ShutDown,
+        ClusterState::ShutDownInRecovery => ControlState::ShutDownInRecovery,
+        ClusterState::InArchiveRecovery => ControlState::InArchiveRecovery,
+        ClusterState::Starting | ClusterState::Other(_) => ControlState::Other,
+    }
+}
+
+/// How long a crashed postmaster stays down before we start another. `pg_ctl stop -m immediate -w`, what operators
+/// and tools use to kill one, polls for the pid file every 100 ms and waits out its whole timeout if a new
+/// postmaster has written one in between.
+const RESTART_AFTER_CRASH_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 impl PgNode {
     /// What waits for a restart of the postmaster that started at `started` (nothing once a newer one runs).
@@ -210,10 +240,17 @@ impl PgNode {
                 }
             }
         };
-        if let Some(exit) = pg.crashed() {
-            let _ = exit;
+        if pg.crashed().is_some() {
             local.process = Process::Crashed { at: Time(0) };
-        } else if pg.is_running() {
+        }
+        if !pg.is_running() {
+            // What a decision about a PostgreSQL that is down needs: how it last ran and how it stopped.
+            local.role = pg_role(pg.role());
+            local.recovery_configured = pg.recovery_configured();
+            if local.data_dir != DataDir::Empty {
+                local.control_state = pg.controldata().await.ok().map(|cd| control_state(&cd.cluster_state));
+            }
+        } else {
             match pg.cluster_info().await {
                 Ok(info) => {
                     self.probe.set_params(pg.local_conn_params());
@@ -314,21 +351,38 @@ impl Node for PgNode {
         Ok(())
     }
 
-    async fn create_replica(&self, from: &Upstream) -> NodeResult<()> {
-        let source = Self::upstream_params(from)?;
+    async fn create_replica(&self, from: Option<&Upstream>) -> NodeResult<()> {
+        let source = from.map(Self::upstream_params).transpose()?;
         let mut pg = self.pg.lock().await;
         self.set_sysid(None);
-        let method = pg.create_replica(Some(&source), false).await.map_err(err)?;
+        let method = pg.create_replica(source.as_ref(), false).await.map_err(err)?;
         info!("replica created with {method}, starting it");
-        let recovery = pg.follow_settings(Some(&source));
+        let recovery = pg.follow_settings(source.as_ref());
         pg.start(Some(recovery)).await.map_err(err)?;
-        self.set_following(Some(from));
+        self.set_following(from);
         Ok(())
+    }
+
+    async fn start_primary(&self) -> NodeResult<()> {
+        let mut pg = self.pg.lock().await;
+        if pg.crashed().is_some() {
+            tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
+        }
+        pg.start(None).await.map_err(err)?;
+        self.set_following(None);
+        Ok(())
+    }
+
+    async fn mark_demoted(&self) {
+        self.pg.lock().await.mark_demoted();
     }
 
     async fn start_replica(&self, upstream: Option<&Upstream>) -> NodeResult<()> {
         let source = upstream.map(Self::upstream_params).transpose()?;
         let mut pg = self.pg.lock().await;
+        if pg.crashed().is_some() {
+            tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
+        }
         if let Some(src) = &source {
             match pg.rewind_or_reinit(src).await {
                 Ok(outcome) => {
@@ -422,7 +476,7 @@ impl Node for PgNode {
             }
             pg.move_data_directory_aside().map_err(err)?;
         }
-        self.create_replica(from).await
+        self.create_replica(Some(from)).await
     }
 
     async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()> {

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use patroni_api::{NodeStatus, PatroniInfo};
 use patroni_config::{Config, DynamicConfig};
 use patroni_dcs::{Cluster, Dcs, DcsError, Status, TimelineHistory};
-use patroni_ha::{Action, Busy, DemoteMode, Ha, LocalState, Observation, Outcome, PeerStatus, Plan, Settings, Time};
+use patroni_ha::{
+    Action, Busy, DemoteMode, Ha, LocalState, LogLevel, Observation, Outcome, PeerStatus, Plan, Settings, Time,
+};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, watch, Notify};
@@ -236,6 +238,12 @@ impl<N: Node> Runtime<N> {
                 failsafe_heartbeat: self.last_heartbeat().map(|(leader, at)| (leader, Time(at))),
             };
             plan = self.ha.step(&settings, &obs);
+            for (level, line) in &plan.log {
+                match level {
+                    LogLevel::Info => info!("{line}"),
+                    LogLevel::Warning => warn!("{line}"),
+                }
+            }
             if plan.again && round + 1 < MAX_ROUNDS {
                 debug!("{}", plan.status);
             }
@@ -506,12 +514,21 @@ impl<N: Node> Runtime<N> {
                 self.spawn_long(Busy::Bootstrapping, async move { node.bootstrap().await });
             }
             Action::CreateReplica { from } => {
-                let Some(up) = self.upstream(cluster, from.as_deref()) else {
-                    return Err(Failure::Failed(format!("no connection address known for {from:?}")));
+                let up = match from {
+                    Some(name) => match self.upstream(cluster, Some(name)) {
+                        Some(up) => Some(up),
+                        None => return Err(Failure::Failed(format!("no connection address known for {name}"))),
+                    },
+                    None => None,
                 };
                 let node = self.node.clone();
-                self.spawn_long(Busy::CreatingReplica, async move { node.create_replica(&up).await });
+                self.spawn_long(Busy::CreatingReplica, async move { node.create_replica(up.as_ref()).await });
             }
+            Action::StartPrimary => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Starting, async move { node.start_primary().await });
+            }
+            Action::MarkDemoted => self.node.mark_demoted().await,
             Action::StartReplica { follow } => {
                 let up = self.upstream(cluster, follow.as_deref());
                 let node = self.node.clone();
@@ -567,10 +584,8 @@ impl<N: Node> Runtime<N> {
                             }
                         }
                     }
-                    if mode != DemoteMode::Offline {
-                        node.start_replica(up.as_ref()).await?;
-                    }
-                    Ok(())
+                    // Back as a read-only standby; offline (no DCS) it follows nobody until the DCS answers again.
+                    node.start_replica(up.as_ref()).await
                 });
             }
             Action::Restart => {
@@ -663,6 +678,8 @@ impl<N: Node> Runtime<N> {
                     })
                     .collect();
                 dcs.write_failsafe(&map).await.map_err(|e| Failure::dcs("write failsafe", e))?;
+                // Asked for confirmations if the DCS goes away before we read the key back.
+                self.failsafe = map.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
             }
             Action::CheckFailsafe { members } => {
                 let targets: Vec<(String, Option<String>)> =

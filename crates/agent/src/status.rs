@@ -17,6 +17,7 @@ fn api_role(role: PgRole) -> PostgresRole {
         PgRole::Primary => PostgresRole::Primary,
         PgRole::Replica => PostgresRole::Replica,
         PgRole::StandbyLeader => PostgresRole::StandbyLeader,
+        PgRole::Demoted => PostgresRole::Demoted,
         PgRole::Unknown => PostgresRole::Uninitialized,
     }
 }
@@ -33,7 +34,7 @@ fn timestamp(unix: f64) -> Option<DateTime<FixedOffset>> {
 /// The `/patroni` snapshot for one published cycle.
 pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>) -> NodeStatus {
     let mut s = NodeStatus::starting(info.clone(), SystemTime::now());
-    s.state = api_state(state_text(&p.local));
+    s.state = api_state(state_text(&p.local, p.dynamic.is_paused()));
     s.role = api_role(p.local.role);
     s.is_leader = p.is_leader;
     s.paused = p.dynamic.is_paused();

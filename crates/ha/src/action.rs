@@ -6,8 +6,8 @@ use crate::view::{Lsn, Name};
 /// How to step down from being the primary. The four ways Patroni knows, named after what operators see.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DemoteMode {
-    /// The DCS cannot be reached: stop PostgreSQL (fast) and keep it down until the DCS answers again. The leader
-    /// key cannot be released; it expires.
+    /// The DCS cannot be reached: stop PostgreSQL (fast) and start it again read-only, following nobody, until the
+    /// DCS answers again. The leader key cannot be released; it expires.
     Offline,
     /// Switchover: checkpoint, stop (fast), release the leader key with the final LSN so the candidate sees exactly
     /// how far we got, then start again as a replica.
@@ -42,6 +42,11 @@ pub enum Action {
     CreateReplica {
         from: Option<Name>,
     },
+    /// Long: start PostgreSQL as the primary it was before it crashed (no promotion, no new timeline).
+    StartPrimary,
+    /// PostgreSQL, a primary a moment ago, failed to start again: publish the role `demoted` and fire
+    /// `on_role_change` with it.
+    MarkDemoted,
     /// Long: start PostgreSQL as a replica streaming from `follow` (or not streaming at all when `None`).
     StartReplica {
         follow: Option<Name>,
@@ -118,12 +123,22 @@ pub enum Outcome {
     Failsafe { confirmed: bool },
 }
 
+/// How loud a [`Plan::log`] line is, in Patroni's levels.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Info,
+    Warning,
+}
+
 /// The core's answer to one step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
     /// The line Patroni logs at INFO for this loop ("no action. I am (pg1), the leader with the lock").
     pub status: String,
+    /// The reasons Patroni logs on their own lines before the status (who is ahead in a race, why a member may not
+    /// promote): operators grep for them.
+    pub log: Vec<(LogLevel, String)>,
     /// Run the actions, then step again at once with fresh observations (a race or a fetch is in flight).
     pub again: bool,
     /// Earliest time something scheduled is due (a scheduled switchover, a start timeout), for the runtime's sleep.
@@ -137,6 +152,11 @@ impl Plan {
 
     pub(crate) fn with(mut self, action: Action) -> Plan {
         self.actions.push(action);
+        self
+    }
+
+    pub(crate) fn log(mut self, level: LogLevel, line: impl Into<String>) -> Plan {
+        self.log.push((level, line.into()));
         self
     }
 

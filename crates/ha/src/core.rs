@@ -1,9 +1,11 @@
 //! The decision table. Each branch is named after the situation, in the words Patroni logs for it.
 
-use crate::action::{Action, DemoteMode, Outcome, Plan};
+use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 use crate::election;
 use crate::time::Time;
-use crate::view::{ClusterView, DataDir, LocalState, Name, PeerReply, PeerStatus, PgRole, Process, Settings};
+use crate::view::{
+    ClusterView, ControlState, DataDir, LocalState, Name, PeerReply, PeerStatus, PgRole, Process, Settings,
+};
 
 /// Everything one step looks at, gathered by the runtime just before the step.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,6 +41,9 @@ pub struct Ha {
     failsafe_members: Vec<Name>,
     /// Whether the last successful read showed us holding the leader key.
     held_lock: bool,
+    /// We asked for PostgreSQL to be started after it was found down; once that start is over, whether it came up
+    /// decides what next (a primary that failed to start gives the key away).
+    recovering: bool,
 }
 
 impl Ha {
@@ -74,6 +79,12 @@ impl Ha {
 
         if let Some(busy) = &local.busy {
             return self.while_busy(s, cluster, obs, busy.state_text());
+        }
+        if self.recovering && !matches!(local.process, Process::Starting { .. }) {
+            self.recovering = false;
+            if !local.process.is_running() && local.data_dir != DataDir::Empty {
+                return self.failed_to_start(local);
+            }
         }
         if cluster.initialize.as_deref().is_none_or(str::is_empty) && cluster.leader.is_none() {
             return self.uninitialized(s, cluster, obs);
@@ -181,6 +192,11 @@ impl Ha {
 
     fn empty_data_dir(&mut self, s: &Settings, cluster: &ClusterView, _obs: &Observation) -> Plan {
         let Some(leader) = &cluster.leader else {
+            // A replica method that needs no running leader (a restore from backup) can make this member now; the
+            // leader race that follows decides whether it may promote.
+            if s.replica_without_leader && cluster.initialize.as_deref().is_some_and(|i| !i.is_empty()) {
+                return Plan::status("trying to bootstrap (without leader)").with(Action::CreateReplica { from: None });
+            }
             return Plan::status("waiting for leader to bootstrap");
         };
         if *leader == s.name {
@@ -193,40 +209,98 @@ impl Ha {
             .with(Action::CreateReplica { from: Some(from) })
     }
 
+    /// The start asked for after PostgreSQL was found down is over, and PostgreSQL does not run.
+    fn failed_to_start(&mut self, local: &LocalState) -> Plan {
+        if !self.held_lock {
+            return Plan::status("failed to start postgres");
+        }
+        // A primary that cannot start must not hold the cluster hostage for primary_start_timeout: the key goes,
+        // so a replica can take over now.
+        self.held_lock = false;
+        self.primary_down_since = None;
+        let mut plan = Plan::status("removed leader key after trying and failing to start postgres");
+        if matches!(local.role, PgRole::Primary | PgRole::StandbyLeader) {
+            plan = plan.with(Action::MarkDemoted);
+        }
+        plan.with(Action::ReleaseLeader { lsn: None })
+    }
+
     /// PostgreSQL has data but is not running (stopped, crashed, or still starting).
     fn not_running(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
         let local = &obs.local;
+        let starting = matches!(local.process, Process::Starting { .. });
         if self.held_lock {
-            if let Some(expired) = self.primary_start_expired(s, obs) {
-                return expired;
-            }
-            // Read-only first: the key may be lost while PostgreSQL starts; `lock_but_replica` promotes it once
-            // a later step has refreshed the key again.
-            let plan = Plan::status("starting as readonly because i had the session lock")
-                .with(Action::UpdateLeader { lsn: local.lsn });
             if s.pause {
-                return Plan::status("PostgreSQL is not running").with(Action::UpdateLeader { lsn: local.lsn });
+                if starting {
+                    return Plan::status("PostgreSQL is starting").with(Action::UpdateLeader { lsn: local.lsn });
+                }
+                // Paused, nothing is restarted: a key on a member without a running PostgreSQL would only hide
+                // that the cluster has no primary.
+                self.held_lock = false;
+                return Plan::status("removed leader lock because postgres is not running")
+                    .with(Action::ReleaseLeader { lsn: None });
+            }
+            let crashed = matches!(local.process, Process::Crashed { .. });
+            if crashed && s.primary_start_timeout.0 == 0 {
+                // The operator prefers a failover to a restart, if anyone can take over.
+                let others = race_members(s, cluster);
+                if !others.is_empty() {
+                    let Some(peers) = &obs.peers else {
+                        return Plan::status("checking whether failover is possible after a crash")
+                            .with(Action::UpdateLeader { lsn: local.lsn })
+                            .with(Action::FetchPeers { members: others })
+                            .again();
+                    };
+                    let possible = peers
+                        .iter()
+                        .any(|p| p.reply.as_ref().is_some_and(|r| election::could_take_over(s, cluster, &p.name, r)));
+                    if possible {
+                        self.held_lock = false;
+                        return Plan::status("stopped PostgreSQL to fail over after a crash")
+                            .log(LogLevel::Info, "Primary crashed. Failing over.")
+                            .with(Action::Demote { mode: DemoteMode::Immediate, follow: None });
+                    }
+                }
+            } else if let Some(expired) = self.primary_start_expired(s, obs) {
+                return expired;
             }
             self.primary_down_since.get_or_insert(obs.now);
             let wake = self.primary_down_since.map(|t| t + s.primary_start_timeout);
-            let plan = match local.process {
-                Process::Starting { .. } => Plan::status("waiting for PostgreSQL to start as primary")
-                    .with(Action::UpdateLeader { lsn: local.lsn }),
-                _ => plan.with(Action::StartReplica { follow: None }),
+            let refresh = Action::UpdateLeader { lsn: local.lsn };
+            let plan = if starting {
+                Plan::status("waiting for PostgreSQL to start as primary").with(refresh)
+            } else if crashed
+                && s.primary_start_timeout.0 > 0
+                && local.role == PgRole::Primary
+                && local.control_state.is_some_and(ControlState::was_primary)
+                && !local.recovery_configured
+            {
+                // It ran as our primary a moment ago: start it as one again. No promotion, so no new timeline,
+                // and the replicas keep streaming from where they were.
+                self.recovering = true;
+                Plan::status("starting primary after failure").with(refresh).with(Action::StartPrimary)
+            } else {
+                // Read-only first: the key may be lost while PostgreSQL starts; `lock_but_replica` promotes it once
+                // a later step has refreshed the key again.
+                self.recovering = true;
+                Plan::status("starting as readonly because i had the session lock")
+                    .with(refresh)
+                    .with(Action::StartReplica { follow: None })
             };
             return match wake {
-                Some(at) => plan.wake(at),
-                None => plan,
+                Some(at) if s.primary_start_timeout.0 > 0 => plan.wake(at),
+                _ => plan,
             };
         }
         self.primary_down_since = None;
         if s.pause {
-            return Plan::status("PostgreSQL is not running");
+            return Plan::status("postgres is not running");
         }
-        if matches!(local.process, Process::Starting { .. }) {
+        if starting {
             return Plan::status("waiting for PostgreSQL to start");
         }
         let follow = follow_target(s, cluster);
+        self.recovering = true;
         Plan::status("starting as a secondary").with(Action::StartReplica { follow })
     }
 
@@ -253,7 +327,7 @@ impl Ha {
             self.primary_down_since = None;
             return match local.role {
                 PgRole::Primary | PgRole::StandbyLeader => self.leader_with_lock(s, cluster, obs),
-                PgRole::Replica | PgRole::Unknown => self.lock_but_replica(s, cluster, obs),
+                PgRole::Replica | PgRole::Demoted | PgRole::Unknown => self.lock_but_replica(s, cluster, obs),
             };
         }
         match &cluster.leader {
@@ -304,8 +378,11 @@ impl Ha {
             let mut members: Vec<Name> = cluster.members.iter().map(|m| m.name.clone()).collect();
             members.sort();
             if cluster.failsafe.as_ref() != Some(&members) {
-                plan = plan.with(Action::WriteFailsafe { members });
+                plan = plan.with(Action::WriteFailsafe { members: members.clone() });
             }
+            // Confirmations during a DCS outage are asked of the members we last wrote, not of those we last read:
+            // a member that joined in the last loop before the outage must be asked too.
+            self.failsafe_members = members;
         }
         plan.actions.extend(crate::sync::leader_actions(s, cluster, local));
         if cluster.failover.is_some() {
@@ -496,8 +573,12 @@ impl Ha {
                 return Plan::status("manual failover: not taking part in the race as the former leader");
             }
         }
-        if let Some(why) = election::ineligibility(s, cluster, local) {
-            return Plan::status(why);
+        if let Some((status, why)) = election::ineligibility(s, cluster, local) {
+            let plan = Plan::status(status);
+            return match why {
+                Some(line) => plan.log(LogLevel::Info, line),
+                None => plan,
+            };
         }
         if !others.is_empty() {
             let Some(peers) = &obs.peers else {
@@ -511,10 +592,9 @@ impl Ha {
                 .filter(|p| Some(p.name.as_str()) != excluded || p.reply.as_ref().is_some_and(runs_as_primary))
                 .cloned()
                 .collect();
-            if let Some(better) = election::better_peer(s, cluster, local, &peers) {
-                return Plan::status(format!(
-                    "following a different leader because i am not the healthiest node ({better} is healthier)"
-                ));
+            if let Some((level, why)) = election::better_peer(s, cluster, local, &peers) {
+                return Plan::status("following a different leader because i am not the healthiest node")
+                    .log(level, why);
             }
         }
         Plan::status("acquiring the leader key as the healthiest node").with(Action::AcquireLeader).again()

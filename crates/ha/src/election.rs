@@ -1,27 +1,44 @@
 //! Who may take the leader key when it is free: the "healthiest node" rules.
 
+use crate::action::LogLevel;
 use crate::view::{ClusterView, LocalState, Lsn, PeerReply, PeerStatus, PgRole, Settings, SyncMode};
 
-/// Why this member may not take part in an automatic leader race. The texts are what Patroni logs.
-pub(crate) fn ineligibility(s: &Settings, cluster: &ClusterView, local: &LocalState) -> Option<String> {
+/// Why this member may not take part in an automatic leader race: the status Patroni ends the loop with, and the
+/// line it logs on the way (if any).
+pub(crate) fn ineligibility(
+    s: &Settings,
+    cluster: &ClusterView,
+    local: &LocalState,
+) -> Option<(String, Option<String>)> {
+    const NOT_HEALTHIEST: &str = "following a different leader because i am not the healthiest node";
     if !s.tags.can_fail_over() {
-        return Some("I am not allowed to promote (nofailover or failover_priority 0)".into());
+        return Some(("following a different leader because I am not allowed to promote".into(), None));
     }
     if s.watchdog_unavailable() {
-        return Some("watchdog is required but not available".into());
+        return Some((NOT_HEALTHIEST.into(), Some("Watchdog device is not usable".into())));
     }
     if let Some(reason) = lag_problem(s, cluster.last_leader_lsn, local.lsn) {
-        return Some(reason);
+        return Some((NOT_HEALTHIEST.into(), Some(reason)));
     }
     if s.check_timeline {
         if let (Some(cluster_tl), Some(mine)) = (cluster.timeline, local.timeline) {
             if mine < cluster_tl {
-                return Some(format!("My timeline {mine} is behind last known cluster timeline {cluster_tl}"));
+                let why = format!("My timeline {mine} is behind last known cluster timeline {cluster_tl}");
+                return Some((NOT_HEALTHIEST.into(), Some(why)));
             }
         }
     }
     if s.sync_mode != SyncMode::Off && !sync_allows(cluster, &s.name) {
-        return Some(format!("{} is not a synchronous standby", s.name));
+        return Some((NOT_HEALTHIEST.into(), None));
+    }
+    if s.failsafe_mode {
+        // A member the leader never listed in `failsafe` may lack what the others confirmed to it while the DCS
+        // was away (a replica restored from a backup, say): it sits out the race.
+        if let Some(listed) = cluster.failsafe.as_ref().filter(|l| !l.is_empty()) {
+            if !listed.contains(&s.name) {
+                return Some((NOT_HEALTHIEST.into(), None));
+            }
+        }
     }
     None
 }
@@ -35,40 +52,56 @@ pub(crate) fn sync_allows(cluster: &ClusterView, name: &str) -> bool {
 /// Whether a member at `lsn` is too far behind `reference` (the leader's last known position) to be promoted.
 fn lag_problem(s: &Settings, reference: Option<Lsn>, lsn: Option<Lsn>) -> Option<String> {
     let Some(lsn) = lsn else {
-        return Some("my WAL position is unknown".into());
+        return Some("Can not figure out my wal position".into());
     };
     let last = reference?;
     let lag = last.saturating_sub(lsn);
-    (lag > s.maximum_lag_on_failover)
-        .then(|| format!("My wal position exceeds maximum replication lag ({lag} > {})", s.maximum_lag_on_failover))
+    (lag > s.maximum_lag_on_failover).then(|| "My wal position exceeds maximum replication lag".to_string())
 }
 
-/// Whether `peer` is a better choice than us, judged from its answer. Only eligible peers count.
-fn peer_is_better(s: &Settings, cluster: &ClusterView, local: &LocalState, name: &str, peer: &PeerReply) -> bool {
+/// Why `peer` is a better choice than us, judged from its answer, in the words Patroni logs; `None` when it is not.
+/// Only eligible peers count.
+fn peer_is_better(
+    s: &Settings,
+    cluster: &ClusterView,
+    local: &LocalState,
+    name: &str,
+    peer: &PeerReply,
+) -> Option<(LogLevel, String)> {
     if !peer.running {
-        return false;
+        return None;
     }
     if peer.role == PgRole::Primary {
         // Someone still runs as primary: racing against it would make two.
-        return true;
+        return Some((LogLevel::Warning, format!("Primary ({name}) is still alive")));
     }
     if !peer.tags.can_fail_over() || lag_problem(s, cluster.last_leader_lsn, peer.lsn).is_some() {
-        return false;
+        return None;
     }
     if s.sync_mode != SyncMode::Off && !sync_allows(cluster, name) {
-        return false;
+        return None;
     }
     if s.check_timeline {
         if let (Some(theirs), Some(mine)) = (peer.timeline, local.timeline) {
             if theirs > mine {
-                return true;
+                return Some((LogLevel::Info, format!("Timeline {theirs} of {name} is ahead of my timeline {mine}")));
             }
         }
     }
     match (peer.lsn, local.lsn) {
-        (Some(theirs), Some(mine)) if theirs > mine => true,
-        (Some(theirs), Some(mine)) if theirs == mine => peer.tags.failover_priority > s.tags.failover_priority,
-        _ => false,
+        (Some(theirs), Some(mine)) if theirs > mine => {
+            Some((LogLevel::Info, format!("Wal position of {name} is ahead of my wal position")))
+        }
+        (Some(theirs), Some(mine)) if theirs == mine && peer.tags.failover_priority > s.tags.failover_priority => {
+            Some((
+                LogLevel::Info,
+                format!(
+                    "{name} has equally tolerable WAL position and priority {}, while this node has priority {}",
+                    peer.tags.failover_priority, s.tags.failover_priority
+                ),
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -80,18 +113,17 @@ pub(crate) fn could_take_over(s: &Settings, cluster: &ClusterView, name: &str, p
         && (s.sync_mode == SyncMode::Off || sync_allows(cluster, name))
 }
 
-/// The first peer that beats us, if any: then we let it take the key.
-pub(crate) fn better_peer<'a>(
+/// The first peer that beats us, if any, and why: then we let it take the key.
+pub(crate) fn better_peer(
     s: &Settings,
     cluster: &ClusterView,
     local: &LocalState,
-    peers: &'a [PeerStatus],
-) -> Option<&'a str> {
+    peers: &[PeerStatus],
+) -> Option<(LogLevel, String)> {
     peers
         .iter()
         .filter(|p| p.name != s.name)
-        .find(|p| p.reply.as_ref().is_some_and(|r| peer_is_better(s, cluster, local, &p.name, r)))
-        .map(|p| p.name.as_str())
+        .find_map(|p| p.reply.as_ref().and_then(|r| peer_is_better(s, cluster, local, &p.name, r)))
 }
 
 /// Whether a switchover candidate answered as fit to take over from a running leader whose position is `leader_lsn`.
@@ -111,8 +143,8 @@ pub(crate) fn candidate_fit(
     if r.tags.nofailover {
         return Err(format!("{name} has tag nofailover"));
     }
-    if let Some(problem) = lag_problem(s, leader_lsn, r.lsn) {
-        return Err(format!("{name}: {problem}"));
+    if lag_problem(s, leader_lsn, r.lsn).is_some() {
+        return Err(format!("Member {name} exceeds maximum replication lag"));
     }
     if s.sync_mode != SyncMode::Off && !sync_allows(cluster, name) {
         return Err(format!("{name} is not a synchronous standby"));

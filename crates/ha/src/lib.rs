@@ -34,10 +34,10 @@ mod sync;
 mod time;
 mod view;
 
-pub use crate::action::{Action, DemoteMode, Outcome, Plan};
+pub use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 pub use crate::core::{Ha, Observation};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{
-    Busy, ClusterView, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply, PeerStatus, PgRole,
-    Process, ReplicaConn, Settings, SyncMode, SyncView, Tags,
+    Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
+    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncMode, SyncView, Tags,
 };

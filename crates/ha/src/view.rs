@@ -105,8 +105,38 @@ pub enum PgRole {
     Primary,
     Replica,
     StandbyLeader,
+    /// A former primary that was stopped to step down (or failed to start again) and has not yet started as a
+    /// replica: what Patroni publishes and passes to `on_role_change` in between.
+    Demoted,
     #[default]
     Unknown,
+}
+
+/// `Database cluster state` of `pg_control`, as far as decisions about a stopped PostgreSQL need it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum ControlState {
+    InProduction,
+    InCrashRecovery,
+    ShuttingDown,
+    ShutDown,
+    ShutDownInRecovery,
+    InArchiveRecovery,
+    #[default]
+    Other,
+}
+
+impl ControlState {
+    /// The control file of a server that ran as a primary until it stopped or crashed: it may start as a primary
+    /// again without a promotion (and so without a new timeline).
+    pub fn was_primary(self) -> bool {
+        matches!(
+            self,
+            ControlState::InProduction
+                | ControlState::InCrashRecovery
+                | ControlState::ShuttingDown
+                | ControlState::ShutDown
+        )
+    }
 }
 
 /// The local PostgreSQL, as the runtime found it just before this step.
@@ -114,8 +144,13 @@ pub enum PgRole {
 pub struct LocalState {
     pub data_dir: DataDir,
     pub process: Process,
-    /// `pg_is_in_recovery()`: meaningful only while running.
+    /// While running: `pg_is_in_recovery()`. Otherwise the role PostgreSQL last had under this agent (`Unknown`
+    /// when it never ran here), so a crash of a primary can be told from a crash of a replica.
     pub role: PgRole,
+    /// `pg_control`'s state, read when PostgreSQL is not running (`None` while it runs or when unreadable).
+    pub control_state: Option<ControlState>,
+    /// `standby.signal` or `recovery.signal` (or `recovery.conf`) is present: a start would be a standby.
+    pub recovery_configured: bool,
     /// Write LSN on a primary, the furthest of received/replayed on a replica.
     pub lsn: Option<Lsn>,
     pub timeline: Option<u32>,
@@ -243,6 +278,8 @@ pub struct Settings {
     pub watchdog_required: bool,
     pub use_pg_rewind: bool,
     pub remove_data_directory_on_diverged_timelines: bool,
+    /// A `create_replica_methods` entry works without a running leader (`no_leader`), e.g. a restore from backup.
+    pub replica_without_leader: bool,
     pub tags: Tags,
 }
 
@@ -264,6 +301,7 @@ impl Default for Settings {
             watchdog_required: false,
             use_pg_rewind: false,
             remove_data_directory_on_diverged_timelines: false,
+            replica_without_leader: false,
             tags: Tags { failover_priority: 1, ..Tags::default() },
         }
     }

@@ -62,6 +62,8 @@ fn peer(name: &str, reply: Option<PeerReply>) -> PeerStatus {
     PeerStatus { name: name.into(), reply }
 }
 
+const NOT_HEALTHIEST: &str = "following a different leader because i am not the healthiest node";
+
 #[test]
 fn leader_with_lock_refreshes_its_key() {
     let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), running(PgRole::Primary, 120)));
@@ -238,7 +240,8 @@ fn less_advanced_replica_lets_the_better_one_win() {
     o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Replica, 100))]);
     let plan = Ha::new().step(&settings("pg3"), &o);
     assert!(plan.actions.is_empty());
-    assert!(plan.status.starts_with("following a different leader because i am not the healthiest node"));
+    assert_eq!(plan.status, NOT_HEALTHIEST);
+    assert_eq!(plan.log, vec![(LogLevel::Info, "Wal position of pg2 is ahead of my wal position".to_string())]);
 }
 
 #[test]
@@ -249,7 +252,10 @@ fn failover_priority_breaks_a_tie() {
         r.tags.failover_priority = 5;
     }
     o.peers = Some(vec![peer("pg3", better)]);
-    assert!(Ha::new().step(&settings("pg2"), &o).actions.is_empty());
+    let plan = Ha::new().step(&settings("pg2"), &o);
+    assert!(plan.actions.is_empty());
+    let line = "pg3 has equally tolerable WAL position and priority 5, while this node has priority 1";
+    assert_eq!(plan.log, vec![(LogLevel::Info, line.to_string())]);
 }
 
 #[test]
@@ -258,6 +264,7 @@ fn nofailover_member_never_races() {
     s.tags.nofailover = true;
     let plan = Ha::new().step(&s, &obs(Some(cluster(None)), running(PgRole::Replica, 100)));
     assert!(plan.actions.is_empty());
+    assert_eq!(plan.status, "following a different leader because I am not allowed to promote");
 }
 
 #[test]
@@ -266,7 +273,8 @@ fn replica_lagging_past_maximum_lag_is_not_promoted() {
     c.last_leader_lsn = Some(10_000_000);
     let plan = Ha::new().step(&settings("pg2"), &obs(Some(c), running(PgRole::Replica, 100)));
     assert!(plan.actions.is_empty());
-    assert!(plan.status.starts_with("My wal position exceeds maximum replication lag"), "{}", plan.status);
+    assert_eq!(plan.status, NOT_HEALTHIEST);
+    assert_eq!(plan.log, vec![(LogLevel::Info, "My wal position exceeds maximum replication lag".to_string())]);
 }
 
 #[test]
@@ -286,19 +294,79 @@ fn sync_mode_only_promotes_the_sync_standby() {
     let mut c = cluster(None);
     c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
     let plan = Ha::new().step(&s, &obs(Some(c.clone()), running(PgRole::Replica, 100)));
-    assert_eq!(plan.status, "pg3 is not a synchronous standby");
+    assert_eq!(plan.status, NOT_HEALTHIEST);
     s.name = "pg2".into();
     let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
     assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]));
 }
 
-#[test]
-fn crashed_primary_is_restarted_in_place_while_holding_the_key() {
+/// PostgreSQL of the primary holding the key, as found after a crash (`pg_control` still says "in production").
+fn crashed_primary() -> LocalState {
     let mut local = running(PgRole::Primary, 100);
     local.process = Process::Crashed { at: Time(999_000) };
+    local.control_state = Some(ControlState::InProduction);
+    local
+}
+
+#[test]
+fn crashed_primary_starts_again_as_primary_while_holding_the_key() {
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), crashed_primary()));
+    assert_eq!(plan.status, "starting primary after failure");
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartPrimary]);
+}
+
+/// A standby signal file, or a replica that crashed while holding the key (it won a race moments ago): read-only
+/// first, promoted once the key is confirmed.
+#[test]
+fn crashed_member_that_was_not_a_primary_starts_read_only_while_holding_the_key() {
+    let mut local = crashed_primary();
+    local.recovery_configured = true;
     let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
     assert_eq!(plan.status, "starting as readonly because i had the session lock");
     assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartReplica { follow: None }]);
+    let mut local = crashed_primary();
+    local.role = PgRole::Replica;
+    local.control_state = Some(ControlState::ShutDownInRecovery);
+    let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
+    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }, Action::StartReplica { follow: None }]);
+}
+
+#[test]
+fn crashed_primary_that_fails_to_start_gives_the_key_away_as_demoted() {
+    let mut ha = Ha::new();
+    let s = settings("pg1");
+    let c = cluster(Some("pg1"));
+    assert!(ha.step(&s, &obs(Some(c.clone()), crashed_primary())).actions.contains(&Action::StartPrimary));
+    let mut starting = crashed_primary();
+    starting.busy = Some(Busy::Starting);
+    assert_eq!(ha.step(&s, &obs(Some(c.clone()), starting)).actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
+    let mut failed = crashed_primary();
+    failed.process = Process::Stopped;
+    failed.last_failure = Some(Busy::Starting);
+    let plan = ha.step(&s, &obs(Some(c), failed));
+    assert_eq!(plan.status, "removed leader key after trying and failing to start postgres");
+    assert_eq!(plan.actions, vec![Action::MarkDemoted, Action::ReleaseLeader { lsn: None }]);
+}
+
+#[test]
+fn crashed_primary_fails_over_at_once_with_primary_start_timeout_zero() {
+    let mut s = settings("pg1");
+    s.primary_start_timeout = Millis(0);
+    let c = cluster(Some("pg1"));
+    let mut ha = Ha::new();
+    let plan = ha.step(&s, &obs(Some(c.clone()), crashed_primary()));
+    assert!(plan.again);
+    assert!(plan.actions.contains(&Action::FetchPeers { members: vec!["pg2".into(), "pg3".into()] }));
+    let mut o = obs(Some(c.clone()), crashed_primary());
+    o.peers = Some(vec![peer("pg2", reply(PgRole::Replica, 100)), peer("pg3", None)]);
+    let plan = ha.step(&s, &o);
+    assert_eq!(plan.status, "stopped PostgreSQL to fail over after a crash");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::Immediate, follow: None }]);
+    // Nobody to fail over to: start it again rather than leave the cluster without a primary.
+    let mut o = obs(Some(c), crashed_primary());
+    o.peers = Some(vec![peer("pg2", None), peer("pg3", None)]);
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.contains(&Action::StartReplica { follow: None }), "{plan:?}");
 }
 
 #[test]
@@ -306,12 +374,11 @@ fn primary_that_does_not_come_back_releases_the_key_after_primary_start_timeout(
     let mut s = settings("pg1");
     s.primary_start_timeout = Millis::from_secs(30);
     let mut ha = Ha::new();
-    let mut local = running(PgRole::Primary, 100);
-    local.process = Process::Crashed { at: Time(999_000) };
-    let mut o = obs(Some(cluster(Some("pg1"))), local);
-    ha.step(&s, &o);
+    let mut o = obs(Some(cluster(Some("pg1"))), crashed_primary());
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartPrimary));
+    o.local.busy = Some(Busy::Starting);
     o.now = Time(1_000_000 + 29_000);
-    assert!(ha.step(&s, &o).actions.contains(&Action::StartReplica { follow: None }));
+    assert_eq!(ha.step(&s, &o).actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
     o.now = Time(1_000_000 + 31_000);
     let plan = ha.step(&s, &o);
     assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
@@ -344,14 +411,14 @@ fn pause_means_no_leader_race() {
     assert!(plan.actions.is_empty());
 }
 
+/// Paused, nothing restarts a PostgreSQL that died: the key would only hide that the cluster has no primary.
 #[test]
-fn pause_keeps_the_key_on_a_stopped_primary() {
+fn pause_releases_the_key_of_a_primary_whose_postgres_died() {
     let mut s = settings("pg1");
     s.pause = true;
-    let mut local = running(PgRole::Primary, 100);
-    local.process = Process::Crashed { at: Time(1) };
-    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), local));
-    assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
+    let plan = Ha::new().step(&s, &obs(Some(cluster(Some("pg1"))), crashed_primary()));
+    assert_eq!(plan.status, "removed leader lock because postgres is not running");
+    assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: None }]);
 }
 
 #[test]
@@ -495,7 +562,7 @@ fn former_leader_still_running_as_primary_is_not_ignored_by_the_race() {
     o.peers = Some(vec![peer("pg1", reply(PgRole::Primary, 100)), peer("pg3", reply(PgRole::Replica, 90))]);
     let plan = Ha::new().step(&settings("pg2"), &o);
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
-    assert!(plan.status.contains("pg1 is healthier"), "{}", plan.status);
+    assert_eq!(plan.log, vec![(LogLevel::Warning, "Primary (pg1) is still alive".to_string())]);
 }
 
 #[test]
@@ -552,7 +619,7 @@ fn sync_switchover_to_a_non_sync_candidate_falls_back_to_the_race() {
         Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
     let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
-    assert_eq!(plan.status, "pg3 is not a synchronous standby");
+    assert_eq!(plan.status, NOT_HEALTHIEST);
 }
 
 #[test]
@@ -611,4 +678,47 @@ fn sync_leader_drops_a_gone_standby_from_the_key_before_postgres() {
     let key = plan.actions.iter().position(|a| *a == Action::SetSyncState { standbys: vec![] });
     let pg = plan.actions.iter().position(|a| matches!(a, Action::SetSyncStandbys { .. }));
     assert!(key.is_some() && pg.is_some() && key < pg, "{:?}", plan.actions);
+}
+
+/// No leader, an empty data directory, and a replica method that needs none (a restore from backup).
+#[test]
+fn replica_method_without_leader_creates_a_replica_when_there_is_no_leader() {
+    let mut s = settings("pg4");
+    let empty = LocalState::default();
+    let plan = Ha::new().step(&s, &obs(Some(cluster(None)), empty.clone()));
+    assert_eq!(plan.status, "waiting for leader to bootstrap");
+    s.replica_without_leader = true;
+    let plan = Ha::new().step(&s, &obs(Some(cluster(None)), empty));
+    assert_eq!(plan.status, "trying to bootstrap (without leader)");
+    assert_eq!(plan.actions, vec![Action::CreateReplica { from: None }]);
+}
+
+/// In failsafe mode, a member the leader never listed in `failsafe` does not race for the key.
+#[test]
+fn failsafe_member_not_listed_by_the_leader_sits_out_the_race() {
+    let mut s = settings("pg4");
+    s.failsafe_mode = true;
+    let mut c = cluster(None);
+    c.failsafe = Some(vec!["pg1".into()]);
+    let plan = Ha::new().step(&s, &obs(Some(c.clone()), running(PgRole::Replica, 100)));
+    assert_eq!(plan.status, NOT_HEALTHIEST);
+    assert!(plan.actions.is_empty());
+    c.failsafe = Some(vec!["pg1".into(), "pg4".into()]);
+    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
+    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
+}
+
+/// The failsafe primary asks the members it last wrote to the key, including one that joined after its last read.
+#[test]
+fn failsafe_primary_asks_the_members_it_last_wrote() {
+    let mut s = settings("pg1");
+    s.failsafe_mode = true;
+    let mut ha = Ha::new();
+    let mut c = cluster(Some("pg1"));
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into()]);
+    let plan = ha.step(&s, &obs(Some(c), running(PgRole::Primary, 100)));
+    let all: Vec<Name> = vec!["pg1".into(), "pg2".into(), "pg3".into()];
+    assert!(plan.actions.contains(&Action::WriteFailsafe { members: all }));
+    let plan = ha.step(&s, &obs(None, running(PgRole::Primary, 100)));
+    assert_eq!(plan.actions, vec![Action::CheckFailsafe { members: vec!["pg2".into(), "pg3".into()] }]);
 }

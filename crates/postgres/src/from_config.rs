@@ -25,6 +25,18 @@ fn python_str(v: &Value) -> String {
     }
 }
 
+/// A method of `create_replica_methods` works without a running member to copy from (`no_leader`), so a replica
+/// can be made while the cluster has no leader.
+pub fn replica_without_leader(pg: &PostgresqlConfig) -> bool {
+    pg.replica_methods().iter().filter(|m| *m != "basebackup").any(|m| {
+        let options = pg
+            .replica_method(m)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), python_str(v))).collect())
+            .unwrap_or_default();
+        ReplicaMethod::from_options(options).no_leader
+    })
+}
+
 fn parameters(map: Option<&Map<String, Value>>) -> Parameters {
     map.into_iter().flatten().filter_map(|(k, v)| value_to_string(v).map(|s| (k.to_ascii_lowercase(), s))).collect()
 }

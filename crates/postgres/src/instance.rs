@@ -135,6 +135,19 @@ impl Postgres {
         self.postmaster.as_ref().and_then(Postmaster::exit).filter(Exit::is_crash)
     }
 
+    /// A signal file (or a `recovery.conf`) says the next start is a standby's.
+    pub fn recovery_configured(&self) -> bool {
+        [self.files.standby_signal(), self.files.recovery_signal(), self.settings.data_dir.join("recovery.conf")]
+            .iter()
+            .any(|p| p.exists())
+    }
+
+    /// Marks a primary that cannot come back (it failed to start) as `demoted` and fires `on_role_change` with it.
+    pub fn mark_demoted(&mut self) {
+        self.role = Role::Demoted;
+        self.fire(CallbackAction::OnRoleChange);
+    }
+
     /// No data directory, or an empty one.
     pub fn data_directory_empty(&self) -> bool {
         match std::fs::read_dir(&self.settings.data_dir) {
@@ -397,8 +410,16 @@ impl Postgres {
         self.drop_connection().await;
         let (pm, outcome) = Postmaster::start(&self.settings.binaries, &opts).await?;
         self.postmaster = Some(pm);
+        let before = self.role;
         self.role = if recovery.is_some() { Role::Replica } else { Role::Primary };
         self.recovery = recovery;
+        // A former primary (stopped to step down, crashed, or marked demoted) coming back as a standby changed its
+        // role: Patroni reports that as `on_role_change`, not as a plain start.
+        let role_changed = matches!(before, Role::Primary | Role::Demoted) && self.role == Role::Replica;
+        let callback = match callback {
+            Some(CallbackAction::OnStart) if role_changed => Some(CallbackAction::OnRoleChange),
+            other => other,
+        };
         if let Some(cb) = callback {
             self.fire(cb);
         }

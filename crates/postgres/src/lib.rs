@@ -39,7 +39,7 @@ pub mod conf;
 pub mod conninfo;
 pub mod controldata;
 pub mod error;
-mod from_config;
+pub mod from_config;
 pub mod generate;
 pub mod instance;
 pub mod lsn;

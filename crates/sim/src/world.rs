@@ -8,8 +8,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use patroni_ha::{
-    Action, Busy, ClusterView, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis, Observation,
-    Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
+    Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis,
+    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
 };
 
 use crate::check::{Invariant, Violation};
@@ -232,6 +232,8 @@ enum JobKind {
     StartReplica {
         follow: Option<usize>,
     },
+    /// A crashed primary started again as a primary, holding the key.
+    StartPrimary,
     /// `manual_failover`: see `Agent::manual_failover`, as of the `Promote` action.
     Promote {
         manual_failover: bool,

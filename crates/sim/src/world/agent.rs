@@ -226,7 +226,18 @@ impl World {
                 Proc::Running => Process::Running,
                 Proc::Crashed { at } => Process::Crashed { at: Time(at) },
             },
-            role: self.role(m),
+            role: match (&pg.data, pg.proc) {
+                (_, Proc::Running) => self.role(m),
+                (Some(d), _) if d.primary => PgRole::Primary,
+                (Some(_), _) => PgRole::Replica,
+                (None, _) => PgRole::Unknown,
+            },
+            control_state: match (&pg.data, pg.proc) {
+                (_, Proc::Running) | (None, _) => None,
+                (Some(d), _) if d.primary => Some(ControlState::InProduction),
+                (Some(_), _) => Some(ControlState::ShutDownInRecovery),
+            },
+            recovery_configured: pg.data.as_ref().is_some_and(|d| !d.primary),
             lsn: self.lsn(m),
             timeline: self.timeline(m),
             following: pg.upstream.map(|u| self.names[u].clone()),
@@ -297,6 +308,8 @@ impl World {
                 let follow = follow.as_deref().and_then(|f| self.index(f));
                 self.start_job(m, JobKind::StartReplica { follow }, Busy::Starting)
             }
+            Action::StartPrimary => self.start_job(m, JobKind::StartPrimary, Busy::Starting),
+            Action::MarkDemoted => Exec { ok: true, took: 0 },
             Action::Follow { leader } => {
                 let follow = leader.as_deref().and_then(|f| self.index(f));
                 if self.pgs[m].upstream != follow {

@@ -9,7 +9,7 @@ impl World {
             JobKind::Bootstrap => self.rng.ms(1_000, 3_000),
             JobKind::Clone { .. } | JobKind::Reinitialize { .. } => self.rng.ms(1_000, 4_000),
             JobKind::Rewind { .. } => self.rng.ms(500, 2_000),
-            JobKind::StartReplica { .. } | JobKind::Restart => self.rng.ms(200, 1_500),
+            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart => self.rng.ms(200, 1_500),
             JobKind::Promote { .. } => self.rng.ms(100, 1_000),
             JobKind::DemoteStop { .. } => self.rng.ms(100, 800),
         };
@@ -21,11 +21,14 @@ impl World {
     }
 
     pub(super) fn start_job(&mut self, m: usize, kind: JobKind, busy: Busy) -> Exec {
-        let needs_data = matches!(kind, JobKind::StartReplica { .. } | JobKind::Restart | JobKind::Rewind { .. });
+        let needs_data = matches!(
+            kind,
+            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart | JobKind::Rewind { .. }
+        );
         if (needs_data && self.pgs[m].data.is_none()) || self.pgs[m].job.is_some() {
             return Exec { ok: false, took: 0 };
         }
-        if matches!(kind, JobKind::StartReplica { .. } | JobKind::Restart) {
+        if matches!(kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart) {
             self.pgs[m].proc = Proc::Starting { since: self.now };
             self.pgs[m].pending.clear();
         }
@@ -73,6 +76,7 @@ impl World {
                 None => false,
             },
             JobKind::StartReplica { follow } => self.start_as(m, false, follow),
+            JobKind::StartPrimary => self.start_as(m, true, None),
             JobKind::Restart => {
                 let primary = self.pgs[m].data.as_ref().is_some_and(|d| d.primary);
                 let upstream = self.pgs[m].upstream;
@@ -140,7 +144,8 @@ impl World {
         if mode.releases_key() && self.agents[m].alive && self.dcs_reachable(m) {
             self.release_leader(m, Some(ours.lsn));
         }
-        if mode == DemoteMode::Offline || !self.agents[m].alive {
+        // Offline (no DCS) it comes back read-only too, following nobody, as Patroni does.
+        if !self.agents[m].alive {
             return;
         }
         if let Some(d) = self.pgs[m].data.as_mut() {
