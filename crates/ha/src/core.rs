@@ -105,7 +105,8 @@ impl Ha {
             if let Some(expired) = self.primary_start_expired(s, obs) {
                 return expired;
             }
-            plan = plan.with(Action::UpdateLeader { lsn: obs.local.lsn });
+            plan = Plan::status(format!("updated leader lock during {doing}"))
+                .with(Action::UpdateLeader { lsn: obs.local.lsn });
         }
         let _ = cluster;
         plan
@@ -201,7 +202,7 @@ impl Ha {
         };
         if *leader == s.name {
             // Our data vanished while we hold the key: let someone with data take over.
-            return Plan::status("data directory is empty while holding the leader key, releasing it")
+            return Plan::status("released leader key voluntarily as data dir empty and currently leader")
                 .with(Action::ReleaseLeader { lsn: None });
         }
         let from = clone_source(s, cluster).unwrap_or_else(|| leader.clone());
@@ -268,7 +269,8 @@ impl Ha {
             let wake = self.primary_down_since.map(|t| t + s.primary_start_timeout);
             let refresh = Action::UpdateLeader { lsn: local.lsn };
             let plan = if starting {
-                Plan::status("waiting for PostgreSQL to start as primary").with(refresh)
+                let left = wake.map_or(0, |at| (at - obs.now).0 / 1000);
+                Plan::status(format!("PostgreSQL is still starting up, {left} seconds until timeout")).with(refresh)
             } else if crashed
                 && s.primary_start_timeout.0 > 0
                 && local.role == PgRole::Primary
@@ -486,7 +488,7 @@ impl Ha {
     fn leader_race(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
         let local = &obs.local;
         if obs.outcome(|o| *o == Outcome::LeaderRace { won: false }) {
-            return Plan::status("failed to acquire the leader lock, somebody else was faster");
+            return Plan::status("following new leader after trying and failing to obtain lock");
         }
         if s.pause {
             if local.role == PgRole::Primary {
