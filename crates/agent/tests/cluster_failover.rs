@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{name, Cluster, Options, LEADER_KEY, LOOP_WAIT, POLL, START_TIMEOUT, TTL, WAIT};
 use nix::sys::signal::Signal;
+use patroni_testkit::UnprivilegedCommand;
 
 /// Kill the primary's agent (SIGKILL) and its PostgreSQL (`pg_ctl stop -m immediate`): a replica takes over within
 /// ttl + loop_wait, and the old primary, restarted, rejoins as a replica and receives new rows.
@@ -183,14 +184,16 @@ async fn a_replica_lagging_past_maximum_lag_is_not_promoted() {
 }
 
 /// `kill -9` of the primary's postmaster with the agent alive: the agent notices at once (not at its next loop:
-/// loop_wait is long here) and restarts PostgreSQL in place, writes succeed again well before the ttl, and the
-/// leader key never changes hands.
+/// loop_wait is long here) and starts PostgreSQL again as the primary it was (no promotion, so the timeline stays),
+/// writes succeed again well before the ttl, and the leader key never changes hands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_crash_on_the_primary_is_restarted_in_place() {
     let loop_wait = 10;
     let c = Cluster::start(Options { loop_wait, ..Options::default() }).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let leader = name(p);
+    let timeline_sql = "SELECT timeline_id FROM pg_control_checkpoint()";
+    let timeline = c.sql(p, timeline_sql).await.unwrap()[0][0].clone();
     let old = c.postmaster_pid(p).expect("postmaster.pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), Signal::SIGKILL).unwrap();
     let crashed = Instant::now();
@@ -221,6 +224,8 @@ async fn postgres_crash_on_the_primary_is_restarted_in_place() {
     let took = crashed.elapsed();
     eprintln!("writable again {took:?} after the crash");
     assert!(seen.is_empty(), "the leader key changed hands: {seen:?}");
+    assert!(c.node(p).log().contains("starting primary after failure"), "started as the primary it was");
+    assert_eq!(c.sql(p, timeline_sql).await.unwrap()[0][0], timeline, "no promotion, no new timeline");
     // A few more loops: still the same leader, nobody else promoted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(c.etcd.get(LEADER_KEY).await.unwrap().as_deref(), Some(leader.as_str()));
@@ -342,4 +347,70 @@ async fn a_frozen_primary_that_lost_its_key_demotes_when_it_wakes() {
     assert_eq!(c.leader().await.as_deref(), Some(name(np).as_str()), "the new leader keeps its key");
     c.wait_streaming(&[p], np, START_TIMEOUT).await;
     c.wait_row(p, "new-leader", WAIT).await;
+}
+
+/// The primary's PostgreSQL crashes and cannot start again (a broken `postgresql.auto.conf`): the agent gives the
+/// key away at once instead of holding it for primary_start_timeout, reports the role `demoted` to
+/// `on_role_change`, and a replica takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_primary_that_cannot_start_hands_over_as_demoted() {
+    let o = Options {
+        postgresql_extra: vec!["callbacks: {on_role_change: \"true\", on_start: \"true\"}".into()],
+        ..Options::default()
+    };
+    let c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let auto_conf = c.data_dir(p).join("postgresql.auto.conf");
+    std::fs::write(&auto_conf, "foo=bar\n").unwrap();
+    let pid = c.postmaster_pid(p).expect("postmaster.pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let others: Vec<usize> = (0..3).filter(|r| *r != p).collect();
+    // Well below primary_start_timeout (300 s by default): the key goes as soon as the start failed.
+    let np = c.wait_primary_among(Duration::from_secs(TTL + 30), &others).await;
+    let log = c.node(p).log();
+    assert!(log.contains("removed leader key after trying and failing to start postgres"), "{}", name(p));
+    assert!(log.contains("on_role_change demoted demo"), "on_role_change fired with the role demoted");
+    c.insert(np, "after-failed-start").await;
+}
+
+/// With no leader and an empty data directory, a member whose `create_replica_methods` has a method marked
+/// `no_leader` (here a copy of a base backup) creates its replica with it, starts, and — alone — takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_method_with_no_leader_bootstraps_without_a_leader() {
+    let mut c = Cluster::start(Options { members: 1, ..Options::default() }).await;
+    c.insert(0, "in-the-backup").await;
+    let backup = c.node(0).dir().join("backup");
+    let bin = patroni_testkit::pg_bin_dir().unwrap();
+    let status = std::process::Command::new(bin.join("pg_basebackup"))
+        .arg("-D")
+        .arg(&backup)
+        .args(["-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-U", "replicator"])
+        .arg("-p")
+        .arg(c.pg_port(0).to_string())
+        .env("PGPASSWORD", "rep-pass")
+        .unprivileged()
+        .status()
+        .unwrap();
+    assert!(status.success(), "pg_basebackup: {status}");
+    c.nodes[0].kill(Signal::SIGTERM).unwrap();
+    c.nodes[0].wait_exit(WAIT).await.unwrap();
+    assert_eq!(c.leader().await, None, "the only member released the key");
+
+    // Member 1 with the restore method only; it must not wait for a leader.
+    let script = c.node(0).dir().join("restore.sh");
+    std::fs::write(&script, "#!/bin/sh\nset -e\nfor a; do case $a in --datadir=*) d=${a#--datadir=};; esac; done\nmkdir -p \"$d\"\ncp -a \"$BACKUP\"/. \"$d\"/\nchmod 700 \"$d\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = Options {
+        members: 2,
+        postgresql_extra: vec![
+            "create_replica_methods: [restore]".into(),
+            format!("restore: {{command: \"env BACKUP={} {}\", no_leader: 1}}", backup.display(), script.display()),
+        ],
+        ..Options::default()
+    };
+    let node = c.spawn(1, &o);
+    c.nodes.push(node);
+    let np = c.wait_primary_among(START_TIMEOUT, &[1]).await;
+    assert!(c.node(np).log().contains("trying to bootstrap (without leader)"), "used the no_leader method");
+    c.wait_row(np, "in-the-backup", WAIT).await;
 }

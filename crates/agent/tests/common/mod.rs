@@ -38,6 +38,9 @@ pub struct Options {
     pub data_dirs: Vec<Option<PathBuf>>,
     /// Extra `restapi` entries for every member, one `key: value` per line (e.g. `allowlist: [10.0.0.1]`).
     pub restapi_extra: Vec<String>,
+    /// Extra `postgresql` entries for every member, one line each, indented as inside the section
+    /// (e.g. `callbacks: {on_role_change: "true"}`).
+    pub postgresql_extra: Vec<String>,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             loop_wait: LOOP_WAIT,
             data_dirs: Vec::new(),
             restapi_extra: Vec::new(),
+            postgresql_extra: Vec::new(),
         }
     }
 }
@@ -68,6 +72,7 @@ fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext
     let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
     let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
     let restapi: String = o.restapi_extra.iter().map(|l| format!("  {l}\n")).collect();
+    let postgresql: String = o.postgresql_extra.iter().map(|l| format!("  {l}\n")).collect();
     format!(
         r#"scope: {SCOPE}
 name: {name}
@@ -88,7 +93,7 @@ bootstrap:
 {postgresql}tags: {tags}
 "#,
         restapi = ctx.restapi_yaml() + &restapi,
-        postgresql = ctx.postgresql_yaml(bin, &data_dir),
+        postgresql = ctx.postgresql_yaml(bin, &data_dir) + &postgresql,
         loop_wait = o.loop_wait,
     )
 }
