@@ -269,6 +269,8 @@ impl PgNode {
                             streaming: r.state.as_deref() == Some("streaming"),
                             synchronous: matches!(r.sync_state.as_deref(), Some("sync" | "quorum")),
                             lsn: r.flush_lsn.or(r.write_lsn).map(|l| l.0),
+                            write_lsn: r.write_lsn.map(|l| l.0),
+                            replay_lsn: r.replay_lsn.map(|l| l.0),
                         })
                         .collect();
                     local.following = self.following.lock().ok().and_then(|f| f.clone());

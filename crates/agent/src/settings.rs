@@ -1,7 +1,18 @@
 //! The effective settings of one loop: the local configuration merged with the dynamic configuration from the DCS.
 
 use patroni_config::{Config, DynamicConfig, SynchronousMode};
-use patroni_ha::{Millis, Settings, SyncMode};
+use patroni_ha::{Millis, Settings, SyncCommit, SyncMode};
+
+/// What `synchronous_commit` (local over dynamic) makes a commit wait for.
+fn sync_commit(config: &Config, dynamic: &DynamicConfig) -> SyncCommit {
+    let effective = config.effective(dynamic);
+    let value = effective.postgresql.parameters.as_ref().and_then(|p| p.get("synchronous_commit")).cloned();
+    match value.as_ref().and_then(serde_json::Value::as_str) {
+        Some("remote_apply") => SyncCommit::Apply,
+        Some("remote_write") => SyncCommit::Write,
+        _ => SyncCommit::Flush,
+    }
+}
 
 /// Builds the HA core's settings. `dynamic` is the DCS `config` key (or `bootstrap.dcs` before the cluster exists).
 pub fn ha_settings(name: &str, config: &Config, dynamic: &DynamicConfig) -> Settings {
@@ -23,6 +34,8 @@ pub fn ha_settings(name: &str, config: &Config, dynamic: &DynamicConfig) -> Sett
         },
         sync_strict: dynamic.synchronous_mode_strict(),
         sync_node_count: usize::try_from(dynamic.synchronous_node_count()).unwrap_or(1).max(1),
+        maximum_lag_on_syncnode: dynamic.maximum_lag_on_syncnode(),
+        sync_commit: sync_commit(config, dynamic),
         pause: dynamic.is_paused(),
         failsafe_mode: dynamic.failsafe_mode(),
         watchdog_required: config

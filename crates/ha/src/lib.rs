@@ -39,5 +39,5 @@ pub use crate::core::{Ha, Observation};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
-    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncMode, SyncView, Tags,
+    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncView, Tags,
 };

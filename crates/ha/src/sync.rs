@@ -25,8 +25,17 @@ pub(crate) fn leader_actions(s: &Settings, cluster: &ClusterView, local: &LocalS
         .members
         .iter()
         .filter(|m| m.name != s.name && !m.tags.nosync && m.running && m.role == PgRole::Replica)
-        .filter_map(|m| streaming(&m.name).map(|r| (&m.name, r.lsn.unwrap_or(0))))
+        .filter_map(|m| streaming(&m.name).map(|r| (&m.name, r.acknowledged(s.sync_commit).unwrap_or(0))))
         .collect();
+    if let Some(max_lag) = s.maximum_lag_on_syncnode {
+        // A standby that stopped keeping up (replay paused, a slow disk) would hold every commit back: measured
+        // against the most advanced standby, or against our own position when there is only one.
+        let reference = match eligible.len() {
+            0 | 1 => local.lsn.unwrap_or(0),
+            _ => eligible.iter().map(|(_, lsn)| *lsn).max().unwrap_or(0),
+        };
+        eligible.retain(|(_, lsn)| reference.saturating_sub(*lsn) <= max_lag);
+    }
     // Furthest ahead first; names break ties so every run picks the same members.
     eligible.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
 

@@ -171,7 +171,33 @@ pub struct ReplicaConn {
     pub streaming: bool,
     /// `sync_state` is `sync` or `quorum`: commits wait for this standby.
     pub synchronous: bool,
+    /// `flush_lsn` (or `write_lsn` when flush is unknown).
     pub lsn: Option<Lsn>,
+    pub write_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+}
+
+impl ReplicaConn {
+    /// The position a commit waits for under `synchronous_commit`.
+    pub fn acknowledged(&self, commit: SyncCommit) -> Option<Lsn> {
+        match commit {
+            SyncCommit::Flush => self.lsn,
+            SyncCommit::Write => self.write_lsn.or(self.lsn),
+            SyncCommit::Apply => self.replay_lsn,
+        }
+    }
+}
+
+/// What `synchronous_commit` makes a commit wait for on a synchronous standby.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum SyncCommit {
+    /// `on` (and anything else that waits): flushed to disk.
+    #[default]
+    Flush,
+    /// `remote_write`.
+    Write,
+    /// `remote_apply`: replayed.
+    Apply,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -272,6 +298,10 @@ pub struct Settings {
     pub sync_mode: SyncMode,
     pub sync_strict: bool,
     pub sync_node_count: usize,
+    /// `maximum_lag_on_syncnode`: a standby further behind than this (bytes, at the position `synchronous_commit`
+    /// waits for) is not chosen as synchronous; `None` when unset or `-1`.
+    pub maximum_lag_on_syncnode: Option<u64>,
+    pub sync_commit: SyncCommit,
     pub pause: bool,
     pub failsafe_mode: bool,
     /// `watchdog.mode: required`: never take the leader key without a working watchdog.
@@ -296,6 +326,8 @@ impl Default for Settings {
             sync_mode: SyncMode::Off,
             sync_strict: false,
             sync_node_count: 1,
+            maximum_lag_on_syncnode: None,
+            sync_commit: SyncCommit::Flush,
             pause: false,
             failsafe_mode: false,
             watchdog_required: false,

@@ -655,7 +655,14 @@ fn sync_leader_adds_a_standby_to_the_key_only_once_postgres_waits_for_it() {
     let mut s = settings("pg1");
     s.sync_mode = SyncMode::On;
     let mut local = running(PgRole::Primary, 100);
-    local.replication = vec![ReplicaConn { name: "pg2".into(), streaming: true, synchronous: false, lsn: Some(100) }];
+    local.replication = vec![ReplicaConn {
+        name: "pg2".into(),
+        streaming: true,
+        synchronous: false,
+        lsn: Some(100),
+        write_lsn: Some(100),
+        replay_lsn: Some(100),
+    }];
     let mut c = cluster(Some("pg1"));
     c.sync = SyncView { leader: Some("pg1".into()), standbys: vec![] };
     let plan = Ha::new().step(&s, &obs(Some(c.clone()), local.clone()));
@@ -721,4 +728,35 @@ fn failsafe_primary_asks_the_members_it_last_wrote() {
     assert!(plan.actions.contains(&Action::WriteFailsafe { members: all }));
     let plan = ha.step(&s, &obs(None, running(PgRole::Primary, 100)));
     assert_eq!(plan.actions, vec![Action::CheckFailsafe { members: vec!["pg2".into(), "pg3".into()] }]);
+}
+
+/// `maximum_lag_on_syncnode`: a synchronous standby whose replay stalls (remote_apply) is swapped for one that keeps
+/// up, paused or not; the key drops it before `synchronous_standby_names` changes.
+#[test]
+fn sync_standby_lagging_past_maximum_lag_on_syncnode_is_swapped() {
+    let mut s = settings("pg1");
+    s.sync_mode = SyncMode::On;
+    s.pause = true;
+    s.sync_commit = SyncCommit::Apply;
+    s.maximum_lag_on_syncnode = Some(1_000);
+    let conn = |name: &str, replay: u64, synchronous: bool| ReplicaConn {
+        name: name.into(),
+        streaming: true,
+        synchronous,
+        lsn: Some(50_000),
+        write_lsn: Some(50_000),
+        replay_lsn: Some(replay),
+    };
+    let mut local = running(PgRole::Primary, 50_000);
+    local.replication = vec![conn("pg2", 50_000, false), conn("pg3", 10_000, true)];
+    let mut c = cluster(Some("pg1"));
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg3".into()] };
+    let plan = Ha::new().step(&s, &obs(Some(c.clone()), local.clone()));
+    let key = plan.actions.iter().position(|a| *a == Action::SetSyncState { standbys: vec![] });
+    let names = Action::SetSyncStandbys { standbys: vec!["pg2".into()], strict: false };
+    assert!(key.is_some() && key < plan.actions.iter().position(|a| *a == names), "{:?}", plan.actions);
+    // Without the limit the current synchronous standby is kept.
+    s.maximum_lag_on_syncnode = None;
+    let plan = Ha::new().step(&s, &obs(Some(c), local));
+    assert!(plan.actions.contains(&Action::SetSyncStandbys { standbys: vec!["pg3".into()], strict: false }));
 }

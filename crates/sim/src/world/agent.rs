@@ -210,6 +210,8 @@ impl World {
                     streaming: self.pgs[r].streaming,
                     synchronous: first_sync == Some(r),
                     lsn: self.lsn(r),
+                    write_lsn: self.lsn(r),
+                    replay_lsn: self.lsn(r),
                 })
                 .collect()
         } else {
