@@ -28,6 +28,9 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> i32 {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    for w in loaded.config.tags.conflicts() {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let code = match runtime {
         Ok(rt) => match rt.block_on(serve(loaded.config, config_path)) {

@@ -734,6 +734,12 @@ impl<N: Node> Runtime<N> {
                 for w in &loaded.warnings {
                     warn!("{w}");
                 }
+                // As Patroni, re-checked whenever the local configuration changed.
+                if loaded.config != self.config {
+                    for w in loaded.config.tags.conflicts() {
+                        warn!("{w}");
+                    }
+                }
                 self.config = loaded.config;
                 if let Err(e) = self.node.configure(&self.config, &self.dynamic).await {
                     warn!("failed to apply the reloaded configuration: {e}");
