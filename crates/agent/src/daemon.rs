@@ -91,7 +91,9 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let name = config.name.clone().context("name is not set in the configuration (or PATRONI_NAME)")?;
     let scope = config.scope.clone().context("scope is not set in the configuration (or PATRONI_SCOPE)")?;
     let addresses = addresses(&config)?;
-    let boot = config.bootstrap_dcs().timeouts();
+    // Patroni starts from the cached dynamic configuration, bootstrap.dcs only without one.
+    let cache = config.postgresql.data_dir.as_deref().map(|d| crate::dynamic_cache::DynamicCache::load(d.as_ref()));
+    let boot = cache.as_ref().and_then(|c| c.initial()).unwrap_or_else(|| config.bootstrap_dcs()).timeouts();
     let secs = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(10));
     let dcs = crate::dcs_setup::connect(&config, &name, secs(boot.ttl), secs(boot.retry_timeout)).await?;
     // Peers are called as patronictl calls them: the REST API's CA, client certificate and credentials.
@@ -110,6 +112,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let rt = rt
         .with_api(req_rx, ApiPublisher { tx: status_tx, info, schedule: schedule.clone() })
         .with_config_path(config_path);
+    let rt = match cache {
+        Some(cache) => rt.with_dynamic_cache(cache),
+        None => rt,
+    };
     let mut control = AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http);
     control.schedule = schedule;
     control.probe = Some(probe);
