@@ -28,10 +28,14 @@ pub fn run(loaded: Loaded, config_path: Option<PathBuf>) -> i32 {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
+    for w in loaded.config.tags.conflicts() {
+        tracing::warn!("{w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build();
     let code = match runtime {
         Ok(rt) => match rt.block_on(serve(loaded.config, config_path)) {
             Ok(()) => 0,
+            Err(e) if e.is::<AlreadyLogged>() => 1,
             Err(e) => {
                 error!("{e:#}");
                 1
@@ -87,14 +91,18 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let name = config.name.clone().context("name is not set in the configuration (or PATRONI_NAME)")?;
     let scope = config.scope.clone().context("scope is not set in the configuration (or PATRONI_SCOPE)")?;
     let addresses = addresses(&config)?;
-    let boot = config.bootstrap_dcs().timeouts();
+    // Patroni starts from the cached dynamic configuration, bootstrap.dcs only without one.
+    let cache = config.postgresql.data_dir.as_deref().map(|d| crate::dynamic_cache::DynamicCache::load(d.as_ref()));
+    let boot = cache.as_ref().and_then(|c| c.initial()).unwrap_or_else(|| config.bootstrap_dcs()).timeouts();
     let secs = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(10));
     let dcs = crate::dcs_setup::connect(&config, &name, secs(boot.ttl), secs(boot.retry_timeout)).await?;
-    let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
-    let probe = node.probe();
     // Peers are called as patronictl calls them: the REST API's CA, client certificate and credentials.
     let client_settings = ClientSettings::from_config(config.ctl.as_ref(), Some(&config.restapi));
     let http = ApiClient::peer_http(&client_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Before anything touches PostgreSQL or the member key.
+    ensure_unique_name(dcs.as_ref(), &http, &name).await?;
+    let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
+    let probe = node.probe();
 
     let info = PatroniInfo { version: crate::VERSION.into(), scope: scope.clone(), name: name.clone() };
     let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::starting(info.clone(), SystemTime::now())));
@@ -104,6 +112,10 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let rt = rt
         .with_api(req_rx, ApiPublisher { tx: status_tx, info, schedule: schedule.clone() })
         .with_config_path(config_path);
+    let rt = match cache {
+        Some(cache) => rt.with_dynamic_cache(cache),
+        None => rt,
+    };
     let mut control = AgentControl::new(dcs, rt.waker(), req_tx.clone(), status_rx.clone(), http);
     control.schedule = schedule;
     control.probe = Some(probe);
@@ -143,6 +155,41 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let _ = stop_api.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), api_task).await;
     result.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The failure was logged where it happened, in the words Patroni uses; nothing more to print.
+#[derive(Debug, thiserror::Error)]
+#[error("already logged")]
+struct AlreadyLogged;
+
+/// How long the start-up check waits for the DCS and for the other member's REST API (Patroni's request timeout).
+const UNIQUE_NAME_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Refuses to start when a member key with our name exists and its REST API answers: two agents under one name
+/// would overwrite each other's member key and fight over one PostgreSQL identity (an operator's naming error
+/// turned split brain). Any HTTP answer counts, even an error status; only a failure to get one lets us start,
+/// as it does when the key is our own previous run's. A DCS that does not answer within the bound skips the
+/// check: the loop reports the DCS problem itself.
+async fn ensure_unique_name(dcs: &dyn patroni_dcs::Dcs, http: &reqwest::Client, name: &str) -> anyhow::Result<()> {
+    let bound = dcs.retry_timeout().min(UNIQUE_NAME_TIMEOUT);
+    let cluster = match tokio::time::timeout(bound, dcs.get_cluster()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::warn!("Can not get cluster from dcs: {e}");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!("Can not get cluster from dcs within {bound:?}");
+            return Ok(());
+        }
+    };
+    let Some(api_url) = cluster.get_member(name).and_then(|m| m.api_url()) else { return Ok(()) };
+    let Ok(url) = ApiClient::endpoint_url(api_url, "liveness") else { return Ok(()) };
+    if http.get(url).timeout(UNIQUE_NAME_TIMEOUT).send().await.is_ok() {
+        error!(critical = true, "Can't start; there is already a node named '{name}' running");
+        return Err(AlreadyLogged.into());
+    }
+    Ok(())
 }
 
 /// `Type=notify` units wait for READY=1 on the socket systemd names in NOTIFY_SOCKET.

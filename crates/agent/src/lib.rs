@@ -12,6 +12,7 @@ pub const VERSION: &str = "4.1.5";
 pub mod control;
 pub mod daemon;
 pub mod dcs_setup;
+pub mod dynamic_cache;
 pub mod logging;
 pub mod node;
 pub mod peers;

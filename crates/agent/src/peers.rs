@@ -44,8 +44,9 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
     });
     let tags = obj.get("tags").and_then(Value::as_object);
     let tag_bool = |k: &str| tags.and_then(|t| t.get(k)).is_some_and(crate::peers::truthy);
-    let nofailover = tag_bool("nofailover");
-    let priority = tags.and_then(|t| t.get("failover_priority")).and_then(Value::as_i64);
+    let tag = |k: &str| tags.and_then(|t| t.get(k));
+    let (nofailover, failover_priority) = crate::view::priority_tags(tag("nofailover"), tag("failover_priority"));
+    let (nosync, _) = crate::view::priority_tags(tag("nosync"), tag("sync_priority"));
     Some(PeerReply {
         role: role_from_str(obj.get("role").and_then(Value::as_str)),
         running: obj.get("state").and_then(Value::as_str) == Some("running"),
@@ -53,12 +54,8 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
         timeline: obj.get("timeline").and_then(Value::as_u64).and_then(|t| u32::try_from(t).ok()),
         tags: Tags {
             nofailover,
-            failover_priority: match (priority, nofailover) {
-                (Some(p), _) => p,
-                (None, true) => 0,
-                (None, false) => 1,
-            },
-            nosync: tag_bool("nosync"),
+            failover_priority,
+            nosync,
             replicatefrom: tags.and_then(|t| t.get("replicatefrom")).and_then(Value::as_str).map(str::to_owned),
             clonefrom: tag_bool("clonefrom"),
             nostream: tag_bool("nostream"),

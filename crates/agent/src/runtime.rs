@@ -87,6 +87,8 @@ pub struct Runtime<N: Node> {
     restart_reply: Option<RestartReply>,
     /// Answers ready to go out after the next publish.
     due_replies: Vec<(RestartReply, (bool, String))>,
+    /// `patroni.dynamic.json`, rewritten when the DCS `config` key changes.
+    dynamic_cache: Option<crate::dynamic_cache::DynamicCache>,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -137,6 +139,7 @@ impl<N: Node> Runtime<N> {
             config_path: None,
             restart_reply: None,
             due_replies: Vec::new(),
+            dynamic_cache: None,
         };
         (rt, rx)
     }
@@ -145,6 +148,16 @@ impl<N: Node> Runtime<N> {
     pub fn with_api(mut self, requests: mpsc::Receiver<Request>, api: ApiPublisher) -> Self {
         self.requests = Some(requests);
         self.api = Some(api);
+        self
+    }
+
+    /// Keep `patroni.dynamic.json` up to date; the configuration it held at start is the effective one until
+    /// the DCS says otherwise.
+    pub fn with_dynamic_cache(mut self, cache: crate::dynamic_cache::DynamicCache) -> Self {
+        if let Some(initial) = cache.initial() {
+            self.dynamic = initial;
+        }
+        self.dynamic_cache = Some(cache);
         self
     }
 
@@ -392,6 +405,9 @@ impl<N: Node> Runtime<N> {
     /// A changed `config` key takes effect at once: timeouts on the DCS client, parameters on PostgreSQL.
     async fn apply_dynamic(&mut self, c: &Cluster) {
         let Some(cfg) = &c.config else { return };
+        if let Some(cache) = &mut self.dynamic_cache {
+            cache.store(&cfg.data);
+        }
         let (dynamic, problems) = DynamicConfig::from_value_lossy(&Value::Object(cfg.data.clone()));
         for p in problems {
             warn!("config key: {p:?}");
@@ -750,6 +766,12 @@ impl<N: Node> Runtime<N> {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     warn!("{w}");
+                }
+                // As Patroni, re-checked whenever the local configuration changed.
+                if loaded.config != self.config {
+                    for w in loaded.config.tags.conflicts() {
+                        warn!("{w}");
+                    }
                 }
                 self.config = loaded.config;
                 if let Err(e) = self.node.configure(&self.config, &self.dynamic).await {

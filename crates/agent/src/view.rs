@@ -2,6 +2,7 @@
 
 use patroni_dcs::{Cluster, Member};
 use patroni_ha::{ClusterView, FailoverRequest, MemberView, PgRole, SyncView, Tags, Time};
+use serde_json::Value;
 
 /// The HA core's view of one DCS snapshot.
 pub fn cluster_view(c: &Cluster) -> ClusterView {
@@ -38,20 +39,35 @@ pub fn member_view(m: &Member) -> MemberView {
 }
 
 fn member_tags(m: &Member) -> Tags {
-    let priority = m.tag("failover_priority").and_then(|v| v.as_i64());
-    let nofailover = m.nofailover();
+    let (nofailover, failover_priority) = priority_tags(m.tag("nofailover"), m.tag("failover_priority"));
+    let (nosync, _) = priority_tags(m.tag("nosync"), m.tag("sync_priority"));
     Tags {
         nofailover,
-        failover_priority: match (priority, nofailover) {
-            (Some(p), _) => p,
-            (None, true) => 0,
-            (None, false) => 1,
-        },
-        nosync: m.nosync(),
+        failover_priority,
+        nosync,
         replicatefrom: m.replicatefrom().map(str::to_owned),
         clonefrom: m.clonefrom(),
         nostream: m.nostream(),
     }
+}
+
+/// A boolean tag and its priority (`nofailover`/`failover_priority`, `nosync`/`sync_priority`) of a member's
+/// published tags, by Patroni's rule: an explicit boolean decides (`nofailover: false` beside
+/// `failover_priority: 0` may be promoted); without it a priority of 0 or less turns it on. The priority is 0
+/// under the boolean, else as given (an integer or its string), else 1.
+pub fn priority_tags(flag: Option<&Value>, priority: Option<&Value>) -> (bool, i64) {
+    let flag = flag.filter(|v| !v.is_null()).map(crate::peers::truthy);
+    let priority = priority.and_then(|v| match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    let on = match flag {
+        Some(b) => b,
+        None => priority.is_some_and(|p| p <= 0),
+    };
+    let priority = if flag == Some(true) { 0 } else { priority.unwrap_or(1) };
+    (on, priority)
 }
 
 /// Roles as Patroni publishes them; "master" is what versions before 3.0 wrote.
@@ -64,14 +80,52 @@ pub fn role_from_str(role: Option<&str>) -> PgRole {
     }
 }
 
-/// The HA core's tags from the local configuration.
+/// The HA core's tags from the local configuration, derived as Patroni derives them.
 pub fn local_tags(t: &patroni_config::Tags) -> Tags {
     Tags {
-        nofailover: !t.can_failover() && t.nofailover == Some(true),
-        failover_priority: if t.can_failover() { t.effective_failover_priority().max(1) } else { 0 },
-        nosync: t.nosync.unwrap_or(false),
+        nofailover: t.effective_nofailover(),
+        failover_priority: t.effective_failover_priority(),
+        nosync: t.effective_nosync(),
         replicatefrom: t.replicatefrom.clone(),
         clonefrom: t.clonefrom.unwrap_or(false),
         nostream: t.nostream.unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn member_tags_follow_patroni_rule() {
+        // (nofailover, failover_priority) as a member key gives them → (may not be promoted, priority).
+        let cases = [
+            (None, None, (false, 1)),
+            (Some(json!(true)), None, (true, 0)),
+            (None, Some(json!(0)), (true, 0)),
+            (None, Some(json!("2")), (false, 2)),
+            (Some(json!(true)), Some(json!("1")), (true, 0)),
+            // An explicit nofailover: false wins over priority 0: the member may be promoted.
+            (Some(json!(false)), Some(json!(0)), (false, 0)),
+            (Some(Value::Null), Some(json!(0)), (true, 0)),
+        ];
+        for (flag, priority, want) in cases {
+            assert_eq!(priority_tags(flag.as_ref(), priority.as_ref()), want, "{flag:?} {priority:?}");
+        }
+    }
+
+    #[test]
+    fn local_tags_let_explicit_nofailover_win() {
+        let mut cx = patroni_config::Cx::new("tags");
+        let t: patroni_config::Tags = patroni_config::convert::FromTree::from_tree(
+            &json!({"nofailover": false, "failover_priority": 0}),
+            &mut cx,
+        )
+        .unwrap_or_default();
+        assert!(local_tags(&t).can_fail_over());
+        let t: patroni_config::Tags =
+            patroni_config::convert::FromTree::from_tree(&json!({"failover_priority": 0}), &mut cx).unwrap_or_default();
+        assert!(!local_tags(&t).can_fail_over());
     }
 }

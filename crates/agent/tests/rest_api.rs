@@ -86,7 +86,11 @@ const HEALTH: &[(&str, [u16; 3])] = &[
 fn options() -> Options {
     Options {
         dcs_extra: vec!["synchronous_mode: true".into()],
-        tags: (0..3).map(|_| Some("{dc: east}".to_string())).collect(),
+        // The predefined tags that are off are left out of what members publish, as Patroni does: `/patroni`
+        // and `/cluster` show `{dc: east}` alone.
+        tags: (0..3)
+            .map(|_| Some("{dc: east, nofailover: false, clonefrom: false, nostream: false}".to_string()))
+            .collect(),
         ..Options::default()
     }
 }

@@ -81,8 +81,10 @@ impl SyncView {
 /// The tags the HA decisions read; user tags stay outside the core.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tags {
+    /// Never promote automatically. Derived as Patroni does: an explicit `nofailover` tag decides, even beside a
+    /// `failover_priority` that says otherwise; without it, a `failover_priority` of 0 or less sets it.
     pub nofailover: bool,
-    /// Higher wins a tie on WAL position; 0 means never promote automatically (like `nofailover`).
+    /// Higher wins a tie on WAL position (0 under `nofailover`).
     pub failover_priority: i64,
     pub nosync: bool,
     /// Stream from this member instead of the leader (cascading replication).
@@ -94,8 +96,9 @@ pub struct Tags {
 
 impl Tags {
     /// Whether the member may ever be promoted without an operator naming it.
+    /// Patroni asks only `nofailover`: `nofailover: false` with `failover_priority: 0` may be promoted.
     pub fn can_fail_over(&self) -> bool {
-        !self.nofailover && self.failover_priority > 0
+        !self.nofailover
     }
 }
 

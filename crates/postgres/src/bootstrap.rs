@@ -302,7 +302,8 @@ impl Postgres {
     }
 
     async fn run_custom_bootstrap(&self, c: &CustomBootstrap, timeout: Duration) -> Result<()> {
-        self.ensure_data_dir()?;
+        // The data directory is the tool's to create, as with Patroni: tools that copy or restore a backup into
+        // place often refuse a directory that already exists.
         let mut cmd = Cmd::from_command_line(&c.command)?.timeout(timeout);
         if !c.no_params {
             cmd = cmd
@@ -326,11 +327,26 @@ impl Postgres {
                 self.settings.data_dir.display()
             )));
         }
+        self.restrict_data_dir_mode()?;
         self.files.restore_backups()?;
         // A leftover promote trigger would promote the restored instance behind our back.
         let trigger = self.settings.data_dir.join("promote");
         if trigger.exists() {
             std::fs::remove_file(&trigger).map_err(|e| Error::io(&trigger, e))?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL refuses to start on a data directory that others than its owner and group may read (or its
+    /// group may write); a tool that created it with the process umask (often 0755) would fail the first start
+    /// with nothing for the DBA to act on. Tightened to 0700, as initdb makes it.
+    fn restrict_data_dir_mode(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = &self.settings.data_dir;
+        let mode = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?.permissions().mode() & 0o7777;
+        if mode & 0o027 != 0 {
+            tracing::warn!("data directory {} was created with mode {mode:04o}; setting 0700", dir.display());
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(dir, e))?;
         }
         Ok(())
     }

@@ -179,3 +179,42 @@ async fn custom_bootstrap_keeps_existing_recovery_conf_and_no_params() {
     let auto = std::fs::read_to_string(pg.data_dir().join("postgresql.auto.conf")).unwrap();
     assert!(!auto.contains("recovery_target"), "recovery settings are cleaned up once promoted: {auto}");
 }
+
+/// As with Patroni, the custom method creates the data directory itself: a tool that refuses an existing one
+/// works, and a directory it creates with a loose mode is tightened so PostgreSQL starts.
+#[tokio::test]
+async fn custom_bootstrap_creates_the_data_directory_itself() {
+    if !patroni_testkit::run_unprivileged("custom_bootstrap_creates_the_data_directory_itself") {
+        return;
+    }
+    init_logging();
+    let (dir, _leftovers) = test_dir();
+    let source = bootstrap_primary(&dir, "source").await;
+    let restore = write_script(
+        &dir.join("restore.sh"),
+        &format!(
+            "for a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
+             if [ -e \"$d\" ]; then echo \"$d already exists\" >&2; exit 3; fi\n\
+             mkdir -m 0755 \"$d\"\n\
+             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D \"$d\" -X stream -h 127.0.0.1 -p {} -U replicator\n",
+            source.port()
+        ),
+    );
+    let s = settings(&dir, "node1");
+    let data_dir = s.data_dir.clone();
+    assert!(!data_dir.exists());
+    let mut pg = Postgres::new(s).await.unwrap();
+    let bootstrap = BootstrapSettings {
+        method: BootstrapMethod::Custom(CustomBootstrap {
+            command: restore.display().to_string(),
+            ..Default::default()
+        }),
+        ..BootstrapSettings::initdb(vec![])
+    };
+    pg.bootstrap(&bootstrap).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "mode {mode:o}");
+    let db = connect(&tcp_params(&pg, "postgres", SU_PASSWORD)).await;
+    assert!(!db.in_recovery().await.unwrap());
+}
