@@ -352,10 +352,16 @@ impl Postgres {
             .arg(format!("--target-pgdata={}", self.settings.data_dir.display()))
             .arg(format!("--source-server={}", p.to_dsn()))
             .timeout(LONG_STEP);
-        let has_restore = self.settings.recovery_conf.contains_key("restore_command")
-            || self.server.recovery.contains_key("restore_command");
-        if has_restore && self.version.0 >= 130000 {
+        // pg_rewind reads restore_command from the configuration files as they are now (a former primary's have
+        // none even when recovery_conf sets one), and refuses --restore-target-wal without it.
+        let has_restore = self.version.0 >= 130000
+            && self.guc_value("restore_command").await.is_some_and(|v| !v.is_empty());
+        if has_restore {
             cmd = cmd.arg("--restore-target-wal");
+            if self.version.0 >= 150000 && self.files.postgresql_conf().parent() != Some(self.settings.data_dir.as_path()) {
+                // Before 15 pg_rewind only read postgresql.conf inside the data directory.
+                cmd = cmd.arg(format!("--config-file={}", self.files.postgresql_conf().display()));
+            }
         }
         if pgpass {
             cmd = cmd.env("PGPASSFILE", &self.files.pgpass);
