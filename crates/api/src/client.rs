@@ -5,8 +5,8 @@
 //! (`http://h:8008/patroni` + `switchover` → `http://h:8008/switchover`).
 
 use crate::access::{basic_auth_header, Credentials};
-use crate::tls::load_key;
-use reqwest::{Certificate, Identity, Method};
+use crate::tls::{load_certs, load_key};
+use reqwest::{Identity, Method};
 use rustls_pki_types::PrivateKeyDer;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct ClientSettings {
     /// Basic auth sent with unsafe requests.
     pub credentials: Option<Credentials>,
-    /// CA bundle to verify servers with (in addition to the system roots).
+    /// CA bundle to verify servers with (instead of the system roots, as in Python Patroni).
     pub cacert: Option<PathBuf>,
     /// Client certificate for mutual TLS.
     pub certfile: Option<PathBuf>,
@@ -201,6 +201,26 @@ fn identity(settings: &ClientSettings) -> Result<Option<Identity>, ClientError> 
     Identity::from_pem(&buf).map(Some).map_err(|e| tls(format!("client certificate: {e}")))
 }
 
+/// The rustls configuration of a client trusting `ca` (hostnames checked) and presenting `ctl.certfile`.
+fn verifying_config(ca: &std::path::Path, settings: &ClientSettings) -> Result<rustls::ClientConfig, ClientError> {
+    let tls = |e: String| ClientError::Tls(e);
+    let pem = std::fs::read(ca).map_err(|e| tls(format!("cannot read {}: {e}", ca.display())))?;
+    let anchors = patroni_tls::TrustAnchors::from_pem(&pem).map_err(|e| tls(format!("{}: {e}", ca.display())))?;
+    let provider = patroni_tls::provider();
+    let verifier = patroni_tls::ServerVerifier::new(&anchors, patroni_tls::Hostname::Checked, provider.clone())
+        .map_err(|e| tls(format!("{}: {e}", ca.display())))?;
+    let identity = match &settings.certfile {
+        Some(cert) => {
+            let certs = load_certs("certfile", cert).map_err(|e| tls(e.to_string()))?;
+            let key_path = settings.keyfile.as_ref().unwrap_or(cert);
+            Some((certs, load_key(key_path, settings.keyfile_password.as_deref()).map_err(|e| tls(e.to_string()))?))
+        }
+        None => None,
+    };
+    patroni_tls::client_config(provider, std::sync::Arc::new(verifier), identity)
+        .map_err(|e| tls(format!("client certificate: {e}")))
+}
+
 fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -243,19 +263,23 @@ impl ApiClient {
             .timeout(settings.timeout.unwrap_or(Duration::from_secs(30)))
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30));
-        if let Some(ca) = &settings.cacert {
-            let pem = std::fs::read(ca).map_err(|e| ClientError::Tls(format!("cannot read {}: {e}", ca.display())))?;
-            for c in
-                Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::Tls(format!("{}: {e}", ca.display())))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let Some(id) = identity(settings)? {
-            b = b.identity(id);
-        }
         if settings.insecure {
-            b = b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+            // Nothing is verified, so reqwest's own TLS setup does; the client certificate is still presented.
+            if let Some(id) = identity(settings)? {
+                b = b.identity(id);
+            }
+            return Ok(b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true));
+        }
+        match &settings.cacert {
+            // As urllib3 does for Python Patroni: a CA file replaces the system roots. The shared verifier
+            // also trusts a server presenting that very CA certificate (OpenSSL's rule), which reqwest's own
+            // verifier refuses.
+            Some(ca) => b = b.tls_backend_preconfigured(verifying_config(ca, settings)?),
+            None => {
+                if let Some(id) = identity(settings)? {
+                    b = b.identity(id);
+                }
+            }
         }
         Ok(b)
     }

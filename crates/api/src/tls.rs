@@ -2,8 +2,7 @@
 //! `cafile` + `verify_client` for client certificates, and an OpenSSL-style `ciphers` list.
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+use rustls::{ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -223,17 +222,16 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsErr
                     "verify_client needs cafile: the CA bundle to check client certificates against".into(),
                 ));
             };
-            let mut roots = RootCertStore::empty();
-            for c in load_certs("cafile", cafile)? {
-                roots.add(c).map_err(|e| TlsError::Content {
-                    setting: "cafile",
-                    path: cafile.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
-            let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let v = if mode == VerifyClient::Optional { v.allow_unauthenticated() } else { v };
-            builder.with_client_cert_verifier(v.build().map_err(|e| TlsError::Rustls(e.to_string()))?)
+            let anchors = patroni_tls::TrustAnchors::from_certs(load_certs("cafile", cafile)?)
+                .map_err(|e| TlsError::Content { setting: "cafile", path: cafile.clone(), reason: e.to_string() })?;
+            let auth = if mode == VerifyClient::Optional {
+                patroni_tls::ClientAuth::Optional
+            } else {
+                patroni_tls::ClientAuth::Required
+            };
+            let verifier = patroni_tls::ClientVerifier::new(&anchors, auth, provider)
+                .map_err(|e| TlsError::Rustls(e.to_string()))?;
+            builder.with_client_cert_verifier(Arc::new(verifier))
         }
     };
     let mut config =

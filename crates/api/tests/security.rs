@@ -287,3 +287,63 @@ async fn encrypted_keys_ciphers_and_bad_tls_settings() {
         eprintln!("openssl not found: encrypted key case skipped");
     }
 }
+
+/// The setup of Patroni's acceptance suite and of many deployments: one `openssl req -x509` certificate
+/// (CA:TRUE) as `restapi.cafile`, server certificate and client certificate, with `verify_client: required`.
+/// OpenSSL trusts a peer presenting exactly a certificate of the CA file; so must we, as server and as client.
+#[tokio::test]
+async fn one_openssl_self_signed_certificate_as_ca_server_and_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |sub: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).unwrap();
+        patroni_testkit::TestCerts::openssl_self_signed(&d, "patroni").unwrap()
+    };
+    let certs = mk("a");
+    let tls = TlsSettings {
+        certfile: certs.server_cert.clone(),
+        keyfile: Some(certs.server_key.clone()),
+        cafile: Some(certs.ca_cert.clone()),
+        verify_client: VerifyClient::Required,
+        ..Default::default()
+    };
+    let (server, api) = tls_server(tls).await;
+    let settings = |c: &patroni_testkit::TestCerts, ca: &Path| ClientSettings {
+        cacert: Some(ca.to_owned()),
+        certfile: Some(c.client_cert.clone()),
+        keyfile: Some(c.client_key.clone()),
+        ..Default::default()
+    };
+    let timeout = std::time::Duration::from_secs(5);
+
+    // patronictl: reads and an unsafe request.
+    let c = ApiClient::new(&settings(&certs, &certs.ca_cert)).unwrap();
+    assert_eq!(c.member_status(&api, timeout).await.unwrap().role.as_deref(), Some("primary"));
+    assert_eq!(c.reload(&api).await.unwrap().status, 202);
+    // The agent calling its peers.
+    let peer = ApiClient::peer_http(&settings(&certs, &certs.ca_cert)).unwrap();
+    assert_eq!(peer.get(&api).send().await.unwrap().status(), 200);
+    // ctl.insecure: the server is not verified, the client certificate still gets us in.
+    let insecure =
+        ApiClient::new(&ClientSettings { insecure: true, cacert: None, ..settings(&certs, &certs.ca_cert) }).unwrap();
+    assert_eq!(insecure.reload(&api).await.unwrap().status, 202);
+
+    // Without a client certificate the server refuses the connection.
+    let anonymous =
+        ApiClient::new(&ClientSettings { certfile: None, keyfile: None, ..settings(&certs, &certs.ca_cert) }).unwrap();
+    assert!(anonymous.member_status(&api, timeout).await.is_err());
+    // Another self-signed certificate is not trusted: as a client certificate (the client trusts the server)…
+    let other = mk("b");
+    let stranger = ApiClient::new(&settings(&other, &certs.ca_cert)).unwrap();
+    let err = stranger.member_status(&api, timeout).await.unwrap_err();
+    assert!(matches!(err, patroni_api::client::ClientError::Http { .. }), "{err}");
+    // …nor as the CA the client trusts the server with.
+    let wrong_ca = ApiClient::new(&settings(&certs, &other.ca_cert)).unwrap();
+    let err = format!("{:?}", wrong_ca.member_status(&api, timeout).await.unwrap_err());
+    assert!(err.contains("InvalidCertificate"), "{err}");
+    // The certificate names IP 127.0.0.1 only: a client connecting by another name refuses it.
+    let by_name = api.replace("127.0.0.1", "localhost");
+    let err = format!("{:?}", c.member_status(&by_name, timeout).await.unwrap_err());
+    assert!(err.contains("NotValidForName"), "{err}");
+    server.stop().await;
+}

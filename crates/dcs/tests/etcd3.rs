@@ -364,6 +364,43 @@ async fn etcd_over_tls() {
     assert!(c.get_cluster().await.is_err());
 }
 
+/// One `openssl req -x509` certificate (CA:TRUE) as etcd's --cert-file, --trusted-ca-file and our client
+/// certificate, with --client-cert-auth: Patroni's acceptance suite's setup. OpenSSL and Go trust a peer that
+/// presents exactly a certificate of the CA file; rustls alone does not.
+#[tokio::test]
+async fn etcd_with_one_openssl_self_signed_certificate_for_everything() {
+    let etcd = EtcdServer::builder().openssl_self_signed().start().await.unwrap();
+    let certs = etcd.certs().unwrap();
+    let mut s = settings(&etcd, "selfsigned", "a");
+    s.cacert = Some(certs.ca_cert.clone());
+    s.cert = Some(certs.client_cert.clone());
+    s.key = Some(certs.client_key.clone());
+    let a = Etcd3::new(s.clone()).await.unwrap();
+    s.name = "b".into();
+    let b = Etcd3::new(s.clone()).await.unwrap();
+    contract::leader_race(&a, &b, 3).await;
+    contract::watch_wakes_on_leader_change(&a, &b).await;
+
+    // Another self-signed certificate as our CA: etcd is not trusted.
+    let dir = tempfile::tempdir().unwrap();
+    let other = patroni_testkit::TestCerts::openssl_self_signed(dir.path(), "root").unwrap();
+    let mut untrusted = settings(&etcd, "selfsigned", "c");
+    untrusted.cacert = Some(other.ca_cert.clone());
+    untrusted.cert = Some(certs.client_cert.clone());
+    untrusted.key = Some(certs.client_key.clone());
+    untrusted.retry_timeout = Duration::from_secs(1);
+    let c = Etcd3::new(untrusted).await.unwrap();
+    assert!(c.get_cluster().await.is_err());
+    // Another self-signed client certificate: etcd refuses us.
+    let mut stranger = settings(&etcd, "selfsigned", "d");
+    stranger.cacert = Some(certs.ca_cert.clone());
+    stranger.cert = Some(other.client_cert.clone());
+    stranger.key = Some(other.client_key.clone());
+    stranger.retry_timeout = Duration::from_secs(1);
+    let d = Etcd3::new(stranger).await.unwrap();
+    assert!(d.get_cluster().await.is_err());
+}
+
 #[tokio::test]
 async fn etcd_over_tls_without_client_certificates() {
     // An empty trusted CA file (the last flag wins) makes etcd 3.4 stop asking for client certificates.

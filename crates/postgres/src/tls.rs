@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
@@ -61,60 +60,22 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// `verify-ca`: the chain must lead to `sslrootcert`; the host name is not checked.
-#[derive(Debug)]
-struct VerifyCa(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for VerifyCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
-            other => other,
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
 fn read_pem(path: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-fn roots(path: &str) -> Result<RootCertStore> {
-    let pem = read_pem(path)?;
-    let mut store = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| Error::io(path, e))?;
-        store.add(cert).map_err(|e| Error::Config(format!("sslrootcert {path}: {e}")))?;
-    }
-    Ok(store)
+/// The `sslrootcert` verifier: shared with the other TLS clients, so a server presenting exactly the root
+/// certificate (the `openssl req -x509` self-signed one, CA:TRUE) is trusted, as libpq does.
+fn verifier(
+    path: &str,
+    hostname: patroni_tls::Hostname,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn ServerCertVerifier>> {
+    let anchors = patroni_tls::TrustAnchors::from_pem(&read_pem(path)?)
+        .map_err(|e| Error::Config(format!("sslrootcert {path}: {e}")))?;
+    let v = patroni_tls::ServerVerifier::new(&anchors, hostname, provider)
+        .map_err(|e| Error::Config(format!("sslrootcert {path}: {e}")))?;
+    Ok(Arc::new(v))
 }
 
 /// The sslmode to ask tokio-postgres for and the rustls configuration, from connection parameters.
@@ -129,16 +90,16 @@ pub(crate) fn client_config(params: &ConnParams) -> Result<(SslMode, Option<Arc<
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS setup: {e}")))?;
-    let verified = |root: &str| -> Result<Arc<WebPkiServerVerifier>> {
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root)?), provider.clone())
-            .build()
-            .map_err(|e| Error::Config(format!("sslrootcert {root}: {e}")))
-    };
     let builder = match (mode, rootcert) {
-        ("verify-full", Some(root)) => builder.with_webpki_verifier(verified(root)?),
-        ("verify-ca", Some(root)) | ("require", Some(root)) => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(VerifyCa(verified(root)?)))
-        }
+        ("verify-full", Some(root)) => builder.dangerous().with_custom_certificate_verifier(verifier(
+            root,
+            patroni_tls::Hostname::Checked,
+            provider.clone(),
+        )?),
+        // verify-ca, and require with a root certificate as libpq does: the chain, not the host name.
+        ("verify-ca", Some(root)) | ("require", Some(root)) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier(root, patroni_tls::Hostname::Ignored, provider.clone())?),
         ("verify-full" | "verify-ca", None) => {
             return Err(Error::Config(format!("sslmode={mode} needs sslrootcert (a CA file)")));
         }

@@ -1,6 +1,6 @@
 //! A real single-node etcd (3.4+, Debian `etcd-server`), with helpers over its v3 JSON gateway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ pub struct EtcdOptions {
     enable_v2: bool,
     tls: bool,
     client_cert_auth: bool,
+    openssl_self_signed: bool,
     root_password: Option<String>,
     extra_args: Vec<String>,
     start_timeout: Duration,
@@ -42,6 +43,7 @@ impl Default for EtcdOptions {
             enable_v2: false,
             tls: false,
             client_cert_auth: false,
+            openssl_self_signed: false,
             root_password: None,
             extra_args: Vec::new(),
             start_timeout: DEFAULT_START_TIMEOUT,
@@ -67,6 +69,16 @@ impl EtcdOptions {
         self.tls = true;
         self.client_cert_auth = true;
         self
+    }
+
+    /// Client certificate auth with one `openssl req -x509` certificate (CA:TRUE, CN `root`) as etcd's
+    /// certificate, trusted CA file and the clients' certificate ([`TestCerts::openssl_self_signed`]).
+    /// [`EtcdServer::http_client`] then does not verify etcd's certificate: reqwest refuses a CA certificate as
+    /// a server certificate, and that client only drives the test.
+    pub fn openssl_self_signed(self) -> Self {
+        let mut options = self.client_cert_auth();
+        options.openssl_self_signed = true;
+        options
     }
 
     /// Creates the `root` user with this password (and the `root` role) and enables authentication once started.
@@ -159,7 +171,7 @@ impl EtcdServer {
         let dir = TestDir::with_prefix("patroni-etcd-")?;
         let certs = if options.tls {
             let tls_dir = dir.create_dir("tls", 0o755)?;
-            Some(TestCerts::generate(&tls_dir)?)
+            Some(test_certs(&options, &tls_dir)?)
         } else {
             None
         };
@@ -184,7 +196,7 @@ impl EtcdServer {
         shared: Option<Arc<TestDir>>,
     ) -> Result<Self> {
         Ok(EtcdServer {
-            http: http_client(certs.as_ref())?,
+            http: http_client(certs.as_ref(), options.openssl_self_signed)?,
             binary: etcd_binary()?,
             cluster_token: cluster_token(&initial_cluster),
             options,
@@ -536,7 +548,7 @@ impl EtcdCluster {
         let shared = Arc::new(TestDir::with_prefix("patroni-etcd-cluster-")?);
         let certs = if options.tls {
             let tls_dir = shared.create_dir("tls", 0o755)?;
-            Some(TestCerts::generate(&tls_dir)?)
+            Some(test_certs(&options, &tls_dir)?)
         } else {
             None
         };
@@ -632,14 +644,25 @@ fn cluster_token(initial_cluster: &str) -> String {
     format!("testkit-{:016x}", hasher.finish())
 }
 
-fn http_client(certs: Option<&TestCerts>) -> Result<reqwest::Client> {
+fn test_certs(options: &EtcdOptions, dir: &Path) -> Result<TestCerts> {
+    if options.openssl_self_signed {
+        TestCerts::openssl_self_signed(dir, "root")
+    } else {
+        TestCerts::generate(dir)
+    }
+}
+
+fn http_client(certs: Option<&TestCerts>, unverified: bool) -> Result<reqwest::Client> {
     crate::install_crypto_provider();
     // Test traffic to 127.0.0.1 must never go through a proxy from the environment.
     let mut builder = reqwest::Client::builder().no_proxy().connect_timeout(Duration::from_secs(2));
     if let Some(certs) = certs {
-        builder = builder
-            .tls_certs_only([reqwest::Certificate::from_pem(certs.ca_pem().as_bytes())?])
-            .identity(reqwest::Identity::from_pem(certs.client_identity_pem().as_bytes())?);
+        builder = builder.identity(reqwest::Identity::from_pem(certs.client_identity_pem().as_bytes())?);
+        builder = if unverified {
+            builder.danger_accept_invalid_certs(true)
+        } else {
+            builder.tls_certs_only([reqwest::Certificate::from_pem(certs.ca_pem().as_bytes())?])
+        };
     }
     Ok(builder.build()?)
 }

@@ -79,6 +79,57 @@ impl TestCerts {
         Ok(certs)
     }
 
+    /// One certificate made the way DBAs and Patroni's own acceptance suite make it:
+    /// `openssl req -x509 -nodes -newkey rsa:2048 -subj /CN=<common_name> -addext subjectAltName=IP:127.0.0.1`.
+    /// OpenSSL marks it `CA:TRUE`, and it serves as CA, server and client certificate at once: every path of the
+    /// result (`ca_cert`, `server_cert`, `client_cert`) is `cert.pem`, both keys are `key.pem`. Needs `openssl`
+    /// on PATH.
+    pub fn openssl_self_signed(dir: &Path, common_name: &str) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: format!("certificate directory {}", dir.display()),
+                hint: "create it first (TestDir::create_dir)".to_string(),
+            });
+        }
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "30"])
+            .arg("-subj")
+            .arg(format!("/CN={common_name}"))
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert);
+        let command = format!("{cmd:?}");
+        let out = cmd.output().map_err(|source| Error::Io { context: format!("running {command}"), source })?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                command,
+                status: out.status.to_string(),
+                output: format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
+        };
+        let cert_pem = read(&cert)?;
+        let key_pem = read(&key)?;
+        // Rewritten through write_file for the modes and owner PostgreSQL insists on (key 600, not root's).
+        write_file(&cert, cert_pem.as_bytes(), 0o644)?;
+        write_file(&key, key_pem.as_bytes(), 0o600)?;
+        Ok(TestCerts {
+            ca_cert: cert.clone(),
+            server_cert: cert.clone(),
+            server_key: key.clone(),
+            client_cert: cert,
+            client_key: key,
+            client_identity_pem: format!("{cert_pem}{key_pem}"),
+            ca_pem: cert_pem,
+        })
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }

@@ -2,7 +2,7 @@
 //! and error classification. Knows nothing about Patroni keys.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -131,18 +131,17 @@ impl Transport {
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_keepalive(Duration::from_secs(5));
+        let identity = match &settings.cert {
+            Some(cert) => Some((cert, identity_pem(cert, settings.key.as_deref(), settings.key_password.as_deref())?)),
+            None => None,
+        };
         if let Some(ca) = &settings.cacert {
-            let pem = std::fs::read(ca)
-                .map_err(|e| DcsError::Config(format!("cannot read etcd3 cacert {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| DcsError::Config(format!("bad etcd3 cacert {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(DcsError::Config(format!("etcd3 cacert {} holds no certificate", ca.display())));
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some(cert) = &settings.cert {
-            builder = builder.identity(load_identity(cert, settings.key.as_deref(), settings.key_password.as_deref())?);
+            builder = builder.tls_backend_preconfigured(verifying_config(ca, identity)?);
+        } else if let Some((cert, pem)) = identity {
+            builder = builder.identity(
+                reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| DcsError::Config(format!("etcd3 client certificate/key {}: {e}", cert.display())))?,
+            );
         }
         let http = builder.build().map_err(|e| DcsError::Config(format!("cannot build the etcd HTTP client: {e}")))?;
         let list: Vec<String> = endpoints.iter().map(base_str).collect();
@@ -532,12 +531,43 @@ fn classify(http_status: u16, grpc_code: i64, message: String) -> Attempt {
     Attempt::Fail(RpcError::Rejected(message))
 }
 
-/// Loads a PEM client identity; the key may be in the certificate file.
-fn load_identity(
+/// The rustls configuration trusting `cacert` alone, through the verifier shared with the other TLS clients: reqwest's
+/// own refuses a server presenting exactly the CA certificate (the `openssl req -x509` self-signed one, CA:TRUE),
+/// which etcd's other clients (OpenSSL, Go) accept.
+fn verifying_config(
+    ca: &std::path::Path,
+    identity: Option<(&std::path::PathBuf, Vec<u8>)>,
+) -> Result<rustls::ClientConfig, DcsError> {
+    let pem =
+        std::fs::read(ca).map_err(|e| DcsError::Config(format!("cannot read etcd3 cacert {}: {e}", ca.display())))?;
+    let anchors = patroni_tls::TrustAnchors::from_pem(&pem)
+        .map_err(|e| DcsError::Config(format!("bad etcd3 cacert {}: {e}", ca.display())))?;
+    let provider = patroni_tls::provider();
+    let verifier = patroni_tls::ServerVerifier::new(&anchors, patroni_tls::Hostname::Checked, provider.clone())
+        .map_err(|e| DcsError::Config(format!("bad etcd3 cacert {}: {e}", ca.display())))?;
+    let identity = match identity {
+        Some((cert, pem)) => {
+            let bad = |e: patroni_tls::TlsError| {
+                DcsError::Config(format!("etcd3 client certificate/key {}: {e}", cert.display()))
+            };
+            let certs = patroni_tls::pem_certs(&pem).map_err(bad)?;
+            if certs.is_empty() {
+                return Err(bad(patroni_tls::TlsError::NoCertificate));
+            }
+            Some((certs, patroni_tls::pem_private_key(&pem).map_err(bad)?))
+        }
+        None => None,
+    };
+    patroni_tls::client_config(provider, Arc::new(verifier), identity)
+        .map_err(|e| DcsError::Config(format!("etcd3 TLS: {e}")))
+}
+
+/// A PEM client identity (certificate, then key, decrypted); the key may be in the certificate file.
+fn identity_pem(
     cert: &std::path::Path,
     key: Option<&std::path::Path>,
     key_password: Option<&str>,
-) -> Result<reqwest::Identity, DcsError> {
+) -> Result<Vec<u8>, DcsError> {
     let read = |p: &std::path::Path, what: &str| {
         std::fs::read(p).map_err(|e| DcsError::Config(format!("cannot read etcd3 {what} {}: {e}", p.display())))
     };
@@ -552,8 +582,7 @@ fn load_identity(
         pem = super::tls_key::decrypt_if_needed(&pem, key_password)
             .map_err(|e| DcsError::Config(format!("etcd3 cert {}: {e}", cert.display())))?;
     }
-    reqwest::Identity::from_pem(&pem)
-        .map_err(|e| DcsError::Config(format!("etcd3 client certificate/key {}: {e}", cert.display())))
+    Ok(pem)
 }
 
 #[cfg(test)]
