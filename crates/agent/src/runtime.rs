@@ -260,6 +260,11 @@ impl<N: Node> Runtime<N> {
             if plan.again && round + 1 < MAX_ROUNDS {
                 debug!("{}", plan.status);
             }
+            if round > 0 {
+                // A round after a race or a bootstrap sees keys this cycle wrote (our new leader key): the REST
+                // API shows them now, as Patroni's does the moment it holds the lock, not at the end of the cycle.
+                self.publish_state(local.clone(), details.clone(), cluster.clone().map(Arc::new), plan.status.clone());
+            }
             let result = self.execute(&plan, cluster.as_ref(), &settings).await?;
             view_stale |= plan.actions.iter().any(changes_view);
             outcomes = result.outcomes;
