@@ -237,7 +237,17 @@ impl Postgres {
                 self.trust_local_access = true;
                 let recovery = c.recovery_conf.as_ref().map(RecoverySettings::from_recovery_conf);
                 let keep = c.keep_existing_recovery_conf && recovery.is_none();
-                let started = self.start_inner(recovery, keep, Some(crate::CallbackAction::OnStart)).await?;
+                // Patroni's rule: the tool's own recovery configuration is trusted to do the right thing; a target
+                // that promotes when reached must not stop at a hot-standby check on the way.
+                let promotes = c.recovery_conf.as_ref().is_some_and(|r| {
+                    let pause = r.get("pause_at_recovery_target").map(|v| crate::parameters::parse_bool(v));
+                    let default = if pause == Some(Some(false)) { "promote" } else { "pause" };
+                    r.get("recovery_target_action").map_or(default, String::as_str) == "promote"
+                });
+                self.custom_bootstrap_without_hot_standby = keep || promotes;
+                let started = self.start_inner(recovery, keep, Some(crate::CallbackAction::OnStart)).await;
+                self.custom_bootstrap_without_hot_standby = false;
+                let started = started?;
                 self.role = Role::Primary;
                 started
             }

@@ -41,6 +41,9 @@ pub struct Postgres {
     pub(crate) recovery: Option<RecoverySettings>,
     /// During a custom bootstrap pg_hba.conf temporarily trusts the local superuser and replication user.
     pub(crate) trust_local_access: bool,
+    /// A custom bootstrap recovering to a target with `recovery_target_action: promote` (or keeping the tool's
+    /// recovery configuration) is running: its standby start goes without hot standby.
+    pub(crate) custom_bootstrap_without_hot_standby: bool,
     /// `synchronous_standby_names` decided by the HA loop (synchronous mode); survives configuration updates.
     pub(crate) synchronous_standby_names: Option<String>,
 }
@@ -66,6 +69,7 @@ impl Postgres {
             role: Role::Uninitialized,
             recovery: None,
             trust_local_access: false,
+            custom_bootstrap_without_hot_standby: false,
             synchronous_standby_names: None,
             settings,
         }
@@ -273,7 +277,15 @@ impl Postgres {
     /// Writes postgresql.conf (with the recovery section for a standby), pg_hba.conf and pg_ident.conf (unless
     /// `hba_file`/`ident_file` point elsewhere) and the signal files.
     pub fn write_config(&self, recovery: Option<&RecoverySettings>, keep_existing_recovery: bool) -> Result<()> {
-        let params = &self.server.parameters;
+        self.write_config_with(&self.server.parameters, recovery, keep_existing_recovery)
+    }
+
+    fn write_config_with(
+        &self,
+        params: &Parameters,
+        recovery: Option<&RecoverySettings>,
+        keep_existing_recovery: bool,
+    ) -> Result<()> {
         if !keep_existing_recovery {
             match recovery {
                 Some(r) => self.files.write_recovery_signal(r)?,
@@ -402,9 +414,14 @@ impl Postgres {
         let (addresses, port) = split_listen(&self.settings.listen);
         crate::postmaster::check_port_free(&addresses, port)?;
         crate::postmaster::remove_stale_pid_file(&self.settings.data_dir)?;
-        self.write_config(recovery.as_ref(), keep_existing_recovery)?;
+        let params = if recovery.is_some() || keep_existing_recovery {
+            self.standby_start_parameters().await
+        } else {
+            self.server.parameters.clone()
+        };
+        self.write_config_with(&params, recovery.as_ref(), keep_existing_recovery)?;
         let mut opts = StartOptions::new(&self.settings.data_dir, self.files.postgresql_conf());
-        opts.options = command_line_options(&self.server.parameters);
+        opts.options = command_line_options(&params);
         opts.timeout = self.settings.pg_ctl_timeout;
         opts.log_file = self.settings.log_file.clone();
         self.drop_connection().await;
@@ -424,6 +441,43 @@ impl Postgres {
             self.fire(cb);
         }
         Ok(outcome)
+    }
+
+    /// The parameters a standby starts with. A standby refuses to start with `max_connections` (and the other
+    /// settings `pg_control` records) lower than the primary's, which a restored backup or a primary changed in
+    /// the meantime can have: those start with the recorded value, as in Patroni, until a restart applies ours.
+    /// A custom bootstrap that recovers to a target and then promotes starts without hot standby, so such a
+    /// setting cannot stop it halfway.
+    async fn standby_start_parameters(&self) -> Parameters {
+        let mut params = self.server.parameters.clone();
+        if self.custom_bootstrap_without_hot_standby {
+            params.insert("hot_standby".into(), "off".into());
+        }
+        let Ok(control) = self.controldata().await else { return params };
+        let mut recorded = vec![
+            ("max_connections", "max_connections setting"),
+            ("max_prepared_transactions", "max_prepared_xacts setting"),
+            ("max_locks_per_transaction", "max_locks_per_xact setting"),
+            ("max_worker_processes", "max_worker_processes setting"),
+        ];
+        if self.version.0 >= 120000 {
+            recorded.push(("max_wal_senders", "max_wal_senders setting"));
+        }
+        for (name, line) in recorded {
+            let Some(theirs) = control.raw.get(line).and_then(|v| v.trim().parse::<i64>().ok()) else {
+                tracing::warn!("{line} is missing from pg_controldata output");
+                continue;
+            };
+            let ours = params.get(name).and_then(|v| v.trim().parse::<i64>().ok());
+            if let Some(ours) = ours.filter(|o| theirs > *o) {
+                tracing::info!(
+                    "{name} value in pg_controldata: {theirs}, in the global configuration: {ours}. pg_controldata \
+                     value will be used. Setting 'Pending restart' flag"
+                );
+                params.insert(name.into(), theirs.to_string());
+            }
+        }
+        params
     }
 
     /// Stops PostgreSQL (`before_stop` first, then the mode, escalating after `pg_ctl_timeout`). Fires `on_stop`.
