@@ -247,7 +247,7 @@ async fn patronictl_against_a_live_cluster() {
     assert!(live.ok(&["show-config"]).contains("ttl: 21\n"));
     assert_eq!(live.ok(&["edit-config", "-s", "ttl=21", "--force"]), "Not changed\n");
 
-    // Refused actions exit 1 with Patroni's message; an unanswered prompt aborts.
+    // Impossible requests exit 1 with Patroni's message; an unanswered prompt aborts.
     let bad = live.ctl(&["switchover", "--candidate", "nosuch", "--force"]);
     assert_eq!(bad.code, 1);
     assert_eq!(bad.stderr, "Error: Member nosuch does not exist in cluster demo or is tagged as nofailover\n");
@@ -269,23 +269,34 @@ async fn patronictl_against_a_live_cluster() {
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "Success: scheduled switchover deleted\n");
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "No pending scheduled switchover\n");
 
-    // Without the credentials the REST API refuses (401) and patronictl says so.
-    // Without the credentials the REST API refuses (401) and patronictl says so for each member, as Python's does
-    // (the topology table above those lines may differ by a WAL record between the two runs, so only they count).
+    // Without the credentials the REST API refuses (401) and patronictl says so for each member, then exits 0, as
+    // Python's does: a refusal is a `Failed: …` line, not an exit status (the topology table above those lines may
+    // differ by a WAL record between the two runs, so only they count).
     let failures = |o: &Out| -> (i32, Vec<String>) {
-        (o.code, o.stdout.lines().filter(|l| l.starts_with("Failed: ")).map(str::to_owned).collect())
+        let refusal = |l: &&str| l.starts_with("Failed: ") || l.starts_with("Switchover failed, details: ");
+        (o.code, o.stdout.lines().filter(refusal).map(str::to_owned).collect())
     };
     let refused = failures(&live.run_env(env!("CARGO_BIN_EXE_patronictl"), &["reload", "demo", "--force"], "", &[]));
     let expected: Vec<String> = (1..=3)
         .map(|i| format!("Failed: reload for member pg{i}, status code=401, (no auth header received)"))
         .collect();
-    // The one deliberate difference (README): ours exits 1 when a member refused, Python's exits 0.
-    assert_eq!(refused, (1, expected));
-    if let Some(py) = python_patronictl() {
-        let python = failures(&live.run_env(&py, &["reload", "demo", "--force"], "", &[]));
-        assert_eq!(refused.1, python.1, "ours vs Python");
-        assert_eq!(python.0, 0, "Python's patronictl exits 0 after a refused reload");
+    assert_eq!(refused, (0, expected));
+    let refusals: [&[&str]; 4] = [
+        &["reload", "demo", "--force"],
+        &["restart", "demo", &replica, "--force"],
+        &["switchover", "--candidate", &replica, "--force"],
+        &["pause"],
+    ];
+    for args in refusals {
+        let ours = failures(&live.run_env(env!("CARGO_BIN_EXE_patronictl"), args, "", &[]));
+        assert_eq!(ours.0, 0, "patronictl {args:?} after a refusal: {ours:?}");
+        assert_eq!(ours.1.len(), if args[0] == "reload" { 3 } else { 1 }, "patronictl {args:?}: {ours:?}");
+        if let Some(py) = python_patronictl() {
+            let python = failures(&live.run_env(&py, args, "", &[]));
+            assert_eq!(ours, python, "patronictl {args:?} without credentials: ours vs Python");
+        }
     }
+    assert_eq!(live.leader().as_deref(), Some(leader.as_str()), "a refused switchover switched nothing");
 
     // reload and restart through the REST API.
     let out = live.ok(&["reload", "demo", "--force"]);
