@@ -16,8 +16,6 @@ use serde_json::{Map, Value};
 pub enum ErrorKind {
     /// `Error: <message>` on stderr, exit 1 (click's `ClickException`).
     Error,
-    /// Already printed the way patronictl prints it (`Failed: …`): exit 1 without another message.
-    Reported,
     /// End of input at a prompt: `Aborted!`, exit 1.
     Aborted,
     /// Bad command line: usage line(s), then `Error: <message>`, exit 2.
@@ -32,10 +30,6 @@ pub struct CtlError(pub String, pub ErrorKind);
 impl CtlError {
     pub fn new(msg: impl Into<String>) -> Self {
         CtlError(msg.into(), ErrorKind::Error)
-    }
-
-    pub fn reported() -> Self {
-        CtlError(String::new(), ErrorKind::Reported)
     }
 
     pub fn aborted() -> Self {
@@ -54,7 +48,6 @@ impl CtlError {
                 eprintln!("Error: {}", self.0);
                 1
             }
-            ErrorKind::Reported => 1,
             ErrorKind::Aborted => {
                 eprintln!("Aborted!");
                 1

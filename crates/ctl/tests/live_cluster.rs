@@ -35,9 +35,12 @@ fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::Agent
     )
 }
 
+/// One environment variable for a run of patronictl.
+type Env<'a> = (&'a str, &'a str);
+
 /// The REST APIs require these for unsafe requests; patronictl gets them from the environment alone, as a DBA
 /// would pass them (`PATRONI_RESTAPI_USERNAME` / `PATRONI_RESTAPI_PASSWORD`), not from its configuration file.
-const RESTAPI_ENV: [(&str, &str); 2] = [("PATRONI_RESTAPI_USERNAME", "admin"), ("PATRONI_RESTAPI_PASSWORD", "s3cret")];
+const RESTAPI_ENV: [Env; 2] = [("PATRONI_RESTAPI_USERNAME", "admin"), ("PATRONI_RESTAPI_PASSWORD", "s3cret")];
 
 struct Live {
     _nodes: Vec<AgentProcess>,
@@ -226,6 +229,52 @@ async fn patronictl_against_a_live_cluster() {
         eprintln!("PYTHON_PATRONICTL not set: byte-for-byte comparison with Python patronictl skipped");
     }
 
+    // query: the members' PostgreSQL runs without TLS (ssl=off), which must not matter; connection failures
+    // carry libpq's words, as psycopg2 reports them.
+    let replica_name =
+        members.iter().filter_map(|m| m["Member"].as_str()).find(|n| *n != leader).expect("a replica").to_string();
+    let sql = "SELECT 1 AS a, 'x y' AS b, NULL AS c, 1.5::float8 AS f, true AS t, 'on'::text AS s";
+    let password = [("PGPASSWORD", patroni_testkit::SUPERUSER_PASSWORD)];
+    let wrong = [("PGPASSWORD", "wrong")];
+    let queries: [(&[Env], Vec<&str>); 10] = [
+        (&password, vec!["query", "-U", "postgres", "-c", sql]),
+        (&password, vec!["query", "-U", "postgres", "-c", sql, "--format", "json"]),
+        (&password, vec!["query", "-U", "postgres", "-c", sql, "--format", "yaml"]),
+        (&password, vec!["query", "-U", "postgres", "-c", sql, "--format", "pretty"]),
+        (&password, vec!["query", "-U", "postgres", "-c", "SELECT pg_is_in_recovery()", "-m", &replica_name]),
+        (&password, vec!["query", "-U", "postgres", "-c", "SELECT 1", "-r", "standby-leader"]),
+        (&password, vec!["query", "-U", "postgres", "-c", "SELECT 1", "--dbname", "nosuchdb"]),
+        (&password, vec!["query", "-U", "postgres", "-c", "SELECT nosuchcolumn"]),
+        (&wrong, vec!["query", "-U", "postgres", "-c", "SELECT 1"]),
+        (&[], vec!["query", "-U", "postgres", "-c", "SELECT 1"]),
+    ];
+    // Error rows start with the local time to the second, which may tick between the two runs.
+    let untimed = |o: Out| -> (i32, String) {
+        let lines = o.stdout.lines().map(|l| match l.get(..19) {
+            Some(t) if t.as_bytes().get(4) == Some(&b'-') && l.as_bytes().get(19) == Some(&b'\t') => &l[19..],
+            _ => l,
+        });
+        (o.code, lines.collect::<Vec<_>>().join("\n"))
+    };
+    for (env, args) in &queries {
+        let ours = untimed(live.run_env(env!("CARGO_BIN_EXE_patronictl"), args, "", env));
+        assert_eq!(ours.0, 0, "patronictl {args:?}: {ours:?}");
+        if let Some(py) = python_patronictl() {
+            assert_eq!(ours, untimed(live.run_env(&py, args, "", env)), "patronictl {args:?}: ours vs Python");
+        }
+    }
+    let tsv = untimed(live.run_env(env!("CARGO_BIN_EXE_patronictl"), &queries[0].1, "", &password)).1;
+    assert_eq!(tsv, "a\tb\tc\tf\tt\ts\n1\tx y\tNone\t1.5\tTrue\ton");
+    let refused = untimed(live.run_env(env!("CARGO_BIN_EXE_patronictl"), &queries[8].1, "", &wrong)).1;
+    assert_eq!(
+        refused,
+        format!(
+            "\tERROR, SQLSTATE: connection to server at \"127.0.0.1\", port {} failed: FATAL:  password \
+             authentication failed for user \"postgres\" ",
+            live.pg_ports[leader_idx]
+        )
+    );
+
     // pause / resume with --wait, and the maintenance footer.
     let out = live.ok(&["pause", "--wait"]);
     assert_eq!(
@@ -247,7 +296,7 @@ async fn patronictl_against_a_live_cluster() {
     assert!(live.ok(&["show-config"]).contains("ttl: 21\n"));
     assert_eq!(live.ok(&["edit-config", "-s", "ttl=21", "--force"]), "Not changed\n");
 
-    // Refused actions exit 1 with Patroni's message; an unanswered prompt aborts.
+    // Impossible requests exit 1 with Patroni's message; an unanswered prompt aborts.
     let bad = live.ctl(&["switchover", "--candidate", "nosuch", "--force"]);
     assert_eq!(bad.code, 1);
     assert_eq!(bad.stderr, "Error: Member nosuch does not exist in cluster demo or is tagged as nofailover\n");
@@ -269,23 +318,34 @@ async fn patronictl_against_a_live_cluster() {
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "Success: scheduled switchover deleted\n");
     assert_eq!(live.ok(&["flush", "demo", "switchover", "--force"]), "No pending scheduled switchover\n");
 
-    // Without the credentials the REST API refuses (401) and patronictl says so.
-    // Without the credentials the REST API refuses (401) and patronictl says so for each member, as Python's does
-    // (the topology table above those lines may differ by a WAL record between the two runs, so only they count).
+    // Without the credentials the REST API refuses (401) and patronictl says so for each member, then exits 0, as
+    // Python's does: a refusal is a `Failed: …` line, not an exit status (the topology table above those lines may
+    // differ by a WAL record between the two runs, so only they count).
     let failures = |o: &Out| -> (i32, Vec<String>) {
-        (o.code, o.stdout.lines().filter(|l| l.starts_with("Failed: ")).map(str::to_owned).collect())
+        let refusal = |l: &&str| l.starts_with("Failed: ") || l.starts_with("Switchover failed, details: ");
+        (o.code, o.stdout.lines().filter(refusal).map(str::to_owned).collect())
     };
     let refused = failures(&live.run_env(env!("CARGO_BIN_EXE_patronictl"), &["reload", "demo", "--force"], "", &[]));
     let expected: Vec<String> = (1..=3)
         .map(|i| format!("Failed: reload for member pg{i}, status code=401, (no auth header received)"))
         .collect();
-    // The one deliberate difference (README): ours exits 1 when a member refused, Python's exits 0.
-    assert_eq!(refused, (1, expected));
-    if let Some(py) = python_patronictl() {
-        let python = failures(&live.run_env(&py, &["reload", "demo", "--force"], "", &[]));
-        assert_eq!(refused.1, python.1, "ours vs Python");
-        assert_eq!(python.0, 0, "Python's patronictl exits 0 after a refused reload");
+    assert_eq!(refused, (0, expected));
+    let refusals: [&[&str]; 4] = [
+        &["reload", "demo", "--force"],
+        &["restart", "demo", &replica, "--force"],
+        &["switchover", "--candidate", &replica, "--force"],
+        &["pause"],
+    ];
+    for args in refusals {
+        let ours = failures(&live.run_env(env!("CARGO_BIN_EXE_patronictl"), args, "", &[]));
+        assert_eq!(ours.0, 0, "patronictl {args:?} after a refusal: {ours:?}");
+        assert_eq!(ours.1.len(), if args[0] == "reload" { 3 } else { 1 }, "patronictl {args:?}: {ours:?}");
+        if let Some(py) = python_patronictl() {
+            let python = failures(&live.run_env(&py, args, "", &[]));
+            assert_eq!(ours, python, "patronictl {args:?} without credentials: ours vs Python");
+        }
     }
+    assert_eq!(live.leader().as_deref(), Some(leader.as_str()), "a refused switchover switched nothing");
 
     // reload and restart through the REST API.
     let out = live.ok(&["reload", "demo", "--force"]);

@@ -153,8 +153,9 @@ pub async fn failover_or_switchover(
             println!("{} {}", timestamp(6), r.body);
         }
         Ok(r) => {
+            // Patroni reports the refusal and exits 0 without showing the topology again.
             println!("{} failed, details: {}, {}", title(action), r.status, r.body);
-            return Err(CtlError::reported());
+            return Ok(());
         }
         Err(e) => {
             eprintln!("{e}");

@@ -119,7 +119,6 @@ pub async fn reload(
     let members = get_members(&cluster, &name, &member_names, role, force, "reload", true)?;
     let api = ctl.api()?;
     let loop_wait = dynamic_config(&cluster).loop_wait();
-    let mut failed = false;
     for m in members {
         let r = api.reload(&url_of(&m)?).await.map_err(api_err)?;
         match r.status {
@@ -128,17 +127,12 @@ pub async fn reload(
                 "Reload request received for member {} and will be processed within {loop_wait} seconds",
                 m.name
             ),
-            s => {
-                failed = true;
-                println!("Failed: reload for member {}, status code={s}, ({})", m.name, r.body)
-            }
+            s => println!("Failed: reload for member {}, status code={s}, ({})", m.name, r.body),
         }
     }
-    if failed {
-        Err(CtlError::reported())
-    } else {
-        Ok(())
-    }
+    // A refusal is reported on its line and the command still succeeds, as Patroni's does: scripts read the
+    // lines, not the exit status.
+    Ok(())
 }
 
 /// Checks `--pg-version` as Patroni does: `X.Y` (from 10) or `X.Y.Z`.
@@ -213,7 +207,6 @@ pub async fn restart(ctl: &Ctl, a: RestartArgs) -> CtlResult<()> {
         content.insert("timeout".into(), Value::from(t.as_str()));
     }
     let api = ctl.api()?;
-    let mut failed = false;
     for m in members {
         let url = url_of(&m)?;
         if content.contains_key("schedule") && a.force && m.data.scheduled_restart.is_some() {
@@ -224,21 +217,12 @@ pub async fn restart(ctl: &Ctl, a: RestartArgs) -> CtlResult<()> {
         match r.status {
             200 => println!("Success: restart on member {}", m.name),
             202 => println!("Success: restart scheduled on member {}", m.name),
-            409 => {
-                failed = true;
-                println!("Failed: another restart is already scheduled on member {}", m.name)
-            }
-            s => {
-                failed = true;
-                println!("Failed: restart for member {}, status code={s}, ({})", m.name, r.body)
-            }
+            409 => println!("Failed: another restart is already scheduled on member {}", m.name),
+            s => println!("Failed: restart for member {}, status code={s}, ({})", m.name, r.body),
         }
     }
-    if failed {
-        Err(CtlError::reported())
-    } else {
-        Ok(())
-    }
+    // Refusals are reported per member and, as in Patroni, do not change the exit status.
+    Ok(())
 }
 
 pub async fn reinit(
@@ -254,7 +238,6 @@ pub async fn reinit(
     let members = get_members(&cluster, &name, &member_names, Role::Replica, force, "reinitialize", true)?;
     let api = ctl.api()?;
     let mut waiting = Vec::new();
-    let mut failed = false;
     for m in members {
         let url = url_of(&m)?;
         let mut forced = force;
@@ -272,7 +255,6 @@ pub async fn reinit(
             if started && wait {
                 waiting.push((m.name.clone(), url.clone()));
             }
-            failed |= !started;
             break;
         }
     }
@@ -298,11 +280,8 @@ pub async fn reinit(
         }
         waiting = still;
     }
-    if failed {
-        Err(CtlError::reported())
-    } else {
-        Ok(())
-    }
+    // A member that refused was reported on its `Failed:` line; Patroni exits 0 all the same.
+    Ok(())
 }
 
 pub async fn flush(ctl: &Ctl, args: Vec<String>, group: Option<u32>, role: Role, force: bool) -> CtlResult<()> {
@@ -321,16 +300,15 @@ pub async fn flush(ctl: &Ctl, args: Vec<String>, group: Option<u32>, role: Role,
     let cluster = get_cluster(&*dcs).await?;
     let api = ctl.api()?;
     if target == "restart" {
-        let mut failed = false;
         for m in get_members(&cluster, name, &member_names, role, force, "flush", true)? {
             if m.data.scheduled_restart.as_ref().is_some_and(|v| !v.is_null()) {
                 let r = api.cancel_restart(&url_of(&m)?).await.map_err(api_err)?;
-                failed |= !check_response(&r, &m.name, "flush scheduled restart", false);
+                check_response(&r, &m.name, "flush scheduled restart", false);
             } else {
                 println!("No scheduled restart for member {}", m.name);
             }
         }
-        return if failed { Err(CtlError::reported()) } else { Ok(()) };
+        return Ok(());
     }
     let Some(failover) = cluster.failover.as_ref().filter(|f| f.scheduled_at.is_some()) else {
         println!("No pending scheduled switchover");
@@ -343,9 +321,10 @@ pub async fn flush(ctl: &Ctl, args: Vec<String>, group: Option<u32>, role: Role,
                 println!("Success: {}", r.body);
                 return Ok(());
             }
+            // No switchover to cancel any more: said on the line, not in the exit status (as Patroni).
             Ok(r) if r.status == 404 => {
                 println!("Failed: {}", r.body);
-                return Err(CtlError::reported());
+                return Ok(());
             }
             Ok(r) => println!("Failed: member={}, status_code={}, ({})", m.name, r.status, r.body),
             Err(e) => {

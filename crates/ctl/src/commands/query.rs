@@ -1,5 +1,7 @@
 //! `query`: runs SQL on a member chosen by role or name and prints the rows like patronictl.
 
+use std::net::IpAddr;
+
 use serde_json::Value;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -41,26 +43,24 @@ async fn connect(
 ) -> Result<Option<Client>, String> {
     let Some(m) = any_member(cluster, role, member).map_err(|e| e.0)? else { return Ok(None) };
     let (host, port) = conn_host_port(m.conn_url().unwrap_or(""));
+    let host = host.unwrap_or_else(|| "localhost".into());
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    // libpq's defaults, which psycopg2 leaves alone: PGUSER, else the name of the effective OS user (not $USER).
+    let user = p.user.clone().or_else(|| env("PGUSER")).or_else(os_user_name).unwrap_or_else(|| "postgres".into());
+    let dbname = p.dbname.clone().or_else(|| env("PGDATABASE")).unwrap_or(user.clone());
     let mut cfg = tokio_postgres::Config::new();
-    cfg.host(host.as_deref().unwrap_or("localhost"));
+    cfg.host(&host);
     cfg.port(port);
     cfg.application_name("Patroni ctl");
     cfg.connect_timeout(std::time::Duration::from_secs(5));
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let user = p.user.clone().or_else(|| env("PGUSER")).or_else(|| env("USER")).unwrap_or_else(|| "postgres".into());
     cfg.user(&user);
-    let dbname = p.dbname.clone().or_else(|| env("PGDATABASE")).unwrap_or(user.clone());
-    let host_text = host.clone().unwrap_or_else(|| "localhost".into());
     if let Some(pw) =
-        p.password.clone().or_else(|| env("PGPASSWORD")).or_else(|| pgpass_lookup(&host_text, port, &dbname, &user))
+        p.password.clone().or_else(|| env("PGPASSWORD")).or_else(|| pgpass_lookup(&host, port, &dbname, &user))
     {
         cfg.password(pw);
     }
     cfg.dbname(&dbname);
-    let (client, conn) = cfg.connect(NoTls).await.map_err(db_message)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let client = connect_like_libpq(&cfg, &host, port).await?;
     if matches!(role, None | Some(Role::Any) | Some(Role::Leader)) {
         return Ok(Some(client));
     }
@@ -80,18 +80,116 @@ async fn connect(
     Ok(ok.then_some(client))
 }
 
+/// Tries each address `host` resolves to in turn, as libpq does, and on failure answers what libpq (and so
+/// psycopg2, whose connection errors carry no SQLSTATE) says: one `connection to server at … failed: …` line per
+/// address tried, so a DBA sees the same reason with either patronictl.
+async fn connect_like_libpq(cfg: &tokio_postgres::Config, host: &str, port: u16) -> Result<Client, String> {
+    let literal: Option<IpAddr> = host.parse().ok();
+    let addrs: Vec<IpAddr> = match literal {
+        Some(ip) => vec![ip],
+        None => match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => {
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for a in found {
+                    if !ips.contains(&a.ip()) {
+                        ips.push(a.ip());
+                    }
+                }
+                ips
+            }
+            Err(e) => return Err(format!("could not translate host name \"{host}\" to address: {}\n", io_text(&e))),
+        },
+    };
+    let mut message = String::new();
+    for ip in addrs {
+        let mut cfg = cfg.clone();
+        cfg.hostaddr(ip);
+        match cfg.connect(NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                return Ok(client);
+            }
+            Err(e) => {
+                let at = if literal.is_some() { String::new() } else { format!(" ({ip})") };
+                message.push_str(&format!(
+                    "connection to server at \"{host}\"{at}, port {port} failed: {}",
+                    connect_failure(&e)
+                ));
+            }
+        }
+    }
+    Err(message)
+}
+
+/// libpq's words for why one connection attempt failed, with its trailing line break.
+fn connect_failure(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{}:  {}\n", db.severity(), db.message());
+        if let Some(d) = db.detail() {
+            text.push_str(&format!("DETAIL:  {d}\n"));
+        }
+        if let Some(h) = db.hint() {
+            text.push_str(&format!("HINT:  {h}\n"));
+        }
+        return text;
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io.map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n".into()
+        }
+        Some(std::io::ErrorKind::TimedOut) => "timeout expired\n".into(),
+        Some(_) => format!("{}\n", io.map(io_text).unwrap_or_default()),
+        // tokio-postgres refuses before asking the server for a password it was not given.
+        None if tokio_postgres_error_text(e).ends_with("password missing") => {
+            "fe_sendauth: no password supplied\n".into()
+        }
+        None => format!("{}\n", tokio_postgres_error_text(e)),
+    }
+}
+
+/// An OS error as C's `strerror` prints it (Rust appends ` (os error N)`).
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
+fn tokio_postgres_error_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// The effective user's login name, which libpq takes for the user when none is given.
+fn os_user_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes only into `pwd` and `buf`, whose sizes we pass; `result` points into them or is
+    // null, and the name is copied out before they go out of scope.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(libc::geteuid(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(pwd.pw_name).to_str().ok().map(str::to_owned)
+    }
+}
+
+/// A query error as psycopg2 reports it: its `diag.sqlstate`, or its text when the server sent none.
 fn db_message(e: tokio_postgres::Error) -> String {
     match e.code() {
         Some(c) => c.code().to_string(),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text.replace('\n', " ")
-        }
+        None => tokio_postgres_error_text(&e),
     }
 }
 
@@ -131,7 +229,8 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
             match connect(&cluster, a.role, a.member.as_deref(), &params).await {
                 Ok(c) => *guard = c,
                 Err(m) => {
-                    let (h, r) = error_rows(format!("ERROR, SQLSTATE: {m}"));
+                    // psycopg2's message is libpq's, line breaks and all; patronictl puts it on one line.
+                    let (h, r) = error_rows(format!("ERROR, SQLSTATE: {}", m.replace('\n', " ")));
                     print_rows(h, r, a.fmt, &a.delimiter);
                     return Ok(());
                 }
@@ -142,7 +241,8 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
                 let message = if let Some(m) = &a.member {
                     format!("No connection to member {m} is available")
                 } else if let Some(r) = a.role {
-                    format!("No connection to role {} is available", r.as_str())
+                    // Patroni formats the role with `!r`, which quotes it.
+                    format!("No connection to role '{}' is available", r.as_str())
                 } else {
                     "No connection is available".to_string()
                 };
@@ -180,7 +280,7 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
                 }
                 Err(e) => {
                     *guard = None;
-                    error_rows(format!("ERROR, SQLSTATE: {}", db_message(e)))
+                    error_rows(format!("ERROR, SQLSTATE: {}", db_message(e).replace('\n', " ")))
                 }
             },
         };
