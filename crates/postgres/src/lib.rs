@@ -67,3 +67,4 @@ pub use postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, Sto
 pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
 pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
 pub use settings::{ProcessState, ReplicaMethod, Role, Settings};
+pub use tls::connect_with_sslmode;

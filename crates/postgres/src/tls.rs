@@ -126,6 +126,33 @@ pub(crate) fn client_config(params: &ConnParams) -> Result<(SslMode, Option<Arc<
     Ok((ssl_mode, Some(Arc::new(config))))
 }
 
+/// Connects with `config` and TLS as libpq's `sslmode` (and `sslrootcert`, `sslcert`, `sslkey`) in `ssl` ask for,
+/// `prefer` when unset: what an ad-hoc client (patronictl query) gets from psycopg2. The outer error is a bad TLS
+/// setting, the inner one the connection attempt's, kept whole so the caller can word it as libpq does.
+pub async fn connect_with_sslmode(
+    config: &tokio_postgres::Config,
+    ssl: &ConnParams,
+) -> Result<std::result::Result<tokio_postgres::Client, tokio_postgres::Error>> {
+    let (mode, tls) = client_config(ssl)?;
+    let mut config = config.clone();
+    config.ssl_mode(mode);
+    let connected = match tls {
+        Some(tls) => config.connect(MakeRustls(tls)).await.map(|(client, conn)| {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }),
+        None => config.connect(tokio_postgres::NoTls).await.map(|(client, conn)| {
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }),
+    };
+    Ok(connected)
+}
+
 /// tokio-postgres connector over rustls.
 #[derive(Clone)]
 pub(crate) struct MakeRustls(pub Arc<ClientConfig>);

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{any_member, get_cluster, timestamp};
 use crate::cli::Role;
@@ -100,17 +100,22 @@ async fn connect_like_libpq(cfg: &tokio_postgres::Config, host: &str, port: u16)
             Err(e) => return Err(format!("could not translate host name \"{host}\" to address: {}\n", io_text(&e))),
         },
     };
+    // psycopg2 leaves TLS to libpq: sslmode `prefer` (TLS when the server offers it) unless PGSSLMODE and friends
+    // say otherwise.
+    let mut ssl = patroni_postgres::ConnParams::new().with("host", host);
+    for (var, key) in
+        [("PGSSLMODE", "sslmode"), ("PGSSLROOTCERT", "sslrootcert"), ("PGSSLCERT", "sslcert"), ("PGSSLKEY", "sslkey")]
+    {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            ssl = ssl.with(key, &v);
+        }
+    }
     let mut message = String::new();
     for ip in addrs {
         let mut cfg = cfg.clone();
         cfg.hostaddr(ip);
-        match cfg.connect(NoTls).await {
-            Ok((client, conn)) => {
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                return Ok(client);
-            }
+        match patroni_postgres::connect_with_sslmode(&cfg, &ssl).await.map_err(|e| e.to_string())? {
+            Ok(client) => return Ok(client),
             Err(e) => {
                 let at = if literal.is_some() { String::new() } else { format!(" ({ip})") };
                 message.push_str(&format!(
