@@ -18,7 +18,7 @@ pub async fn fetch(
 ) -> Vec<PeerStatus> {
     let calls = members.into_iter().map(|(name, url)| async move {
         let reply = match url {
-            Some(url) => get_status(http, &url, timeout).await,
+            Some(url) => get_status(http, &name, &url, timeout).await,
             None => None,
         };
         PeerStatus { name, reply }
@@ -26,11 +26,34 @@ pub async fn fetch(
     join_all(calls).await
 }
 
-async fn get_status(http: &reqwest::Client, url: &str, timeout: Duration) -> Option<PeerReply> {
-    let resp = http.get(url).timeout(timeout).send().await.ok()?;
-    // Health endpoints answer 503 with the same body; any parseable status is an answer.
-    let body: Value = resp.json().await.ok()?;
-    parse_status(&body)
+/// Logs each answer and each failure in Patroni's words: a peer silently left out of a leader race (a TLS or
+/// authentication problem between members, say) is otherwise invisible to the DBA.
+async fn get_status(http: &reqwest::Client, name: &str, url: &str, timeout: Duration) -> Option<PeerReply> {
+    let answer = async { http.get(url).timeout(timeout).send().await?.text().await };
+    match answer.await {
+        Ok(text) => {
+            tracing::info!("Got response from {name} {url}: {text}");
+            // Health endpoints answer 503 with the same body; any parseable status is an answer.
+            let body: Value = serde_json::from_str(&text).ok()?;
+            parse_status(&body)
+        }
+        Err(e) => {
+            tracing::warn!("Request failed to {name}: GET {url} ({})", error_chain(&e));
+            None
+        }
+    }
+}
+
+/// `e` and its causes: reqwest's own text alone ("error sending request") hides the TLS alert or refusal.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Reads the fields of a `/patroni` answer that the leader race compares.

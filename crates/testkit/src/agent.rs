@@ -82,6 +82,7 @@ pub struct AgentOptions {
     args: Vec<String>,
     env: Vec<(String, String)>,
     unprivileged: bool,
+    https_identity: Option<String>,
 }
 
 impl AgentOptions {
@@ -109,6 +110,18 @@ impl AgentOptions {
         self
     }
 
+    /// The REST API serves https (the config must set `restapi.certfile` etc.); the helpers ([`AgentProcess::get`],
+    /// [`AgentProcess::request`], [`AgentProcess::wait_for_api`]) then present `identity_pem` (certificate
+    /// followed by its key, as [`crate::TestCerts::client_identity_pem`]) as client certificate.
+    ///
+    /// They do not verify the agent's certificate: reqwest refuses a `CA:TRUE` certificate as a server
+    /// certificate (the `openssl req -x509` one most such tests use), and these helpers only drive the test.
+    /// The verification under test is the one the agents and `patronictl` do.
+    pub fn https(mut self, identity_pem: impl Into<String>) -> Self {
+        self.https_identity = Some(identity_pem.into());
+        self
+    }
+
     /// Keep the current user even when root (for tests of the agent's own refusal to run as root).
     pub fn as_current_user(mut self) -> Self {
         self.unprivileged = false;
@@ -132,15 +145,19 @@ impl AgentOptions {
             Some(template) => Some(dir.write_file("patroni.yml", template(&context), 0o600)?),
             None => None,
         };
-        let http = reqwest::Client::builder().no_proxy().timeout(HTTP_TIMEOUT).build()?;
+        let mut http = reqwest::Client::builder().no_proxy().timeout(HTTP_TIMEOUT);
+        if let Some(pem) = &self.https_identity {
+            http = http.identity(reqwest::Identity::from_pem(pem.as_bytes())?).danger_accept_invalid_certs(true);
+        }
         let mut agent = AgentProcess {
+            https: self.https_identity.is_some(),
+            http: http.build()?,
             context,
             binary,
             config_path,
             args: self.args,
             env: self.env,
             unprivileged: self.unprivileged,
-            http,
             process: None,
             previous: Vec::new(),
             dir,
@@ -159,6 +176,8 @@ pub struct AgentProcess {
     args: Vec<String>,
     env: Vec<(String, String)>,
     unprivileged: bool,
+    /// Whether the REST API is served over https ([`AgentOptions::https`]).
+    https: bool,
     http: reqwest::Client,
     process: Option<Supervised>,
     /// Earlier runs (before [`AgentProcess::restart`]). Their process groups are killed only on drop: whatever an
@@ -188,6 +207,7 @@ impl AgentProcess {
             args: Vec::new(),
             env: Vec::new(),
             unprivileged: true,
+            https_identity: None,
         }
     }
 
@@ -244,9 +264,10 @@ impl AgentProcess {
         std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
-    /// `http://127.0.0.1:<api_port>`.
+    /// `http://127.0.0.1:<api_port>` (`https://` with [`AgentOptions::https`]).
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.context.api_port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.context.api_port)
     }
 
     pub fn pid(&self) -> Option<u32> {

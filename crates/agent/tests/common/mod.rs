@@ -6,10 +6,10 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use patroni_testkit::{pg_bin_dir, wait_until, AgentProcess, EtcdServer, UnprivilegedCommand};
+use patroni_testkit::{pg_bin_dir, wait_until, AgentProcess, EtcdServer, TestCerts, UnprivilegedCommand};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 pub const TTL: u64 = 20;
@@ -41,6 +41,11 @@ pub struct Options {
     /// Extra `postgresql` entries for every member, one line each, indented as inside the section
     /// (e.g. `callbacks: {on_role_change: "true"}`).
     pub postgresql_extra: Vec<String>,
+    /// TLS everywhere with one `openssl req -x509` certificate ([`TestCerts::openssl_self_signed`], CA:TRUE) as
+    /// CA, server and client certificate: etcd over https with client certificates, the REST API over https
+    /// with `verify_client: required`, the agents calling their peers with it (`ctl` section), PostgreSQL with
+    /// `ssl: on` and replication allowed over TLS only, members connecting with `sslmode: verify-ca`.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -53,6 +58,7 @@ impl Default for Options {
             data_dirs: Vec::new(),
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -67,18 +73,39 @@ pub fn name(i: usize) -> String {
     format!("pg{i}")
 }
 
-fn config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext, o: &Options, i: usize) -> String {
+fn config(
+    etcd: &str,
+    bin: &str,
+    name: &str,
+    ctx: &patroni_testkit::AgentContext,
+    o: &Options,
+    i: usize,
+    certs: Option<&TestCerts>,
+) -> String {
     let data_dir = o.data_dirs.get(i).cloned().flatten().unwrap_or_else(|| ctx.data_dir());
     let extra: String = o.dcs_extra.iter().map(|l| format!("    {l}\n")).collect();
     let tags = o.tags.get(i).cloned().flatten().unwrap_or_else(|| "{}".to_string());
     let restapi: String = o.restapi_extra.iter().map(|l| format!("  {l}\n")).collect();
     let postgresql: String = o.postgresql_extra.iter().map(|l| format!("  {l}\n")).collect();
+    let (restapi, etcd3, postgresql) = match certs {
+        None => (
+            ctx.restapi_yaml() + &restapi,
+            format!("etcd3:\n  hosts: {etcd}\n"),
+            ctx.postgresql_yaml(bin, &data_dir) + &postgresql,
+        ),
+        Some(certs) => {
+            let (cert, key) = copy_certs(certs, &ctx.dir);
+            (
+                tls_restapi_yaml(ctx, &cert, &key) + &restapi,
+                format!("etcd3:\n  hosts: {etcd}\n  protocol: https\n  cacert: {cert}\n  cert: {cert}\n  key: {key}\n"),
+                tls_postgresql_yaml(ctx, bin, &data_dir, &cert, &key) + &postgresql,
+            )
+        }
+    };
     format!(
         r#"scope: {SCOPE}
 name: {name}
-{restapi}etcd3:
-  hosts: {etcd}
-bootstrap:
+{restapi}{etcd3}bootstrap:
   dcs:
     ttl: {TTL}
     loop_wait: {loop_wait}
@@ -92,9 +119,70 @@ bootstrap:
   - data-checksums
 {postgresql}tags: {tags}
 "#,
-        restapi = ctx.restapi_yaml() + &restapi,
-        postgresql = ctx.postgresql_yaml(bin, &data_dir) + &postgresql,
         loop_wait = o.loop_wait,
+    )
+}
+
+/// Copies the certificate and its key into `<agent dir>/tls` for the agent and its PostgreSQL, which run as the
+/// unprivileged user: PostgreSQL and libpq refuse a key file that user does not own or that others may read, and
+/// the certificates' own directory (etcd's) need not be reachable for it. Returns (certificate, key) paths.
+fn copy_certs(certs: &TestCerts, agent_dir: &Path) -> (String, String) {
+    let dir = agent_dir.join("tls");
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    patroni_testkit::give_to_unprivileged(&dir).expect("tls dir owner");
+    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    patroni_testkit::write_file(&cert, &read(&certs.server_cert), 0o644).expect("cert.pem");
+    patroni_testkit::write_file(&key, &read(&certs.server_key), 0o600).expect("key.pem");
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// The `restapi` and `ctl` sections over TLS: https with the client certificate required, and peers (leader races,
+/// switchover checks) called with the same certificate, as Patroni agents authenticate to each other.
+fn tls_restapi_yaml(ctx: &patroni_testkit::AgentContext, cert: &str, key: &str) -> String {
+    format!(
+        "{restapi}  certfile: {cert}\n  keyfile: {key}\n  cafile: {cert}\n  verify_client: required\n\
+         ctl:\n  certfile: {cert}\n  keyfile: {key}\n  cacert: {cert}\n",
+        restapi = ctx.restapi_yaml()
+    )
+}
+
+/// [`patroni_testkit::AgentContext::postgresql_yaml`] with TLS: the server presents the certificate, replication
+/// connections without TLS are rejected, and members connect to each other (replication, rewind) verifying the
+/// server against the same certificate as CA and presenting it as client certificate.
+fn tls_postgresql_yaml(
+    ctx: &patroni_testkit::AgentContext,
+    bin: &str,
+    data_dir: &Path,
+    cert: &str,
+    key: &str,
+) -> String {
+    let dir = ctx.dir.display();
+    let ssl = format!("sslmode: verify-ca, sslrootcert: {cert}, sslcert: {cert}, sslkey: {key}");
+    format!(
+        r#"postgresql:
+  listen: 127.0.0.1:{pg}
+  connect_address: 127.0.0.1:{pg}
+  data_dir: {data}
+  bin_dir: {bin}
+  pgpass: {dir}/pgpass
+  authentication:
+    superuser: {{username: postgres, password: {PASSWORD}, {ssl}}}
+    replication: {{username: replicator, password: rep-pass, {ssl}}}
+  parameters:
+    unix_socket_directories: {dir}
+    ssl: "on"
+    ssl_cert_file: {cert}
+    ssl_key_file: {key}
+    ssl_ca_file: {cert}
+  pg_hba:
+  - local all all trust
+  - hostnossl replication all 127.0.0.1/32 reject
+  - hostssl replication replicator 127.0.0.1/32 md5
+  - host all all 127.0.0.1/32 md5
+"#,
+        pg = ctx.pg_port,
+        data = data_dir.display(),
     )
 }
 
@@ -108,7 +196,11 @@ impl Cluster {
     /// [`Cluster::start`]; `wait_replicas: false` stops after the primary (for tests that check whom each replica
     /// streams from themselves).
     pub async fn start_with(o: Options, wait_replicas: bool) -> Cluster {
-        let etcd = EtcdServer::start().await.expect("etcd starts");
+        let etcd = if o.tls {
+            EtcdServer::builder().openssl_self_signed().start().await.expect("etcd starts with TLS")
+        } else {
+            EtcdServer::start().await.expect("etcd starts")
+        };
         let mut cluster = Cluster { nodes: Vec::new(), etcd, options: o.clone() };
         for i in 0..o.members {
             let agent = cluster.spawn(i, &o);
@@ -130,11 +222,21 @@ impl Cluster {
     pub fn spawn(&self, i: usize, o: &Options) -> AgentProcess {
         let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
         let (endpoint, opts, n) = (self.etcd.endpoint(), o.clone(), name(i));
-        AgentProcess::builder(env!("CARGO_BIN_EXE_patroni"))
-            .name(n.clone())
-            .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i))
+        let certs = self.certs().cloned();
+        let mut builder = AgentProcess::builder(env!("CARGO_BIN_EXE_patroni")).name(n.clone());
+        if let Some(c) = &certs {
+            builder = builder.https(c.client_identity_pem());
+        }
+        builder
+            .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i, certs.as_ref()))
             .start()
             .expect("agent starts")
+    }
+
+    /// The one certificate (and key) of everything when started with [`Options::tls`]: etcd's, copied to every
+    /// agent.
+    pub fn certs(&self) -> Option<&TestCerts> {
+        self.etcd.certs()
     }
 
     /// The options the cluster was started with.
