@@ -117,6 +117,18 @@ async fn tls_everywhere_with_one_openssl_self_signed_certificate() {
     assert_eq!(listed.iter().filter(|m| m["Role"] == "Leader").count(), 1, "{listed:?}");
     assert!(listed.iter().any(|m| m["Role"] == "Leader" && m["Member"] == name(p).as_str()), "{listed:?}");
 
+    // patronictl query talks to PostgreSQL as psycopg2 does: TLS when the server offers it (sslmode prefer).
+    let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let out = Command::new(patronictl())
+        .arg("-c")
+        .arg(&config)
+        .args(["query", SCOPE, "-m", &name(p), "-U", "postgres", "-d", "postgres", "--format", "tsv", "-c", sql])
+        .env("PGPASSWORD", patroni_testkit::SUPERUSER_PASSWORD)
+        .output()
+        .expect("patronictl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && text.lines().nth(1) == Some("True"), "query over TLS: {text}");
+
     // Switchover to a named candidate through patronictl: it posts to the leader over mutual TLS, and the leader
     // asks the candidate (GET /patroni) the same way.
     let x = replicas[0];
