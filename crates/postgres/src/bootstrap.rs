@@ -399,8 +399,14 @@ impl Postgres {
                         return Ok(());
                     }
                 }
-                // The server answered and refused us (authentication, missing database): waiting won't help.
-                Err(Error::Db(e)) if e.as_db_error().is_some() => return Err(Error::Db(e)),
+                // The server answered and refused us (authentication, missing database): waiting won't help. Still
+                // recovering without hot standby it refuses everyone for now (57P03): that is the wait.
+                Err(Error::Db(e))
+                    if e.as_db_error().is_some()
+                        && e.code() != Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW) =>
+                {
+                    return Err(Error::Db(e))
+                }
                 Err(_) => {}
             }
             if tokio::time::Instant::now() >= deadline {

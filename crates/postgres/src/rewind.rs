@@ -371,6 +371,27 @@ impl Postgres {
         cmd.run().await.map(|_| ())
     }
 
+    /// pg_rewind makes the leader's WAL *insert* position our minimum recovery point, but the leader streams only
+    /// what it has flushed, and an idle leader can leave its last records (a running-xacts snapshot) unflushed for
+    /// seconds: the rewound standby then refuses connections until the leader happens to write again (18 s seen).
+    /// A checkpoint flushes them. Best effort, as the superuser; without it the standby just gets there later.
+    async fn flush_leader_wal(&self, leader: &ConnParams) {
+        let p = ConnParams::for_role(
+            leader.get("host").unwrap_or(""),
+            leader.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432),
+            leader.get("dbname").unwrap_or(&self.settings.database),
+            &self.settings.superuser,
+        )
+        .with("target_session_attrs", "read-write");
+        let flushed = match Db::connect(&p, self.settings.query_timeout).await {
+            Ok(db) => db.checkpoint().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            tracing::warn!("could not run a checkpoint on the leader after pg_rewind: {e}");
+        }
+    }
+
     /// pg_rewind reads the source's timeline from its pg_control, which a promoted leader updates only at its
     /// first checkpoint.
     async fn wait_leader_checkpoint(&self, leader: &ConnParams) -> Result<()> {
@@ -426,6 +447,7 @@ impl Postgres {
         match self.pg_rewind(leader).await {
             Ok(()) => {
                 self.files.restore_backups()?;
+                self.flush_leader_wal(leader).await;
                 Ok(RewindOutcome::Rewound)
             }
             Err(e) => {
