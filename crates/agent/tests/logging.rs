@@ -1,7 +1,7 @@
 //! The agent's logging, tested through scoped subscribers (the global one can be set only once per process).
 
-#[allow(dead_code)]
-#[path = "../src/logging.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../src/logging/mod.rs"]
 mod logging;
 
 use std::io::Write;
