@@ -39,10 +39,8 @@
 //!   (names containing `::` are used as they are). The most specific matching name wins, the root `level`
 //!   applies to the rest — as Python's logger hierarchy does. `log`-crate records (rustls, tokio-postgres) are
 //!   filtered by their own target.
-//! * **Heartbeat.** The HA loop calls [`heartbeat`] for its every-loop status line and may call
-//!   [`heartbeat_detail`] for the `Lock owner: ...; I am ...` line before it. When the root level is INFO or
-//!   higher, a detail line is held back and dropped if the next INFO-or-higher record is a heartbeat (shown before
-//!   it otherwise), and, with `deduplicate_heartbeat_logs`, a heartbeat equal to the previous heartbeat is dropped
+//! * **Heartbeat.** The HA loop calls [`heartbeat`] for its every-loop status line. When the root level is INFO
+//!   or higher and `deduplicate_heartbeat_logs` is set, a heartbeat equal to the previous heartbeat is dropped
 //!   unless an INFO-or-higher record came in between. At DEBUG every line is shown. Other records are unaffected.
 //! * **Queue.** `max_queue_size` (default 1000; 0 = unbounded, as Python's `Queue(0)`) bounds the queue. When it is
 //!   full the record is dropped and counted, exactly as Patroni's `QueueHandler` does with `put_nowait`, and the
@@ -90,7 +88,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use heartbeat::{heartbeat, heartbeat_detail};
+pub use heartbeat::heartbeat;
 pub use levels::python_logger_targets;
 
 use heartbeat::Kind;
@@ -110,12 +108,10 @@ pub const DEFAULT_FILE_SIZE: u64 = 25_000_000;
 pub const DEFAULT_FILE_NUM: u32 = 4;
 /// Default `log.max_queue_size`.
 pub const DEFAULT_MAX_QUEUE_SIZE: u64 = 1000;
-/// The target of [`heartbeat`] and [`heartbeat_detail`] records (Python's `patroni.ha` logger).
+/// The target of [`heartbeat`] records (Python's `patroni.ha` logger).
 pub const HEARTBEAT_TARGET: &str = "patroni_ha";
 /// Field marking a [`heartbeat`] record.
 pub const HEARTBEAT_FIELD: &str = "patroni_heartbeat";
-/// Field marking a [`heartbeat_detail`] record.
-pub const HEARTBEAT_DETAIL_FIELD: &str = "patroni_heartbeat_detail";
 /// An `error!` event with `critical = true` is logged as CRITICAL.
 pub const CRITICAL_FIELD: &str = "critical";
 /// An event field shown like a Python traceback (see the module documentation).
@@ -209,13 +205,7 @@ where
         if levelno < threshold {
             return;
         }
-        let kind = if f.heartbeat {
-            Kind::Heartbeat
-        } else if f.detail {
-            Kind::Detail
-        } else {
-            Kind::Normal
-        };
+        let kind = if f.heartbeat { Kind::Heartbeat } else { Kind::Normal };
         let span = ctx.event_span(event);
         let rec = Record {
             time: Local::now(),

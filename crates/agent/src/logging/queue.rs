@@ -165,11 +165,8 @@ impl Shared {
         let mut report_lost = 0;
         {
             let mut q = lock(&self.queue);
-            let Some((held, line)) = q.heartbeats.admit(settings, kind, levelno, line, message) else {
+            if !q.heartbeats.admit(settings, kind, levelno, message) {
                 return;
-            };
-            if let Some(held) = held {
-                self.push(&mut q, held, &mut direct);
             }
             if self.push(&mut q, line, &mut direct) && q.lost > 0 {
                 report_lost = std::mem::take(&mut q.lost);

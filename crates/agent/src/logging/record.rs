@@ -12,7 +12,7 @@ use tracing::field::{Field, Visit};
 
 use super::format::Val;
 use super::levels::level_name;
-use super::{CRITICAL_FIELD, HEARTBEAT_DETAIL_FIELD, HEARTBEAT_FIELD, TRACEBACK_FIELD};
+use super::{CRITICAL_FIELD, HEARTBEAT_FIELD, TRACEBACK_FIELD};
 
 pub(super) fn start_instant() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -98,7 +98,6 @@ pub(super) struct Fields {
     pub(super) message: String,
     pub(super) extras: Vec<(String, Val<'static>)>,
     pub(super) heartbeat: bool,
-    pub(super) detail: bool,
     pub(super) critical: bool,
     pub(super) traceback: Option<String>,
     pub(super) log_target: Option<String>,
@@ -118,7 +117,6 @@ impl Fields {
         match name {
             "message" => self.message = text(v),
             HEARTBEAT_FIELD => self.heartbeat = truthy(&v),
-            HEARTBEAT_DETAIL_FIELD => self.detail = truthy(&v),
             CRITICAL_FIELD => self.critical = truthy(&v),
             TRACEBACK_FIELD => self.traceback = Some(text(v)),
             "log.target" => self.log_target = Some(text(v)),
