@@ -124,9 +124,10 @@ const SELF_TARGET: &str = "patroni_agent::logging";
 // Errors
 
 /// Why logging could not be set up or changed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
     /// The log file could not be opened (or its mode set).
+    #[error("cannot open log file {}: {source}", .path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -134,30 +135,11 @@ pub enum LoggingError {
         source: io::Error,
     },
     /// The writer thread could not be started.
-    Thread(io::Error),
+    #[error("cannot start the log writer thread: {0}")]
+    Thread(#[source] io::Error),
     /// A global subscriber (or `log` logger) was already installed.
+    #[error("logging is already initialized: {0}")]
     AlreadyInitialized(String),
-}
-
-impl fmt::Display for LoggingError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Open { path, source } => {
-                write!(f, "cannot open log file {}: {source}", path.display())
-            }
-            Self::Thread(e) => write!(f, "cannot start the log writer thread: {e}"),
-            Self::AlreadyInitialized(e) => write!(f, "logging is already initialized: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for LoggingError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Open { source, .. } | Self::Thread(source) => Some(source),
-            Self::AlreadyInitialized(_) => None,
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
