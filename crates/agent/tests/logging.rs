@@ -1,7 +1,7 @@
 //! The agent's logging, tested through scoped subscribers (the global one can be set only once per process).
 
-#[allow(dead_code)]
-#[path = "../src/logging.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../src/logging/mod.rs"]
 mod logging;
 
 use std::io::Write;
@@ -267,14 +267,12 @@ fn heartbeat_deduplication() {
     };
     let lines = capture(&config, || {
         for _ in 0..3 {
-            logging::heartbeat_detail("Lock owner: pg1; I am pg1");
             logging::heartbeat("no action. I am (pg1), the leader with the lock");
         }
         tracing::debug!("debug chatter does not matter");
         logging::heartbeat("no action. I am (pg1), the leader with the lock");
         tracing::info!("something happened");
         logging::heartbeat("no action. I am (pg1), the leader with the lock");
-        logging::heartbeat_detail("Lock owner: pg1; I am pg1");
         tracing::info!("promoted");
         logging::heartbeat("PAUSE: no action. I am (pg1), the leader with the lock");
         logging::heartbeat("PAUSE: no action. I am (pg1), the leader with the lock");
@@ -285,7 +283,6 @@ fn heartbeat_deduplication() {
             "no action. I am (pg1), the leader with the lock",
             "something happened",
             "no action. I am (pg1), the leader with the lock",
-            "Lock owner: pg1; I am pg1",
             "promoted",
             "PAUSE: no action. I am (pg1), the leader with the lock",
         ]
@@ -296,7 +293,6 @@ fn heartbeat_deduplication() {
 fn heartbeats_repeat_without_deduplication_and_at_debug() {
     let config = LogConfig { format: Some(json!("%(message)s")), ..LogConfig::default() };
     let lines = capture(&config, || {
-        logging::heartbeat_detail("Lock owner: pg1; I am pg2");
         logging::heartbeat("no action. following");
         logging::heartbeat("no action. following");
     });
@@ -309,11 +305,10 @@ fn heartbeats_repeat_without_deduplication_and_at_debug() {
         ..LogConfig::default()
     };
     let lines = capture(&config, || {
-        logging::heartbeat_detail("Lock owner: pg1; I am pg2");
         logging::heartbeat("no action. following");
         logging::heartbeat("no action. following");
     });
-    assert_eq!(lines, ["Lock owner: pg1; I am pg2", "no action. following", "no action. following"]);
+    assert_eq!(lines, ["no action. following", "no action. following"]);
 }
 
 #[test]
