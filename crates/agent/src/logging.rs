@@ -590,8 +590,8 @@ impl Settings {
                         set(rename(k), v.to_json());
                     }
                 }
-                let mut out = String::with_capacity(128);
-                write_py_json_object(&mut out, obj.iter().map(|(k, v)| (k.as_str(), v)));
+                let obj: serde_json::Map<String, Value> = obj.into_iter().collect();
+                let mut out = patroni_pycompat::json_dumps(&obj);
                 out.push('\n');
                 out
             }
@@ -769,7 +769,7 @@ impl Val<'_> {
         match self {
             Val::Str(s) => Cow::Borrowed(s),
             Val::Int(n) => n.to_string().into(),
-            Val::Float(f) => py_float(*f).into(),
+            Val::Float(f) => patroni_pycompat::float_repr(*f).into(),
             Val::Bool(true) => "True".into(),
             Val::Bool(false) => "False".into(),
             Val::None => "None".into(),
@@ -779,7 +779,7 @@ impl Val<'_> {
     /// Python's `repr()`.
     fn py_repr(&self) -> Cow<'_, str> {
         match self {
-            Val::Str(s) => py_str_repr(s).into(),
+            Val::Str(s) => patroni_pycompat::str_repr(s).into(),
             other => other.py_str(),
         }
     }
@@ -828,64 +828,6 @@ impl Val<'_> {
             Val::Bool(b) => Some(f64::from(u8::from(*b))),
             _ => None,
         }
-    }
-}
-
-fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, positional between 1e-4 and 1e16.
-fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    let sign = if x.is_sign_negative() { "-" } else { "" };
-    if x == 0.0 {
-        return format!("{sign}0.0");
-    }
-    let sci = format!("{:e}", x.abs());
-    let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    if (-4..16).contains(&exp) {
-        if exp >= 0 {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                format!("{sign}{digits}{}.0", "0".repeat(int_len - digits.len()))
-            } else {
-                format!("{sign}{}.{}", &digits[..int_len], &digits[int_len..])
-            }
-        } else {
-            format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        }
-    } else {
-        let m = if digits.len() == 1 { digits } else { format!("{}.{}", &digits[..1], &digits[1..]) };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{m}e{esign}{:02}", exp.abs())
     }
 }
 
@@ -1051,77 +993,6 @@ fn compile_datefmt(fmt: &str) -> Option<Vec<Item<'static>>> {
         }
     }
     StrftimeItems::new(&s).parse_to_owned().ok()
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Python-style JSON
-
-fn write_py_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-fn write_py_json(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => {
-                let _ = write!(out, "{i}");
-            }
-            (None, Some(u), _) => {
-                let _ = write!(out, "{u}");
-            }
-            (None, None, Some(f)) => out.push_str(&py_float(f)),
-            _ => {
-                let _ = write!(out, "{n}");
-            }
-        },
-        Value::String(s) => write_py_json_str(out, s),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(out, x);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => write_py_json_object(out, m.iter().map(|(k, v)| (k.as_str(), v))),
-    }
-}
-
-fn write_py_json_object<'a>(out: &mut String, entries: impl Iterator<Item = (&'a str, &'a Value)>) {
-    out.push('{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_py_json_str(out, k);
-        out.push_str(": ");
-        write_py_json(out, v);
-    }
-    out.push('}');
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1885,23 +1756,6 @@ mod tests {
         );
         let rec = Record { extras: &extras, ..rec };
         assert_eq!(line_of(&rec, "%(member)s: %(message)s", None), "pg1: hello world member=pg1\n");
-    }
-
-    #[test]
-    fn python_float_repr() {
-        assert_eq!(py_float(1704110400.123456), "1704110400.123456");
-        assert_eq!(py_float(123.0), "123.0");
-        assert_eq!(py_float(1e16), "1e+16");
-        assert_eq!(py_float(1.5e-5), "1.5e-05");
-        assert_eq!(py_float(0.0001), "0.0001");
-        assert_eq!(py_float(-2.5), "-2.5");
-    }
-
-    #[test]
-    fn json_like_python() {
-        let mut s = String::new();
-        write_py_json(&mut s, &serde_json::json!({"a": [1, 2.5, "é\n"], "b": null, "c": true}));
-        assert_eq!(s, r#"{"a": [1, 2.5, "\u00e9\n"], "b": null, "c": true}"#);
     }
 
     #[test]

@@ -354,11 +354,13 @@ impl Postgres {
             .timeout(LONG_STEP);
         // pg_rewind reads restore_command from the configuration files as they are now (a former primary's have
         // none even when recovery_conf sets one), and refuses --restore-target-wal without it.
-        let has_restore = self.version.0 >= 130000
-            && self.guc_value("restore_command").await.is_some_and(|v| !v.is_empty());
+        let has_restore =
+            self.version.0 >= 130000 && self.guc_value("restore_command").await.is_some_and(|v| !v.is_empty());
         if has_restore {
             cmd = cmd.arg("--restore-target-wal");
-            if self.version.0 >= 150000 && self.files.postgresql_conf().parent() != Some(self.settings.data_dir.as_path()) {
+            if self.version.0 >= 150000
+                && self.files.postgresql_conf().parent() != Some(self.settings.data_dir.as_path())
+            {
                 // Before 15 pg_rewind only read postgresql.conf inside the data directory.
                 cmd = cmd.arg(format!("--config-file={}", self.files.postgresql_conf().display()));
             }

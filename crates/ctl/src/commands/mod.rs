@@ -274,10 +274,7 @@ pub(crate) fn parse_scheduled(s: Option<&str>) -> CtlResult<Option<DateTime<Fixe
     Err(bad())
 }
 
-/// Python's `datetime.isoformat()`.
-pub(crate) fn isoformat(t: &DateTime<FixedOffset>) -> String {
-    patroni_api::status::python_isoformat(t)
-}
+pub(crate) use patroni_pycompat::isoformat;
 
 #[cfg(test)]
 mod tests {
