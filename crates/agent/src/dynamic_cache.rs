@@ -74,7 +74,7 @@ impl DynamicCache {
             return;
         }
         let path = self.data_dir.join(FILE_NAME);
-        match write_atomically(&self.data_dir, &path, &patroni_api::pyjson::to_string(&value)) {
+        match write_atomically(&self.data_dir, &path, &patroni_pycompat::json_dumps(&value)) {
             Ok(()) => self.saved = Some(value),
             Err(e) => error!(traceback = %e, "Exception when saving file: {}", path.display()),
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use patroni_ha::{PeerReply, PeerStatus, Tags};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::member::Addresses;
 use crate::view::role_from_str;
@@ -65,11 +65,11 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     });
-    let tags = obj.get("tags").and_then(Value::as_object);
-    let tag_bool = |k: &str| tags.and_then(|t| t.get(k)).is_some_and(crate::peers::truthy);
-    let tag = |k: &str| tags.and_then(|t| t.get(k));
-    let (nofailover, failover_priority) = crate::view::priority_tags(tag("nofailover"), tag("failover_priority"));
-    let (nosync, _) = crate::view::priority_tags(tag("nosync"), tag("sync_priority"));
+    let no_tags = Map::new();
+    let tags = obj.get("tags").and_then(Value::as_object).unwrap_or(&no_tags);
+    // The same reading of tags as the member keys' (`Member::nofailover` and the others).
+    let (nofailover, failover_priority) = patroni_dcs::model::tags::nofailover(tags);
+    let (nosync, _) = patroni_dcs::model::tags::nosync(tags);
     Some(PeerReply {
         role: role_from_str(obj.get("role").and_then(Value::as_str)),
         running: obj.get("state").and_then(Value::as_str) == Some("running"),
@@ -79,21 +79,11 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
             nofailover,
             failover_priority,
             nosync,
-            replicatefrom: tags.and_then(|t| t.get("replicatefrom")).and_then(Value::as_str).map(str::to_owned),
-            clonefrom: tag_bool("clonefrom"),
-            nostream: tag_bool("nostream"),
+            replicatefrom: tags.get("replicatefrom").and_then(Value::as_str).map(str::to_owned),
+            clonefrom: patroni_dcs::model::tags::clonefrom(tags),
+            nostream: patroni_dcs::model::tags::nostream(tags),
         },
     })
-}
-
-/// Tag values as Patroni reads them: YAML/JSON true, or the strings it treats as true.
-pub fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "1"),
-        Value::Number(n) => n.as_i64().is_some_and(|n| n != 0),
-        _ => false,
-    }
 }
 
 /// `POST /failsafe` to every member: the primary may stay primary only if all of them accept.
@@ -155,6 +145,35 @@ mod tests {
         let r = parse_status(&body).unwrap();
         assert_eq!(r.role, PgRole::Primary);
         assert_eq!(r.lsn, Some(100));
+    }
+
+    /// Issue #15: `nofailover: "y"` was true in the member key but false in a peer's answer and in the REST
+    /// status, so the core and a peer's reply disagreed about the same member. Patroni reads it with `bool()`.
+    #[test]
+    fn a_tag_reads_the_same_in_the_member_key_the_peer_reply_and_the_rest_status() {
+        for (tags, nofailover) in [
+            (json!({"nofailover": "y"}), true),
+            (json!({"nofailover": "no"}), true),
+            (json!({"nofailover": ""}), false),
+            (json!({"nofailover": 0, "failover_priority": 2}), false),
+            (json!({"failover_priority": 0}), true),
+        ] {
+            let key = json!({"role": "replica", "state": "running", "tags": tags}).to_string();
+            let member = patroni_dcs::model::Member::from_value("pg2", 1, None, &key, "members/pg2", &mut Vec::new());
+            let core = crate::view::member_view(&member).tags;
+            let body = json!({"state": "running", "role": "replica", "tags": tags});
+            let peer = parse_status(&body).map(|r| r.tags);
+            let mut rest = patroni_api::NodeStatus::starting(
+                patroni_api::PatroniInfo { version: "4.1.4".into(), scope: "demo".into(), name: "pg2".into() },
+                std::time::SystemTime::now(),
+            );
+            rest.tags = tags.as_object().cloned().unwrap_or_default();
+            assert_eq!(core.nofailover, nofailover, "core view of {tags}");
+            assert_eq!(peer.as_ref().map(|t| t.nofailover), Some(nofailover), "peer reply {tags}");
+            assert_eq!(rest.nofailover(), nofailover, "REST status {tags}");
+            assert_eq!(member.nofailover(), nofailover, "member key {tags}");
+            assert_eq!(peer.map(|t| t.failover_priority), Some(core.failover_priority), "{tags}");
+        }
     }
 
     #[test]

@@ -353,7 +353,7 @@ impl<N: Node> Runtime<N> {
         let api = self.api.as_ref()?;
         let sr = api.schedule.lock().ok()?.clone()?;
         let mut m = sr.conditions.clone();
-        m.insert("schedule".into(), Value::from(patroni_api::status::python_isoformat(&sr.schedule)));
+        m.insert("schedule".into(), Value::from(patroni_pycompat::isoformat(&sr.schedule)));
         Some(Value::Object(m))
     }
 

@@ -2,7 +2,6 @@
 
 use patroni_dcs::{Cluster, Member};
 use patroni_ha::{ClusterView, FailoverRequest, MemberView, PgRole, SyncView, Tags, Time};
-use serde_json::Value;
 
 /// The HA core's view of one DCS snapshot.
 pub fn cluster_view(c: &Cluster) -> ClusterView {
@@ -39,35 +38,14 @@ pub fn member_view(m: &Member) -> MemberView {
 }
 
 fn member_tags(m: &Member) -> Tags {
-    let (nofailover, failover_priority) = priority_tags(m.tag("nofailover"), m.tag("failover_priority"));
-    let (nosync, _) = priority_tags(m.tag("nosync"), m.tag("sync_priority"));
     Tags {
-        nofailover,
-        failover_priority,
-        nosync,
+        nofailover: m.nofailover(),
+        failover_priority: m.failover_priority(),
+        nosync: m.nosync(),
         replicatefrom: m.replicatefrom().map(str::to_owned),
         clonefrom: m.clonefrom(),
         nostream: m.nostream(),
     }
-}
-
-/// A boolean tag and its priority (`nofailover`/`failover_priority`, `nosync`/`sync_priority`) of a member's
-/// published tags, by Patroni's rule: an explicit boolean decides (`nofailover: false` beside
-/// `failover_priority: 0` may be promoted); without it a priority of 0 or less turns it on. The priority is 0
-/// under the boolean, else as given (an integer or its string), else 1.
-pub fn priority_tags(flag: Option<&Value>, priority: Option<&Value>) -> (bool, i64) {
-    let flag = flag.filter(|v| !v.is_null()).map(crate::peers::truthy);
-    let priority = priority.and_then(|v| match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    });
-    let on = match flag {
-        Some(b) => b,
-        None => priority.is_some_and(|p| p <= 0),
-    };
-    let priority = if flag == Some(true) { 0 } else { priority.unwrap_or(1) };
-    (on, priority)
 }
 
 /// Roles as Patroni publishes them; "master" is what versions before 3.0 wrote.
@@ -96,24 +74,6 @@ pub fn local_tags(t: &patroni_config::Tags) -> Tags {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn member_tags_follow_patroni_rule() {
-        // (nofailover, failover_priority) as a member key gives them → (may not be promoted, priority).
-        let cases = [
-            (None, None, (false, 1)),
-            (Some(json!(true)), None, (true, 0)),
-            (None, Some(json!(0)), (true, 0)),
-            (None, Some(json!("2")), (false, 2)),
-            (Some(json!(true)), Some(json!("1")), (true, 0)),
-            // An explicit nofailover: false wins over priority 0: the member may be promoted.
-            (Some(json!(false)), Some(json!(0)), (false, 0)),
-            (Some(Value::Null), Some(json!(0)), (true, 0)),
-        ];
-        for (flag, priority, want) in cases {
-            assert_eq!(priority_tags(flag.as_ref(), priority.as_ref()), want, "{flag:?} {priority:?}");
-        }
-    }
 
     #[test]
     fn local_tags_let_explicit_nofailover_win() {

@@ -24,7 +24,7 @@ async fn wait_cache_matches_dcs(c: &Cluster, what: &str) -> Value {
     loop {
         let dcs = c.etcd.get(CONFIG_KEY).await.ok().flatten().and_then(|s| serde_json::from_str::<Value>(&s).ok());
         if let (Some(dcs), Some(text)) = (dcs, cache_text(c)) {
-            if text == patroni_api::pyjson::to_string(&dcs) {
+            if text == patroni_pycompat::json_dumps(&dcs) {
                 return dcs;
             }
         }

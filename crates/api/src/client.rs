@@ -159,7 +159,7 @@ impl MemberStatus {
 
     /// Tagged `nofailover`.
     pub fn nofailover(&self) -> bool {
-        self.tags.get("nofailover").is_some_and(crate::status::tag_is_true)
+        patroni_dcs::model::tags::nofailover(&self.tags).0
     }
 
     /// Why this member cannot be promoted (Patroni's wording), `None` when it can.

@@ -4,7 +4,7 @@
 //! The agent fills this from the DCS model; keeping it a plain struct here lets the API be
 //! tested without any DCS and keeps key names and JSON layouts of the DCS out of this crate.
 
-use crate::status::{python_isoformat, Timestamp};
+use crate::status::Timestamp;
 use serde_json::{Map, Value};
 
 /// A pending manual failover or switchover (the `/failover` key).
@@ -52,9 +52,9 @@ pub struct ClusterMember {
 }
 
 impl ClusterMember {
-    /// `nofailover` tag set to something true.
+    /// `nofailover` as Patroni reads a member's tags (`failover_priority` included).
     pub fn nofailover(&self) -> bool {
-        self.tags.as_ref().and_then(|t| t.get("nofailover")).is_some_and(crate::status::tag_is_true)
+        self.tags.as_ref().is_some_and(|t| patroni_dcs::model::tags::nofailover(t).0)
     }
 }
 
@@ -176,7 +176,7 @@ impl ClusterView {
         if let Some(f) = &self.failover {
             if let Some(at) = &f.scheduled_at {
                 let mut s = Map::new();
-                s.insert("at".into(), Value::from(python_isoformat(at)));
+                s.insert("at".into(), Value::from(patroni_pycompat::isoformat(at)));
                 if let Some(l) = f.leader.as_deref().filter(|s| !s.is_empty()) {
                     s.insert("from".into(), Value::from(l));
                 }

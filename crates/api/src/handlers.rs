@@ -8,11 +8,11 @@ use crate::control::{
     CancelSwitchover, FailoverAction, FailsafeReply,
 };
 use crate::health::{health_check, liveness, readiness, Query};
+use crate::metrics;
 use crate::model::check_dynamic_config;
 use crate::server::{Runtime, Shared};
 use crate::status::NodeStatus;
 use crate::tls::VerifyClient;
-use crate::{metrics, pyjson};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -58,7 +58,7 @@ impl Reply {
         Self {
             status,
             content_type: Some("application/json"),
-            body: Bytes::from(pyjson::to_string(value)),
+            body: Bytes::from(patroni_pycompat::json_dumps(value)),
             headers: Vec::new(),
         }
     }

@@ -38,7 +38,6 @@ mod handlers;
 pub mod health;
 pub mod metrics;
 pub mod model;
-pub mod pyjson;
 pub mod schedule;
 pub mod server;
 pub mod status;

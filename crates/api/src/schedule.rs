@@ -4,7 +4,7 @@
 //! `2023-04-14 20:27:00.5Z`; all of them are accepted here.
 
 use crate::status::Timestamp;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 
 /// Why a schedule was refused, with the status code and text Patroni answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,58 +38,10 @@ impl ScheduleError {
     }
 }
 
-fn parse_offset(s: &str) -> Option<FixedOffset> {
-    if s == "Z" || s == "z" {
-        return FixedOffset::east_opt(0);
-    }
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if !digits.chars().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    let (h, m) = match digits.len() {
-        2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
-        _ => return None,
-    };
-    if h > 23 || m > 59 {
-        return None;
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-fn parse_time(s: &str) -> Option<NaiveTime> {
-    ["%H:%M:%S%.f", "%H:%M:%S", "%H:%M", "%H%M%S", "%H%M"].iter().find_map(|f| NaiveTime::parse_from_str(s, f).ok())
-}
-
-/// Parses a timestamp; `Ok(None)`-free: a missing offset is its own error.
+/// Parses a timestamp; an offset is mandatory (its absence is its own error).
 pub fn parse_timestamp(input: &str) -> Result<Timestamp, ScheduleError> {
-    let s = input.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t);
-    }
-    let (date_part, rest) = match s.find(['T', 't', ' ']) {
-        Some(i) => (&s[..i], s[i + 1..].trim_start()),
-        None => (s, ""),
-    };
-    let date = NaiveDate::parse_from_str(date_part, "%Y-%m-%d").map_err(|_| ScheduleError::Unparsable)?;
-    // The offset starts at the first sign or `Z` after the time.
-    let tz_at = rest.find(['+', '-', 'Z', 'z']);
-    let (time_part, tz_part) = match tz_at {
-        Some(i) => (rest[..i].trim(), Some(rest[i..].trim())),
-        None => (rest.trim(), None),
-    };
-    let time =
-        if time_part.is_empty() { NaiveTime::MIN } else { parse_time(time_part).ok_or(ScheduleError::Unparsable)? };
-    let naive = NaiveDateTime::new(date, time);
-    let Some(tz) = tz_part else {
-        return Err(ScheduleError::NoTimezone);
-    };
-    let offset = parse_offset(tz).ok_or(ScheduleError::Unparsable)?;
+    let (naive, offset) = patroni_pycompat::parse_datetime(input).ok_or(ScheduleError::Unparsable)?;
+    let offset = offset.ok_or(ScheduleError::NoTimezone)?;
     naive.and_local_timezone(offset).single().ok_or(ScheduleError::Unparsable)
 }
 

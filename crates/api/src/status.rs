@@ -358,14 +358,14 @@ impl NodeStatus {
         self.cluster.as_ref().is_none_or(|c| c.leader.is_none())
     }
 
-    /// `noloadbalance` tag set (truthy the way Patroni reads tags).
+    /// `noloadbalance` tag set, read as Patroni reads tags (Python truthiness).
     pub fn noloadbalance(&self) -> bool {
-        self.tags.get("noloadbalance").is_some_and(tag_is_true)
+        patroni_dcs::model::tags::noloadbalance(&self.tags)
     }
 
-    /// `nofailover` tag set.
+    /// `nofailover`, read as Patroni reads tags (`failover_priority` included).
     pub fn nofailover(&self) -> bool {
-        self.tags.get("nofailover").is_some_and(tag_is_true)
+        patroni_dcs::model::tags::nofailover(&self.tags).0
     }
 
     /// The `/patroni` document (also the body of a health check answered with GET).
@@ -376,7 +376,7 @@ impl NodeStatus {
             Some(pg) => {
                 r.insert(
                     "postmaster_start_time".into(),
-                    pg.postmaster_start_time.map_or(Value::Null, |t| Value::from(python_str_datetime(&t))),
+                    pg.postmaster_start_time.map_or(Value::Null, |t| Value::from(patroni_pycompat::str_datetime(&t))),
                 );
                 r.insert("role".into(), Value::from(pg.role.as_str()));
                 r.insert("server_version".into(), Value::from(pg.server_version));
@@ -390,7 +390,7 @@ impl NodeStatus {
                         xlog.insert("replayed_location".into(), Value::from(*replayed_location));
                         xlog.insert(
                             "replayed_timestamp".into(),
-                            replayed_timestamp.map_or(Value::Null, |t| Value::from(python_str_datetime(&t))),
+                            replayed_timestamp.map_or(Value::Null, |t| Value::from(patroni_pycompat::str_datetime(&t))),
                         );
                         xlog.insert("paused".into(), Value::from(*paused));
                     }
@@ -445,7 +445,7 @@ impl NodeStatus {
             // Keys stay in the order the request gave them, `schedule` included.
             let mut m = sr.conditions.clone();
             m.shift_remove("postmaster_start_time");
-            m.insert("schedule".into(), Value::from(python_isoformat(&sr.schedule)));
+            m.insert("schedule".into(), Value::from(patroni_pycompat::isoformat(&sr.schedule)));
             r.insert("scheduled_restart".into(), Value::Object(m));
         }
         if self.watchdog_failed {
@@ -455,47 +455,9 @@ impl NodeStatus {
     }
 }
 
-/// Tags are truthy the way Patroni's `parse_bool` reads them (`true`, `on`, `yes`, `1`).
-pub fn tag_is_true(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => matches!(s.to_ascii_lowercase().as_str(), "on" | "true" | "yes" | "1"),
-        _ => false,
-    }
-}
-
-/// Python's `str(datetime)`: `2023-08-18 11:03:37.966359+00:00` (fraction only when non-zero).
-pub fn python_str_datetime(t: &Timestamp) -> String {
-    python_datetime(t, ' ')
-}
-
-/// Python's `datetime.isoformat()`: `2023-09-24T10:36:00+02:00`.
-pub fn python_isoformat(t: &Timestamp) -> String {
-    python_datetime(t, 'T')
-}
-
-fn python_datetime(t: &Timestamp, sep: char) -> String {
-    let micros = t.timestamp_subsec_micros();
-    let base = t.format("%Y-%m-%d").to_string() + &sep.to_string() + &t.format("%H:%M:%S").to_string();
-    let frac = if micros == 0 { String::new() } else { format!(".{micros:06}") };
-    format!("{base}{frac}{}", t.format("%:z"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn datetimes_print_like_python() {
-        let tz = FixedOffset::east_opt(0).unwrap();
-        let t = tz.with_ymd_and_hms(2023, 8, 18, 11, 3, 37).unwrap() + chrono::Duration::microseconds(966_359);
-        assert_eq!(python_str_datetime(&t), "2023-08-18 11:03:37.966359+00:00");
-        let tz2 = FixedOffset::east_opt(2 * 3600).unwrap();
-        let t2 = tz2.with_ymd_and_hms(2023, 9, 24, 10, 36, 0).unwrap();
-        assert_eq!(python_isoformat(&t2), "2023-09-24T10:36:00+02:00");
-    }
 
     #[test]
     fn state_indexes_are_stable() {
@@ -503,14 +465,5 @@ mod tests {
         assert_eq!(PostgresState::Running.index(), 5);
         assert_eq!(PostgresState::Crashed.index(), 14);
         assert_eq!(PostgresState::Unknown.index(), -1);
-    }
-
-    #[test]
-    fn tags_truthiness() {
-        assert!(tag_is_true(&Value::Bool(true)));
-        assert!(tag_is_true(&Value::from("on")));
-        assert!(tag_is_true(&Value::from("True")));
-        assert!(!tag_is_true(&Value::from("off")));
-        assert!(!tag_is_true(&Value::Null));
     }
 }

@@ -501,43 +501,12 @@ fn number(n: &Number) -> String {
     if f.is_infinite() {
         return if f > 0.0 { ".inf" } else { "-.inf" }.to_owned();
     }
-    let repr = python_float_repr(f);
+    let repr = patroni_pycompat::float_repr(f);
     if !repr.contains('.') && repr.contains('e') {
         repr.replacen('e', ".0e", 1)
     } else {
         repr
     }
-}
-
-/// Python's `repr(float)`: the shortest digits that read back, positional for exponents -4..16, else
-/// scientific with a signed exponent of at least two digits.
-fn python_float_repr(f: f64) -> String {
-    // `{:e}` gives the shortest round-trip digits too, e.g. `1.5e-5`, `-0e0`.
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let body = if (-4..16).contains(&exp) {
-        if exp >= 0 {
-            let point = exp as usize + 1;
-            if digits.len() > point {
-                format!("{}.{}", &digits[..point], &digits[point..])
-            } else {
-                format!("{digits}{}.0", "0".repeat(point - digits.len()))
-            }
-        } else {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        }
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
-        format!("{first}{frac}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs())
-    };
-    format!("{sign}{body}")
 }
 
 /// Whether PyYAML's implicit resolvers (`yaml.resolver.Resolver`) would read plain `s` as something other

@@ -38,15 +38,9 @@ fn round_mb(bytes: u64) -> u64 {
     }
 }
 
+/// Python's `bool()`, as patronictl tests values; a missing key is false.
 fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-    }
+    v.is_some_and(patroni_pycompat::py_bool)
 }
 
 fn text(v: Option<&Value>) -> String {

@@ -48,34 +48,7 @@ pub struct Table {
 }
 
 /// Python's `str()` of a JSON-ish value, as `tsv` output and table cells show it.
-pub fn py_str(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
-/// Python's `repr()` of lists and dicts (`{'a': 1}`), used when a structure lands in a cell.
-fn py_repr(v: &Value) -> String {
-    match v {
-        Value::String(s) => {
-            if s.contains('\'') && !s.contains('"') {
-                format!("\"{s}\"")
-            } else {
-                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-        }
-        Value::Array(a) => format!("[{}]", a.iter().map(py_repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => {
-            format!("{{{}}}", m.iter().map(|(k, v)| format!("'{k}': {}", py_repr(v))).collect::<Vec<_>>().join(", "))
-        }
-        other => py_str(other),
-    }
-}
+pub use patroni_pycompat::py_str;
 
 /// Renders `table` in `fmt`. Returns the text with a trailing newline (what `click.echo` prints).
 pub fn render(table: &Table, fmt: Format, delimiter: &str) -> String {
@@ -97,7 +70,7 @@ pub fn render(table: &Table, fmt: Format, delimiter: &str) -> String {
                 .collect();
             let list = Value::Array(elements);
             if fmt == Format::Json {
-                format!("{}\n", patroni_api::pyjson::to_string(&list))
+                format!("{}\n", patroni_pycompat::json_dumps(&list))
             } else {
                 // safe_dump ends with a newline and click.echo adds another.
                 let mut s = crate::yaml::format_config_for_editing(&list, false);

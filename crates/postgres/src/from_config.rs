@@ -13,26 +13,15 @@ use crate::conninfo::Credentials;
 use crate::error::{Error, Result};
 use crate::instance::{ReplicaMethod, Settings};
 use crate::parameters::{value_to_string, Parameters};
-
-/// How Patroni renders a scalar option for a script (`--keep_data=True`): Python's `str()`.
-fn python_str(v: &Value) -> String {
-    match v {
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Null => "None".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+// Options reach scripts as Patroni renders them, with Python's `str()` (`--keep_data=True`).
+use patroni_pycompat::py_str;
 
 /// A method of `create_replica_methods` works without a running member to copy from (`no_leader`), so a replica
 /// can be made while the cluster has no leader.
 pub fn replica_without_leader(pg: &PostgresqlConfig) -> bool {
     pg.replica_methods().iter().filter(|m| *m != "basebackup").any(|m| {
-        let options = pg
-            .replica_method(m)
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), python_str(v))).collect())
-            .unwrap_or_default();
+        let options =
+            pg.replica_method(m).map(|o| o.iter().map(|(k, v)| (k.clone(), py_str(v))).collect()).unwrap_or_default();
         ReplicaMethod::from_options(options).no_leader
     })
 }
@@ -125,7 +114,7 @@ impl Settings {
             }
             let options = pg
                 .replica_method(&method)
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), python_str(v))).collect())
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), py_str(v))).collect())
                 .unwrap_or_default();
             s.replica_methods.insert(method, ReplicaMethod::from_options(options));
         }
@@ -149,7 +138,7 @@ impl BootstrapSettings {
                     .get("command")
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::Config(format!("bootstrap.{name}.command is not set")))?;
-                let flag = |k: &str| cfg.get(k).is_some_and(|v| v.as_bool().unwrap_or_else(|| python_truthy(v)));
+                let flag = |k: &str| cfg.get(k).is_some_and(patroni_pycompat::py_bool);
                 let recovery_conf = cfg.get("recovery_conf").and_then(Value::as_object).map(|m| parameters(Some(m)));
                 let options = cfg
                     .iter()
@@ -164,7 +153,7 @@ impl BootstrapSettings {
                                 | "datadir"
                         )
                     })
-                    .map(|(k, v)| (k.clone(), python_str(v)))
+                    .map(|(k, v)| (k.clone(), py_str(v)))
                     .collect();
                 BootstrapMethod::Custom(CustomBootstrap {
                     command: command.to_string(),
@@ -189,17 +178,6 @@ impl BootstrapSettings {
             post_bootstrap: b.post_bootstrap_script().map(str::to_string),
             ..BootstrapSettings::initdb(Vec::new())
         })
-    }
-}
-
-fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 

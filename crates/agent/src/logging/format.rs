@@ -151,7 +151,7 @@ impl Val<'_> {
         match self {
             Val::Str(s) => Cow::Borrowed(s),
             Val::Int(n) => n.to_string().into(),
-            Val::Float(f) => py_float(*f).into(),
+            Val::Float(f) => patroni_pycompat::float_repr(*f).into(),
             Val::Bool(true) => "True".into(),
             Val::Bool(false) => "False".into(),
             Val::None => "None".into(),
@@ -161,7 +161,7 @@ impl Val<'_> {
     /// Python's `repr()`.
     pub(super) fn py_repr(&self) -> Cow<'_, str> {
         match self {
-            Val::Str(s) => py_str_repr(s).into(),
+            Val::Str(s) => patroni_pycompat::str_repr(s).into(),
             other => other.py_str(),
         }
     }
@@ -210,64 +210,6 @@ impl Val<'_> {
             Val::Bool(b) => Some(f64::from(u8::from(*b))),
             _ => None,
         }
-    }
-}
-
-fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, positional between 1e-4 and 1e16.
-pub(super) fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    let sign = if x.is_sign_negative() { "-" } else { "" };
-    if x == 0.0 {
-        return format!("{sign}0.0");
-    }
-    let sci = format!("{:e}", x.abs());
-    let (mant, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
-    if (-4..16).contains(&exp) {
-        if exp >= 0 {
-            let int_len = exp as usize + 1;
-            if digits.len() <= int_len {
-                format!("{sign}{digits}{}.0", "0".repeat(int_len - digits.len()))
-            } else {
-                format!("{sign}{}.{}", &digits[..int_len], &digits[int_len..])
-            }
-        } else {
-            format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        }
-    } else {
-        let m = if digits.len() == 1 { digits } else { format!("{}.{}", &digits[..1], &digits[1..]) };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{m}e{esign}{:02}", exp.abs())
     }
 }
 

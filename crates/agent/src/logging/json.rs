@@ -4,11 +4,8 @@
 //! The serializer is by hand because `serde_json` writes `{"a":1}` and raw UTF-8, while Python writes
 //! `{"a": 1}`, `\uXXXX` escapes and `repr()` floats; log shippers parsing Patroni's lines see those bytes.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
 
-use super::format::py_float;
 use super::record::{Record, RecordView};
 use super::DEFAULT_FORMAT;
 
@@ -155,8 +152,8 @@ impl JsonFormat {
                 set(rename(k), v.to_json());
             }
         }
-        let mut out = String::with_capacity(128);
-        write_py_json_object(&mut out, obj.iter().map(|(k, v)| (k.as_str(), v)));
+        let obj: serde_json::Map<String, Value> = obj.into_iter().collect();
+        let mut out = patroni_pycompat::json_dumps(&obj);
         out.push('\n');
         out
     }
@@ -188,71 +185,3 @@ const RESERVED_ATTRS: &[&str] = &[
     "threadName",
     "taskName",
 ];
-
-fn write_py_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
-pub(super) fn write_py_json(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => {
-                let _ = write!(out, "{i}");
-            }
-            (None, Some(u), _) => {
-                let _ = write!(out, "{u}");
-            }
-            (None, None, Some(f)) => out.push_str(&py_float(f)),
-            _ => {
-                let _ = write!(out, "{n}");
-            }
-        },
-        Value::String(s) => write_py_json_str(out, s),
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(out, x);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => write_py_json_object(out, m.iter().map(|(k, v)| (k.as_str(), v))),
-    }
-}
-
-fn write_py_json_object<'a>(out: &mut String, entries: impl Iterator<Item = (&'a str, &'a Value)>) {
-    out.push('{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        write_py_json_str(out, k);
-        out.push_str(": ");
-        write_py_json(out, v);
-    }
-    out.push('}');
-}

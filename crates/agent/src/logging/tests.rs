@@ -7,8 +7,8 @@ use chrono::Local;
 use patroni_config::LogConfig;
 use serde_json::Value;
 
-use super::format::{compile_datefmt, parse_percent, py_float, render, Piece, Val};
-use super::json::{percent_names, write_py_json};
+use super::format::{compile_datefmt, parse_percent, render, Piece, Val};
+use super::json::percent_names;
 use super::levels::{python_logger_targets, Rule, INFO_NO};
 use super::record::Record;
 use super::settings::Settings;
@@ -91,23 +91,6 @@ fn plain_lines_match_python_logging() {
     );
     let rec = Record { extras: &extras, ..rec };
     assert_eq!(line_of(&rec, "%(member)s: %(message)s", None), "pg1: hello world member=pg1\n");
-}
-
-#[test]
-fn python_float_repr() {
-    assert_eq!(py_float(1704110400.123456), "1704110400.123456");
-    assert_eq!(py_float(123.0), "123.0");
-    assert_eq!(py_float(1e16), "1e+16");
-    assert_eq!(py_float(1.5e-5), "1.5e-05");
-    assert_eq!(py_float(0.0001), "0.0001");
-    assert_eq!(py_float(-2.5), "-2.5");
-}
-
-#[test]
-fn json_like_python() {
-    let mut s = String::new();
-    write_py_json(&mut s, &serde_json::json!({"a": [1, 2.5, "é\n"], "b": null, "c": true}));
-    assert_eq!(s, r#"{"a": [1, 2.5, "\u00e9\n"], "b": null, "c": true}"#);
 }
 
 #[test]

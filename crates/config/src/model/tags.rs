@@ -4,6 +4,7 @@
 //! `failover_priority: '1'` stays the string `'1'`), minus the predefined boolean tags that are off, so the typed
 //! fields below are only for reading; what goes out is [`Tags::to_value`], built from the section as written.
 
+use patroni_pycompat::{py_bool, py_str};
 use serde_json::{Map, Value};
 
 use crate::convert::{Cx, FromTree, SkipSerializing};
@@ -86,7 +87,7 @@ impl Tags {
             .iter()
             .filter(|(k, v)| {
                 !BOOLEAN_TAGS.contains(&k.as_str())
-                    || py_truthy(v)
+                    || py_bool(v)
                     || (k.as_str() == "nofailover" && self.given.contains_key("failover_priority"))
                     || (k.as_str() == "nosync" && self.given.contains_key("sync_priority"))
             })
@@ -104,7 +105,7 @@ impl Tags {
             .filter_map(|(flag, priority_name, priority)| {
                 let given = self.given.get(flag)?;
                 let priority = priority?;
-                let on = py_truthy(given);
+                let on = py_bool(given);
                 if (on && priority > 0) || (!on && priority <= 0) {
                     let shown = py_str(given);
                     Some(format!(
@@ -133,29 +134,6 @@ fn derived_priority(flag: Option<bool>, priority: Option<i64>) -> i64 {
         0
     } else {
         priority.unwrap_or(1)
-    }
-}
-
-/// Python's truthiness of a value as YAML or JSON gave it.
-fn py_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// A scalar as Python's `%s` prints it (`True`, `False`, `None`, the string itself).
-fn py_str(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

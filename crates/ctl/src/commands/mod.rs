@@ -7,7 +7,7 @@ mod member_actions;
 mod query;
 mod read;
 
-use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, Local, TimeZone};
 use patroni_api::client::ApiResponse;
 use patroni_dcs::{Cluster, Dcs, Member};
 
@@ -238,46 +238,15 @@ pub(crate) fn parse_scheduled(s: Option<&str>) -> CtlResult<Option<DateTime<Fixe
             "Unable to parse scheduled timestamp ({s}). It should be in an unambiguous format (e.g. ISO 8601)"
         ))
     };
-    let t = s.replacen(' ', "T", 1);
-    if let Ok(v) = DateTime::parse_from_rfc3339(&t) {
-        return Ok(Some(v));
+    let (naive, offset) = patroni_pycompat::parse_datetime(s).ok_or_else(bad)?;
+    match offset {
+        Some(o) => naive.and_local_timezone(o).single().map(Some).ok_or_else(bad),
+        // Without an offset the time is local, as dateutil reads it for patronictl.
+        None => Local.from_local_datetime(&naive).earliest().map(|d| Some(d.fixed_offset())).ok_or_else(bad),
     }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f%:z",
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%:z",
-        "%Y-%m-%dT%H:%M%z",
-        "%Y-%m-%dT%H:%M:%S%#z",
-        "%Y-%m-%dT%H:%M%#z",
-    ] {
-        if let Ok(v) = DateTime::parse_from_str(&t, f) {
-            return Ok(Some(v));
-        }
-    }
-    let t = t.strip_suffix('Z').map(|x| format!("{x}+00:00"));
-    if let Some(t) = &t {
-        if let Ok(v) = DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%:z") {
-            return Ok(Some(v));
-        }
-    }
-    let t = s.replacen(' ', "T", 1);
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d"] {
-        let naive = if f == "%Y-%m-%d" {
-            chrono::NaiveDate::parse_from_str(&t, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0))
-        } else {
-            NaiveDateTime::parse_from_str(&t, f).ok()
-        };
-        if let Some(n) = naive {
-            return Local.from_local_datetime(&n).earliest().map(|d| Some(d.fixed_offset())).ok_or_else(bad);
-        }
-    }
-    Err(bad())
 }
 
-/// Python's `datetime.isoformat()`.
-pub(crate) fn isoformat(t: &DateTime<FixedOffset>) -> String {
-    patroni_api::status::python_isoformat(t)
-}
+pub(crate) use patroni_pycompat::isoformat;
 
 #[cfg(test)]
 mod tests {

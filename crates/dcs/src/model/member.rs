@@ -108,43 +108,36 @@ impl Member {
         self.data.tags.get(name)
     }
 
-    /// A tag read as a boolean the way Python truthiness does it: `true`, non-zero numbers, non-empty strings
-    /// other than the usual spellings of false.
-    pub fn tag_bool(&self, name: &str) -> bool {
-        match self.tag(name) {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-            Some(Value::String(s)) => {
-                !matches!(s.trim().to_ascii_lowercase().as_str(), "" | "false" | "no" | "off" | "0" | "n" | "f")
-            }
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(Value::Object(o)) => !o.is_empty(),
-        }
-    }
-
     pub fn tag_str(&self, name: &str) -> Option<&str> {
         self.tag(name).and_then(Value::as_str)
     }
 
+    /// `nofailover`, by Patroni's rule for tags ([`super::tags`]), `failover_priority` included.
     pub fn nofailover(&self) -> bool {
-        self.tag_bool("nofailover")
+        super::tags::nofailover(&self.data.tags).0
     }
 
+    /// The failover priority Patroni derives: 0 under `nofailover`, else the tag, else 1.
+    pub fn failover_priority(&self) -> i64 {
+        super::tags::nofailover(&self.data.tags).1
+    }
+
+    /// `nosync`, `sync_priority` included.
     pub fn nosync(&self) -> bool {
-        self.tag_bool("nosync")
+        super::tags::nosync(&self.data.tags).0
     }
 
     pub fn nostream(&self) -> bool {
-        self.tag_bool("nostream")
+        super::tags::nostream(&self.data.tags)
     }
 
     pub fn noloadbalance(&self) -> bool {
-        self.tag_bool("noloadbalance")
+        super::tags::noloadbalance(&self.data.tags)
     }
 
+    /// `clonefrom` set, and a `conn_url` to clone from.
     pub fn clonefrom(&self) -> bool {
-        self.tag_bool("clonefrom") && self.conn_url().is_some()
+        super::tags::clonefrom(&self.data.tags) && self.conn_url().is_some()
     }
 
     pub fn replicatefrom(&self) -> Option<&str> {
@@ -287,7 +280,7 @@ impl MemberData {
 
     /// Compact JSON, as Python Patroni's `json.dumps(separators=(',', ':'))`.
     pub fn to_json(&self) -> String {
-        Value::Object(self.to_map()).to_string()
+        patroni_pycompat::json_dumps_compact(&self.to_map())
     }
 }
 

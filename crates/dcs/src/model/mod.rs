@@ -5,6 +5,7 @@
 //! panic) are the same whatever the store.
 
 mod member;
+pub mod tags;
 mod values;
 
 use std::collections::BTreeMap;
@@ -14,8 +15,8 @@ use serde_json::Value;
 
 pub use member::{Member, MemberData};
 pub use values::{
-    failsafe_json, isoformat, parse_failsafe, parse_timestamp, ClusterConfig, Failover, Failsafe, HistoryLine, Status,
-    SyncState, TimelineHistory,
+    failsafe_json, parse_failsafe, parse_timestamp, ClusterConfig, Failover, Failsafe, HistoryLine, Status, SyncState,
+    TimelineHistory,
 };
 
 use crate::keys;

@@ -199,7 +199,7 @@ fn timestamps_python_and_human_forms() {
     }
     assert!(parse_timestamp("yesterday").is_none());
     let t = parse_timestamp("2026-11-22T01:30:00.123456+02:00").unwrap();
-    assert_eq!(isoformat(&t), "2026-11-22T01:30:00.123456+02:00");
+    assert_eq!(patroni_pycompat::isoformat(&t), "2026-11-22T01:30:00.123456+02:00");
 }
 
 #[test]

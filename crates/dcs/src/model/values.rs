@@ -3,7 +3,7 @@
 //! Each parser takes the raw stored string and never fails: a value it cannot read yields the empty form plus a
 //! [`ParseProblem`], because one bad key written by someone else must not hide the rest of the cluster.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
@@ -123,7 +123,7 @@ impl Failover {
             m.insert("member".into(), Value::String(c.into()));
         }
         if let Some(t) = scheduled_at {
-            m.insert("scheduled_at".into(), Value::String(isoformat(t)));
+            m.insert("scheduled_at".into(), Value::String(patroni_pycompat::isoformat(t)));
         }
         Value::Object(m).to_string()
     }
@@ -142,34 +142,14 @@ impl Failover {
     }
 }
 
-/// Formats a timestamp as Python's `datetime.isoformat()` does: microseconds only when non-zero, `+HH:MM` offset.
-pub fn isoformat(t: &DateTime<FixedOffset>) -> String {
-    if t.timestamp_subsec_micros() == 0 {
-        t.format("%Y-%m-%dT%H:%M:%S%:z").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string()
-    }
-}
-
 /// Reads ISO 8601 timestamps as written by Python (`isoformat()`), by humans (`Z`, a space instead of `T`) or
 /// without an offset, which is taken as UTC.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<FixedOffset>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t);
+    let (naive, offset) = patroni_pycompat::parse_datetime(s)?;
+    match offset {
+        Some(o) => naive.and_local_timezone(o).single(),
+        None => Some(Utc.from_utc_datetime(&naive).fixed_offset()),
     }
-    let with_t = s.replacen(' ', "T", 1);
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%:z"] {
-        if let Ok(t) = DateTime::parse_from_str(&with_t, fmt) {
-            return Some(t);
-        }
-    }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(&with_t, fmt) {
-            return Some(Utc.from_utc_datetime(&n).fixed_offset());
-        }
-    }
-    None
 }
 
 /// The last synchronous replication state the leader published (`sync` key).
