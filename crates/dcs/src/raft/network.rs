@@ -198,7 +198,8 @@ impl Peers {
     ) -> Result<Resp, PeerError> {
         let decode = |message: String| PeerError::Decode { addr: addr.to_string(), message };
         let plain = serde_json::to_vec(body).map_err(|e| decode(format!("cannot encode: {e}")))?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400));
         let answer = match &self.sealer {
             None => self.exchange(addr, path, &plain, None, timeout).await?,
             Some(sealer) => self.exchange_in_session(sealer, addr, path, &plain, deadline).await?,
@@ -207,7 +208,7 @@ impl Peers {
     }
 
     /// Sends a sealed request on our session with `addr`, opening one first when we hold none or the receiver no
-    /// longer knows ours (it restarted).
+    /// longer knows ours (it restarted). A request refused for its session never ran, so sending it again is safe.
     async fn exchange_in_session(
         &self,
         sealer: &Sealer,
