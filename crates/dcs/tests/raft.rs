@@ -2,6 +2,7 @@
 
 mod contract;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use patroni_dcs::raft::{Raft, RaftSettings};
@@ -285,6 +286,161 @@ async fn peers_authenticate_with_the_password() {
     s.retry_timeout = Duration::from_secs(1);
     let client = Raft::new(s).await.unwrap();
     assert!(client.get_cluster().await.unwrap_err().is_unreachable());
+}
+
+/// A request as it crossed the wire, and the status the node answered it with.
+#[derive(Clone, Debug)]
+struct Recorded {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    status: u16,
+}
+
+/// A loopback HTTP proxy in front of one Raft node that keeps a copy of every request it forwards: what an
+/// attacker on the network could record.
+struct Recorder {
+    addr: String,
+    seen: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(target: String) -> Recorder {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let http = reqwest::Client::new();
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: bytes::Bytes| {
+                let (http, log, target) = (http.clone(), log.clone(), target.clone());
+                async move {
+                    let mut rec = Recorded {
+                        path: uri.path().to_string(),
+                        headers: headers
+                            .iter()
+                            .filter(|(k, _)| k.as_str().starts_with("x-patroni") || *k == "content-type")
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+                            .collect(),
+                        body: body.to_vec(),
+                        status: 0,
+                    };
+                    let (status, answer) = match send(&http, &target, &rec).await {
+                        Ok(r) => r,
+                        Err(e) => (502, e.to_string().into_bytes()),
+                    };
+                    rec.status = status;
+                    log.lock().unwrap().push(rec);
+                    (axum::http::StatusCode::from_u16(status).unwrap(), answer)
+                }
+            },
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Recorder { addr, seen, task }
+    }
+
+    /// The first request to `path` the node accepted, waiting for one to pass.
+    async fn accepted(&self, path: &str) -> Recorded {
+        let start = Instant::now();
+        loop {
+            let found = self.seen.lock().unwrap().iter().find(|r| r.path == path && r.status == 200).cloned();
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no accepted {path} went through the proxy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends a recorded request to `addr` byte for byte: the status and body of the answer.
+async fn send(http: &reqwest::Client, addr: &str, rec: &Recorded) -> reqwest::Result<(u16, Vec<u8>)> {
+    let mut req = http.post(format!("http://{addr}{}", rec.path)).timeout(Duration::from_secs(5));
+    for (k, v) in &rec.headers {
+        req = req.header(k, v);
+    }
+    let resp = req.body(rec.body.clone()).send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.bytes().await?.to_vec()))
+}
+
+#[tokio::test]
+async fn recorded_peer_requests_are_refused_when_replayed() {
+    // Node c is reached through a recording proxy (its self_addr), so everything its peers send it is recorded.
+    let dir = TestDir::new().unwrap();
+    let real: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let proxy_c = Recorder::start(real[2].clone()).await;
+    let addrs = [real[0].clone(), real[1].clone(), proxy_c.addr.clone()];
+    let settings = |i: usize| {
+        let partners: Vec<String> = addrs.iter().filter(|a| **a != addrs[i]).cloned().collect();
+        let mut s = RaftSettings::new("replay", ["a", "b", "c"][i], &addrs[i])
+            .with_partners(partners)
+            .with_data_dir(dir.join(format!("node{i}")));
+        s.bind_addr = Some(real[i].clone());
+        s.password = Some("pw".into());
+        s.retry_timeout = Duration::from_secs(3);
+        s
+    };
+    // a and b found the cluster and elect one of them, so that c receives AppendEntries.
+    let a = Raft::new(settings(0)).await.unwrap();
+    let b = Raft::new(settings(1)).await.unwrap();
+    for n in [&a, &b] {
+        assert!(contract::wait_cluster(n, Duration::from_secs(30), |_| true).await.is_some());
+    }
+    let node_c = Raft::new(settings(2)).await.unwrap();
+    assert!(contract::wait_cluster(&node_c, Duration::from_secs(30), |_| true).await.is_some());
+    let http = reqwest::Client::new();
+
+    // An AppendEntries the leader sent c, accepted once, is refused when delivered again.
+    let append = proxy_c.accepted("/raft/append").await;
+    let (status, body) = send(&http, &real[2], &append).await.unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("replayed"), "{}", String::from_utf8_lossy(&body));
+
+    // A client write recorded on its way to the Raft leader cannot be applied twice.
+    let leader = if a.is_raft_leader() { &real[0] } else { &real[1] };
+    let proxy_leader = Recorder::start(leader.clone()).await;
+    let mut s = RaftSettings::new("replay", "ctl", "").with_partners([proxy_leader.addr.clone()]);
+    s.password = Some("pw".into());
+    s.retry_timeout = Duration::from_secs(3);
+    let client = Raft::new(s).await.unwrap();
+    client.set_config_value(r#"{"ttl":30}"#, None).await.unwrap();
+    let write = proxy_leader.accepted("/dcs/write").await;
+    a.set_config_value(r#"{"ttl":40}"#, None).await.unwrap();
+    let (status, body) = send(&http, leader, &write).await.unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(a.get_cluster().await.unwrap().config.unwrap().data["ttl"], 40, "the replayed write was applied");
+
+    // Moving the counter past the window breaks the seal: refused as unauthenticated.
+    let mut tampered = write.clone();
+    tampered.body[23] ^= 0x40;
+    let (status, _) = send(&http, leader, &tampered).await.unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(a.get_cluster().await.unwrap().config.unwrap().data["ttl"], 40);
+
+    // After c restarts, what was recorded names a session c never issued; its peers open new ones.
+    node_c.shutdown().await;
+    drop(node_c);
+    let node_c = Raft::new(settings(2)).await.unwrap();
+    let (status, body) = send(&http, &real[2], &append).await.unwrap();
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("unknown Raft session"));
+    b.set_config_value(r#"{"ttl":50}"#, None).await.unwrap();
+    let caught_up = contract::wait_cluster(&node_c, Duration::from_secs(30), |c| {
+        c.config.as_ref().is_some_and(|c| c.data["ttl"] == 50)
+    })
+    .await;
+    assert!(caught_up.is_some(), "the restarted node did not catch up");
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ mod kv;
 mod log_store;
 mod network;
 mod node;
+mod replay;
 mod settings;
 mod state_machine;
 

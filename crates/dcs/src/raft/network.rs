@@ -3,11 +3,15 @@
 //! `Result`, so a remote Raft error reaches openraft as the remote's own error.
 //!
 //! With `raft.password` every body, both ways, is sealed with AES-256-GCM under a key derived from the password
-//! (PBKDF2-HMAC-SHA256): `nonce (12 bytes) || ciphertext || tag`. The request's additional data is its path, the
-//! answer's is the path plus the request's nonce, so an answer cannot be replayed for another request nor a request
-//! reflected as an answer. A request that does not open is refused with 401. This encrypts and authenticates all
-//! peer traffic, as Patroni's `raft.password` does; it does not stop the replay of a whole recorded request.
+//! (PBKDF2-HMAC-SHA256). A request is `session (16 bytes) || counter (8 bytes, big endian) || nonce (12 bytes) ||
+//! ciphertext || tag`, its additional data the path, session and counter; an answer is `nonce || ciphertext ||
+//! tag` bound to the path and the request's session, counter and nonce, so an answer cannot be replayed for another
+//! request nor a request reflected as an answer. The session is one the receiver issued (`/raft/session`) and each
+//! counter of it is admitted once (`replay.rs` says why this design), so a recorded request cannot be replayed. A
+//! request that does not open is refused with 401, a replay with 403, an unknown session with 409 (the sender then
+//! opens a new session and retries once).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -24,10 +28,17 @@ use ring::{aead, pbkdf2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::replay::{SessionId, NO_SESSION, SESSION_LEN};
 use super::TypeConfig;
 
 /// Marks a sealed body, so that a peer without the password gets a clear refusal rather than garbage.
 pub const SEALED_HEADER: &str = "x-patroni-raft-sealed";
+/// Where a sender asks a receiver for a session (a request naming `NO_SESSION`).
+pub const SESSION_PATH: &str = "/raft/session";
+/// The status of a request on a session the receiver does not know: open a new one and retry.
+pub const UNKNOWN_SESSION_STATUS: u16 = 409;
+/// Session and counter before the sealed part of a request.
+const REQUEST_HEADER_LEN: usize = SESSION_LEN + 8;
 
 const NONCE_LEN: usize = aead::NONCE_LEN;
 /// Work factor of the key derivation: paid once per process, makes guessing the password from traffic costly.
@@ -101,18 +112,61 @@ impl Sealer {
     }
 }
 
-/// The additional data of an answer: bound to the request's path and nonce.
+/// The additional data of a request: its path, session and counter, so neither can be changed in transit.
+fn request_aad(path: &str, header: &[u8]) -> Vec<u8> {
+    let mut aad = path.as_bytes().to_vec();
+    aad.push(b'\n');
+    aad.extend_from_slice(header);
+    aad
+}
+
+/// `session || counter || nonce || ciphertext || tag`.
+pub fn seal_request(sealer: &Sealer, path: &str, session: &SessionId, counter: u64, plain: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(REQUEST_HEADER_LEN);
+    out.extend_from_slice(session);
+    out.extend_from_slice(&counter.to_be_bytes());
+    let sealed = sealer.seal(&request_aad(path, &out), plain)?;
+    out.extend_from_slice(&sealed);
+    Some(out)
+}
+
+/// A request that authenticated: whether it may run is for the session table to say.
+#[derive(Debug)]
+pub struct OpenedRequest {
+    pub session: SessionId,
+    pub counter: u64,
+    pub plain: Vec<u8>,
+}
+
+/// The request, or `None` when it was not sealed with this key for `path` (or its session or counter changed).
+pub fn open_request(sealer: &Sealer, path: &str, body: &[u8]) -> Option<OpenedRequest> {
+    let header = body.get(..REQUEST_HEADER_LEN)?;
+    let plain = sealer.open(&request_aad(path, header), body.get(REQUEST_HEADER_LEN..)?)?;
+    let session: SessionId = header.get(..SESSION_LEN)?.try_into().ok()?;
+    let counter = u64::from_be_bytes(header.get(SESSION_LEN..)?.try_into().ok()?);
+    Some(OpenedRequest { session, counter, plain })
+}
+
+/// The additional data of an answer: bound to the request's path, session, counter and nonce.
 pub fn answer_aad(path: &str, sealed_request: &[u8]) -> Vec<u8> {
     let mut aad = path.as_bytes().to_vec();
     aad.push(b'\n');
-    aad.extend_from_slice(sealed_request.get(..NONCE_LEN).unwrap_or_default());
+    aad.extend_from_slice(sealed_request.get(..REQUEST_HEADER_LEN + NONCE_LEN).unwrap_or_default());
     aad
+}
+
+/// The session a sender holds with one receiver, and the last counter it used.
+struct Held {
+    id: SessionId,
+    counter: u64,
 }
 
 /// The shared HTTP client of one node, with the key that seals its traffic.
 pub struct Peers {
     http: reqwest::Client,
     sealer: Option<Arc<Sealer>>,
+    /// By receiver address.
+    sessions: std::sync::Mutex<HashMap<String, Held>>,
 }
 
 impl Peers {
@@ -126,7 +180,12 @@ impl Peers {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| format!("cannot build the Raft HTTP client: {e}"))?;
-        Ok(Peers { http, sealer })
+        Ok(Peers { http, sealer, sessions: std::sync::Mutex::new(HashMap::new()) })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        // The map holds no invariant a panic could break halfway.
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// POSTs `body` to `http://<addr><path>` and reads the JSON answer, within `timeout`.
@@ -138,16 +197,91 @@ impl Peers {
         timeout: Duration,
     ) -> Result<Resp, PeerError> {
         let decode = |message: String| PeerError::Decode { addr: addr.to_string(), message };
-        let mut bytes = serde_json::to_vec(body).map_err(|e| decode(format!("cannot encode: {e}")))?;
+        let plain = serde_json::to_vec(body).map_err(|e| decode(format!("cannot encode: {e}")))?;
+        let now = tokio::time::Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400));
+        let answer = match &self.sealer {
+            None => self.exchange(addr, path, &plain, None, timeout).await?,
+            Some(sealer) => self.exchange_in_session(sealer, addr, path, &plain, deadline).await?,
+        };
+        serde_json::from_slice(&answer).map_err(|e| decode(e.to_string()))
+    }
+
+    /// Sends a sealed request on our session with `addr`, opening one first when we hold none or the receiver no
+    /// longer knows ours (it restarted). A request refused for its session never ran, so sending it again is safe.
+    async fn exchange_in_session(
+        &self,
+        sealer: &Sealer,
+        addr: &str,
+        path: &str,
+        plain: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, PeerError> {
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(10));
+        let mut retried = false;
+        loop {
+            let held = {
+                let mut sessions = self.sessions();
+                sessions.get_mut(addr).map(|h| {
+                    h.counter += 1;
+                    (h.id, h.counter)
+                })
+            };
+            let (id, counter) = match held {
+                Some(h) => h,
+                None => {
+                    let id = self.open_session(sealer, addr, left()).await?;
+                    let mut sessions = self.sessions();
+                    // Concurrent calls may each open one; the last stays, the others are left to expire.
+                    let h = sessions.entry(addr.to_string()).or_insert(Held { id, counter: 0 });
+                    h.counter += 1;
+                    (h.id, h.counter)
+                }
+            };
+            match self.exchange(addr, path, plain, Some((sealer, &id, counter)), left()).await {
+                Err(PeerError::Status { status: UNKNOWN_SESSION_STATUS, .. }) if !retried => {
+                    retried = true;
+                    let mut sessions = self.sessions();
+                    if sessions.get(addr).is_some_and(|h| h.id == id) {
+                        sessions.remove(addr);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_session(&self, sealer: &Sealer, addr: &str, timeout: Duration) -> Result<SessionId, PeerError> {
+        let answer = self.exchange(addr, SESSION_PATH, b"{}", Some((sealer, &NO_SESSION, 0)), timeout).await?;
+        answer.as_slice().try_into().map_err(|_| PeerError::Decode {
+            addr: addr.to_string(),
+            message: format!("a session id has {SESSION_LEN} bytes, not {}", answer.len()),
+        })
+    }
+
+    /// One HTTP exchange: the request sealed for `session` and `counter` when we have a key, the answer opened.
+    async fn exchange(
+        &self,
+        addr: &str,
+        path: &str,
+        plain: &[u8],
+        sealed_as: Option<(&Sealer, &SessionId, u64)>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        let decode = |message: String| PeerError::Decode { addr: addr.to_string(), message };
         let mut req = self
             .http
             .post(format!("http://{addr}{path}"))
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(sealer) = &self.sealer {
-            bytes = sealer.seal(path.as_bytes(), &bytes).ok_or_else(|| decode("cannot seal the request".into()))?;
-            req = req.header(SEALED_HEADER, "1");
-        }
+        let bytes = match sealed_as {
+            Some((sealer, session, counter)) => {
+                req = req.header(SEALED_HEADER, "1");
+                seal_request(sealer, path, session, counter, plain)
+                    .ok_or_else(|| decode("cannot seal the request".into()))?
+            }
+            None => plain.to_vec(),
+        };
         let aad = answer_aad(path, &bytes);
         let unreachable = |e: reqwest::Error| PeerError::Unreachable { addr: addr.to_string(), message: e.to_string() };
         let resp = req.body(bytes).send().await.map_err(unreachable)?;
@@ -160,13 +294,12 @@ impl Peers {
                 message: String::from_utf8_lossy(&body).chars().take(200).collect(),
             });
         }
-        let plain = match &self.sealer {
-            Some(sealer) => sealer
-                .open(&aad, &body)
-                .ok_or_else(|| decode("the answer is not sealed with our raft.password".into()))?,
-            None => body.to_vec(),
-        };
-        serde_json::from_slice(&plain).map_err(|e| decode(e.to_string()))
+        match sealed_as {
+            Some((sealer, ..)) => {
+                sealer.open(&aad, &body).ok_or_else(|| decode("the answer is not sealed with our raft.password".into()))
+            }
+            None => Ok(body.to_vec()),
+        }
     }
 }
 
@@ -258,5 +391,28 @@ mod tests {
         assert_ne!(a.seal(b"x", b"same").unwrap(), a.seal(b"x", b"same").unwrap(), "fresh nonce each time");
         assert!(Sealer::from_password(Some("")).is_none());
         assert!(Sealer::from_password(None).is_none());
+    }
+
+    #[test]
+    fn a_request_binds_its_path_session_and_counter() {
+        let a = Sealer::from_password(Some("secret")).unwrap();
+        let session = [7u8; SESSION_LEN];
+        let sealed = seal_request(&a, "/dcs/write", &session, 42, b"[]").unwrap();
+        let opened = open_request(&a, "/dcs/write", &sealed).unwrap();
+        assert_eq!((opened.session, opened.counter, opened.plain.as_slice()), (session, 42, &b"[]"[..]));
+        assert!(open_request(&a, "/raft/append", &sealed).is_none(), "path is authenticated");
+        // Changing the counter (to slip a replay past the window) or the session breaks the seal.
+        let mut bumped = sealed.clone();
+        bumped[REQUEST_HEADER_LEN - 1] ^= 1;
+        assert!(open_request(&a, "/dcs/write", &bumped).is_none());
+        let mut moved = sealed.clone();
+        moved[0] ^= 1;
+        assert!(open_request(&a, "/dcs/write", &moved).is_none());
+        assert!(open_request(&a, "/dcs/write", &sealed[..REQUEST_HEADER_LEN]).is_none());
+        // The answer is bound to this very request.
+        let other = seal_request(&a, "/dcs/write", &session, 43, b"[]").unwrap();
+        let answer = a.seal(&answer_aad("/dcs/write", &sealed), b"ok").unwrap();
+        assert!(a.open(&answer_aad("/dcs/write", &sealed), &answer).is_some());
+        assert!(a.open(&answer_aad("/dcs/write", &other), &answer).is_none());
     }
 }

@@ -22,7 +22,11 @@ use tracing::{debug, info, warn};
 
 use super::kv::{Command, Kv, Op, Outcome};
 use super::log_store::LogStore;
-use super::network::{answer_aad, ApiError, NetworkFactory, PeerError, Peers, Sealer, SEALED_HEADER};
+use super::network::{
+    answer_aad, open_request, ApiError, NetworkFactory, PeerError, Peers, Sealer, SEALED_HEADER, SESSION_PATH,
+    UNKNOWN_SESSION_STATUS,
+};
+use super::replay::{Refusal, Sessions, NO_SESSION};
 use super::state_machine::{Shared, StateMachine};
 use super::TypeConfig;
 use crate::error::{DcsError, DcsResult};
@@ -83,6 +87,8 @@ pub struct NodeCore {
     pub shared: Arc<Shared>,
     pub peers: Arc<Peers>,
     sealer: Option<Arc<Sealer>>,
+    /// The sessions this node issued to senders (only used with a password).
+    sessions: Sessions,
 }
 
 /// A running node and its background tasks.
@@ -146,13 +152,22 @@ impl Node {
         let raft = openraft::Raft::new(id, config, NetworkFactory { peers: peers.clone() }, log_store, sm)
             .await
             .map_err(|e| DcsError::Config(format!("cannot start the Raft node: {e}")))?;
-        let core = Arc::new(NodeCore { id, addr: opts.self_addr.clone(), raft, shared, peers, sealer });
+        let core = Arc::new(NodeCore {
+            id,
+            addr: opts.self_addr.clone(),
+            raft,
+            shared,
+            peers,
+            sealer,
+            sessions: Sessions::default(),
+        });
         info!("Raft node {} ({id:x}) listening on {}", opts.self_addr, opts.bind_addr);
 
         let app = Router::new()
             .route("/raft/append", post(handle))
             .route("/raft/vote", post(handle))
             .route("/raft/snapshot", post(handle))
+            .route(SESSION_PATH, post(handle))
             .route("/dcs/write", post(handle))
             .route("/dcs/read", post(handle))
             .route("/dcs/join", post(handle))
@@ -517,7 +532,7 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Box<Response>> 
         .map_err(|e| Box::new((StatusCode::BAD_REQUEST, format!("bad request body: {e}")).into_response()))
 }
 
-/// One handler for every path: open the sealed body, dispatch, seal the answer.
+/// One handler for every path: open the sealed body, refuse a replay, dispatch, seal the answer.
 async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
     let plain = match &core.sealer {
@@ -526,26 +541,52 @@ async fn handle(State(core): State<Arc<NodeCore>>, uri: Uri, headers: HeaderMap,
             return (StatusCode::UNAUTHORIZED, "this node has no raft.password").into_response();
         }
         None => body.to_vec(),
-        Some(sealer) => match sealer.open(path.as_bytes(), &body) {
-            Some(p) => p,
-            None => {
+        Some(sealer) => {
+            let Some(req) = open_request(sealer, path, &body) else {
                 warn!("refused a Raft request to {path} not sealed with our raft.password");
                 return (StatusCode::UNAUTHORIZED, "not sealed with this cluster's raft.password").into_response();
+            };
+            if path == SESSION_PATH {
+                // Opening a session needs no counter: a replayed request for one only gets a session the replayer
+                // cannot seal anything for.
+                return match core.sessions.open().filter(|_| req.session == NO_SESSION) {
+                    Some(id) => sealed_answer(sealer, path, &body, id.to_vec()),
+                    None => (StatusCode::BAD_REQUEST, "cannot open a Raft session").into_response(),
+                };
             }
-        },
+            if let Err(refusal) = core.sessions.admit(&req.session, req.counter) {
+                let status = match refusal {
+                    // Expected once per sender after this node restarts; the sender opens a new session.
+                    Refusal::UnknownSession => {
+                        debug!("refused a Raft request to {path}: {refusal}");
+                        StatusCode::from_u16(UNKNOWN_SESSION_STATUS).unwrap_or(StatusCode::CONFLICT)
+                    }
+                    Refusal::Replayed(_) | Refusal::TooOld { .. } => {
+                        warn!("refused a Raft request to {path}: {refusal}");
+                        StatusCode::FORBIDDEN
+                    }
+                };
+                return (status, refusal.to_string()).into_response();
+            }
+            req.plain
+        }
     };
     let answer = match dispatch(&core, path, &plain).await {
         Ok(a) => a,
         Err(e) => return *e,
     };
-    let answer = match &core.sealer {
-        None => answer,
-        Some(sealer) => match sealer.seal(&answer_aad(path, &body), &answer) {
-            Some(a) => a,
-            None => return (StatusCode::INTERNAL_SERVER_ERROR, "cannot seal the answer").into_response(),
-        },
-    };
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response()
+    match &core.sealer {
+        None => ([(axum::http::header::CONTENT_TYPE, "application/json")], answer).into_response(),
+        Some(sealer) => sealed_answer(sealer, path, &body, answer),
+    }
+}
+
+/// `answer` sealed for the request `request` (so it cannot stand for the answer to any other request).
+fn sealed_answer(sealer: &Sealer, path: &str, request: &[u8], answer: Vec<u8>) -> Response {
+    match sealer.seal(&answer_aad(path, request), &answer) {
+        Some(a) => ([(axum::http::header::CONTENT_TYPE, "application/json")], a).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot seal the answer").into_response(),
+    }
 }
 
 async fn dispatch(core: &NodeCore, path: &str, body: &[u8]) -> Result<Vec<u8>, Box<Response>> {

@@ -24,7 +24,8 @@ pub struct RaftSettings {
     pub bind_addr: Option<String>,
     /// `raft.partner_addrs`: the other nodes.
     pub partner_addrs: Vec<String>,
-    /// `raft.password`: encrypts and authenticates peer traffic (AES-256-GCM under a key derived from it).
+    /// `raft.password`: encrypts and authenticates peer traffic (AES-256-GCM under a key derived from it) and
+    /// makes peers refuse replayed requests.
     pub password: Option<String>,
     /// Log entries between snapshots (the log before a snapshot is then purged); not a Patroni setting.
     pub snapshot_logs: u64,
