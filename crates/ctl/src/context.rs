@@ -300,6 +300,10 @@ mod tests {
         assert!(s.insecure);
         assert_eq!(s.credentials.map(|c| (c.username, c.password)), Some(("admin".into(), "pw".into())));
         assert_eq!(s.cacert, Some(PathBuf::from("/etc/ca.pem")));
+        // Verifying (not insecure), an unreadable CA is named; insecure, it is not read at all.
+        env.remove("PATRONI_CTL_INSECURE");
+        let c = load_config(Path::new("/nonexistent"), false, None, &env).unwrap();
+        let ctl = Ctl { config: c, insecure: false };
         assert!(ctl.api().err().is_some_and(|e| e.0.contains("/etc/ca.pem")), "an unreadable CA is named");
         let err = load_config(Path::new("/nonexistent/x.yml"), true, None, &env).unwrap_err();
         assert!(err.0.contains("not existing or no read rights"));
