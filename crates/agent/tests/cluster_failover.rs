@@ -109,6 +109,8 @@ async fn nofailover_member_is_never_promoted() {
     assert_eq!(c.leader().await, None, "the dead primary's key expired and nobody took it");
     let in_recovery = c.sql(2, "SELECT pg_is_in_recovery()").await.unwrap();
     assert_eq!(in_recovery[0][0].as_deref(), Some("t"), "pg2 still a replica");
+    let why = "following a different leader because I am not allowed to promote";
+    assert!(c.node(2).log().contains(why), "pg2 logs Patroni's reason: {why}");
 
     c.nodes[other].restart().unwrap();
     let np = c.wait_primary(START_TIMEOUT, &[]).await;

@@ -12,7 +12,8 @@ use serde_json::json;
 /// leader streams from it; then to "any" (no candidate): some other member takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_to_a_named_candidate_and_to_any() {
-    let c = Cluster::start(Options::default()).await;
+    let callbacks = "callbacks: {on_start: \"true\", on_stop: \"true\", on_role_change: \"true\"}";
+    let c = Cluster::start(Options { postgresql_extra: vec![callbacks.into()], ..Options::default() }).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let x = (0..3).find(|r| *r != p).unwrap();
     let body = json!({"leader": name(p), "candidate": name(x)});
@@ -31,6 +32,22 @@ async fn switchover_to_a_named_candidate_and_to_any() {
         c.wait_row(*r, "after-named", WAIT).await;
     }
     assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
+    // The old primary stepped down as Patroni reports it: on_stop as primary, then on_role_change to replica (a
+    // role change, not a plain on_start); the new one reports on_role_change to primary.
+    let calls = |i: usize| -> Vec<String> {
+        c.node(i)
+            .log()
+            .lines()
+            .filter_map(|l| l.split_once("calling callback: true ").map(|(_, call)| call.to_string()))
+            .collect()
+    };
+    let old = calls(p);
+    let stop = old.iter().position(|l| l == "on_stop primary demo");
+    let change = old.iter().position(|l| l == "on_role_change replica demo");
+    assert!(stop.is_some() && change > stop, "{} callbacks: {old:?}", name(p));
+    let between = &old[stop.unwrap_or(0)..change.unwrap_or(0)];
+    assert!(!between.iter().any(|l| l.starts_with("on_start")), "{old:?}");
+    assert!(calls(x).contains(&"on_role_change primary demo".to_string()), "{}: {:?}", name(x), calls(x));
 
     // To any member: asked on a replica this time (any member may take the request).
     let asked = others[0];
@@ -108,6 +125,22 @@ async fn scheduled_switchover_happens_after_the_time() {
     assert_eq!(np, x);
     c.wait_streaming(&[p], x, START_TIMEOUT).await;
     assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
+    // The old primary stepped down as Patroni reports it: on_stop as primary, then on_role_change to replica (a
+    // role change, not a plain on_start); the new one reports on_role_change to primary.
+    let calls = |i: usize| -> Vec<String> {
+        c.node(i)
+            .log()
+            .lines()
+            .filter_map(|l| l.split_once("calling callback: true ").map(|(_, call)| call.to_string()))
+            .collect()
+    };
+    let old = calls(p);
+    let stop = old.iter().position(|l| l == "on_stop primary demo");
+    let change = old.iter().position(|l| l == "on_role_change replica demo");
+    assert!(stop.is_some() && change > stop, "{} callbacks: {old:?}", name(p));
+    let between = &old[stop.unwrap_or(0)..change.unwrap_or(0)];
+    assert!(!between.iter().any(|l| l.starts_with("on_start")), "{old:?}");
+    assert!(calls(x).contains(&"on_role_change primary demo".to_string()), "{}: {:?}", name(x), calls(x));
 }
 
 /// A switchover to a candidate that cannot take over (its agent is dead) is refused by the leader after checking:
