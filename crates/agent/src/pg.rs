@@ -391,6 +391,11 @@ impl Node for PgNode {
                     info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str()));
                     self.was_primary.store(false, Ordering::Relaxed);
                 }
+                // A former primary may hold WAL the new leader never had (a switchover to a candidate that had not
+                // received it all): starting it unchecked would leave it diverged for good. Retried next loop.
+                Err(e) if self.was_primary.load(Ordering::Relaxed) => {
+                    return Err(NodeError::new(format!("not following yet, diverged timelines not checked: {e}")));
+                }
                 Err(e) => warn!("could not check for diverged timelines: {e}"),
             }
         }
@@ -412,7 +417,11 @@ impl Node for PgNode {
             }
             match pg.rewind_or_reinit(src).await {
                 Ok(outcome) => info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str())),
-                Err(e) => warn!("could not check for diverged timelines: {e}"),
+                // Not checked (the leader still in recovery, unreachable): stay stopped and try again next loop
+                // rather than stream on a history that may have diverged.
+                Err(e) => {
+                    return Err(NodeError::new(format!("not following yet, diverged timelines not checked: {e}")));
+                }
             }
             self.was_primary.store(false, Ordering::Relaxed);
         }

@@ -125,22 +125,6 @@ async fn scheduled_switchover_happens_after_the_time() {
     assert_eq!(np, x);
     c.wait_streaming(&[p], x, START_TIMEOUT).await;
     assert_eq!(c.etcd.get("/service/demo/failover").await.unwrap(), None, "the failover key is cleared");
-    // The old primary stepped down as Patroni reports it: on_stop as primary, then on_role_change to replica (a
-    // role change, not a plain on_start); the new one reports on_role_change to primary.
-    let calls = |i: usize| -> Vec<String> {
-        c.node(i)
-            .log()
-            .lines()
-            .filter_map(|l| l.split_once("calling callback: true ").map(|(_, call)| call.to_string()))
-            .collect()
-    };
-    let old = calls(p);
-    let stop = old.iter().position(|l| l == "on_stop primary demo");
-    let change = old.iter().position(|l| l == "on_role_change replica demo");
-    assert!(stop.is_some() && change > stop, "{} callbacks: {old:?}", name(p));
-    let between = &old[stop.unwrap_or(0)..change.unwrap_or(0)];
-    assert!(!between.iter().any(|l| l.starts_with("on_start")), "{old:?}");
-    assert!(calls(x).contains(&"on_role_change primary demo".to_string()), "{}: {:?}", name(x), calls(x));
 }
 
 /// A switchover to a candidate that cannot take over (its agent is dead) is refused by the leader after checking:
