@@ -385,6 +385,8 @@ impl Node for PgNode {
         if pg.crashed().is_some() {
             tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
         }
+        let mut upstream = upstream;
+        let mut source = source;
         if let Some(src) = &source {
             match pg.rewind_or_reinit(src).await {
                 Ok(outcome) => {
@@ -392,9 +394,12 @@ impl Node for PgNode {
                     self.was_primary.store(false, Ordering::Relaxed);
                 }
                 // A former primary may hold WAL the new leader never had (a switchover to a candidate that had not
-                // received it all): starting it unchecked would leave it diverged for good. Retried next loop.
+                // received it all): streaming unchecked would leave it diverged for good. It starts read-only,
+                // following nobody; the loop asks it to follow again, and checks again, next time round.
                 Err(e) if self.was_primary.load(Ordering::Relaxed) => {
-                    return Err(NodeError::new(format!("not following yet, diverged timelines not checked: {e}")));
+                    warn!("not following yet, diverged timelines not checked: {e}");
+                    upstream = None;
+                    source = None;
                 }
                 Err(e) => warn!("could not check for diverged timelines: {e}"),
             }
@@ -417,10 +422,14 @@ impl Node for PgNode {
             }
             match pg.rewind_or_reinit(src).await {
                 Ok(outcome) => info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str())),
-                // Not checked (the leader still in recovery, unreachable): stay stopped and try again next loop
-                // rather than stream on a history that may have diverged.
+                // Not checked (the leader still promoting, unreachable): back read-only, following nobody, rather
+                // than stream on a history that may have diverged; the next loop asks to follow again.
                 Err(e) => {
-                    return Err(NodeError::new(format!("not following yet, diverged timelines not checked: {e}")));
+                    warn!("not following yet, diverged timelines not checked: {e}");
+                    let recovery = pg.follow_settings(None);
+                    pg.start(Some(recovery)).await.map_err(err)?;
+                    self.set_following(None);
+                    return Ok(());
                 }
             }
             self.was_primary.store(false, Ordering::Relaxed);
