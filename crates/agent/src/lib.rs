@@ -13,6 +13,7 @@ pub mod control;
 pub mod daemon;
 pub mod dcs_setup;
 pub mod dynamic_cache;
+mod executor;
 pub mod logging;
 pub mod node;
 pub mod peers;

@@ -500,14 +500,7 @@ impl Node for PgNode {
     }
 
     async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()> {
-        // Patroni's forms: `"pg2"` for one standby, `2 ("pg2","pg3")` for several, `*` when strict and none.
-        let quoted: Vec<String> = standbys.iter().map(|s| format!("\"{s}\"")).collect();
-        let value = match (quoted.len(), strict) {
-            (0, true) => Some("*".to_owned()),
-            (0, false) => None,
-            (1, _) => Some(quoted[0].clone()),
-            (n, _) => Some(format!("{n} ({})", quoted.join(","))),
-        };
+        let value = patroni_postgres::parameters::synchronous_standby_names(standbys, strict);
         let mut pg = self.pg.lock().await;
         pg.set_synchronous_standby_names(value).await.map_err(err)
     }

@@ -5,10 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use patroni_api::{NodeStatus, PatroniInfo};
 use patroni_config::{Config, DynamicConfig};
-use patroni_dcs::{Cluster, Dcs, DcsError, Status, TimelineHistory};
-use patroni_ha::{
-    Action, Busy, DemoteMode, Ha, LocalState, LogLevel, Observation, Outcome, PeerStatus, Plan, Settings, Time,
-};
+use patroni_dcs::{Cluster, Dcs};
+use patroni_ha::{Busy, Ha, LocalState, LogLevel, Observation, Outcome, PeerStatus, Plan, Settings, Time};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use tokio::sync::{mpsc, watch, Notify};
@@ -16,9 +14,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::control::Request;
+use crate::executor::changes_view;
 use crate::member::{member_data, Addresses, LocalDetails};
-use crate::node::{Node, NodeError, Stop, Upstream};
-use crate::peers;
+use crate::node::{Node, NodeError, Stop};
 use crate::settings::ha_settings;
 use crate::view::cluster_view;
 
@@ -53,42 +51,42 @@ pub enum Exit {
 /// Answers owed to the REST API once the current cycle has been published.
 type RestartReply = tokio::sync::oneshot::Sender<(bool, String)>;
 
-struct LongAction {
-    busy: Busy,
-    handle: JoinHandle<Result<(), NodeError>>,
+pub(crate) struct LongAction {
+    pub(crate) busy: Busy,
+    pub(crate) handle: JoinHandle<Result<(), NodeError>>,
 }
 
 pub struct Runtime<N: Node> {
-    name: String,
-    config: Config,
-    dcs: Arc<dyn Dcs>,
-    node: Arc<N>,
-    ha: Ha,
-    long: Option<LongAction>,
-    last_failure: Option<Busy>,
-    dynamic: DynamicConfig,
-    addresses: Addresses,
+    pub(crate) name: String,
+    pub(crate) config: Config,
+    pub(crate) dcs: Arc<dyn Dcs>,
+    pub(crate) node: Arc<N>,
+    pub(crate) ha: Ha,
+    pub(crate) long: Option<LongAction>,
+    pub(crate) last_failure: Option<Busy>,
+    pub(crate) dynamic: DynamicConfig,
+    pub(crate) addresses: Addresses,
     /// Woken by the REST API, the end of a long action or a signal.
-    wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     /// The last `POST /failsafe` we accepted (leader name, unix millis), written by the REST API.
-    failsafe_heartbeat: crate::control::SharedHeartbeat,
+    pub(crate) failsafe_heartbeat: crate::control::SharedHeartbeat,
     /// Every failsafe member confirmed us after the DCS became unreachable (cleared by a DCS read or a refusal).
-    failsafe_confirmed: bool,
-    http: reqwest::Client,
-    publish: watch::Sender<Published>,
+    pub(crate) failsafe_confirmed: bool,
+    pub(crate) http: reqwest::Client,
+    pub(crate) publish: watch::Sender<Published>,
     /// `failsafe` as last read: member name → api_url, for checks while the DCS is down.
-    failsafe: Map<String, Value>,
-    dcs_last_seen: i64,
-    requests: Option<mpsc::Receiver<Request>>,
-    api: Option<ApiPublisher>,
+    pub(crate) failsafe: Map<String, Value>,
+    pub(crate) dcs_last_seen: i64,
+    pub(crate) requests: Option<mpsc::Receiver<Request>>,
+    pub(crate) api: Option<ApiPublisher>,
     /// Where the configuration came from, for SIGHUP / `POST /reload`.
-    config_path: Option<PathBuf>,
+    pub(crate) config_path: Option<PathBuf>,
     /// The caller of a running restart, answered when it ends.
-    restart_reply: Option<RestartReply>,
+    pub(crate) restart_reply: Option<RestartReply>,
     /// Answers ready to go out after the next publish.
-    due_replies: Vec<(RestartReply, (bool, String))>,
+    pub(crate) due_replies: Vec<(RestartReply, (bool, String))>,
     /// `patroni.dynamic.json`, rewritten when the DCS `config` key changes.
-    dynamic_cache: Option<crate::dynamic_cache::DynamicCache>,
+    pub(crate) dynamic_cache: Option<crate::dynamic_cache::DynamicCache>,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -102,7 +100,7 @@ fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn millis(d: patroni_ha::Millis) -> Duration {
+pub(crate) fn millis(d: patroni_ha::Millis) -> Duration {
     Duration::from_millis(d.0)
 }
 
@@ -332,7 +330,7 @@ impl<N: Node> Runtime<N> {
     }
 
     /// Every member of `cluster` but us: whose replication slots we keep as primary.
-    fn other_members(&self, cluster: Option<&Cluster>) -> Vec<String> {
+    pub(crate) fn other_members(&self, cluster: Option<&Cluster>) -> Vec<String> {
         cluster
             .map(|c| c.members.iter().filter(|m| m.name != self.name).map(|m| m.name.clone()).collect())
             .unwrap_or_default()
@@ -344,7 +342,7 @@ impl<N: Node> Runtime<N> {
     }
 
     /// `member`'s REST URL as the `failsafe` key last listed it.
-    fn failsafe_url(&self, member: &str) -> Option<String> {
+    pub(crate) fn failsafe_url(&self, member: &str) -> Option<String> {
         self.failsafe.get(member).and_then(Value::as_str).map(str::to_owned)
     }
 
@@ -434,289 +432,6 @@ impl<N: Node> Runtime<N> {
         local.busy = self.long.as_ref().map(|l| l.busy.clone());
         local.last_failure = self.last_failure.clone();
         (local, details)
-    }
-
-    /// Collects a finished long action: its failure is reported to the core once, in `last_failure`.
-    async fn reap_long(&mut self) {
-        let finished = self.long.as_ref().is_some_and(|l| l.handle.is_finished());
-        if !finished {
-            return;
-        }
-        let Some(long) = self.long.take() else { return };
-        let result = match long.handle.await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("panicked: {e}")),
-        };
-        if long.busy == Busy::Restarting {
-            if let Some(reply) = self.restart_reply.take() {
-                let answer = match &result {
-                    Ok(()) => (true, "restarted successfully".to_owned()),
-                    Err(e) => (false, format!("restart failed: {e}")),
-                };
-                self.due_replies.push((reply, answer));
-            }
-        }
-        self.last_failure = match result {
-            Ok(()) => None,
-            Err(e) => {
-                error!("{} failed: {e}", long.busy.state_text());
-                Some(long.busy)
-            }
-        };
-    }
-
-    fn spawn_long<F>(&mut self, busy: Busy, fut: F)
-    where
-        F: std::future::Future<Output = Result<(), NodeError>> + Send + 'static,
-    {
-        if self.long.is_some() {
-            warn!("not starting {}: another action is in progress", busy.state_text());
-            return;
-        }
-        self.last_failure = None;
-        let wake = self.wake.clone();
-        let handle = tokio::spawn(async move {
-            let r = fut.await;
-            wake.notify_one();
-            r
-        });
-        self.long = Some(LongAction { busy, handle });
-    }
-
-    fn upstream(&self, cluster: Option<&Cluster>, name: Option<&str>) -> Option<Upstream> {
-        let name = name?;
-        let member = cluster?.get_member_or_leader(name)?;
-        let conn_url = member.conn_url()?.to_owned();
-        Some(Upstream { name: name.to_owned(), conn_url })
-    }
-
-    async fn execute(&mut self, plan: &Plan, cluster: Option<&Cluster>, s: &Settings) -> Result<Executed, Exit> {
-        let mut done = Executed::default();
-        for action in &plan.actions {
-            match self.execute_one(action, cluster, s, &mut done).await {
-                Ok(()) => {}
-                Err(Failure::Fatal(reason)) => return Err(Exit::Fatal(reason)),
-                Err(Failure::Failed(msg)) => {
-                    warn!("{msg}");
-                    break;
-                }
-            }
-        }
-        Ok(done)
-    }
-
-    async fn execute_one(
-        &mut self,
-        action: &Action,
-        cluster: Option<&Cluster>,
-        s: &Settings,
-        done: &mut Executed,
-    ) -> Result<(), Failure> {
-        let dcs = self.dcs.clone();
-        match action {
-            Action::AttemptInitialize => match dcs.initialize(true, "").await {
-                Ok(()) => done.outcomes.push(Outcome::InitializeRace { won: true }),
-                Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::InitializeRace { won: false }),
-                Err(e) => return Err(Failure::Failed(format!("failed to initialize the cluster: {e}"))),
-            },
-            Action::SetInitialize { sysid } => {
-                if cluster.is_some_and(|c| c.config.is_none()) {
-                    // The bootstrap winner publishes `bootstrap.dcs` as the cluster's dynamic configuration.
-                    let value = self.config.bootstrap_dcs().to_json();
-                    dcs.set_config_value(&value, None).await.map_err(|e| Failure::dcs("write config", e))?;
-                }
-                dcs.initialize(false, sysid).await.map_err(|e| Failure::dcs("write initialize", e))?;
-            }
-            Action::CancelInitialize => {
-                dcs.cancel_initialization().await.map_err(|e| Failure::dcs("cancel initialization", e))?
-            }
-            Action::Bootstrap => {
-                let node = self.node.clone();
-                self.spawn_long(Busy::Bootstrapping, async move { node.bootstrap().await });
-            }
-            Action::CreateReplica { from } => {
-                let up = match from {
-                    Some(name) => match self.upstream(cluster, Some(name)) {
-                        Some(up) => Some(up),
-                        None => return Err(Failure::Failed(format!("no connection address known for {name}"))),
-                    },
-                    None => None,
-                };
-                let node = self.node.clone();
-                self.spawn_long(Busy::CreatingReplica, async move { node.create_replica(up.as_ref()).await });
-            }
-            Action::StartPrimary => {
-                let node = self.node.clone();
-                self.spawn_long(Busy::Starting, async move { node.start_primary().await });
-            }
-            Action::MarkDemoted => self.node.mark_demoted().await,
-            Action::StartReplica { follow } => {
-                let up = self.upstream(cluster, follow.as_deref());
-                let node = self.node.clone();
-                self.spawn_long(Busy::Starting, async move { node.start_replica(up.as_ref()).await });
-            }
-            Action::Follow { leader } => {
-                let up = self.upstream(cluster, leader.as_deref());
-                self.node.follow(up.as_ref()).await.map_err(|e| Failure::Failed(e.0))?;
-            }
-            Action::Rewind { from } => {
-                let Some(up) = self.upstream(cluster, Some(from)) else {
-                    return Err(Failure::Failed(format!("no connection address known for {from}")));
-                };
-                let node = self.node.clone();
-                self.spawn_long(Busy::Rewinding, async move { node.rewind(&up).await });
-            }
-            Action::Reinitialize { from } => {
-                let Some(up) = self.upstream(cluster, from.as_deref()) else {
-                    return Err(Failure::Failed(format!("no connection address known for {from:?}")));
-                };
-                let node = self.node.clone();
-                self.spawn_long(Busy::Reinitializing, async move { node.reinitialize(&up).await });
-            }
-            Action::Promote => {
-                let node = self.node.clone();
-                let others = self.other_members(cluster);
-                self.spawn_long(Busy::Promoting, async move {
-                    node.promote().await?;
-                    if let Err(e) = node.ensure_slots(&others).await {
-                        warn!("failed to create replication slots after promotion: {e}");
-                    }
-                    Ok(())
-                });
-            }
-            Action::Demote { mode, follow } => {
-                let node = self.node.clone();
-                let leader = cluster.and_then(|c| c.leader.clone()).filter(|l| l.name == self.name);
-                let up = self.upstream(cluster, follow.as_deref());
-                let mode = *mode;
-                self.spawn_long(Busy::Demoting, async move {
-                    let how = match mode {
-                        DemoteMode::Graceful => Stop::FastWithCheckpoint,
-                        DemoteMode::Offline => Stop::Fast,
-                        DemoteMode::Immediate | DemoteMode::ImmediateNoLock => Stop::Immediate,
-                    };
-                    let lsn = node.stop(how).await?;
-                    if mode.releases_key() {
-                        if let Some(leader) = &leader {
-                            if let Err(e) = dcs.delete_leader(leader, lsn).await {
-                                warn!("failed to release the leader key: {e}");
-                            } else {
-                                info!("released the leader key");
-                            }
-                        }
-                    }
-                    // Back as a read-only standby; offline (no DCS) it follows nobody until the DCS answers again.
-                    node.start_replica(up.as_ref()).await
-                });
-            }
-            Action::Restart => {
-                let node = self.node.clone();
-                self.spawn_long(Busy::Restarting, async move { node.restart().await });
-            }
-            Action::Reload => self.node.reload().await.map_err(|e| Failure::Failed(e.0))?,
-            Action::AcquireLeader => {
-                // The others follow as soon as they see our key, before our promotion ends: their slots must be
-                // there by then, or each replica fails once and retries only after wal_retrieve_retry_interval.
-                // Unreserved, they cost nothing if we lose the race.
-                let others = self.other_members(cluster);
-                if let Err(e) = self.node.prepare_slots(&others).await {
-                    warn!("failed to prepare replication slots: {e}");
-                }
-                match dcs.attempt_to_acquire_leader().await {
-                    Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
-                    Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
-                    Err(e) => {
-                        done.outcomes.push(Outcome::LeaderRace { won: false });
-                        return Err(Failure::dcs("acquire the leader key", e));
-                    }
-                }
-            }
-            Action::UpdateLeader { lsn } => {
-                let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
-                let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });
-                if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
-                    done.outcomes.push(Outcome::LeaderRefresh { ok: false });
-                    return Err(Failure::dcs("update the leader key", e));
-                }
-            }
-            Action::ReleaseLeader { lsn } => {
-                if let Some(leader) = cluster.and_then(|c| c.leader.as_ref()) {
-                    dcs.delete_leader(leader, *lsn).await.map_err(|e| Failure::dcs("release the leader key", e))?;
-                }
-            }
-            Action::FetchPeers { members } => {
-                let targets: Vec<(String, Option<String>)> = members
-                    .iter()
-                    .map(|m| {
-                        // A member whose key expired may still be listed, with its URL, in `failsafe`.
-                        let url = cluster
-                            .and_then(|c| c.get_member(m))
-                            .and_then(|m| m.api_url())
-                            .map(str::to_owned)
-                            .or_else(|| self.failsafe_url(m));
-                        (m.clone(), url)
-                    })
-                    .collect();
-                done.peers = Some(peers::fetch(&self.http, targets, Duration::from_secs(2)).await);
-            }
-            Action::ClearFailover => {
-                let version = cluster.and_then(|c| c.failover.as_ref()).map(|f| f.version);
-                dcs.delete_failover(version).await.map_err(|e| Failure::dcs("clear the failover key", e))?;
-            }
-            Action::UpdateHistory => {
-                let mut lines = self.node.timeline_history().await.map_err(|e| Failure::Failed(e.0))?;
-                let known = cluster.and_then(|c| c.history.as_ref()).map(|h| h.lines.clone()).unwrap_or_default();
-                let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string();
-                let last = lines.len().saturating_sub(1);
-                for (i, line) in lines.iter_mut().enumerate() {
-                    // Keep what was recorded when the switch happened; the newest switch is ours, now.
-                    if let Some(k) = known.iter().find(|k| k.timeline == line.timeline) {
-                        line.timestamp = k.timestamp.clone();
-                        line.new_leader = k.new_leader.clone();
-                    } else if i == last {
-                        line.timestamp = Some(now.clone());
-                        line.new_leader = Some(self.name.clone());
-                    }
-                }
-                let history = TimelineHistory { version: 0, lines };
-                dcs.set_history_value(&history.to_json()).await.map_err(|e| Failure::dcs("write history", e))?;
-            }
-            Action::SetSyncState { standbys } => {
-                let version = cluster.and_then(|c| c.sync.version);
-                dcs.write_sync_state(Some(&self.name), standbys, 0, version)
-                    .await
-                    .map_err(|e| Failure::dcs("write the sync key", e))?;
-            }
-            Action::SetSyncStandbys { standbys, strict } => {
-                self.node.set_sync_standbys(standbys, *strict).await.map_err(|e| Failure::Failed(e.0))?
-            }
-            Action::WriteFailsafe { members } => {
-                let map = members
-                    .iter()
-                    .filter_map(|m| {
-                        let url = cluster?.get_member(m)?.api_url()?.to_owned();
-                        Some((m.clone(), url))
-                    })
-                    .collect();
-                dcs.write_failsafe(&map).await.map_err(|e| Failure::dcs("write failsafe", e))?;
-                // Asked for confirmations if the DCS goes away before we read the key back.
-                self.failsafe = map.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-            }
-            Action::CheckFailsafe { members } => {
-                let targets: Vec<(String, Option<String>)> =
-                    members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
-                let confirmed =
-                    peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
-                        .await;
-                self.failsafe_confirmed = confirmed;
-                done.outcomes.push(Outcome::Failsafe { confirmed });
-            }
-            Action::Fatal { reason } => {
-                error!("{reason}");
-                return Err(Failure::Fatal(reason.clone()));
-            }
-        }
-        Ok(())
     }
 
     /// Carries out what the REST API asked for since the last cycle.
@@ -826,38 +541,5 @@ impl<N: Node> Runtime<N> {
         let (local, details) = self.observe().await;
         let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
         let _ = self.dcs.touch_member(&member_data(&local, &details, &self.addresses, tags, false)).await;
-    }
-}
-
-/// Actions that write keys other members and the REST API read from the cluster view (the leader key's own
-/// refresh and the member key are not among them: the view already says what they say).
-fn changes_view(action: &Action) -> bool {
-    matches!(
-        action,
-        Action::SetInitialize { .. }
-            | Action::CancelInitialize
-            | Action::AcquireLeader
-            | Action::ReleaseLeader { .. }
-            | Action::ClearFailover
-            | Action::UpdateHistory
-            | Action::SetSyncState { .. }
-            | Action::WriteFailsafe { .. }
-    )
-}
-
-#[derive(Default)]
-struct Executed {
-    outcomes: Vec<Outcome>,
-    peers: Option<Vec<PeerStatus>>,
-}
-
-enum Failure {
-    Failed(String),
-    Fatal(String),
-}
-
-impl Failure {
-    fn dcs(what: &str, e: DcsError) -> Failure {
-        Failure::Failed(format!("failed to {what}: {e}"))
     }
 }

@@ -31,6 +31,7 @@
 //! agent must. Every external program runs through [`Cmd`]: logged, time-bounded, killed with its whole process
 //! group on timeout or cancellation.
 
+pub mod adhoc;
 pub mod binaries;
 pub mod bootstrap;
 pub mod callbacks;

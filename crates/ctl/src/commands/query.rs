@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use super::{any_member, get_cluster, timestamp};
 use crate::cli::Role;
@@ -64,14 +64,7 @@ async fn connect(
     if matches!(role, None | Some(Role::Any) | Some(Role::Leader)) {
         return Ok(Some(client));
     }
-    let msgs = client.simple_query("SELECT pg_catalog.pg_is_in_recovery()").await.map_err(db_message)?;
-    let in_recovery = msgs
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "t"),
-            _ => None,
-        })
-        .unwrap_or(true);
+    let in_recovery = patroni_postgres::adhoc::is_in_recovery(&client).await.map_err(db_message)?;
     let ok = if in_recovery {
         matches!(role, Some(Role::Replica | Role::Standby | Role::StandbyLeader))
     } else {
@@ -253,35 +246,19 @@ pub async fn query(ctl: &Ctl, a: QueryArgs) -> CtlResult<()> {
                 };
                 error_rows(message)
             }
-            Some(c) => match c.simple_query(&sql).await {
-                Ok(msgs) => {
-                    // Column types (for typed JSON/YAML values, like psycopg's) when the SQL is one statement.
-                    let types: Vec<tokio_postgres::types::Type> = match c.prepare(&sql).await {
-                        Ok(st) => st.columns().iter().map(|c| c.type_().clone()).collect(),
-                        Err(_) => vec![],
-                    };
-                    let mut header = None;
-                    let mut rows = Vec::new();
-                    for m in msgs {
-                        match m {
-                            SimpleQueryMessage::RowDescription(cols) => {
-                                header = Some(cols.iter().map(|c| c.name().to_string()).collect());
-                                rows.clear();
-                            }
-                            SimpleQueryMessage::Row(r) => {
-                                if header.is_none() {
-                                    header = Some(r.columns().iter().map(|c| c.name().to_string()).collect());
-                                }
-                                rows.push(
-                                    (0..r.len())
-                                        .map(|i| r.get(i).map_or(Value::Null, |t| typed(t, types.get(i))))
-                                        .collect(),
-                                );
-                            }
-                            _ => {}
-                        }
-                    }
-                    (header, rows)
+            Some(c) => match patroni_postgres::adhoc::simple_query_text(c, &sql).await {
+                Ok(result) => {
+                    let rows = result
+                        .rows
+                        .into_iter()
+                        .map(|r| {
+                            r.iter()
+                                .enumerate()
+                                .map(|(i, v)| v.as_deref().map_or(Value::Null, |t| typed(t, result.types.get(i))))
+                                .collect()
+                        })
+                        .collect();
+                    (result.columns, rows)
                 }
                 Err(e) => {
                     *guard = None;

@@ -1,0 +1,337 @@
+//! The executor of plans: DCS writes run inline (each bounded by `retry_timeout`); long PostgreSQL actions
+//! (bootstrap, clone, start, promote, demote, rewind) run as one background task whose state is reported to the core
+//! as `busy`, so the leader keeps refreshing its key meanwhile.
+
+use std::time::Duration;
+
+use patroni_dcs::{Cluster, DcsError, Status, TimelineHistory};
+use patroni_ha::{Action, Busy, DemoteMode, Outcome, PeerStatus, Plan, Settings};
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use crate::node::{Node, NodeError, Stop, Upstream};
+use crate::peers;
+use crate::runtime::{millis, Exit, LongAction, Runtime};
+
+impl<N: Node> Runtime<N> {
+    /// Collects a finished long action: its failure is reported to the core once, in `last_failure`.
+    pub(crate) async fn reap_long(&mut self) {
+        let finished = self.long.as_ref().is_some_and(|l| l.handle.is_finished());
+        if !finished {
+            return;
+        }
+        let Some(long) = self.long.take() else { return };
+        let result = match long.handle.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("panicked: {e}")),
+        };
+        if long.busy == Busy::Restarting {
+            if let Some(reply) = self.restart_reply.take() {
+                let answer = match &result {
+                    Ok(()) => (true, "restarted successfully".to_owned()),
+                    Err(e) => (false, format!("restart failed: {e}")),
+                };
+                self.due_replies.push((reply, answer));
+            }
+        }
+        self.last_failure = match result {
+            Ok(()) => None,
+            Err(e) => {
+                error!("{} failed: {e}", long.busy.state_text());
+                Some(long.busy)
+            }
+        };
+    }
+
+    pub(crate) fn spawn_long<F>(&mut self, busy: Busy, fut: F)
+    where
+        F: std::future::Future<Output = Result<(), NodeError>> + Send + 'static,
+    {
+        if self.long.is_some() {
+            warn!("not starting {}: another action is in progress", busy.state_text());
+            return;
+        }
+        self.last_failure = None;
+        let wake = self.wake.clone();
+        let handle = tokio::spawn(async move {
+            let r = fut.await;
+            wake.notify_one();
+            r
+        });
+        self.long = Some(LongAction { busy, handle });
+    }
+
+    pub(crate) fn upstream(&self, cluster: Option<&Cluster>, name: Option<&str>) -> Option<Upstream> {
+        let name = name?;
+        let member = cluster?.get_member_or_leader(name)?;
+        let conn_url = member.conn_url()?.to_owned();
+        Some(Upstream { name: name.to_owned(), conn_url })
+    }
+
+    pub(crate) async fn execute(
+        &mut self,
+        plan: &Plan,
+        cluster: Option<&Cluster>,
+        s: &Settings,
+    ) -> Result<Executed, Exit> {
+        let mut done = Executed::default();
+        for action in &plan.actions {
+            match self.execute_one(action, cluster, s, &mut done).await {
+                Ok(()) => {}
+                Err(Failure::Fatal(reason)) => return Err(Exit::Fatal(reason)),
+                Err(Failure::Failed(msg)) => {
+                    warn!("{msg}");
+                    break;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    pub(crate) async fn execute_one(
+        &mut self,
+        action: &Action,
+        cluster: Option<&Cluster>,
+        s: &Settings,
+        done: &mut Executed,
+    ) -> Result<(), Failure> {
+        let dcs = self.dcs.clone();
+        match action {
+            Action::AttemptInitialize => match dcs.initialize(true, "").await {
+                Ok(()) => done.outcomes.push(Outcome::InitializeRace { won: true }),
+                Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::InitializeRace { won: false }),
+                Err(e) => return Err(Failure::Failed(format!("failed to initialize the cluster: {e}"))),
+            },
+            Action::SetInitialize { sysid } => {
+                if cluster.is_some_and(|c| c.config.is_none()) {
+                    // The bootstrap winner publishes `bootstrap.dcs` as the cluster's dynamic configuration.
+                    let value = self.config.bootstrap_dcs().to_json();
+                    dcs.set_config_value(&value, None).await.map_err(|e| Failure::dcs("write config", e))?;
+                }
+                dcs.initialize(false, sysid).await.map_err(|e| Failure::dcs("write initialize", e))?;
+            }
+            Action::CancelInitialize => {
+                dcs.cancel_initialization().await.map_err(|e| Failure::dcs("cancel initialization", e))?
+            }
+            Action::Bootstrap => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Bootstrapping, async move { node.bootstrap().await });
+            }
+            Action::CreateReplica { from } => {
+                let up = match from {
+                    Some(name) => match self.upstream(cluster, Some(name)) {
+                        Some(up) => Some(up),
+                        None => return Err(Failure::Failed(format!("no connection address known for {name}"))),
+                    },
+                    None => None,
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::CreatingReplica, async move { node.create_replica(up.as_ref()).await });
+            }
+            Action::StartPrimary => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Starting, async move { node.start_primary().await });
+            }
+            Action::MarkDemoted => self.node.mark_demoted().await,
+            Action::StartReplica { follow } => {
+                let up = self.upstream(cluster, follow.as_deref());
+                let node = self.node.clone();
+                self.spawn_long(Busy::Starting, async move { node.start_replica(up.as_ref()).await });
+            }
+            Action::Follow { leader } => {
+                let up = self.upstream(cluster, leader.as_deref());
+                self.node.follow(up.as_ref()).await.map_err(|e| Failure::Failed(e.0))?;
+            }
+            Action::Rewind { from } => {
+                let Some(up) = self.upstream(cluster, Some(from)) else {
+                    return Err(Failure::Failed(format!("no connection address known for {from}")));
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::Rewinding, async move { node.rewind(&up).await });
+            }
+            Action::Reinitialize { from } => {
+                let Some(up) = self.upstream(cluster, from.as_deref()) else {
+                    return Err(Failure::Failed(format!("no connection address known for {from:?}")));
+                };
+                let node = self.node.clone();
+                self.spawn_long(Busy::Reinitializing, async move { node.reinitialize(&up).await });
+            }
+            Action::Promote => {
+                let node = self.node.clone();
+                let others = self.other_members(cluster);
+                self.spawn_long(Busy::Promoting, async move {
+                    node.promote().await?;
+                    if let Err(e) = node.ensure_slots(&others).await {
+                        warn!("failed to create replication slots after promotion: {e}");
+                    }
+                    Ok(())
+                });
+            }
+            Action::Demote { mode, follow } => {
+                let node = self.node.clone();
+                let leader = cluster.and_then(|c| c.leader.clone()).filter(|l| l.name == self.name);
+                let up = self.upstream(cluster, follow.as_deref());
+                let mode = *mode;
+                self.spawn_long(Busy::Demoting, async move {
+                    let how = match mode {
+                        DemoteMode::Graceful => Stop::FastWithCheckpoint,
+                        DemoteMode::Offline => Stop::Fast,
+                        DemoteMode::Immediate | DemoteMode::ImmediateNoLock => Stop::Immediate,
+                    };
+                    let lsn = node.stop(how).await?;
+                    if mode.releases_key() {
+                        if let Some(leader) = &leader {
+                            if let Err(e) = dcs.delete_leader(leader, lsn).await {
+                                warn!("failed to release the leader key: {e}");
+                            } else {
+                                info!("released the leader key");
+                            }
+                        }
+                    }
+                    // Back as a read-only standby; offline (no DCS) it follows nobody until the DCS answers again.
+                    node.start_replica(up.as_ref()).await
+                });
+            }
+            Action::Restart => {
+                let node = self.node.clone();
+                self.spawn_long(Busy::Restarting, async move { node.restart().await });
+            }
+            Action::Reload => self.node.reload().await.map_err(|e| Failure::Failed(e.0))?,
+            Action::AcquireLeader => {
+                // The others follow as soon as they see our key, before our promotion ends: their slots must be
+                // there by then, or each replica fails once and retries only after wal_retrieve_retry_interval.
+                // Unreserved, they cost nothing if we lose the race.
+                let others = self.other_members(cluster);
+                if let Err(e) = self.node.prepare_slots(&others).await {
+                    warn!("failed to prepare replication slots: {e}");
+                }
+                match dcs.attempt_to_acquire_leader().await {
+                    Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
+                    Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
+                    Err(e) => {
+                        done.outcomes.push(Outcome::LeaderRace { won: false });
+                        return Err(Failure::dcs("acquire the leader key", e));
+                    }
+                }
+            }
+            Action::UpdateLeader { lsn } => {
+                let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
+                let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });
+                if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
+                    done.outcomes.push(Outcome::LeaderRefresh { ok: false });
+                    return Err(Failure::dcs("update the leader key", e));
+                }
+            }
+            Action::ReleaseLeader { lsn } => {
+                if let Some(leader) = cluster.and_then(|c| c.leader.as_ref()) {
+                    dcs.delete_leader(leader, *lsn).await.map_err(|e| Failure::dcs("release the leader key", e))?;
+                }
+            }
+            Action::FetchPeers { members } => {
+                let targets: Vec<(String, Option<String>)> = members
+                    .iter()
+                    .map(|m| {
+                        // A member whose key expired may still be listed, with its URL, in `failsafe`.
+                        let url = cluster
+                            .and_then(|c| c.get_member(m))
+                            .and_then(|m| m.api_url())
+                            .map(str::to_owned)
+                            .or_else(|| self.failsafe_url(m));
+                        (m.clone(), url)
+                    })
+                    .collect();
+                done.peers = Some(peers::fetch(&self.http, targets, Duration::from_secs(2)).await);
+            }
+            Action::ClearFailover => {
+                let version = cluster.and_then(|c| c.failover.as_ref()).map(|f| f.version);
+                dcs.delete_failover(version).await.map_err(|e| Failure::dcs("clear the failover key", e))?;
+            }
+            Action::UpdateHistory => {
+                let mut lines = self.node.timeline_history().await.map_err(|e| Failure::Failed(e.0))?;
+                let known = cluster.and_then(|c| c.history.as_ref()).map(|h| h.lines.clone()).unwrap_or_default();
+                let now = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.6f%:z").to_string();
+                let last = lines.len().saturating_sub(1);
+                for (i, line) in lines.iter_mut().enumerate() {
+                    // Keep what was recorded when the switch happened; the newest switch is ours, now.
+                    if let Some(k) = known.iter().find(|k| k.timeline == line.timeline) {
+                        line.timestamp = k.timestamp.clone();
+                        line.new_leader = k.new_leader.clone();
+                    } else if i == last {
+                        line.timestamp = Some(now.clone());
+                        line.new_leader = Some(self.name.clone());
+                    }
+                }
+                let history = TimelineHistory { version: 0, lines };
+                dcs.set_history_value(&history.to_json()).await.map_err(|e| Failure::dcs("write history", e))?;
+            }
+            Action::SetSyncState { standbys } => {
+                let version = cluster.and_then(|c| c.sync.version);
+                dcs.write_sync_state(Some(&self.name), standbys, 0, version)
+                    .await
+                    .map_err(|e| Failure::dcs("write the sync key", e))?;
+            }
+            Action::SetSyncStandbys { standbys, strict } => {
+                self.node.set_sync_standbys(standbys, *strict).await.map_err(|e| Failure::Failed(e.0))?
+            }
+            Action::WriteFailsafe { members } => {
+                let map = members
+                    .iter()
+                    .filter_map(|m| {
+                        let url = cluster?.get_member(m)?.api_url()?.to_owned();
+                        Some((m.clone(), url))
+                    })
+                    .collect();
+                dcs.write_failsafe(&map).await.map_err(|e| Failure::dcs("write failsafe", e))?;
+                // Asked for confirmations if the DCS goes away before we read the key back.
+                self.failsafe = map.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            }
+            Action::CheckFailsafe { members } => {
+                let targets: Vec<(String, Option<String>)> =
+                    members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
+                let confirmed =
+                    peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
+                        .await;
+                self.failsafe_confirmed = confirmed;
+                done.outcomes.push(Outcome::Failsafe { confirmed });
+            }
+            Action::Fatal { reason } => {
+                error!("{reason}");
+                return Err(Failure::Fatal(reason.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Actions that write keys other members and the REST API read from the cluster view (the leader key's own
+/// refresh and the member key are not among them: the view already says what they say).
+pub(crate) fn changes_view(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::SetInitialize { .. }
+            | Action::CancelInitialize
+            | Action::AcquireLeader
+            | Action::ReleaseLeader { .. }
+            | Action::ClearFailover
+            | Action::UpdateHistory
+            | Action::SetSyncState { .. }
+            | Action::WriteFailsafe { .. }
+    )
+}
+
+#[derive(Default)]
+pub(crate) struct Executed {
+    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) peers: Option<Vec<PeerStatus>>,
+}
+
+pub(crate) enum Failure {
+    Failed(String),
+    Fatal(String),
+}
+
+impl Failure {
+    fn dcs(what: &str, e: DcsError) -> Failure {
+        Failure::Failed(format!("failed to {what}: {e}"))
+    }
+}
