@@ -424,7 +424,8 @@ mod tests {
             &mut problems,
         );
         let m = Member { name: "m".into(), version: 1, session: None, data };
-        assert!(!m.nofailover());
+        // Python's bool(): any non-empty string is true, "false" included (Patroni's tags.py).
+        assert!(m.nofailover());
         assert!(m.clonefrom());
         assert!(m.nosync());
         assert!(!m.nostream());
