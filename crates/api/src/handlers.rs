@@ -423,7 +423,13 @@ async fn failover(shared: &Shared, rt: &Runtime, action: FailoverAction, req: Re
     let (leader, candidate, at) =
         (show(body.get("leader")), show(body.get("candidate").or(body.get("member"))), show(body.get("scheduled_at")));
     tracing::info!("received {} request with leader={leader} candidate={candidate} scheduled_at={at}", action.as_str());
-    let plan = match validate_failover(action, &body, status.cluster.as_deref(), paused(&status), chrono::Utc::now()) {
+    // Pause is judged on the configuration as the DCS has it now, as Patroni reads the cluster afresh here: a
+    // `resume` a moment ago must not refuse a scheduled switchover because our snapshot predates it.
+    let paused = match shared.control.read_config().await {
+        Ok(Some(c)) => c.data.get("pause").and_then(patroni_pycompat::parse_bool_value).unwrap_or(false),
+        _ => paused(&status),
+    };
+    let plan = match validate_failover(action, &body, status.cluster.as_deref(), paused, chrono::Utc::now()) {
         Ok(p) => p,
         Err(refusal) => return Reply::text(refusal.status, refusal.message),
     };

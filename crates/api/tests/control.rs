@@ -392,7 +392,12 @@ async fn malformed_requests_get_their_documented_answers() {
     let server = TestServer::start(primary()).await;
     let c = http();
     for case in cases {
-        server.publish((case.status)());
+        let status = (case.status)();
+        // The DCS says what the snapshot says: POST /switchover reads the pause flag from the DCS afresh.
+        if let Some((Value::Object(config), _)) = server.control.0.lock().unwrap().config.as_mut() {
+            config.insert("pause".into(), Value::Bool(status.paused));
+        }
+        server.publish(status);
         let method = reqwest::Method::from_bytes(case.method.as_bytes()).unwrap();
         let mut req = c.request(method, server.url(case.path));
         if let Some(b) = case.body.clone().filter(|b| !b.is_empty()) {
