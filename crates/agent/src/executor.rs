@@ -37,7 +37,7 @@ impl<N: Node> Runtime<N> {
         self.last_failure = match result {
             Ok(()) => None,
             Err(e) => {
-                error!("{} failed: {e}", long.busy.state_text());
+                error!("{} failed: {e}", long.busy.action_text());
                 Some(long.busy)
             }
         };
@@ -48,7 +48,7 @@ impl<N: Node> Runtime<N> {
         F: std::future::Future<Output = Result<(), NodeError>> + Send + 'static,
     {
         if self.long.is_some() {
-            warn!("not starting {}: another action is in progress", busy.state_text());
+            warn!("not starting {}: another action is in progress", busy.action_text());
             return;
         }
         self.last_failure = None;

@@ -39,15 +39,7 @@ pub struct Addresses {
 /// postmaster that died is `stopped`: nothing will restart it.
 pub fn state_text(local: &LocalState, paused: bool) -> &'static str {
     if let Some(busy) = &local.busy {
-        return match busy {
-            Busy::Bootstrapping => "running custom bootstrap script",
-            Busy::CreatingReplica | Busy::Reinitializing => "creating replica",
-            Busy::Rewinding => "running pg_rewind",
-            Busy::Starting => "starting",
-            Busy::Restarting => "restarting",
-            Busy::Stopping | Busy::Demoting => "stopping",
-            Busy::Promoting => "running",
-        };
+        return busy.state_text();
     }
     match local.process {
         Process::Running => "running",

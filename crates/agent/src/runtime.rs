@@ -507,7 +507,7 @@ impl<N: Node> Runtime<N> {
     async fn shutdown(&mut self) {
         let settings = self.settings();
         if let Some(long) = self.long.take() {
-            info!("waiting for {} to finish before shutting down", long.busy.state_text());
+            info!("waiting for {} to finish before shutting down", long.busy.action_text());
             let _ = tokio::time::timeout(Duration::from_secs(30), long.handle).await;
         }
         if settings.pause {

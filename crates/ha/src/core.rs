@@ -78,7 +78,7 @@ impl Ha {
         }
 
         if let Some(busy) = &local.busy {
-            return self.while_busy(s, cluster, obs, busy.state_text());
+            return self.while_busy(s, cluster, obs, busy.action_text());
         }
         if self.recovering && !matches!(local.process, Process::Starting { .. }) {
             self.recovering = false;

@@ -249,15 +249,33 @@ pub enum Busy {
 }
 
 impl Busy {
-    /// The member state Patroni publishes while this runs (`patronictl list` shows it).
+    /// The member `state` Patroni publishes while this runs (`/patroni`, the member key, `patronictl list`): the
+    /// one table of these words, for the agent and the REST API alike.
     pub fn state_text(&self) -> &'static str {
         match self {
             Busy::Bootstrapping => "running custom bootstrap script",
             Busy::CreatingReplica | Busy::Reinitializing => "creating replica",
             Busy::Rewinding => "running pg_rewind",
-            Busy::Starting | Busy::Restarting => "starting",
+            Busy::Starting => "starting",
+            Busy::Restarting => "restarting",
             Busy::Stopping | Busy::Demoting => "stopping",
-            Busy::Promoting => "promoting",
+            // PostgreSQL stays `running` while it is promoted; the role tells the rest.
+            Busy::Promoting => "running",
+        }
+    }
+
+    /// The action as Patroni names it in its "<action> in progress" and "updated leader lock during <action>" lines.
+    pub fn action_text(&self) -> &'static str {
+        match self {
+            Busy::Bootstrapping => "bootstrap",
+            Busy::CreatingReplica => "creating replica",
+            Busy::Reinitializing => "reinitialize",
+            Busy::Rewinding => "running pg_rewind",
+            Busy::Starting => "starting",
+            Busy::Restarting => "restart",
+            Busy::Stopping => "stopping",
+            Busy::Demoting => "demote",
+            Busy::Promoting => "promote",
         }
     }
 }

@@ -636,7 +636,7 @@ fn busy_leader_keeps_refreshing_its_key() {
     local.busy = Some(Busy::Restarting);
     local.process = Process::Starting { since: Time(999_000) };
     let plan = Ha::new().step(&settings("pg1"), &obs(Some(cluster(Some("pg1"))), local));
-    assert_eq!(plan.status, "updated leader lock during starting");
+    assert_eq!(plan.status, "updated leader lock during restart");
     assert_eq!(plan.actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
 }
 
