@@ -58,7 +58,7 @@ pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>)
         let listed = c.sync.sync_standby.contains(&info.name);
         s.sync_standby = listed && mode == SynchronousMode::On;
         s.quorum_standby = listed && mode == SynchronousMode::Quorum;
-        s.cluster = Some(Arc::new(patroni_api::model::cluster_view(c, &p.dynamic)));
+        s.cluster = Some(Arc::new(patroni_api::model::cluster_document(c, &p.dynamic)));
         if p.dynamic.failsafe_mode() {
             s.failsafe_members =
                 c.failsafe.as_ref().map(|f| f.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());

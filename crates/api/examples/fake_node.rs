@@ -75,7 +75,7 @@ fn snapshot(replica: bool, tick: u64) -> NodeStatus {
     });
     s.tags = json!({"clonefrom": true}).as_object().cloned().unwrap_or_default();
     s.database_system_identifier = Some("7268616322854375442".into());
-    s.cluster = Some(Arc::new(ClusterView { leader: Some("node1".into()), last_lsn: pos, ..Default::default() }));
+    s.cluster = Some(Arc::new(ClusterDocument { leader: Some("node1".into()), last_lsn: pos, ..Default::default() }));
     s
 }
 

@@ -58,9 +58,10 @@ impl ClusterMember {
     }
 }
 
-/// What the REST API knows about the cluster.
+/// What the REST API knows about the cluster: the `GET /cluster` document and what control requests are checked against
+/// (not the HA core's `patroni_ha::ClusterView`).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClusterView {
+pub struct ClusterDocument {
     /// Holder of the leader key.
     pub leader: Option<String>,
     /// Registered members.
@@ -87,7 +88,7 @@ pub struct ClusterView {
     pub config_version: Option<String>,
 }
 
-impl ClusterView {
+impl ClusterDocument {
     /// A member is in `/sync` (PostgreSQL compares standby names case-insensitively, so do we).
     pub fn sync_matches(&self, name: &str) -> bool {
         self.sync_members.iter().any(|m| m.eq_ignore_ascii_case(name))
@@ -201,8 +202,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn view() -> ClusterView {
-        ClusterView {
+    fn view() -> ClusterDocument {
+        ClusterDocument {
             leader: Some("patroni1".into()),
             members: vec![
                 ClusterMember {

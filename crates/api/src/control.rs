@@ -1,7 +1,7 @@
 //! Control endpoints: request types, their validation (pure functions of the request and the
 //! published snapshot) and the [`Control`] trait through which the agent carries them out.
 
-use crate::cluster::ClusterView;
+use crate::cluster::ClusterDocument;
 use crate::schedule::{parse_schedule, ScheduleError};
 use crate::status::{NodeStatus, PostgresRole, Timestamp, Xlog};
 use crate::units::parse_seconds;
@@ -130,7 +130,7 @@ fn string_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, 
 pub fn validate_failover(
     requested: FailoverAction,
     body: &Map<String, Value>,
-    cluster: Option<&ClusterView>,
+    cluster: Option<&ClusterDocument>,
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<FailoverPlan, Refusal> {
@@ -178,7 +178,7 @@ pub fn validate_failover(
 }
 
 /// Members that could take over, or why none can (answered with 412).
-fn failover_candidates(plan: &FailoverPlan, cluster: &ClusterView) -> Result<Vec<String>, String> {
+fn failover_candidates(plan: &FailoverPlan, cluster: &ClusterDocument) -> Result<Vec<String>, String> {
     let a = plan.action.as_str();
     if let Some(leader) = &plan.leader {
         if cluster.leader.as_deref() != Some(leader.as_str()) {
@@ -476,8 +476,8 @@ mod tests {
         ClusterMember { name: name.into(), api_url: Some(format!("http://{name}:8008/patroni")), ..Default::default() }
     }
 
-    fn cluster() -> ClusterView {
-        ClusterView {
+    fn cluster() -> ClusterDocument {
+        ClusterDocument {
             leader: Some("pg1".into()),
             members: vec![member("pg1"), member("pg2"), member("pg3")],
             ..Default::default()
@@ -488,11 +488,16 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
-    fn check(action: FailoverAction, b: Value, c: Option<&ClusterView>, paused: bool) -> Result<FailoverPlan, Refusal> {
+    fn check(
+        action: FailoverAction,
+        b: Value,
+        c: Option<&ClusterDocument>,
+        paused: bool,
+    ) -> Result<FailoverPlan, Refusal> {
         validate_failover(action, &body(b), c, paused, now())
     }
 
-    type FailoverCase<'a> = (FailoverAction, Value, Option<&'a ClusterView>, bool, u16, &'a str);
+    type FailoverCase<'a> = (FailoverAction, Value, Option<&'a ClusterDocument>, bool, u16, &'a str);
 
     #[test]
     fn failover_validation_table() {
@@ -501,7 +506,7 @@ mod tests {
         let mut sync = cluster();
         sync.synchronous_mode = true;
         sync.sync_members = vec!["pg3".into()];
-        let lonely = ClusterView { leader: Some("pg1".into()), members: vec![member("pg1")], ..Default::default() };
+        let lonely = ClusterDocument { leader: Some("pg1".into()), members: vec![member("pg1")], ..Default::default() };
         let cases: Vec<FailoverCase> = vec![
             (
                 Failover,

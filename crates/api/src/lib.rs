@@ -47,7 +47,7 @@ pub mod wait;
 
 pub use access::Credentials;
 pub use client::{ApiClient, ClientError, ClientSettings, MemberStatus};
-pub use cluster::{ClusterMember, ClusterView, FailoverView};
+pub use cluster::{ClusterDocument, ClusterMember, FailoverView};
 pub use control::{
     CancelSwitchover, Control, ControlError, FailoverAction, FailoverOutcome, FailoverPlan, FailsafeReply,
     ReinitializeRequest, RestartRequest, VersionedConfig,

@@ -3,7 +3,7 @@
 
 use crate::access::Credentials;
 use crate::client::ClientSettings;
-use crate::cluster::{ClusterMember, ClusterView, FailoverView};
+use crate::cluster::{ClusterDocument, ClusterMember, FailoverView};
 use crate::server::{ApiError, ServerSettings, DEFAULT_BODY_LIMIT};
 use crate::tls::{TlsSettings, VerifyClient};
 use patroni_config::{BasicAuth, CtlConfig, DynamicConfig, RestApiConfig, SynchronousMode};
@@ -52,9 +52,9 @@ pub fn history_json(line: &HistoryLine) -> Value {
 }
 
 /// The REST API's view of a cluster read from the DCS, with the effective dynamic configuration.
-pub fn cluster_view(cluster: &Cluster, dynamic: &DynamicConfig) -> ClusterView {
+pub fn cluster_document(cluster: &Cluster, dynamic: &DynamicConfig) -> ClusterDocument {
     let mode = dynamic.synchronous_mode();
-    ClusterView {
+    ClusterDocument {
         leader: cluster.leader_name().map(str::to_owned),
         members: cluster.members.iter().map(member_view).collect(),
         paused: dynamic.is_paused(),
@@ -198,7 +198,7 @@ mod tests {
             ),
         ]);
         let dynamic = DynamicConfig::from_value(&json!({"synchronous_mode": true})).unwrap();
-        let v = cluster_view(&c, &dynamic);
+        let v = cluster_document(&c, &dynamic);
         assert_eq!(v.leader.as_deref(), Some("pg1"));
         assert!(v.synchronous_mode && !v.quorum_commit_mode);
         assert!(v.sync_matches("pg2"));

@@ -4,7 +4,7 @@
 //! change) and sends it through a `tokio::sync::watch` channel; handlers only ever read the
 //! latest value, so a slow DCS or a long restart never delays a health check.
 
-use crate::cluster::ClusterView;
+use crate::cluster::ClusterDocument;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -315,7 +315,7 @@ pub struct NodeStatus {
     /// or `2*ttl` (others) in the past.
     pub next_run: SystemTime,
     /// The last cluster view read from the DCS; `None` when the DCS was never reached or is down.
-    pub cluster: Option<Arc<ClusterView>>,
+    pub cluster: Option<Arc<ClusterDocument>>,
 }
 
 impl NodeStatus {

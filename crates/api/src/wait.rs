@@ -55,13 +55,13 @@ pub async fn await_failover(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ClusterView, FailoverView};
+    use crate::cluster::{ClusterDocument, FailoverView};
     use crate::status::PatroniInfo;
     use std::time::SystemTime;
 
     fn status(leader: Option<&str>, failover: bool) -> Arc<NodeStatus> {
         let mut s = NodeStatus::starting(PatroniInfo::default(), SystemTime::now());
-        s.cluster = Some(Arc::new(ClusterView {
+        s.cluster = Some(Arc::new(ClusterDocument {
             leader: leader.map(str::to_owned),
             failover: failover.then(FailoverView::default),
             ..Default::default()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use patroni_api::model::cluster_view;
+use patroni_api::model::cluster_document;
 use patroni_config::DynamicConfig;
 use patroni_dcs::{Cluster, RawNode};
 use serde_json::json;
@@ -77,7 +77,7 @@ fn cluster_is_byte_identical() {
         node("sync", json!({"leader": "patroni1", "sync_standby": "patroni2"}).to_string()),
     ]);
     let dynamic = DynamicConfig::from_value(&config).unwrap();
-    let ours = patroni_pycompat::json_dumps(&cluster_view(&cluster, &dynamic).to_json("demo"));
+    let ours = patroni_pycompat::json_dumps(&cluster_document(&cluster, &dynamic).to_json("demo"));
     assert_eq!(ours, fixture("patroni-4.1.5-cluster.json"));
 }
 
@@ -89,7 +89,8 @@ fn health_scenario(name: &str) -> patroni_api::NodeStatus {
     let mut s = NodeStatus::starting(common::info(), std::time::SystemTime::now());
     s.state = PostgresState::Running;
     s.tags = json!({"clonefrom": true, "zone": "a"}).as_object().cloned().unwrap();
-    s.cluster = Some(Arc::new(ClusterView { leader: Some("node1".into()), last_lsn: 30 * MB, ..Default::default() }));
+    s.cluster =
+        Some(Arc::new(ClusterDocument { leader: Some("node1".into()), last_lsn: 30 * MB, ..Default::default() }));
     let primary = |s: &mut NodeStatus| {
         s.role = PostgresRole::Primary;
         s.postgres = Some(PostgresStatus {
@@ -192,9 +193,9 @@ fn health_checks_answer_like_python_patroni() {
     assert!(compared > 250, "{compared}");
 }
 
-fn control_scenario(name: &str) -> patroni_api::ClusterView {
+fn control_scenario(name: &str) -> patroni_api::ClusterDocument {
     use patroni_api::cluster::ClusterMember;
-    let mut v = patroni_api::ClusterView {
+    let mut v = patroni_api::ClusterDocument {
         leader: Some("node1".into()),
         members: ["node1", "node2", "node3"]
             .iter()

@@ -236,7 +236,7 @@ async fn patroni_endpoint_matches_the_documented_examples() {
 
     // Unlocked cluster, replica.
     let mut r = replica(0);
-    r.cluster = Some(Arc::new(cluster::ClusterView { leader: None, ..cluster() }));
+    r.cluster = Some(Arc::new(cluster::ClusterDocument { leader: None, ..cluster() }));
     server.publish(r);
     let v: Value = c.get(server.url("/patroni")).send().await.unwrap().json().await.unwrap();
     assert_eq!(

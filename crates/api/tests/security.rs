@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use patroni_api::client::{ApiClient, ClientSettings};
-use patroni_api::cluster::ClusterView;
+use patroni_api::cluster::ClusterDocument;
 use patroni_api::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ async fn allowlist_and_members() {
     settings.allowlist_include_members = false;
     server.handle.reload(&settings).await.unwrap();
     assert_eq!(c.post(server.url("/reload")).send().await.unwrap().status(), 202);
-    let _ = ClusterView::default();
+    let _ = ClusterDocument::default();
     server.stop().await;
 }
 

@@ -20,7 +20,7 @@ pub fn dynamic_config(cluster: &Cluster) -> DynamicConfig {
 /// Patroni's `cluster_as_json`: members sorted by name with role, state, host, lags…, plus `pause` and
 /// `scheduled_switchover`.
 pub fn cluster_json(cluster: &Cluster, name: &str) -> Map<String, Value> {
-    let view = patroni_api::model::cluster_view(cluster, &dynamic_config(cluster));
+    let view = patroni_api::model::cluster_document(cluster, &dynamic_config(cluster));
     match view.to_json(name) {
         Value::Object(m) => m,
         _ => Map::new(),

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
-use patroni_api::cluster::{ClusterMember, ClusterView};
+use patroni_api::cluster::{ClusterDocument, ClusterMember};
 use patroni_api::control::*;
 use patroni_api::*;
 use serde_json::{json, Map, Value};
@@ -37,8 +37,8 @@ fn member(name: &str, port: u16) -> ClusterMember {
     }
 }
 
-pub fn cluster() -> ClusterView {
-    ClusterView {
+pub fn cluster() -> ClusterDocument {
+    ClusterDocument {
         leader: Some("patroni1".into()),
         members: vec![member("patroni1", 8008), member("patroni2", 8009), member("patroni3", 8010)],
         last_lsn: 67_395_656,
