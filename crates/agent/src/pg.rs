@@ -247,7 +247,8 @@ impl PgNode {
             // What a decision about a PostgreSQL that is down needs: how it last ran and how it stopped.
             local.role = pg_role(pg.role());
             local.recovery_configured = pg.recovery_configured();
-            if local.data_dir != DataDir::Empty {
+            // Only a crash decision reads it (start again as primary?): no pg_controldata every loop while stopped.
+            if local.data_dir != DataDir::Empty && matches!(local.process, Process::Crashed { .. }) {
                 local.control_state = pg.controldata().await.ok().map(|cd| control_state(&cd.cluster_state));
             }
         } else {

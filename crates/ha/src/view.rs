@@ -150,7 +150,7 @@ pub struct LocalState {
     /// While running: `pg_is_in_recovery()`. Otherwise the role PostgreSQL last had under this agent (`Unknown`
     /// when it never ran here), so a crash of a primary can be told from a crash of a replica.
     pub role: PgRole,
-    /// `pg_control`'s state, read when PostgreSQL is not running (`None` while it runs or when unreadable).
+    /// `pg_control`'s state, read after a crash (`None` otherwise, or when unreadable).
     pub control_state: Option<ControlState>,
     /// `standby.signal` or `recovery.signal` (or `recovery.conf`) is present: a start would be a standby.
     pub recovery_configured: bool,

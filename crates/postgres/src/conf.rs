@@ -298,8 +298,13 @@ impl ConfigFiles {
     }
 
     /// A primary has neither signal file (nor a pre-v12 `recovery.conf`).
+    /// Every file that makes the next start a standby's: the signal files and a pre-12 `recovery.conf`.
+    pub fn recovery_signals(&self) -> [PathBuf; 3] {
+        [self.standby_signal(), self.recovery_signal(), self.data_dir.join("recovery.conf")]
+    }
+
     pub fn remove_recovery_signals(&self) -> Result<()> {
-        for p in [self.standby_signal(), self.recovery_signal(), self.data_dir.join("recovery.conf")] {
+        for p in self.recovery_signals() {
             remove_if_exists(&p)?;
         }
         Ok(())

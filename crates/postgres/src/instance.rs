@@ -141,9 +141,7 @@ impl Postgres {
 
     /// A signal file (or a `recovery.conf`) says the next start is a standby's.
     pub fn recovery_configured(&self) -> bool {
-        [self.files.standby_signal(), self.files.recovery_signal(), self.settings.data_dir.join("recovery.conf")]
-            .iter()
-            .any(|p| p.exists())
+        self.files.recovery_signals().iter().any(|p| p.exists())
     }
 
     /// Marks a primary that cannot come back (it failed to start) as `demoted` and fires `on_role_change` with it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::binaries::Tool;
 use crate::command::Cmd;
-use crate::conninfo::ConnParams;
+use crate::conninfo::{ConnParams, Credentials};
 use crate::controldata::ClusterState;
 use crate::error::{Error, Result};
 use crate::instance::Postgres;
@@ -214,13 +214,18 @@ impl Postgres {
     }
 
     fn leader_params(&self, leader: &ConnParams) -> ConnParams {
+        self.leader_params_as(leader, self.settings.rewind_credentials())
+    }
+
+    /// `leader`'s address as `credentials`, asking for the read-write server: rewinding from (or flushing) the real
+    /// primary is the safe choice.
+    fn leader_params_as(&self, leader: &ConnParams, credentials: &Credentials) -> ConnParams {
         let mut p = ConnParams::for_role(
             leader.get("host").unwrap_or(""),
             leader.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432),
             leader.get("dbname").unwrap_or(&self.settings.database),
-            self.settings.rewind_credentials(),
+            credentials,
         );
-        // Rewinding from the real primary is the safe choice.
         p.set("target_session_attrs", "read-write");
         p
     }
@@ -376,13 +381,7 @@ impl Postgres {
     /// seconds: the rewound standby then refuses connections until the leader happens to write again (18 s seen).
     /// A checkpoint flushes them. Best effort, as the superuser; without it the standby just gets there later.
     async fn flush_leader_wal(&self, leader: &ConnParams) {
-        let p = ConnParams::for_role(
-            leader.get("host").unwrap_or(""),
-            leader.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432),
-            leader.get("dbname").unwrap_or(&self.settings.database),
-            &self.settings.superuser,
-        )
-        .with("target_session_attrs", "read-write");
+        let p = self.leader_params_as(leader, &self.settings.superuser);
         let flushed = match Db::connect(&p, self.settings.query_timeout).await {
             Ok(db) => db.checkpoint().await,
             Err(e) => Err(e),
