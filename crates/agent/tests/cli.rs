@@ -8,15 +8,21 @@ use predicates::str::contains;
 /// --version` answers 15.4. Real servers are not needed to check that the programs exist.
 fn stub_bin_dir() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
+    DIR.get_or_init(|| stub_bin_dir_answering("patroni-cli-stub-bin", "15.4")).clone()
+}
+
+/// Stand-ins for every PostgreSQL program in `name` under the test target dir, `postgres --version` answering
+/// `version`.
+fn stub_bin_dir_answering(name: &str, version: &str) -> std::path::PathBuf {
+    {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-cli-stub-bin");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         std::fs::create_dir_all(&dir).unwrap();
         for prog in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"] {
             let script = if prog == "postgres" {
-                "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n"
+                format!("#!/bin/sh\necho 'postgres (PostgreSQL) {version}'\n")
             } else {
-                "#!/bin/sh\nexit 0\n"
+                "#!/bin/sh\nexit 0\n".to_owned()
             };
             // Written aside and renamed, so a test binary running at the same time never sees half a file.
             let tmp = dir.join(format!(".{prog}.{}", std::process::id()));
@@ -25,8 +31,7 @@ fn stub_bin_dir() -> std::path::PathBuf {
             std::fs::rename(&tmp, dir.join(prog)).unwrap();
         }
         dir
-    })
-    .clone()
+    }
 }
 
 /// A port nothing listens on right now.
@@ -315,4 +320,29 @@ fn running_with_an_invalid_configuration_reports_and_exits() {
         .code(1)
         .stderr(contains(format!("scope: expected a string ({}:1:8)\n", bad.display())));
     patroni().assert().code(1).stderr(contains("name: is required\nscope: is required\n"));
+}
+
+#[test]
+fn postgres_older_than_12_is_refused_by_validate_config_and_at_start() {
+    let old = stub_bin_dir_answering("patroni-cli-stub-bin-11", "11.22");
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        valid().replace(&format!("bin_dir: {}", stub_bin_dir().display()), &format!("bin_dir: {}", old.display()));
+    let f = write(&d, "pg11.yml", &text);
+    let message = "PostgreSQL 11.22 is not supported: patroni-rs runs PostgreSQL 12 and newer";
+    patroni()
+        .args(["--validate-config", "-i"])
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(contains(format!("postgresql.bin_dir: {message} ({}:", f.display())));
+    // Refused before anything else (the DCS in this configuration does not exist), with the reason logged.
+    patroni().arg(&f).timeout(std::time::Duration::from_secs(60)).assert().code(1).stderr(contains(message));
+    // The sample still comes out, with a warning, for the version the server will be upgraded to.
+    patroni()
+        .arg("--generate-sample-config")
+        .env("PATRONI_POSTGRESQL_BIN_DIR", &old)
+        .assert()
+        .success()
+        .stderr(contains(format!("patroni: warning: {message}")));
 }

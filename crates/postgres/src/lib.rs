@@ -51,6 +51,7 @@ pub mod replica;
 pub mod rewind;
 pub mod settings;
 mod tls;
+pub mod version;
 
 pub use binaries::{Binaries, PgVersion, Tool};
 pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
@@ -69,3 +70,4 @@ pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalRec
 pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
 pub use settings::{ProcessState, ReplicaMethod, Role, Settings};
 pub use tls::connect_with_sslmode;
+pub use version::{Features, RewindRestore, WalKeep, OLDEST_SUPPORTED_MAJOR};
