@@ -6,8 +6,8 @@ use futures::future::join_all;
 use patroni_ha::{PeerReply, PeerStatus, Tags};
 use serde_json::{json, Map, Value};
 
+use crate::core_view::role_from_str;
 use crate::member::Addresses;
-use crate::view::role_from_str;
 
 /// `GET /patroni` on each member in parallel, each bounded by `timeout`. A member without a known URL, or that
 /// does not answer in time, is reported with no reply: it cannot be the healthiest.
@@ -160,7 +160,7 @@ mod tests {
         ] {
             let key = json!({"role": "replica", "state": "running", "tags": tags}).to_string();
             let member = patroni_dcs::model::Member::from_value("pg2", 1, None, &key, "members/pg2", &mut Vec::new());
-            let core = crate::view::member_view(&member).tags;
+            let core = crate::core_view::member_view(&member).tags;
             let body = json!({"state": "running", "role": "replica", "tags": tags});
             let peer = parse_status(&body).map(|r| r.tags);
             let mut rest = patroni_api::NodeStatus::starting(

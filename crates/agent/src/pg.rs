@@ -12,7 +12,7 @@ use patroni_dcs::HistoryLine;
 use patroni_ha::{ControlState, DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
 use patroni_postgres::bootstrap::BootstrapSettings;
 use patroni_postgres::controldata::ClusterState;
-use patroni_postgres::instance::{slot_name_from_member_name, Settings as PgSettings};
+use patroni_postgres::instance::{slot_name_from_member_name, PgSettings};
 use patroni_postgres::settings::Role as PgRole_;
 use patroni_postgres::{ConnParams, Postgres, StopMode};
 use serde_json::{json, Map, Value};
