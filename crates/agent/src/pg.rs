@@ -295,9 +295,9 @@ impl PgNode {
                     }
                     details.pending_restart = info.pending_restart || !details.pending_restart_reason.is_empty();
                     details.server_version = Some(info.server_version);
-                    details.postmaster_start_time = Some(info.postmaster_start_time.timestamp_micros() as f64 / 1e6);
+                    details.postmaster_start_time = Some(info.postmaster_start_time);
                     details.replay_paused = info.replay_paused;
-                    details.replayed_timestamp = info.replay_timestamp.map(|t| t.to_rfc3339());
+                    details.replayed_timestamp = info.replay_timestamp;
                 }
                 Err(e) => {
                     // Running but not answering yet: still starting (or recovering).

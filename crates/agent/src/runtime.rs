@@ -215,7 +215,8 @@ impl<N: Node> Runtime<N> {
     fn awaiting_stream(&self) -> bool {
         let published = self.publish.borrow();
         let (local, details) = (&published.local, &published.details);
-        let young = details.postmaster_start_time.is_some_and(|t| (now_millis() as f64 / 1000.0) - t < 60.0);
+        let young =
+            details.postmaster_start_time.is_some_and(|t| chrono::Utc::now() - t < chrono::TimeDelta::seconds(60));
         local.role == patroni_ha::PgRole::Replica
             && local.process.is_running()
             && details.replication_state.as_deref() != Some("streaming")
