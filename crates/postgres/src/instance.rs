@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::parameters::{command_line_options, server_parameters, split_listen, Parameters, ServerParameters};
 use crate::postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
 use crate::query::{ClusterInfo, Db, PendingRestart};
-pub use crate::settings::{slot_name_from_member_name, ProcessState, ReplicaMethod, Role, Settings};
+pub use crate::settings::{slot_name_from_member_name, PgSettings, ProcessState, ReplicaMethod, Role};
 use crate::version::Features;
 
 /// What a configuration change did.
@@ -23,14 +23,14 @@ use crate::version::Features;
 pub struct ReloadOutcome {
     /// postgresql.conf (or hba/ident) changed and PostgreSQL was sent SIGHUP.
     pub reloaded: bool,
-    /// Settings that only apply after a restart, as PostgreSQL itself reports them.
+    /// PgSettings that only apply after a restart, as PostgreSQL itself reports them.
     pub pending_restart: Vec<PendingRestart>,
 }
 
 /// One managed PostgreSQL instance.
 #[derive(Debug)]
 pub struct Postgres {
-    pub(crate) settings: Settings,
+    pub(crate) settings: PgSettings,
     pub(crate) files: ConfigFiles,
     pub(crate) version: PgVersion,
     pub(crate) server: ServerParameters,
@@ -52,12 +52,12 @@ pub struct Postgres {
 impl Postgres {
     /// Reads the server version from the binaries (`postgres --version`); fails clearly when they are missing or
     /// older than the oldest supported major.
-    pub async fn new(settings: Settings) -> Result<Self> {
+    pub async fn new(settings: PgSettings) -> Result<Self> {
         let version = settings.binaries.supported_version().await?;
         Ok(Self::with_version(settings, version))
     }
 
-    pub fn with_version(settings: Settings, version: PgVersion) -> Self {
+    pub fn with_version(settings: PgSettings, version: PgVersion) -> Self {
         let files = settings.config_files();
         let server =
             server_parameters(&settings.parameters, &settings.listen, &settings.scope, version, &files.config_dir);
@@ -77,7 +77,7 @@ impl Postgres {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &PgSettings {
         &self.settings
     }
 
@@ -558,7 +558,7 @@ impl Postgres {
             self.reload().await?;
         }
         let mut pending_restart = self.db().await?.pending_restart().await?;
-        // Settings on the postmaster command line outrank the files, so PostgreSQL cannot flag their change.
+        // PgSettings on the postmaster command line outrank the files, so PostgreSQL cannot flag their change.
         for name in crate::parameters::CONTROLLED_NAMES {
             let (old, new) = (old_server.get(*name), self.server.parameters.get(*name));
             let on_command_line = !matches!(*name, "wal_keep_segments" | "wal_keep_size");
