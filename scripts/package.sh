@@ -8,6 +8,8 @@
 # C and assembly part of ring), so it works on a fresh machine of this project's kind. Then check the package with
 #   PATRONI_DEB=target/dist/patroni-rs_<version>_amd64.deb cargo test -p patroni-agent --test package_deb
 #
+# On a machine shared by several builds, run it under their lock: `flock /tmp/cargo-build.lock bash scripts/package.sh`.
+#
 # The .deb is assembled with dpkg-deb from a staged tree rather than with cargo-deb: dpkg-deb is part of every
 # Debian system, while cargo-deb would be compiled from crates.io first (minutes on 2 cores, every fresh machine);
 # the tree is a dozen files, listed below.
