@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod completion;
 pub mod context;
 pub mod members;
 pub mod output;

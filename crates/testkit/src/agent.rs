@@ -243,6 +243,22 @@ impl AgentProcess {
         self.spawn()
     }
 
+    /// Starts the agent again with another executable (Python Patroni's `patroni` in place of ours, or back) and
+    /// the same config, ports and data directory: the member-by-member switch of a migration. Fails if the agent
+    /// still runs (stop it first: SIGTERM and [`AgentProcess::wait_exit`]).
+    pub fn restart_with(&mut self, binary: impl AsRef<Path>) -> Result<()> {
+        if self.is_running() {
+            return Err(Error::Protocol {
+                what: format!("agent {}", self.context.name),
+                detail: "still running; stop it before switching binaries".to_string(),
+            });
+        }
+        // Both implementations name their executable `patroni`: each run gets its own subdirectory.
+        let slot = self.dir.create_dir(format!("bin{}", self.previous.len() + 1), 0o755)?;
+        self.binary = crate::user::stage_executable_in(binary.as_ref(), &slot)?;
+        self.spawn()
+    }
+
     pub fn context(&self) -> &AgentContext {
         &self.context
     }

@@ -61,8 +61,8 @@ pub use port::{free_port, try_free_port};
 pub use process::{log_tail, pid_alive};
 pub use tls::TestCerts;
 pub use user::{
-    is_root, run_unprivileged, stage_executable, unprivileged_user, UnprivilegedCommand, RERUN_ENV, RERUN_TIMEOUT_ENV,
-    USER_ENV,
+    is_root, run_unprivileged, stage_executable, stage_executable_in, unprivileged_user, UnprivilegedCommand,
+    RERUN_ENV, RERUN_TIMEOUT_ENV, USER_ENV,
 };
 pub use wait::{wait_for, wait_until};
 

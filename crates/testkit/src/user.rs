@@ -113,6 +113,12 @@ impl UnprivilegedCommand for tokio::process::Command {
 /// Copies (or hard-links, when that keeps it executable) `executable` into `dir` with mode 755 so the unprivileged
 /// user can run it even when the build tree is under a directory it cannot enter (CI clones under /root).
 pub fn stage_executable(executable: &Path, dir: &TestDir) -> Result<PathBuf> {
+    stage_executable_in(executable, dir.path())
+}
+
+/// [`stage_executable`] into any directory the unprivileged user can reach (e.g. a subdirectory of a [`TestDir`],
+/// when two executables of the same name must live side by side).
+pub fn stage_executable_in(executable: &Path, dir: &Path) -> Result<PathBuf> {
     let name = executable.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("executable"));
     let target = dir.join(&name);
     let mode = std::fs::metadata(executable).context(|| format!("stat {}", executable.display()))?.permissions().mode();
