@@ -18,6 +18,8 @@ pub mod logging;
 pub mod node;
 pub mod peers;
 pub mod pg;
+mod pg_slots;
 pub mod probe;
 pub mod runtime;
+pub mod slots;
 pub mod status;

@@ -193,6 +193,33 @@ section! {
     }
 }
 
+/// Patroni reads any false-like value of a permanent slot (`null`, `0`, `""`, `false`, `{}`, `[]`) as a
+/// physical slot: give those the empty mapping the schema reads.
+fn normalize_slots(v: &Value) -> std::borrow::Cow<'_, Value> {
+    let falsy = |x: &Value| match x {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(_) => false,
+    };
+    match v.get("slots").and_then(Value::as_object) {
+        Some(slots) if slots.values().any(falsy) => {
+            let mut out = v.clone();
+            if let Some(Value::Object(s)) = out.get_mut("slots") {
+                for x in s.values_mut() {
+                    if falsy(x) {
+                        *x = Value::Object(serde_json::Map::new());
+                    }
+                }
+            }
+            std::borrow::Cow::Owned(out)
+        }
+        _ => std::borrow::Cow::Borrowed(v),
+    }
+}
+
 /// Result of checking `loop_wait + 2 * retry_timeout <= ttl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -270,6 +297,7 @@ impl DynamicConfig {
 
     /// Reads an already parsed value (the `bootstrap.dcs` tree, a REST `PATCH /config` body…).
     pub fn from_value(v: &Value) -> Result<Self, DynamicConfigError> {
+        let v = &normalize_slots(v);
         let (cfg, cx) = convert::<Self>(v, "");
         match cfg {
             Some(c) if cx.errors.is_empty() => Ok(c),
@@ -280,6 +308,7 @@ impl DynamicConfig {
     /// Reads what can be read and returns the problems instead of failing: a member must keep running
     /// when someone else wrote a bad value into the DCS. Bad values fall back to their defaults.
     pub fn from_value_lossy(v: &Value) -> (Self, Vec<Diagnostic>) {
+        let v = &normalize_slots(v);
         let (cfg, cx) = convert::<Self>(v, "");
         (cfg.unwrap_or_default(), cx.errors)
     }
@@ -406,6 +435,15 @@ impl DynamicConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn false_like_slot_values_are_physical_slots() {
+        let cfg = DynamicConfig::from_value(&json!({"slots": {"a": null, "b": 0, "c": "", "d": {}, "e": {"type": "logical", "database": "postgres", "plugin": "test_decoding"}}})).unwrap();
+        let slots = cfg.slots.unwrap();
+        assert_eq!(slots.len(), 5);
+        assert!(slots["b"].r#type.is_none() && slots["b"].database.is_none());
+        assert_eq!(slots["e"].plugin.as_deref(), Some("test_decoding"));
+    }
 
     #[test]
     fn python_written_config_round_trips() {
