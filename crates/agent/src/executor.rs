@@ -292,9 +292,16 @@ impl<N: Node> Runtime<N> {
             Action::CheckFailsafe { members } => {
                 let targets: Vec<(String, Option<String>)> =
                     members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
-                let confirmed =
-                    peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
-                        .await;
+                let slots = self.failsafe_slot_positions();
+                let confirmed = peers::failsafe_confirm(
+                    &self.http,
+                    &self.name,
+                    &self.addresses,
+                    targets,
+                    millis(s.loop_wait),
+                    slots.as_deref(),
+                )
+                .await;
                 self.failsafe_confirmed = confirmed;
                 done.outcomes.push(Outcome::Failsafe { confirmed });
             }

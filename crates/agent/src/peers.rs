@@ -93,8 +93,14 @@ pub async fn failsafe_confirm(
     addresses: &Addresses,
     members: Vec<(String, Option<String>)>,
     timeout: Duration,
+    slots: Option<&[(String, u64)]>,
 ) -> bool {
-    let body = json!({"name": name, "conn_url": addresses.conn_url, "api_url": addresses.api_url});
+    let mut body = json!({"name": name, "conn_url": addresses.conn_url, "api_url": addresses.api_url});
+    // The leader's slot positions, so that replicas keep advancing their copies while the DCS is down.
+    if let Some(slots) = slots {
+        let m: serde_json::Map<String, Value> = slots.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
+        body["slots"] = Value::Object(m);
+    }
     let calls = members.into_iter().map(|(_, url)| {
         let body = body.clone();
         async move {

@@ -89,6 +89,8 @@ pub struct Runtime<N: Node> {
     pub(crate) dynamic_cache: Option<crate::dynamic_cache::DynamicCache>,
     /// Slot state between loops (retained member slots, the last slot observation).
     pub(crate) slots: crate::slots::SlotKeeper,
+    /// The dynamic configuration has been handed to the node at least once.
+    pub(crate) dynamic_applied: bool,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -141,6 +143,7 @@ impl<N: Node> Runtime<N> {
             due_replies: Vec::new(),
             dynamic_cache: None,
             slots: crate::slots::SlotKeeper::default(),
+            dynamic_applied: false,
         };
         (rt, rx)
     }
@@ -319,7 +322,7 @@ impl<N: Node> Runtime<N> {
     }
 
     /// The last failsafe heartbeat the REST API accepted: from whom, and when (unix millis).
-    fn last_heartbeat(&self) -> Option<(String, i64)> {
+    pub(crate) fn last_heartbeat(&self) -> Option<(String, i64)> {
         self.failsafe_heartbeat.lock().ok().and_then(|h| h.clone())
     }
 
@@ -397,9 +400,12 @@ impl<N: Node> Runtime<N> {
         for p in problems {
             warn!("config key: {p:?}");
         }
-        if dynamic == self.dynamic {
+        // The configuration cached at start (patroni.dynamic.json) is `self.dynamic` before PostgreSQL ever got
+        // it: the first DCS read applies it even when it equals the cache.
+        if dynamic == self.dynamic && self.dynamic_applied {
             return;
         }
+        self.dynamic_applied = true;
         let t = dynamic.timeouts();
         self.dcs.set_ttl(Duration::from_secs(u64::try_from(t.ttl).unwrap_or(30)));
         self.dcs.set_retry_timeout(Duration::from_secs(u64::try_from(t.retry_timeout).unwrap_or(10)));

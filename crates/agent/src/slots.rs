@@ -28,6 +28,12 @@ pub struct SlotKeeper {
     retained: RetainedSlots,
     /// The last observation, for the leader's `status`.
     last: Option<SlotObservation>,
+    /// Our WAL position when the slots were last observed.
+    own_lsn: Option<u64>,
+    /// The last cluster read, used while the DCS is down (failsafe mode keeps slots moving).
+    last_cluster: Option<Cluster>,
+    /// Slot positions from the leader's last failsafe heartbeat (written by the REST API).
+    pub failsafe_slots: crate::control::SharedLeaderSlots,
 }
 
 /// The slot settings of the dynamic configuration, as the core reads them.
@@ -81,7 +87,26 @@ fn log_lines(lines: &[(LogLevel, String)]) {
 impl<N: Node> Runtime<N> {
     /// After the HA plan ran: bring the local slots in line with the slot plan.
     pub(crate) async fn sync_slots(&mut self, cluster: Option<&Cluster>, local: &LocalState) {
-        let Some(c) = cluster else { return };
+        // While the DCS is down, only failsafe mode keeps managing slots, on the last cluster read, with the
+        // positions the leader sent in its heartbeat (Patroni's Failsafe.update_cluster).
+        let dcs_down = cluster.is_none();
+        let failsafe_positions = if self.dynamic.failsafe_mode() {
+            self.slots.failsafe_slots.lock().ok().and_then(|s| s.clone()).filter(|_| self.last_heartbeat().is_some())
+        } else {
+            None
+        };
+        let c = match cluster {
+            Some(c) => {
+                self.slots.last_cluster = Some(c.clone());
+                c.clone()
+            }
+            None if self.dynamic.failsafe_mode() => match &self.slots.last_cluster {
+                Some(c) => c.clone(),
+                None => return,
+            },
+            None => return,
+        };
+        let c = &c;
         if self.long.is_some() || !local.process.is_running() {
             return;
         }
@@ -100,7 +125,10 @@ impl<N: Node> Runtime<N> {
         let settings = slot_settings(&self.dynamic);
         let view = crate::view::cluster_view(c);
         let tags = crate::view::local_tags(&self.config.tags);
-        let leader_slots: Vec<(String, u64)> = c.slots().into_iter().collect();
+        let leader_slots: Vec<(String, u64)> = match (&failsafe_positions, local.role) {
+            (Some(p), PgRole::Replica) if dcs_down || self.failsafe_confirmed => p.clone(),
+            _ => c.slots().into_iter().collect(),
+        };
         let input = SlotInput {
             me: &self.name,
             tags: &tags,
@@ -118,8 +146,9 @@ impl<N: Node> Runtime<N> {
             self.node.run_slot_plan(&p).await;
         }
         let leader = c.leader.as_ref().map(|l| l.name.clone()).filter(|l| *l != self.name);
-        if role == PgRole::Replica && !p.copy.is_empty() {
-            if let Some(up) = self.upstream(cluster, leader.as_deref()) {
+        // No copies (a restart) while the DCS is down.
+        if role == PgRole::Replica && !p.copy.is_empty() && !dcs_down {
+            if let Some(up) = self.upstream(Some(c), leader.as_deref()) {
                 info!("Copying logical slots {:?} from the primary", p.copy);
                 let node = self.node.clone();
                 let (names, wanted) = (p.copy.clone(), p.wanted.clone());
@@ -127,6 +156,22 @@ impl<N: Node> Runtime<N> {
             }
         }
         self.slots.last = Some(obs);
+        self.slots.own_lsn = local.lsn;
+    }
+
+    /// What the leader sends with its failsafe heartbeat: every slot it manages at its position, itself at its
+    /// own WAL position (PostgreSQL 11+).
+    pub(crate) fn failsafe_slot_positions(&self) -> Option<Vec<(String, u64)>> {
+        let obs = self.slots.last.as_ref().filter(|o| o.major >= plan::ADVANCE_MIN_MAJOR)?;
+        let mine = plan::slot_name(&self.name);
+        let mut out: Vec<(String, u64)> = obs
+            .local
+            .iter()
+            .filter(|l| l.name != mine)
+            .filter_map(|l| l.position().map(|p| (l.name.clone(), p)))
+            .collect();
+        out.push((mine, self.slots.own_lsn.unwrap_or(0)));
+        Some(out)
     }
 
     /// The `status` value the leader writes with its key: its position, the positions of its slots and the

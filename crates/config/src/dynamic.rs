@@ -117,9 +117,9 @@ section! {
 }
 
 section! {
-    /// A permanent replication slot under `slots`.
+    /// The properties of a permanent replication slot under `slots`.
     #[derive(Default)]
-    pub struct SlotConfig {
+    pub struct SlotFields {
         /// `physical` or `logical`.
         r#type: Option<String> = "type",
         /// Database of a logical slot.
@@ -193,30 +193,39 @@ section! {
     }
 }
 
-/// Patroni reads any false-like value of a permanent slot (`null`, `0`, `""`, `false`, `{}`, `[]`) as a
-/// physical slot: give those the empty mapping the schema reads.
-fn normalize_slots(v: &Value) -> std::borrow::Cow<'_, Value> {
-    let falsy = |x: &Value| match x {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(_) => false,
-    };
-    match v.get("slots").and_then(Value::as_object) {
-        Some(slots) if slots.values().any(falsy) => {
-            let mut out = v.clone();
-            if let Some(Value::Object(s)) = out.get_mut("slots") {
-                for x in s.values_mut() {
-                    if falsy(x) {
-                        *x = Value::Object(serde_json::Map::new());
-                    }
-                }
-            }
-            std::borrow::Cow::Owned(out)
+/// A permanent replication slot under `slots`. Patroni reads any false-like value (`null`, `0`, `""`, `false`,
+/// `{}`, `[]`) as a physical slot, so those read as a slot without properties.
+#[derive(Clone, Debug, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct SlotConfig(pub SlotFields);
+
+impl std::ops::Deref for SlotConfig {
+    type Target = SlotFields;
+    fn deref(&self) -> &SlotFields {
+        &self.0
+    }
+}
+
+impl crate::convert::SkipSerializing for SlotConfig {
+    fn skip(&self) -> bool {
+        false
+    }
+}
+
+impl FromTree for SlotConfig {
+    fn from_tree(v: &Value, cx: &mut Cx) -> Option<Self> {
+        let false_like = match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(_) => false,
+        };
+        if false_like {
+            return Some(SlotConfig::default());
         }
-        _ => std::borrow::Cow::Borrowed(v),
+        SlotFields::from_tree(v, cx).map(SlotConfig)
     }
 }
 
@@ -297,7 +306,6 @@ impl DynamicConfig {
 
     /// Reads an already parsed value (the `bootstrap.dcs` tree, a REST `PATCH /config` body…).
     pub fn from_value(v: &Value) -> Result<Self, DynamicConfigError> {
-        let v = &normalize_slots(v);
         let (cfg, cx) = convert::<Self>(v, "");
         match cfg {
             Some(c) if cx.errors.is_empty() => Ok(c),
@@ -308,7 +316,6 @@ impl DynamicConfig {
     /// Reads what can be read and returns the problems instead of failing: a member must keep running
     /// when someone else wrote a bad value into the DCS. Bad values fall back to their defaults.
     pub fn from_value_lossy(v: &Value) -> (Self, Vec<Diagnostic>) {
-        let v = &normalize_slots(v);
         let (cfg, cx) = convert::<Self>(v, "");
         (cfg.unwrap_or_default(), cx.errors)
     }
