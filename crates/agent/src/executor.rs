@@ -293,7 +293,7 @@ impl<N: Node> Runtime<N> {
                 let targets: Vec<(String, Option<String>)> =
                     members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
                 let slots = self.failsafe_slot_positions();
-                let confirmed = peers::failsafe_confirm(
+                let (confirmed, member_lsns) = peers::failsafe_confirm(
                     &self.http,
                     &self.name,
                     &self.addresses,
@@ -303,6 +303,9 @@ impl<N: Node> Runtime<N> {
                 )
                 .await;
                 self.failsafe_confirmed = confirmed;
+                if confirmed {
+                    self.slots.failsafe_member_lsns = member_lsns;
+                }
                 done.outcomes.push(Outcome::Failsafe { confirmed });
             }
             Action::Fatal { reason } => {

@@ -34,6 +34,8 @@ pub struct SlotKeeper {
     last_cluster: Option<Cluster>,
     /// Slot positions from the leader's last failsafe heartbeat (written by the REST API).
     pub failsafe_slots: crate::control::SharedLeaderSlots,
+    /// As the primary in failsafe mode: the WAL positions members answered our heartbeat with.
+    pub failsafe_member_lsns: Vec<(String, u64)>,
 }
 
 /// The slot settings of the dynamic configuration, as the core reads them.
@@ -123,10 +125,18 @@ impl<N: Node> Runtime<N> {
             }
         };
         let settings = slot_settings(&self.dynamic);
-        let view = crate::view::cluster_view(c);
+        let mut view = crate::view::cluster_view(c);
+        if dcs_down && role == PgRole::Primary {
+            // Cascading members' slots here move with the positions they answered our failsafe heartbeat with.
+            for m in view.members.iter_mut().filter(|m| m.tags.replicatefrom.is_some()) {
+                if let Some((_, l)) = self.slots.failsafe_member_lsns.iter().find(|(n, _)| *n == m.name) {
+                    m.lsn = Some(*l);
+                }
+            }
+        }
         let tags = crate::view::local_tags(&self.config.tags);
         let leader_slots: Vec<(String, u64)> = match (&failsafe_positions, local.role) {
-            (Some(p), PgRole::Replica) if dcs_down || self.failsafe_confirmed => p.clone(),
+            (Some(p), PgRole::Replica) if dcs_down => p.clone(),
             _ => c.slots().into_iter().collect(),
         };
         let input = SlotInput {
@@ -142,8 +152,13 @@ impl<N: Node> Runtime<N> {
         };
         let p = plan::plan(&input, &settings);
         log_lines(&p.log);
+        let mut obs = obs;
         if !p.is_empty() {
             self.node.run_slot_plan(&p).await;
+            // What the leader publishes next reflects what the plan just did, not the state before it.
+            if let Ok(Some(after)) = self.node.observe_slots().await {
+                obs = after;
+            }
         }
         let leader = c.leader.as_ref().map(|l| l.name.clone()).filter(|l| *l != self.name);
         // No copies (a restart) while the DCS is down.
