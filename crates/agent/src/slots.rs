@@ -33,7 +33,7 @@ pub struct SlotKeeper {
     /// The last cluster read, used while the DCS is down (failsafe mode keeps slots moving).
     last_cluster: Option<Cluster>,
     /// Slot positions from the leader's last failsafe heartbeat (written by the REST API).
-    pub failsafe_slots: crate::control::SharedLeaderSlots,
+    pub failsafe_slots: crate::rest_control::SharedLeaderSlots,
     /// As the primary in failsafe mode: the WAL positions members answered our heartbeat with.
     pub failsafe_member_lsns: Vec<(String, u64)>,
 }
@@ -125,7 +125,7 @@ impl<N: Node> Runtime<N> {
             }
         };
         let settings = slot_settings(&self.dynamic);
-        let mut view = crate::view::cluster_view(c);
+        let mut view = crate::core_view::cluster_view(c);
         if dcs_down && role == PgRole::Primary {
             // Cascading members' slots here move with the positions they answered our failsafe heartbeat with.
             for m in view.members.iter_mut().filter(|m| m.tags.replicatefrom.is_some()) {
@@ -134,7 +134,7 @@ impl<N: Node> Runtime<N> {
                 }
             }
         }
-        let tags = crate::view::local_tags(&self.config.tags);
+        let tags = crate::core_view::local_tags(&self.config.tags);
         let leader_slots: Vec<(String, u64)> = match (&failsafe_positions, local.role) {
             (Some(p), PgRole::Replica) if dcs_down => p.clone(),
             _ => c.slots().into_iter().collect(),
@@ -194,8 +194,8 @@ impl<N: Node> Runtime<N> {
     pub(crate) fn leader_status(&mut self, lsn: u64, c: &Cluster, now: Time) -> Status {
         let Some(obs) = self.slots.last.clone() else { return Status { last_lsn: lsn, ..Status::default() } };
         let settings = slot_settings(&self.dynamic);
-        let view = crate::view::cluster_view(c);
-        let tags = crate::view::local_tags(&self.config.tags);
+        let view = crate::core_view::cluster_view(c);
+        let tags = crate::core_view::local_tags(&self.config.tags);
         let input = SlotInput {
             me: &self.name,
             tags: &tags,
