@@ -127,6 +127,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     control.schedule = schedule;
     control.probe = Some(probe);
     control.failsafe_heartbeat = rt.failsafe_heartbeat();
+    control.failsafe_slots = rt.slots.failsafe_slots.clone();
     let control = Arc::new(control);
 
     let settings = ServerSettings::from_restapi(&config.restapi).map_err(|e| anyhow::anyhow!("restapi: {e}"))?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use patroni_dcs::{Cluster, DcsError, Status, TimelineHistory};
+use patroni_dcs::{Cluster, DcsError, TimelineHistory};
 use patroni_ha::{Action, Busy, DemoteMode, Outcome, PeerStatus, Plan, Settings};
 use serde_json::Value;
 use tracing::{error, info, warn};
@@ -206,7 +206,10 @@ impl<N: Node> Runtime<N> {
                     warn!("failed to prepare replication slots: {e}");
                 }
                 match dcs.attempt_to_acquire_leader().await {
-                    Ok(()) => done.outcomes.push(Outcome::LeaderRace { won: true }),
+                    Ok(()) => {
+                        self.slots_on_leader_acquired(cluster, patroni_ha::Time(crate::runtime::now_millis()));
+                        done.outcomes.push(Outcome::LeaderRace { won: true })
+                    }
                     Err(DcsError::CompareFailed { .. }) => done.outcomes.push(Outcome::LeaderRace { won: false }),
                     Err(e) => {
                         done.outcomes.push(Outcome::LeaderRace { won: false });
@@ -216,7 +219,8 @@ impl<N: Node> Runtime<N> {
             }
             Action::UpdateLeader { lsn } => {
                 let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
-                let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });
+                let now = patroni_ha::Time(crate::runtime::now_millis());
+                let status = lsn.map(|l| self.leader_status(l, c, now));
                 if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
                     done.outcomes.push(Outcome::LeaderRefresh { ok: false });
                     return Err(Failure::dcs("update the leader key", e));
@@ -288,10 +292,20 @@ impl<N: Node> Runtime<N> {
             Action::CheckFailsafe { members } => {
                 let targets: Vec<(String, Option<String>)> =
                     members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
-                let confirmed =
-                    peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
-                        .await;
+                let slots = self.failsafe_slot_positions();
+                let (confirmed, member_lsns) = peers::failsafe_confirm(
+                    &self.http,
+                    &self.name,
+                    &self.addresses,
+                    targets,
+                    millis(s.loop_wait),
+                    slots.as_deref(),
+                )
+                .await;
                 self.failsafe_confirmed = confirmed;
+                if confirmed {
+                    self.slots.failsafe_member_lsns = member_lsns;
+                }
                 done.outcomes.push(Outcome::Failsafe { confirmed });
             }
             Action::Fatal { reason } => {

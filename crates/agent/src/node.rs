@@ -85,4 +85,20 @@ pub trait Node: Send + Sync + 'static {
     async fn prepare_slots(&self, members: &[String]) -> NodeResult<()>;
     /// The timeline switches recorded in PostgreSQL's history files, for the `history` key.
     async fn timeline_history(&self) -> NodeResult<Vec<HistoryLine>>;
+    /// The replication slots the slot plan manages, with the version and replay position (`None` while a long
+    /// action holds PostgreSQL or it is not running).
+    async fn observe_slots(&self) -> NodeResult<Option<crate::slots::SlotObservation>> {
+        Ok(None)
+    }
+    /// Runs a slot plan's drops, creations and advances, each bounded; failures are logged and the rest goes on.
+    async fn run_slot_plan(&self, _plan: &patroni_ha::slots::SlotPlan) {}
+    /// Long: copies the logical slots `names` from the primary `from` (a restart of this replica).
+    async fn copy_logical_slots(
+        &self,
+        _from: &Upstream,
+        _names: &[String],
+        _wanted: &[(String, patroni_ha::slots::SlotKind)],
+    ) -> NodeResult<()> {
+        Ok(())
+    }
 }

@@ -86,27 +86,39 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
     })
 }
 
-/// `POST /failsafe` to every member: the primary may stay primary only if all of them accept.
+/// `POST /failsafe` to every member: the primary may stay primary only if all of them accept. Also returns the
+/// WAL positions the members sent back (`lsn` header), which move the slots of cascading members meanwhile.
 pub async fn failsafe_confirm(
     http: &reqwest::Client,
     name: &str,
     addresses: &Addresses,
     members: Vec<(String, Option<String>)>,
     timeout: Duration,
-) -> bool {
-    let body = json!({"name": name, "conn_url": addresses.conn_url, "api_url": addresses.api_url});
-    let calls = members.into_iter().map(|(_, url)| {
+    slots: Option<&[(String, u64)]>,
+) -> (bool, Vec<(String, u64)>) {
+    let mut body = json!({"name": name, "conn_url": addresses.conn_url, "api_url": addresses.api_url});
+    // The leader's slot positions, so that replicas keep advancing their copies while the DCS is down.
+    if let Some(slots) = slots {
+        let m: serde_json::Map<String, Value> = slots.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
+        body["slots"] = Value::Object(m);
+    }
+    let calls = members.into_iter().map(|(member, url)| {
         let body = body.clone();
         async move {
-            let Some(url) = url else { return false };
+            let Some(url) = url else { return (false, None) };
             let url = failsafe_url(&url);
             match http.post(url).json(&body).timeout(timeout).send().await {
-                Ok(r) => r.status().is_success(),
-                Err(_) => false,
+                Ok(r) => {
+                    let lsn = r.headers().get("lsn").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+                    (r.status().is_success(), lsn.map(|l| (member, l)))
+                }
+                Err(_) => (false, None),
             }
         }
     });
-    join_all(calls).await.into_iter().all(|ok| ok)
+    let answers = join_all(calls).await;
+    let all = answers.iter().all(|(ok, _)| *ok);
+    (all, answers.into_iter().filter_map(|(_, lsn)| lsn).collect())
 }
 
 /// Members publish `.../patroni`; failsafe lives beside it.

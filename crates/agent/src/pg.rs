@@ -23,7 +23,7 @@ use crate::member::LocalDetails;
 use crate::node::{Node, NodeError, NodeResult, Stop, Upstream};
 
 pub struct PgNode {
-    pg: Mutex<Postgres>,
+    pub(crate) pg: Mutex<Postgres>,
     /// Reads WAL positions for `GET /patroni` on its own connection (see probe.rs).
     probe: Arc<crate::probe::WalProbe>,
     bootstrap: BootstrapSettings,
@@ -213,7 +213,7 @@ impl PgNode {
         }
     }
 
-    fn upstream_params(up: &Upstream) -> Result<ConnParams, NodeError> {
+    pub(crate) fn upstream_params(up: &Upstream) -> Result<ConnParams, NodeError> {
         ConnParams::parse(&up.conn_url).ok_or_else(|| NodeError::new(format!("cannot parse conn_url of {}", up.name)))
     }
 
@@ -529,5 +529,22 @@ impl Node for PgNode {
 
     async fn prepare_slots(&self, members: &[String]) -> NodeResult<()> {
         self.create_slots(members, false).await
+    }
+
+    async fn observe_slots(&self) -> NodeResult<Option<crate::slots::SlotObservation>> {
+        crate::pg_slots::observe(self).await
+    }
+
+    async fn run_slot_plan(&self, plan: &patroni_ha::slots::SlotPlan) {
+        crate::pg_slots::run_plan(self, plan).await
+    }
+
+    async fn copy_logical_slots(
+        &self,
+        from: &Upstream,
+        names: &[String],
+        wanted: &[(String, patroni_ha::slots::SlotKind)],
+    ) -> NodeResult<()> {
+        crate::pg_slots::copy_logical(self, from, names, wanted).await
     }
 }

@@ -37,6 +37,10 @@ pub type SharedSchedule = Arc<Mutex<Option<patroni_api::ScheduledRestart>>>;
 /// The last failsafe heartbeat this member accepted: the leader's name and when (unix millis).
 pub type SharedHeartbeat = Arc<Mutex<Option<(String, i64)>>>;
 
+/// The slot positions the leader sent with its last failsafe heartbeat (`slots` of `POST /failsafe`): what a
+/// replica advances its slots to while the DCS is down.
+pub type SharedLeaderSlots = Arc<Mutex<Option<Vec<(String, u64)>>>>;
+
 pub struct AgentControl {
     pub dcs: Arc<dyn Dcs>,
     pub wake: Arc<Notify>,
@@ -50,6 +54,7 @@ pub struct AgentControl {
     pub probe: Option<Arc<crate::probe::WalProbe>>,
     /// Shared with the loop: whom we confirmed in failsafe mode, and when.
     pub failsafe_heartbeat: SharedHeartbeat,
+    pub failsafe_slots: SharedLeaderSlots,
 }
 
 impl AgentControl {
@@ -70,6 +75,7 @@ impl AgentControl {
             schedule: SharedSchedule::default(),
             probe: None,
             failsafe_heartbeat: SharedHeartbeat::default(),
+            failsafe_slots: SharedLeaderSlots::default(),
         }
     }
 
@@ -264,6 +270,13 @@ impl Control for AgentControl {
             let now = chrono::Utc::now().timestamp_millis();
             if let Ok(mut h) = self.failsafe_heartbeat.lock() {
                 *h = Some((leader.to_owned(), now));
+            }
+            let slots = body
+                .get("slots")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| v.as_u64().map(|l| (k.clone(), l))).collect::<Vec<_>>());
+            if let Ok(mut s) = self.failsafe_slots.lock() {
+                *s = slots;
             }
         }
         let lsn = status.postgres.as_ref().map(|p| match p.xlog {

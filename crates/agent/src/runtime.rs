@@ -87,6 +87,10 @@ pub struct Runtime<N: Node> {
     pub(crate) due_replies: Vec<(RestartReply, (bool, String))>,
     /// `patroni.dynamic.json`, rewritten when the DCS `config` key changes.
     pub(crate) dynamic_cache: Option<crate::dynamic_cache::DynamicCache>,
+    /// Slot state between loops (retained member slots, the last slot observation).
+    pub(crate) slots: crate::slots::SlotKeeper,
+    /// The dynamic configuration has been handed to the node at least once.
+    pub(crate) dynamic_applied: bool,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -96,7 +100,7 @@ pub struct ApiPublisher {
     pub schedule: crate::rest_control::SharedSchedule,
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -138,6 +142,8 @@ impl<N: Node> Runtime<N> {
             restart_reply: None,
             due_replies: Vec::new(),
             dynamic_cache: None,
+            slots: crate::slots::SlotKeeper::default(),
+            dynamic_applied: false,
         };
         (rt, rx)
     }
@@ -284,29 +290,8 @@ impl<N: Node> Runtime<N> {
             (local, details) = self.observe().await;
         }
         crate::logging::heartbeat(&plan.status);
-        if self.ha.holds_lock() && local.role == patroni_ha::PgRole::Primary {
-            if cluster.is_some() {
-                let others = self.other_members(cluster.as_ref());
-                if let Err(e) = self.node.ensure_slots(&others).await {
-                    warn!("failed to create replication slots: {e}");
-                }
-            }
-        } else if local.role == patroni_ha::PgRole::Replica && local.process.is_running() {
-            // Cascading replicas (`replicatefrom: <us>`) stream through a slot on us, as on a primary.
-            if let Some(c) = &cluster {
-                let downstream: Vec<String> = c
-                    .members
-                    .iter()
-                    .filter(|m| m.name != self.name && m.replicatefrom() == Some(self.name.as_str()))
-                    .map(|m| m.name.clone())
-                    .collect();
-                if !downstream.is_empty() {
-                    if let Err(e) = self.node.ensure_slots(&downstream).await {
-                        warn!("failed to create replication slots for cascading replicas: {e}");
-                    }
-                }
-            }
-        }
+        // Member, permanent and logical slots, as the slot plan of `patroni_ha::slots` says.
+        self.sync_slots(cluster.as_ref(), &local).await;
         if cluster.is_some() {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
             let mut data = member_data(&local, &details, &self.addresses, tags, settings.pause);
@@ -338,7 +323,7 @@ impl<N: Node> Runtime<N> {
     }
 
     /// The last failsafe heartbeat the REST API accepted: from whom, and when (unix millis).
-    fn last_heartbeat(&self) -> Option<(String, i64)> {
+    pub(crate) fn last_heartbeat(&self) -> Option<(String, i64)> {
         self.failsafe_heartbeat.lock().ok().and_then(|h| h.clone())
     }
 
@@ -416,9 +401,12 @@ impl<N: Node> Runtime<N> {
         for p in problems {
             warn!("config key: {p:?}");
         }
-        if dynamic == self.dynamic {
+        // The configuration cached at start (patroni.dynamic.json) is `self.dynamic` before PostgreSQL ever got
+        // it: the first DCS read applies it even when it equals the cache.
+        if dynamic == self.dynamic && self.dynamic_applied {
             return;
         }
+        self.dynamic_applied = true;
         let t = dynamic.timeouts();
         self.dcs.set_ttl(Duration::from_secs(u64::try_from(t.ttl).unwrap_or(30)));
         self.dcs.set_retry_timeout(Duration::from_secs(u64::try_from(t.retry_timeout).unwrap_or(10)));

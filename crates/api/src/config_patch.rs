@@ -15,10 +15,9 @@ pub fn merge_patch(config: &mut Map<String, Value>, patch: &Map<String, Value>) 
             Value::Object(sub) => match config.get_mut(name) {
                 Some(Value::Object(existing)) => changed |= merge_patch(existing, sub),
                 _ => {
-                    // A fresh sub-object still drops nulls: they mean "absent".
-                    let mut fresh = Map::new();
-                    merge_patch(&mut fresh, sub);
-                    config.insert(name.clone(), Value::Object(fresh));
+                    // A fresh sub-object goes in verbatim, nulls included, as Patroni's patch_config does: under
+                    // `slots`, `{"name": null}` is a permanent physical slot.
+                    config.insert(name.clone(), Value::Object(sub.clone()));
                     changed = true;
                 }
             },
@@ -164,9 +163,13 @@ mod tests {
     }
 
     #[test]
-    fn patch_replaces_scalars_with_objects_and_drops_nested_nulls() {
+    fn patch_replaces_scalars_with_objects_verbatim() {
+        // As Patroni's patch_config: a new object goes in as sent, so `{"b": null}` under `slots` stays (a
+        // permanent physical slot); nulls remove keys only where they meet an existing object.
         let mut c = obj(json!({"standby_cluster": null, "slots": 1}));
         assert!(merge_patch(&mut c, &obj(json!({"slots": {"a": {"type": "physical"}, "b": null}}))));
+        assert_eq!(Value::Object(c.clone())["slots"], json!({"a": {"type": "physical"}, "b": null}));
+        assert!(merge_patch(&mut c, &obj(json!({"slots": {"b": null}}))));
         assert_eq!(Value::Object(c.clone())["slots"], json!({"a": {"type": "physical"}}));
     }
 

@@ -117,9 +117,9 @@ section! {
 }
 
 section! {
-    /// A permanent replication slot under `slots`.
+    /// The properties of a permanent replication slot under `slots`.
     #[derive(Default)]
-    pub struct SlotConfig {
+    pub struct SlotFields {
         /// `physical` or `logical`.
         r#type: Option<String> = "type",
         /// Database of a logical slot.
@@ -190,6 +190,42 @@ section! {
         member_slots_ttl: Option<Duration>,
         /// Maintenance mode.
         pause: Option<bool>,
+    }
+}
+
+/// A permanent replication slot under `slots`. Patroni reads any false-like value (`null`, `0`, `""`, `false`,
+/// `{}`, `[]`) as a physical slot, so those read as a slot without properties.
+#[derive(Clone, Debug, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct SlotConfig(pub SlotFields);
+
+impl std::ops::Deref for SlotConfig {
+    type Target = SlotFields;
+    fn deref(&self) -> &SlotFields {
+        &self.0
+    }
+}
+
+impl crate::convert::SkipSerializing for SlotConfig {
+    fn skip(&self) -> bool {
+        false
+    }
+}
+
+impl FromTree for SlotConfig {
+    fn from_tree(v: &Value, cx: &mut Cx) -> Option<Self> {
+        let false_like = match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(_) => false,
+        };
+        if false_like {
+            return Some(SlotConfig::default());
+        }
+        SlotFields::from_tree(v, cx).map(SlotConfig)
     }
 }
 
@@ -406,6 +442,15 @@ impl DynamicConfig {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn false_like_slot_values_are_physical_slots() {
+        let cfg = DynamicConfig::from_value(&json!({"slots": {"a": null, "b": 0, "c": "", "d": {}, "e": {"type": "logical", "database": "postgres", "plugin": "test_decoding"}}})).unwrap();
+        let slots = cfg.slots.unwrap();
+        assert_eq!(slots.len(), 5);
+        assert!(slots["b"].r#type.is_none() && slots["b"].database.is_none());
+        assert_eq!(slots["e"].plugin.as_deref(), Some("test_decoding"));
+    }
 
     #[test]
     fn python_written_config_round_trips() {

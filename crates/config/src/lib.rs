@@ -57,8 +57,8 @@ pub mod yaml_out;
 
 pub use convert::{Cx, Diagnostic, StringList};
 pub use dynamic::{
-    DynamicConfig, DynamicConfigError, DynamicPostgresql, IgnoreSlot, SlotConfig, StandbyCluster, SynchronousMode,
-    Timeouts,
+    DynamicConfig, DynamicConfigError, DynamicPostgresql, IgnoreSlot, SlotConfig, SlotFields, StandbyCluster,
+    SynchronousMode, Timeouts,
 };
 pub use effective::EffectiveConfig;
 pub use env::{environment_tree, environment_tree_with_origins, process_env, EnvMap, PATRONI_CONFIGURATION};

@@ -30,6 +30,7 @@
 mod action;
 mod core;
 mod election;
+pub mod slots;
 mod sync;
 mod time;
 mod view;

@@ -516,7 +516,7 @@ impl Postgres {
     /// Recovery settings to rewrite the configuration with, keeping the current role. A standby whose settings
     /// we do not know is kept a standby (archive recovery only, until `follow` says whom to stream from):
     /// writing it out as a primary would promote it at the next start.
-    fn recovery_for_rewrite(&self) -> Option<RecoverySettings> {
+    pub(crate) fn recovery_for_rewrite(&self) -> Option<RecoverySettings> {
         match self.role {
             Role::Primary => None,
             _ if self.recovery.is_some() => self.recovery.clone(),

@@ -50,6 +50,7 @@ pub mod query;
 pub mod replica;
 pub mod rewind;
 pub mod settings;
+pub mod slots;
 mod tls;
 pub mod version;
 

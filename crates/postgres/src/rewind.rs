@@ -220,7 +220,7 @@ impl Postgres {
 
     /// `leader`'s address as `credentials`, asking for the read-write server: rewinding from (or flushing) the real
     /// primary is the safe choice.
-    fn leader_params_as(&self, leader: &ConnParams, credentials: &Credentials) -> ConnParams {
+    pub(crate) fn leader_params_as(&self, leader: &ConnParams, credentials: &Credentials) -> ConnParams {
         let mut p = ConnParams::for_role(
             leader.get("host").unwrap_or(""),
             leader.get("port").and_then(|p| p.parse().ok()).unwrap_or(5432),

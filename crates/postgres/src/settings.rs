@@ -180,12 +180,16 @@ impl ProcessState {
     }
 }
 
-/// Patroni's slot name for a member: lower case, anything outside `[a-z0-9_]` replaced by `_`.
+/// Patroni's slot name for a member (the same rule as `patroni_ha::slots::slot_name`).
 pub fn slot_name_from_member_name(name: &str) -> String {
-    let s: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' { c } else { '_' })
-        .collect();
+    // As Patroni: `-` and `.` become `_`, any other character outside [a-z0-9_] `u` and its code point.
+    let mut s = String::new();
+    for c in name.to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => s.push(c),
+            '-' | '.' => s.push('_'),
+            other => s.push_str(&format!("u{:04}", other as u32)),
+        }
+    }
     s.chars().take(63).collect()
 }
