@@ -32,10 +32,12 @@
 
 mod dcs;
 mod error;
+pub mod etcd;
 pub mod etcd3;
 pub mod keys;
 pub mod model;
 pub mod raft;
+pub mod zookeeper;
 
 pub use dcs::{Dcs, SlotPositions};
 pub use error::{DcsError, DcsResult};

@@ -1,0 +1,150 @@
+//! The DCS contract and ZooKeeper-specific behaviour (ephemeral znodes, sessions, ACLs, an ensemble losing a member)
+//! against a real ZooKeeper from the test kit. A JVM takes seconds to start, so each test shares one server among
+//! several checks (clusters apart by scope).
+
+mod contract;
+
+use std::time::{Duration, Instant};
+
+use patroni_dcs::zookeeper::{ZooKeeper, ZooKeeperSettings};
+use patroni_dcs::Dcs;
+use patroni_testkit::{ZooKeeperEnsemble, ZooKeeperServer};
+
+fn settings(hosts: &str, scope: &str, name: &str) -> ZooKeeperSettings {
+    let mut s = ZooKeeperSettings::new(scope, name).with_hosts([hosts]);
+    s.ttl = Duration::from_secs(10);
+    s.retry_timeout = Duration::from_secs(3);
+    s
+}
+
+async fn client(hosts: &str, scope: &str, name: &str) -> ZooKeeper {
+    ZooKeeper::new(settings(hosts, scope, name)).await.expect("client")
+}
+
+#[tokio::test]
+async fn contract_on_one_server() {
+    let zk = ZooKeeperServer::start().await.unwrap();
+    let h = zk.endpoint();
+
+    let (a, b) = (client(&h, "race", "a").await, client(&h, "race", "b").await);
+    contract::leader_race(&a, &b, 30).await;
+    contract::foreign_leader_is_untouchable(&a, &b).await;
+
+    let (a, b) = (client(&h, "cas", "a").await, client(&h, "cas", "b").await);
+    contract::config_cas(&a, &b).await;
+    contract::initialize_sync_failover(&a, &b).await;
+
+    let n = client(&h, "layout", "node1").await;
+    contract::every_key_round_trips(&n).await;
+
+    let (watcher, changer) = (client(&h, "watch", "watcher").await, client(&h, "watch", "changer").await);
+    contract::watch_wakes_on_leader_change(&watcher, &changer).await;
+    let (watcher, other) = (client(&h, "quiet", "watcher").await, client(&h, "quiet", "other").await);
+    contract::watch_times_out(&watcher, &other).await;
+    contract::wakeup_ends_watch(&watcher).await;
+
+    let mut s = settings(&h, "refresh", "owner");
+    s.ttl = Duration::from_secs(2);
+    let owner = ZooKeeper::new(s).await.unwrap();
+    let observer = client(&h, "refresh", "observer").await;
+    contract::refreshing_keeps_keys(&owner, &observer).await;
+}
+
+/// The leader and member znodes are ephemeral: they live exactly as long as the session that made them. A session
+/// that ends (the agent stops) takes them at once; one that expires (the agent froze longer than the TTL) takes
+/// them within the TTL, and the frozen leader finds the key gone when it wakes (it must demote).
+#[tokio::test]
+async fn leader_and_member_znodes_live_with_the_session() {
+    let zk = ZooKeeperServer::start().await.unwrap();
+    let h = zk.endpoint();
+    let observer = client(&h, "session", "observer").await;
+
+    let owner = client(&h, "session", "owner").await;
+    owner.touch_member(&contract::member_data("owner")).await.unwrap();
+    owner.attempt_to_acquire_leader().await.unwrap();
+    let c = observer.get_cluster().await.unwrap();
+    assert_eq!(c.leader_name(), Some("owner"));
+    let member = c.get_member("owner").unwrap();
+    assert!(member.session.is_some(), "ephemeral member znode has an owner session");
+    assert_eq!(c.leader.as_ref().unwrap().session, member.session);
+    drop(owner);
+    let gone = contract::wait_cluster(&observer, Duration::from_secs(5), |c| c.is_unlocked() && !c.has_member("owner"));
+    assert!(gone.await.is_some(), "closing the session did not remove the ephemeral znodes");
+
+    // A new TTL opens a new session: the keys are taken again by the next loop's writes.
+    let mut s = settings(&h, "session", "retimed");
+    s.ttl = Duration::from_secs(10);
+    let retimed = ZooKeeper::new(s).await.unwrap();
+    retimed.attempt_to_acquire_leader().await.unwrap();
+    retimed.set_ttl(Duration::from_secs(4));
+    let c = retimed.get_cluster().await.unwrap();
+    retimed.update_leader(&c, None, None).await.unwrap();
+    retimed.touch_member(&contract::member_data("retimed")).await.unwrap();
+    let c = observer.get_cluster().await.unwrap();
+    assert_eq!(c.leader_name(), Some("retimed"));
+    assert!(c.has_member("retimed"));
+    let leader = c.leader.clone().unwrap();
+    retimed.delete_leader(&leader, None).await.unwrap();
+
+    // patronictl mode reads without a member of its own
+    let mut s = settings(&h, "session", "");
+    s.ctl = true;
+    let ctl = ZooKeeper::new(s).await.unwrap();
+    assert!(ctl.get_cluster().await.unwrap().has_member("retimed"));
+}
+
+#[tokio::test]
+async fn stopped_or_hung_server_makes_every_call_unreachable_then_recovers() {
+    let mut zk = ZooKeeperServer::start().await.unwrap();
+    let h = zk.endpoint();
+    let mut s = settings(&h, "down", "node1");
+    s.retry_timeout = Duration::from_secs(1);
+    s.ttl = Duration::from_secs(30);
+    let dcs = ZooKeeper::new(s).await.unwrap();
+    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+    dcs.attempt_to_acquire_leader().await.unwrap();
+    let cluster = dcs.get_cluster().await.unwrap();
+
+    zk.stop().await.unwrap();
+    contract::every_call_unreachable(&dcs, &cluster).await;
+    zk.start_again().await.unwrap();
+    assert!(contract::wait_cluster(&dcs, Duration::from_secs(30), |_| true).await.is_some(), "no recovery");
+    // Back on the same session (within its timeout) or a new one: either way the key is ours again.
+    let c = dcs.get_cluster().await.unwrap();
+    dcs.update_leader(&c, None, None).await.unwrap();
+    dcs.touch_member(&contract::member_data("node1")).await.unwrap();
+    let c = dcs.get_cluster().await.unwrap();
+    assert_eq!(c.leader_name(), Some("node1"));
+    assert!(c.has_member("node1"));
+
+    // SIGSTOP: connections stay open but nothing answers.
+    zk.pause().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(40), contract::every_call_unreachable(&dcs, &c)).await;
+    zk.resume().unwrap();
+    assert!(result.is_ok(), "calls blocked");
+    assert!(contract::wait_cluster(&dcs, Duration::from_secs(30), |_| true).await.is_some());
+}
+
+/// Three servers; the one a client is connected to dies: the session moves to another server and carries on.
+#[tokio::test]
+async fn an_ensemble_member_down_is_survived() {
+    let mut ensemble = ZooKeeperEnsemble::start(3).await.unwrap();
+    let hosts = ensemble.connect_string();
+    let a = client(&hosts, "ensemble", "a").await;
+    let b = client(&hosts, "ensemble", "b").await;
+    a.touch_member(&contract::member_data("a")).await.unwrap();
+    a.attempt_to_acquire_leader().await.unwrap();
+    b.touch_member(&contract::member_data("b")).await.unwrap();
+    for i in 0..3 {
+        ensemble.servers[i].stop().await.unwrap();
+        let started = Instant::now();
+        let c = contract::wait_cluster(&a, Duration::from_secs(20), |c| c.leader_name() == Some("a")).await;
+        assert!(c.is_some(), "server {i} down: the leader lost its key");
+        let c = a.get_cluster().await.unwrap();
+        a.update_leader(&c, None, None).await.unwrap();
+        assert!(b.get_cluster().await.unwrap().has_member("a"));
+        assert!(started.elapsed() < Duration::from_secs(20));
+        ensemble.servers[i].start_again().await.unwrap();
+    }
+    contract::leader_race(&a, &b, 3).await;
+}
