@@ -6,6 +6,7 @@ use std::time::Duration;
 use patroni_config::{Config, DcsKind};
 use patroni_dcs::etcd::Etcd;
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::exhibitor::{Exhibitor, ExhibitorSettings};
 use patroni_dcs::raft::{Raft, RaftSettings};
 use patroni_dcs::zookeeper::{ZooKeeper, ZooKeeperSettings};
 use patroni_dcs::Dcs;
@@ -14,13 +15,13 @@ use patroni_dcs::Dcs;
 pub enum DcsSetupError {
     #[error("no DCS configured: add an etcd3, etcd, zookeeper or raft section (or PATRONI_ETCD3_HOSTS) to the configuration")]
     Missing,
-    #[error("the {0} DCS is not supported by this build yet; use etcd3, etcd, zookeeper or raft")]
+    #[error("the {0} DCS is not supported by this build yet; use etcd3, etcd, zookeeper, exhibitor or raft")]
     Unsupported(&'static str),
     #[error(transparent)]
     Dcs(#[from] patroni_dcs::DcsError),
 }
 
-/// Connects the DCS the configuration names: etcd v3, etcd v2, ZooKeeper or the embedded Raft; the others say so clearly.
+/// Connects the DCS the configuration names: etcd v3, etcd v2, ZooKeeper (directly or through Exhibitor) or the embedded Raft; the others say so clearly.
 pub async fn connect(
     config: &Config,
     name: &str,
@@ -51,6 +52,13 @@ pub async fn connect(
             settings.ttl = ttl;
             settings.retry_timeout = retry;
             Ok(Arc::new(ZooKeeper::new(settings).await?))
+        }
+        DcsKind::Exhibitor => {
+            let Some(x) = &config.exhibitor else { return Err(DcsSetupError::Missing) };
+            let mut settings = ExhibitorSettings::from_config(config, x, name);
+            settings.zookeeper.ttl = ttl;
+            settings.zookeeper.retry_timeout = retry;
+            Ok(Arc::new(Exhibitor::new(settings).await?))
         }
         DcsKind::Raft => {
             let Some(r) = &config.raft else { return Err(DcsSetupError::Missing) };

@@ -8,6 +8,7 @@ use patroni_api::{ApiClient, ClientSettings};
 use patroni_config::{Config, EnvMap};
 use patroni_dcs::etcd::Etcd;
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::exhibitor::{Exhibitor, ExhibitorSettings};
 use patroni_dcs::raft::{Raft, RaftSettings};
 use patroni_dcs::zookeeper::{ZooKeeper, ZooKeeperSettings};
 use patroni_dcs::Dcs;
@@ -194,11 +195,11 @@ fn etcd_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlResult<
             if others.is_empty() {
                 return Err(CtlError::new(
                     "Can not find suitable configuration of distributed configuration store\n\
-                     Available implementations: etcd, etcd3, raft, zookeeper",
+                     Available implementations: etcd, etcd3, exhibitor, raft, zookeeper",
                 ));
             }
             return Err(CtlError::new(format!(
-                "The {} DCS is not supported by this patronictl yet; use etcd3, etcd, zookeeper or raft",
+                "The {} DCS is not supported by this patronictl yet; use etcd3, etcd, zookeeper, exhibitor or raft",
                 others.join(", ")
             )));
         }
@@ -235,6 +236,17 @@ impl Ctl {
             }
             let raft = Raft::new(s.into_client()).await.map_err(|e| CtlError::new(e.to_string()))?;
             return Ok(Box::new(raft));
+        }
+        if let Some(x) = &self.config.exhibitor {
+            let name = self.config.name.clone().unwrap_or_default();
+            let mut s = ExhibitorSettings::from_config(&self.config, x, &name);
+            s.zookeeper.scope = scope.to_string();
+            if group.is_some() {
+                s.zookeeper.citus_group = group;
+            }
+            s.zookeeper.ctl = true;
+            let dcs = Exhibitor::new(s).await.map_err(|e| CtlError::new(e.to_string()))?;
+            return Ok(Box::new(dcs));
         }
         if let Some(z) = &self.config.zookeeper {
             let name = self.config.name.clone().unwrap_or_default();

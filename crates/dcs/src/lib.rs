@@ -34,6 +34,7 @@ mod dcs;
 mod error;
 pub mod etcd;
 pub mod etcd3;
+pub mod exhibitor;
 pub mod keys;
 pub mod model;
 pub mod raft;

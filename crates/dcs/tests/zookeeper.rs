@@ -148,3 +148,59 @@ async fn an_ensemble_member_down_is_survived() {
     }
     contract::leader_race(&a, &b, 3).await;
 }
+
+/// A stand-in for Exhibitor's REST endpoint: answers `/exhibitor/v1/cluster/list` with the JSON it holds now.
+async fn exhibitor_endpoint(answer: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = answer.lock().unwrap().clone();
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            let (status, body) = if request.starts_with("GET /exhibitor/v1/cluster/list ") {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", String::new())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    port
+}
+
+/// Exhibitor gives the ZooKeeper servers; the backend connects to them and follows a changed list at the next poll.
+#[tokio::test]
+async fn exhibitor_feeds_the_zookeeper_server_list() {
+    use patroni_dcs::exhibitor::{Exhibitor, ExhibitorSettings};
+    let zk = ZooKeeperServer::start().await.unwrap();
+    let list = |port: u16| format!(r#"{{"servers":["127.0.0.1"],"port":{port}}}"#);
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(list(zk.client_port())));
+    let port = exhibitor_endpoint(answer.clone()).await;
+    let settings = |name: &str| ExhibitorSettings {
+        // an Exhibitor that is down is skipped for one that answers
+        hosts: vec!["127.0.0.1".into(), "localhost".into()],
+        port,
+        poll_interval: Duration::from_secs(1),
+        zookeeper: settings("unused:1", "exhibitor", name),
+    };
+    let a = Exhibitor::new(settings("a")).await.unwrap();
+    let b = Exhibitor::new(settings("b")).await.unwrap();
+    assert_eq!(a.zookeeper_hosts(), zk.endpoint());
+    contract::leader_race(&a, &b, 3).await;
+    contract::watch_wakes_on_leader_change(&a, &b).await;
+
+    // The ensemble moves (here: one more server listed); the next read after poll_interval picks it up.
+    *answer.lock().unwrap() = r#"{"servers":["127.0.0.2","127.0.0.1"],"port":9}"#.into();
+    let moved = contract::wait_cluster(&a, Duration::from_secs(10), |_| true);
+    assert!(moved.await.is_some());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.get_cluster().await.unwrap();
+    assert_eq!(a.zookeeper_hosts(), "127.0.0.1:9,127.0.0.2:9");
+}
