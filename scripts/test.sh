@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs the real servers the integration tests start (etcd from Debian) when they are
+# Runs the whole test suite. Installs the real servers the integration tests start (etcd, ZooKeeper from Debian) when they are
 # missing, so it works on a fresh machine of this project's kind. PostgreSQL 15 server binaries come with the image.
 #
 # Then the PostgreSQL matrix (README, "Supported PostgreSQL versions"): the tests that start PostgreSQL take its
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+# ZooKeeper (and a JRE) for the zookeeper backend's tests.
+[ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null 2>&1 || need_apt+=(zookeeper)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${need_apt[*]} (install with: sudo apt-get install -y ${need_apt[*]})" >&2

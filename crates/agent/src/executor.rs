@@ -222,6 +222,7 @@ impl<N: Node> Runtime<N> {
                 let now = patroni_ha::Time(crate::runtime::now_millis());
                 let status = lsn.map(|l| self.leader_status(l, c, now));
                 if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
+                    done.refresh_unreachable = e.is_unreachable();
                     done.outcomes.push(Outcome::LeaderRefresh { ok: false });
                     return Err(Failure::dcs("update the leader key", e));
                 }
@@ -337,6 +338,9 @@ pub(crate) fn changes_view(action: &Action) -> bool {
 pub(crate) struct Executed {
     pub(crate) outcomes: Vec<Outcome>,
     pub(crate) peers: Option<Vec<PeerStatus>>,
+    /// The leader refresh failed because the DCS did not answer (not because someone else holds the key): Patroni
+    /// handles that as the DCS being down (failsafe mode, or demotion), not as a lost key.
+    pub(crate) refresh_unreachable: bool,
 }
 
 pub(crate) enum Failure {

@@ -283,6 +283,12 @@ impl<N: Node> Runtime<N> {
             if refresh_failed {
                 // Once per cycle: the core decides on the view it refreshed from, without another DCS round trip.
                 refresh_reported = true;
+                if result.refresh_unreachable {
+                    // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the read
+                    // had failed (failsafe mode applies), not as a key someone else took.
+                    outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
+                    cluster = None;
+                }
             } else {
                 cluster = self.read_cluster().await;
                 view_stale = false;

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use patroni_api::{ApiClient, ClientSettings};
 use patroni_config::{Config, EnvMap};
+use patroni_dcs::etcd::Etcd;
 use patroni_dcs::etcd3::{Etcd3, Etcd3Settings};
+use patroni_dcs::exhibitor::{Exhibitor, ExhibitorSettings};
 use patroni_dcs::raft::{Raft, RaftSettings};
+use patroni_dcs::zookeeper::{ZooKeeper, ZooKeeperSettings};
 use patroni_dcs::Dcs;
 use serde_json::{Map, Value};
 
@@ -176,20 +179,30 @@ pub fn load_config(path: &Path, explicit: bool, dcs_url: Option<&str>, env: &Env
     })
 }
 
-/// The etcd v3 settings patronictl uses for cluster `scope`: no lease, linearizable reads.
+/// The etcd settings (from the `etcd3` section, else from `etcd`) patronictl uses for cluster `scope`: no lease,
+/// linearizable (quorum) reads.
 pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlResult<Etcd3Settings> {
-    let Some(e) = config.etcd3.as_ref() else {
-        let others: Vec<&str> = config.dcs_kinds().iter().map(|k| k.as_str()).collect();
-        if others.is_empty() {
-            return Err(CtlError::new(
-                "Can not find suitable configuration of distributed configuration store\n\
-                 Available implementations: etcd3, raft",
-            ));
+    etcd_settings(config, scope, group).map(|(s, _)| s)
+}
+
+/// As [`etcd3_settings`], and whether the section is `etcd` (the v2 API).
+fn etcd_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlResult<(Etcd3Settings, bool)> {
+    let (e, v2) = match (config.etcd3.as_ref(), config.etcd.as_ref()) {
+        (Some(e), _) => (e, false),
+        (None, Some(e)) => (e, true),
+        (None, None) => {
+            let others: Vec<&str> = config.dcs_kinds().iter().map(|k| k.as_str()).collect();
+            if others.is_empty() {
+                return Err(CtlError::new(
+                    "Can not find suitable configuration of distributed configuration store\n\
+                     Available implementations: etcd, etcd3, exhibitor, raft, zookeeper",
+                ));
+            }
+            return Err(CtlError::new(format!(
+                "The {} DCS is not supported by this patronictl yet; use etcd3, etcd, zookeeper, exhibitor or raft",
+                others.join(", ")
+            )));
         }
-        return Err(CtlError::new(format!(
-            "The {} DCS is not supported by this patronictl yet; use etcd3",
-            others.join(", ")
-        )));
     };
     let name = config.name.clone().unwrap_or_else(|| scope.to_string());
     let mut s = Etcd3Settings::from_config(config, e, &name);
@@ -199,7 +212,7 @@ pub fn etcd3_settings(config: &Config, scope: &str, group: Option<u32>) -> CtlRe
     }
     s.ctl = true;
     s.retry_timeout = Duration::from_secs(10);
-    Ok(s)
+    Ok((s, v2))
 }
 
 /// Everything a command needs: the configuration, DCS access and a REST client.
@@ -224,7 +237,33 @@ impl Ctl {
             let raft = Raft::new(s.into_client()).await.map_err(|e| CtlError::new(e.to_string()))?;
             return Ok(Box::new(raft));
         }
-        let settings = etcd3_settings(&self.config, scope, group)?;
+        if let Some(x) = &self.config.exhibitor {
+            let name = self.config.name.clone().unwrap_or_default();
+            let mut s = ExhibitorSettings::from_config(&self.config, x, &name);
+            s.zookeeper.scope = scope.to_string();
+            if group.is_some() {
+                s.zookeeper.citus_group = group;
+            }
+            s.zookeeper.ctl = true;
+            let dcs = Exhibitor::new(s).await.map_err(|e| CtlError::new(e.to_string()))?;
+            return Ok(Box::new(dcs));
+        }
+        if let Some(z) = &self.config.zookeeper {
+            let name = self.config.name.clone().unwrap_or_default();
+            let mut s = ZooKeeperSettings::from_config(&self.config, z, &name);
+            s.scope = scope.to_string();
+            if group.is_some() {
+                s.citus_group = group;
+            }
+            s.ctl = true;
+            let zk = ZooKeeper::new(s).await.map_err(|e| CtlError::new(e.to_string()))?;
+            return Ok(Box::new(zk));
+        }
+        let (settings, v2) = etcd_settings(&self.config, scope, group)?;
+        if v2 {
+            let etcd = Etcd::new(settings).await.map_err(|e| CtlError::new(e.to_string()))?;
+            return Ok(Box::new(etcd));
+        }
         let etcd = Etcd3::new(settings).await.map_err(|e| CtlError::new(e.to_string()))?;
         Ok(Box::new(etcd))
     }

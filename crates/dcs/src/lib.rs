@@ -32,10 +32,13 @@
 
 mod dcs;
 mod error;
+pub mod etcd;
 pub mod etcd3;
+pub mod exhibitor;
 pub mod keys;
 pub mod model;
 pub mod raft;
+pub mod zookeeper;
 
 pub use dcs::{Dcs, SlotPositions};
 pub use error::{DcsError, DcsResult};

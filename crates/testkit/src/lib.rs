@@ -51,6 +51,7 @@ mod process;
 mod tls;
 mod user;
 mod wait;
+mod zookeeper;
 
 pub use agent::{AgentContext, AgentOptions, AgentProcess, SUPERUSER_PASSWORD};
 pub use dir::{ensure_reachable, give_to_unprivileged, write_file, TestDir, KEEP_DIRS_ENV};
@@ -65,6 +66,7 @@ pub use user::{
     RERUN_ENV, RERUN_TIMEOUT_ENV, USER_ENV,
 };
 pub use wait::{wait_for, wait_until};
+pub use zookeeper::{ZooKeeperEnsemble, ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
 
 /// reqwest is built without a default crypto provider; installing one twice is harmless (the Err is ignored).
 pub fn install_crypto_provider() {

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use patroni_testkit::{pg_bin_dir, wait_until, AgentProcess, EtcdServer, TestCerts, UnprivilegedCommand};
+use patroni_testkit::{
+    pg_bin_dir, wait_until, AgentProcess, EtcdServer, TestCerts, UnprivilegedCommand, ZooKeeperServer,
+};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 pub const TTL: u64 = 20;
@@ -46,6 +48,18 @@ pub struct Options {
     /// with `verify_client: required`, the agents calling their peers with it (`ctl` section), PostgreSQL with
     /// `ssl: on` and replication allowed over TLS only, members connecting with `sslmode: verify-ca`.
     pub tls: bool,
+    /// The DCS the agents use (etcd v3 by default; the test kit's etcd is started whatever it is).
+    pub dcs: Backend,
+}
+
+/// Which DCS section the members get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Etcd3,
+    /// etcd's v2 API (the `etcd` section).
+    Etcd,
+    ZooKeeper,
 }
 
 impl Default for Options {
@@ -59,6 +73,7 @@ impl Default for Options {
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
             tls: false,
+            dcs: Backend::Etcd3,
         }
     }
 }
@@ -66,6 +81,8 @@ impl Default for Options {
 pub struct Cluster {
     pub nodes: Vec<AgentProcess>,
     pub etcd: EtcdServer,
+    /// The ZooKeeper of [`Backend::ZooKeeper`].
+    pub zookeeper: Option<ZooKeeperServer>,
     options: Options,
 }
 
@@ -74,7 +91,7 @@ pub fn name(i: usize) -> String {
 }
 
 fn config(
-    etcd: &str,
+    dcs: &str,
     bin: &str,
     name: &str,
     ctx: &patroni_testkit::AgentContext,
@@ -88,16 +105,12 @@ fn config(
     let restapi: String = o.restapi_extra.iter().map(|l| format!("  {l}\n")).collect();
     let postgresql: String = o.postgresql_extra.iter().map(|l| format!("  {l}\n")).collect();
     let (restapi, etcd3, postgresql) = match certs {
-        None => (
-            ctx.restapi_yaml() + &restapi,
-            format!("etcd3:\n  hosts: {etcd}\n"),
-            ctx.postgresql_yaml(bin, &data_dir) + &postgresql,
-        ),
+        None => (ctx.restapi_yaml() + &restapi, dcs.to_string(), ctx.postgresql_yaml(bin, &data_dir) + &postgresql),
         Some(certs) => {
             let (cert, key) = copy_certs(certs, &ctx.dir);
             (
                 tls_restapi_yaml(ctx, &cert, &key) + &restapi,
-                format!("etcd3:\n  hosts: {etcd}\n  protocol: https\n  cacert: {cert}\n  cert: {cert}\n  key: {key}\n"),
+                format!("{dcs}  protocol: https\n  cacert: {cert}\n  cert: {cert}\n  key: {key}\n"),
                 tls_postgresql_yaml(ctx, bin, &data_dir, &cert, &key) + &postgresql,
             )
         }
@@ -196,12 +209,19 @@ impl Cluster {
     /// [`Cluster::start`]; `wait_replicas: false` stops after the primary (for tests that check whom each replica
     /// streams from themselves).
     pub async fn start_with(o: Options, wait_replicas: bool) -> Cluster {
-        let etcd = if o.tls {
-            EtcdServer::builder().openssl_self_signed().start().await.expect("etcd starts with TLS")
-        } else {
-            EtcdServer::start().await.expect("etcd starts")
+        let mut builder = EtcdServer::builder();
+        if o.tls {
+            builder = builder.openssl_self_signed();
+        }
+        if o.dcs == Backend::Etcd {
+            builder = builder.enable_v2();
+        }
+        let etcd = builder.start().await.expect("etcd starts");
+        let zookeeper = match o.dcs {
+            Backend::ZooKeeper => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+            _ => None,
         };
-        let mut cluster = Cluster { nodes: Vec::new(), etcd, options: o.clone() };
+        let mut cluster = Cluster { nodes: Vec::new(), etcd, zookeeper, options: o.clone() };
         for i in 0..o.members {
             let agent = cluster.spawn(i, &o);
             cluster.nodes.push(agent);
@@ -221,16 +241,19 @@ impl Cluster {
     /// Starts the agent of member `i` (`pg<i>`) with the options `o` (not waiting for anything).
     pub fn spawn(&self, i: usize, o: &Options) -> AgentProcess {
         let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
-        let (endpoint, opts, n) = (self.etcd.endpoint(), o.clone(), name(i));
+        let endpoint = self.etcd.endpoint();
+        let dcs = match (o.dcs, &self.zookeeper) {
+            (Backend::ZooKeeper, Some(zk)) => format!("zookeeper:\n  hosts: {}\n", zk.endpoint()),
+            (Backend::Etcd, _) => format!("etcd:\n  hosts: {endpoint}\n"),
+            _ => format!("etcd3:\n  hosts: {endpoint}\n"),
+        };
+        let (opts, n) = (o.clone(), name(i));
         let certs = self.certs().cloned();
         let mut builder = AgentProcess::builder(env!("CARGO_BIN_EXE_patroni")).name(n.clone());
         if let Some(c) = &certs {
             builder = builder.https(c.client_identity_pem());
         }
-        builder
-            .config(move |ctx| config(&endpoint, &bin, &n, ctx, &opts, i, certs.as_ref()))
-            .start()
-            .expect("agent starts")
+        builder.config(move |ctx| config(&dcs, &bin, &n, ctx, &opts, i, certs.as_ref())).start().expect("agent starts")
     }
 
     /// The one certificate (and key) of everything when started with [`Options::tls`]: etcd's, copied to every
@@ -347,7 +370,21 @@ impl Cluster {
 
     /// The holder of the leader key, read from etcd.
     pub async fn leader(&self) -> Option<String> {
-        self.etcd.get(LEADER_KEY).await.ok().flatten()
+        match (self.options.dcs, &self.zookeeper) {
+            (Backend::Etcd, _) => {
+                let url = format!("{}/v2/keys{LEADER_KEY}", self.etcd.client_url());
+                let v: serde_json::Value = self.etcd.http_client().get(url).send().await.ok()?.json().await.ok()?;
+                v.pointer("/node/value").and_then(|v| v.as_str()).map(String::from)
+            }
+            (Backend::ZooKeeper, Some(zk)) => {
+                let mut s = patroni_dcs::zookeeper::ZooKeeperSettings::new(SCOPE, "").with_hosts([zk.endpoint()]);
+                s.ctl = true;
+                s.retry_timeout = Duration::from_secs(3);
+                let client = patroni_dcs::zookeeper::ZooKeeper::new(s).await.ok()?;
+                patroni_dcs::Dcs::get_cluster(&client).await.ok()?.leader_name().map(String::from)
+            }
+            _ => self.etcd.get(LEADER_KEY).await.ok().flatten(),
+        }
     }
 
     /// Runs `sql` (simple protocol) on member `i` as the superuser over TCP; rows as text.

@@ -123,27 +123,33 @@ pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
     vec![0]
 }
 
+/// The HTTP client of the etcd section's TLS settings (`cacert`, `cert`, `key`, `key_password`); shared by the v3
+/// and the v2 backends, which take the same section keys.
+pub(crate) fn http_client(settings: &Etcd3Settings) -> Result<reqwest::Client, DcsError> {
+    // reqwest is built without a default crypto provider; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_keepalive(Duration::from_secs(5));
+    let identity = match &settings.cert {
+        Some(cert) => Some((cert, identity_pem(cert, settings.key.as_deref(), settings.key_password.as_deref())?)),
+        None => None,
+    };
+    if let Some(ca) = &settings.cacert {
+        builder = builder.tls_backend_preconfigured(verifying_config(ca, identity)?);
+    } else if let Some((cert, pem)) = identity {
+        builder = builder.identity(
+            reqwest::Identity::from_pem(&pem)
+                .map_err(|e| DcsError::Config(format!("etcd client certificate/key {}: {e}", cert.display())))?,
+        );
+    }
+    builder.build().map_err(|e| DcsError::Config(format!("cannot build the etcd HTTP client: {e}")))
+}
+
 impl Transport {
     pub(crate) fn new(settings: &Etcd3Settings, endpoints: Vec<Url>) -> Result<Self, DcsError> {
-        // reqwest is built without a default crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_keepalive(Duration::from_secs(5));
-        let identity = match &settings.cert {
-            Some(cert) => Some((cert, identity_pem(cert, settings.key.as_deref(), settings.key_password.as_deref())?)),
-            None => None,
-        };
-        if let Some(ca) = &settings.cacert {
-            builder = builder.tls_backend_preconfigured(verifying_config(ca, identity)?);
-        } else if let Some((cert, pem)) = identity {
-            builder = builder.identity(
-                reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| DcsError::Config(format!("etcd3 client certificate/key {}: {e}", cert.display())))?,
-            );
-        }
-        let http = builder.build().map_err(|e| DcsError::Config(format!("cannot build the etcd HTTP client: {e}")))?;
+        let http = http_client(settings)?;
         let list: Vec<String> = endpoints.iter().map(base_str).collect();
         Ok(Transport {
             http,
@@ -461,7 +467,7 @@ impl Transport {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut s = e.to_string();
     let mut src = e.source();

@@ -11,11 +11,11 @@
 //! on their next write. Every call has one deadline, `retry_timeout` from its start, across all endpoints.
 
 mod cache;
-mod client;
+pub(crate) mod client;
 mod dcs_impl;
 mod lease;
-mod settings;
-mod srv;
+pub(crate) mod settings;
+pub(crate) mod srv;
 mod tls_key;
 mod watch;
 
