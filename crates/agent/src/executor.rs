@@ -217,9 +217,13 @@ impl<N: Node> Runtime<N> {
             Action::UpdateLeader { lsn } => {
                 let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
                 let status = lsn.map(|l| Status { last_lsn: l, ..Status::default() });
+                let started = crate::guardian::boottime_ms();
                 if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
                     done.outcomes.push(Outcome::LeaderRefresh { ok: false });
                     return Err(Failure::dcs("update the leader key", e));
+                }
+                if let Some(w) = &mut self.watchdog {
+                    w.renewed(started);
                 }
             }
             Action::ReleaseLeader { lsn } => {
@@ -288,11 +292,31 @@ impl<N: Node> Runtime<N> {
             Action::CheckFailsafe { members } => {
                 let targets: Vec<(String, Option<String>)> =
                     members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
+                let started = crate::guardian::boottime_ms();
                 let confirmed =
                     peers::failsafe_confirm(&self.http, &self.name, &self.addresses, targets, millis(s.loop_wait))
                         .await;
+                if confirmed {
+                    // Every member accepted our heartbeat: none races for the key within a ttl of it.
+                    if let Some(w) = &mut self.watchdog {
+                        w.renewed(started);
+                    }
+                }
                 self.failsafe_confirmed = confirmed;
                 done.outcomes.push(Outcome::Failsafe { confirmed });
+            }
+            Action::ArmWatchdog { timeout } => {
+                let secs = |m: patroni_ha::Millis| i64::try_from(m.0 / 1000).unwrap_or(i64::MAX);
+                let ok = self.watchdog.as_mut().is_none_or(|w| w.arm(*timeout, secs(s.loop_wait), secs(s.ttl)));
+                done.outcomes.push(Outcome::WatchdogArmed { ok });
+                if !ok {
+                    return Err(Failure::Failed("watchdog could not be activated".into()));
+                }
+            }
+            Action::DisarmWatchdog => {
+                if let Some(w) = &mut self.watchdog {
+                    w.disarm();
+                }
             }
             Action::Fatal { reason } => {
                 error!("{reason}");

@@ -58,6 +58,15 @@ impl Ha {
 
     /// Decide what to do now. Pure: the same `Ha`, settings and observation always give the same plan.
     pub fn step(&mut self, s: &Settings, obs: &Observation) -> Plan {
+        if let Some(plan) = crate::watchdog::activation_failed(s, obs) {
+            self.held_lock = false;
+            return crate::watchdog::arm_or_disarm(s, obs, false, plan);
+        }
+        let plan = self.decide(s, obs);
+        crate::watchdog::arm_or_disarm(s, obs, self.held_lock, plan)
+    }
+
+    fn decide(&mut self, s: &Settings, obs: &Observation) -> Plan {
         let Some(cluster) = &obs.cluster else {
             return self.dcs_unreachable(s, obs);
         };

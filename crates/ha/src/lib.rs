@@ -33,6 +33,7 @@ mod election;
 mod sync;
 mod time;
 mod view;
+pub mod watchdog;
 
 pub use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 pub use crate::core::{Ha, Observation};
@@ -41,3 +42,4 @@ pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
     PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncView, Tags,
 };
+pub use crate::watchdog::{WatchdogMode, WatchdogState};

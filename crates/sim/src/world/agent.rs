@@ -246,6 +246,7 @@ impl World {
             replication,
             busy: pg.job.as_ref().map(|j| j.busy.clone()),
             last_failure: pg.last_failure.clone(),
+            watchdog: Default::default(),
         }
     }
 
@@ -469,6 +470,7 @@ impl World {
                 }
                 Exec { ok: true, took }
             }
+            Action::ArmWatchdog { .. } | Action::DisarmWatchdog => Exec { ok: true, took: 0 },
             Action::Fatal { reason } => {
                 let reason = reason.clone();
                 self.note(Some(m), |_| format!("agent exits: {reason}"));
