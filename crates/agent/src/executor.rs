@@ -223,7 +223,7 @@ impl<N: Node> Runtime<N> {
                     return Err(Failure::dcs("update the leader key", e));
                 }
                 if let Some(w) = &mut self.watchdog {
-                    w.renewed(started);
+                    w.renewed(started, patroni_ha::watchdog::guardian_timeout_ms(s));
                 }
             }
             Action::ReleaseLeader { lsn } => {
@@ -299,7 +299,7 @@ impl<N: Node> Runtime<N> {
                 if confirmed {
                     // Every member accepted our heartbeat: none races for the key within a ttl of it.
                     if let Some(w) = &mut self.watchdog {
-                        w.renewed(started);
+                        w.renewed(started, patroni_ha::watchdog::guardian_timeout_ms(s));
                     }
                 }
                 self.failsafe_confirmed = confirmed;
@@ -307,7 +307,9 @@ impl<N: Node> Runtime<N> {
             }
             Action::ArmWatchdog { timeout } => {
                 let secs = |m: patroni_ha::Millis| i64::try_from(m.0 / 1000).unwrap_or(i64::MAX);
-                let ok = self.watchdog.as_mut().is_none_or(|w| w.arm(*timeout, secs(s.loop_wait), secs(s.ttl)));
+                let guardian = patroni_ha::watchdog::guardian_timeout_ms(s);
+                let ok =
+                    self.watchdog.as_mut().is_none_or(|w| w.arm(*timeout, guardian, secs(s.loop_wait), secs(s.ttl)));
                 done.outcomes.push(Outcome::WatchdogArmed { ok });
                 if !ok {
                     return Err(Failure::Failed("watchdog could not be activated".into()));

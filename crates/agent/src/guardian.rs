@@ -177,7 +177,10 @@ impl GuardianHandle {
                 }
             }
         };
+        // `ps` shows the agent's own name, not /proc/self/exe.
+        let arg0 = std::env::args_os().next().unwrap_or_else(|| "patroni".into());
         let spawned = Command::new(exe)
+            .arg0(arg0)
             .arg("--guardian")
             .arg(self.lease_path())
             .stdin(Stdio::null())

@@ -53,6 +53,23 @@ pub fn timeout(s: &Settings) -> i64 {
     }
 }
 
+/// Milliseconds between the start of the last successful refresh and the guardian stopping PostgreSQL.
+///
+/// Like the device, `safety_margin` before the key can expire; unlike a device (whose timeout Patroni's users set
+/// and see), never so early that a healthy leader is fenced: a refresh may come `loop_wait` after the previous one
+/// and take up to `retry_timeout`, so the margin is capped at `ttl - loop_wait - retry_timeout` (at least
+/// `retry_timeout` when `loop_wait + 2 * retry_timeout <= ttl` holds, as the agent enforces).
+pub fn guardian_timeout_ms(s: &Settings) -> u64 {
+    let ttl = s.ttl.0;
+    let margin = if s.watchdog_safety_margin == -1 {
+        ttl / 2
+    } else {
+        u64::try_from(s.watchdog_safety_margin).unwrap_or(0).saturating_mul(1000)
+    };
+    let cap = ttl.saturating_sub(s.loop_wait.0).saturating_sub(s.retry_timeout.0);
+    ttl - margin.min(cap).min(ttl)
+}
+
 impl Settings {
     /// Whether anything must be armed while leading: a watchdog device, or the guardian.
     fn fencing_wanted(&self) -> bool {

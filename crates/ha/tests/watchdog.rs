@@ -208,3 +208,21 @@ fn required_watchdog_needs_a_timeout_of_at_least_loop_wait() {
     let plan = step(&s, Some(cluster(None)), local(PgRole::Replica, idle()), vec![]);
     assert_eq!(plan.log, vec![(LogLevel::Info, "Watchdog device is not usable".to_string())]);
 }
+
+#[test]
+fn guardian_fences_safety_margin_early_but_never_inside_loop_wait_plus_retry_timeout() {
+    let mut s = settings(WatchdogMode::Off);
+    s.retry_timeout = Millis::from_secs(10);
+    // ttl 30, loop_wait 10, retry 10: margin 5 s fits (30 - 10 - 10 = 10).
+    assert_eq!(watchdog::guardian_timeout_ms(&s), 25_000);
+    // ttl 8, loop_wait 3, retry 2: a 5 s margin would fence a leader refreshing every 3 s; capped at 3 s.
+    s.ttl = Millis::from_secs(8);
+    s.loop_wait = Millis::from_secs(3);
+    s.retry_timeout = Millis::from_secs(2);
+    assert_eq!(watchdog::guardian_timeout_ms(&s), 5_000);
+    s.watchdog_safety_margin = -1;
+    assert_eq!(watchdog::guardian_timeout_ms(&s), 5_000);
+    s.ttl = Millis::from_secs(30);
+    s.loop_wait = Millis::from_secs(2);
+    assert_eq!(watchdog::guardian_timeout_ms(&s), 15_000);
+}

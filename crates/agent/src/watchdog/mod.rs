@@ -49,6 +49,8 @@ pub struct Watchdog {
     device: Option<Box<dyn WatchdogDevice>>,
     active: bool,
     timeout: Option<i64>,
+    /// The guardian's deadline after a refresh starts (ms, [`patroni_ha::watchdog::guardian_timeout_ms`]).
+    guardian_timeout: u64,
     loop_wait: i64,
     /// Start of the last successful leader-key refresh (CLOCK_BOOTTIME ms): the guardian's deadline counts from it.
     last_renewal: Option<i64>,
@@ -68,6 +70,7 @@ impl Watchdog {
             config: config_wd,
             active: false,
             timeout: None,
+            guardian_timeout: 0,
             loop_wait: 10,
             last_renewal: None,
             guardian,
@@ -119,8 +122,9 @@ impl Watchdog {
 
     /// Activates with `timeout` seconds (or changes the timeout of the active watchdog). `false` only when a
     /// `required` watchdog cannot be activated safely.
-    pub fn arm(&mut self, timeout: i64, loop_wait: i64, ttl: i64) -> bool {
+    pub fn arm(&mut self, timeout: i64, guardian_timeout_ms: u64, loop_wait: i64, ttl: i64) -> bool {
         self.loop_wait = loop_wait;
+        self.guardian_timeout = guardian_timeout_ms;
         let slack = timeout - loop_wait;
         if self.active && self.device_open() {
             if let Some(d) = &mut self.device {
@@ -130,6 +134,7 @@ impl Watchdog {
                 }
             }
             self.timeout = Some(timeout);
+            self.renew_guardian();
             return true;
         }
         let required = self.config.mode == WatchdogMode::Required;
@@ -199,17 +204,28 @@ impl Watchdog {
         self.timeout = Some(timeout);
         if !running && self.config.guardian {
             let start = self.last_renewal.unwrap_or_else(boottime_ms);
+            let deadline = start + i64::try_from(self.guardian_timeout).unwrap_or(i64::MAX);
             if let Some(g) = &mut self.guardian {
-                g.renew(start + timeout * 1000);
+                g.renew(deadline);
             }
         }
         true
     }
 
+    /// A new deadline for an armed guardian, from the last renewal.
+    fn renew_guardian(&mut self) {
+        let Some(start) = self.last_renewal else { return };
+        let deadline = start + i64::try_from(self.guardian_timeout).unwrap_or(i64::MAX);
+        if let Some(g) = self.guardian.as_mut().filter(|g| g.is_armed()) {
+            g.renew(deadline);
+        }
+    }
+
     /// The leader key was just renewed (or a failsafe confirmation stands in for it); `started` is when the
     /// request went out (CLOCK_BOOTTIME ms).
-    pub fn renewed(&mut self, started: i64) {
+    pub fn renewed(&mut self, started: i64, guardian_timeout_ms: u64) {
         self.last_renewal = Some(started);
+        self.guardian_timeout = guardian_timeout_ms;
         if !self.active {
             return;
         }
@@ -218,11 +234,7 @@ impl Watchdog {
                 error!("Error while sending keepalive: {e}");
             }
         }
-        if let (Some(g), Some(t)) = (&mut self.guardian, self.timeout) {
-            if g.is_armed() {
-                g.renew(started + t * 1000);
-            }
-        }
+        self.renew_guardian();
     }
 
     fn close_device(&mut self) {

@@ -34,6 +34,8 @@ pub struct Options {
     pub tags: Vec<Option<String>>,
     /// `loop_wait` in `bootstrap.dcs` (default [`LOOP_WAIT`]).
     pub loop_wait: u64,
+    /// `ttl` in `bootstrap.dcs` (default [`TTL`]).
+    pub ttl: u64,
     /// Per member: a data directory other than `<agent dir>/data`.
     pub data_dirs: Vec<Option<PathBuf>>,
     /// Extra `restapi` entries for every member, one `key: value` per line (e.g. `allowlist: [10.0.0.1]`).
@@ -55,6 +57,7 @@ impl Default for Options {
             dcs_extra: Vec::new(),
             tags: Vec::new(),
             loop_wait: LOOP_WAIT,
+            ttl: TTL,
             data_dirs: Vec::new(),
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
@@ -107,7 +110,7 @@ fn config(
 name: {name}
 {restapi}{etcd3}bootstrap:
   dcs:
-    ttl: {TTL}
+    ttl: {ttl}
     loop_wait: {loop_wait}
     retry_timeout: {RETRY_TIMEOUT}
 {extra}    postgresql:
@@ -120,6 +123,7 @@ name: {name}
 {postgresql}tags: {tags}
 "#,
         loop_wait = o.loop_wait,
+        ttl = o.ttl,
     )
 }
 
