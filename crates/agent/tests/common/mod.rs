@@ -36,6 +36,8 @@ pub struct Options {
     pub loop_wait: u64,
     /// `ttl` in `bootstrap.dcs` (default [`TTL`]).
     pub ttl: u64,
+    /// The guardian fences a primary whose agent stops renewing the key (default on, as in production).
+    pub guardian: bool,
     /// Per member: a data directory other than `<agent dir>/data`.
     pub data_dirs: Vec<Option<PathBuf>>,
     /// Extra `restapi` entries for every member, one `key: value` per line (e.g. `allowlist: [10.0.0.1]`).
@@ -58,6 +60,7 @@ impl Default for Options {
             tags: Vec::new(),
             loop_wait: LOOP_WAIT,
             ttl: TTL,
+            guardian: true,
             data_dirs: Vec::new(),
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
@@ -121,9 +124,10 @@ name: {name}
   - encoding: UTF8
   - data-checksums
 {postgresql}tags: {tags}
-"#,
+{watchdog}"#,
         loop_wait = o.loop_wait,
         ttl = o.ttl,
+        watchdog = if o.guardian { "" } else { "watchdog:\n  guardian: false\n" },
     )
 }
 
