@@ -75,8 +75,9 @@ scan_outside 'tokio_postgres::connect|\.(simple_query|batch_execute|prepare|quer
     report "only crates/postgres/src speaks SQL (call a function of patroni_postgres instead)" || true
 
 # 3b. Only postgres runs PostgreSQL binaries: outside crates/postgres/src processes are started only by `ctl`'s
-#     editor and pager (crates/ctl/src/commands/config.rs), never with a PostgreSQL binary's name.
-scan_outside 'Command::new\(' '^crates/postgres/src/|^crates/ctl/src/commands/config\.rs$' |
+#     editor and pager (crates/ctl/src/commands/config.rs) and the agent's guardian (the agent's own binary,
+#     crates/agent/src/guardian.rs), never with a PostgreSQL binary's name.
+scan_outside 'Command::new\(' '^crates/postgres/src/|^crates/ctl/src/commands/config\.rs$|^crates/agent/src/guardian\.rs$' |
     report "only crates/postgres/src runs PostgreSQL binaries or other programs (ctl's editor and pager excepted)" || true
 scan_outside 'Command::new\(.*(pg_ctl|postgres|initdb|pg_basebackup|pg_rewind|pg_controldata|pg_isready|psql)' \
     '^crates/postgres/src/' |

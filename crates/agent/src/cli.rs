@@ -44,6 +44,10 @@ pub struct Cli {
     /// --validate-config.
     #[arg(long, short = 'p', requires = "validate_config")]
     pub print: bool,
+
+    /// Internal: run as the guardian of the PostgreSQL whose lease file is given (started by the agent itself).
+    #[arg(long, hide = true, value_name = "LEASE")]
+    pub guardian: Option<PathBuf>,
 }
 
 /// Exit status of a command.

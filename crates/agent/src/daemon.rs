@@ -108,6 +108,14 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let http = ApiClient::peer_http(&client_settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Before anything touches PostgreSQL or the member key.
     ensure_unique_name(dcs.as_ref(), &http, &name).await?;
+    let watchdog = crate::watchdog::Watchdog::new(
+        &config,
+        config.postgresql.data_dir.as_deref().map(PathBuf::from),
+        patroni_postgres::from_config::pg_ctl_path(&config.postgresql),
+    );
+    if watchdog.unsupported_but_required() {
+        bail!("Configuration requires a watchdog, but watchdog is not supported on this platform.");
+    }
     let node = Arc::new(PgNode::new(&config, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?);
     let probe = node.probe();
 
@@ -118,7 +126,8 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let schedule = crate::rest_control::SharedSchedule::default();
     let rt = rt
         .with_api(req_rx, ApiPublisher { tx: status_tx, info, schedule: schedule.clone() })
-        .with_config_path(config_path);
+        .with_config_path(config_path)
+        .with_watchdog(watchdog);
     let rt = match cache {
         Some(cache) => rt.with_dynamic_cache(cache),
         None => rt,

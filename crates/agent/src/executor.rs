@@ -221,10 +221,14 @@ impl<N: Node> Runtime<N> {
                 let Some(c) = cluster else { return Err(Failure::Failed("no cluster view".into())) };
                 let now = patroni_ha::Time(crate::runtime::now_millis());
                 let status = lsn.map(|l| self.leader_status(l, c, now));
+                let started = crate::guardian::boottime_ms();
                 if let Err(e) = dcs.update_leader(c, status.as_ref(), None).await {
                     done.refresh_unreachable = e.is_unreachable();
                     done.outcomes.push(Outcome::LeaderRefresh { ok: false });
                     return Err(Failure::dcs("update the leader key", e));
+                }
+                if let Some(w) = &mut self.watchdog {
+                    w.renewed(started, patroni_ha::watchdog::guardian_timeout_ms(s));
                 }
             }
             Action::ReleaseLeader { lsn } => {
@@ -293,6 +297,7 @@ impl<N: Node> Runtime<N> {
             Action::CheckFailsafe { members } => {
                 let targets: Vec<(String, Option<String>)> =
                     members.iter().map(|m| (m.clone(), self.failsafe_url(m))).collect();
+                let started = crate::guardian::boottime_ms();
                 let slots = self.failsafe_slot_positions();
                 let (confirmed, member_lsns) = peers::failsafe_confirm(
                     &self.http,
@@ -303,11 +308,32 @@ impl<N: Node> Runtime<N> {
                     slots.as_deref(),
                 )
                 .await;
+                if confirmed {
+                    // Every member accepted our heartbeat: none races for the key within a ttl of it.
+                    if let Some(w) = &mut self.watchdog {
+                        w.renewed(started, patroni_ha::watchdog::guardian_timeout_ms(s));
+                    }
+                }
                 self.failsafe_confirmed = confirmed;
                 if confirmed {
                     self.slots.failsafe_member_lsns = member_lsns;
                 }
                 done.outcomes.push(Outcome::Failsafe { confirmed });
+            }
+            Action::ArmWatchdog { timeout } => {
+                let secs = |m: patroni_ha::Millis| i64::try_from(m.0 / 1000).unwrap_or(i64::MAX);
+                let guardian = patroni_ha::watchdog::guardian_timeout_ms(s);
+                let ok =
+                    self.watchdog.as_mut().is_none_or(|w| w.arm(*timeout, guardian, secs(s.loop_wait), secs(s.ttl)));
+                done.outcomes.push(Outcome::WatchdogArmed { ok });
+                if !ok {
+                    return Err(Failure::Failed("watchdog could not be activated".into()));
+                }
+            }
+            Action::DisarmWatchdog => {
+                if let Some(w) = &mut self.watchdog {
+                    w.disarm();
+                }
             }
             Action::Fatal { reason } => {
                 error!("{reason}");

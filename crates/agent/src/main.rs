@@ -69,7 +69,9 @@ fn main() {
     // Unlocked handles: holding stdout/stderr locks here would block every other thread (the agent's
     // logging) that writes to them while the agent runs.
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let code = if cli.validate_config {
+    let code = if let Some(lease) = &cli.guardian {
+        patroni_agent::guardian::run(lease)
+    } else if cli.validate_config {
         cli::validate_config(&cli, &env, &mut out, &mut err)
     } else if cli.generate_sample_config {
         let ctx = sample_context(&env, &mut err);

@@ -35,6 +35,7 @@ pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>)
     s.is_standby_cluster = p.dynamic.is_standby_cluster();
     s.failsafe_mode_enabled = p.dynamic.failsafe_mode();
     s.failsafe_mode_is_active = p.failsafe_active;
+    s.watchdog_failed = p.watchdog_failed;
     s.dcs_last_seen = p.dcs_last_seen;
     s.tags = tags.clone();
     s.database_system_identifier = match &p.local.data_dir {

@@ -39,6 +39,8 @@ pub struct Published {
     /// Failsafe mode is what keeps things going: we run as primary on our members' confirmations, or a leader
     /// asked us to confirm it less than a ttl ago (`failsafe_mode_is_active`).
     pub failsafe_active: bool,
+    /// A `required` watchdog is not usable (`watchdog_failed` of `/patroni`).
+    pub watchdog_failed: bool,
 }
 
 /// Why the loop stopped.
@@ -91,6 +93,8 @@ pub struct Runtime<N: Node> {
     pub(crate) slots: crate::slots::SlotKeeper,
     /// The dynamic configuration has been handed to the node at least once.
     pub(crate) dynamic_applied: bool,
+    /// The watchdog device and the guardian: armed while leading, kept alive after each leader-key refresh.
+    pub(crate) watchdog: Option<crate::watchdog::Watchdog>,
 }
 
 /// Publishes each cycle's state to the REST API.
@@ -144,6 +148,7 @@ impl<N: Node> Runtime<N> {
             dynamic_cache: None,
             slots: crate::slots::SlotKeeper::default(),
             dynamic_applied: false,
+            watchdog: None,
         };
         (rt, rx)
     }
@@ -162,6 +167,12 @@ impl<N: Node> Runtime<N> {
             self.dynamic = initial;
         }
         self.dynamic_cache = Some(cache);
+        self
+    }
+
+    /// Arm a watchdog (or the guardian) while leading, as the HA core asks.
+    pub fn with_watchdog(mut self, watchdog: crate::watchdog::Watchdog) -> Self {
+        self.watchdog = Some(watchdog);
         self
     }
 
@@ -276,7 +287,9 @@ impl<N: Node> Runtime<N> {
             peers = result.peers;
             // A failed leader refresh must reach the core now, not be dropped with this plan: waiting for the next
             // loop (and another retry_timeout reading the DCS) could let the key expire under a running primary.
-            let refresh_failed = outcomes.contains(&Outcome::LeaderRefresh { ok: false }) && !refresh_reported;
+            let refresh_failed = (outcomes.contains(&Outcome::LeaderRefresh { ok: false })
+                || outcomes.contains(&Outcome::WatchdogArmed { ok: false }))
+                && !refresh_reported;
             if !plan.again && !refresh_failed {
                 break;
             }
@@ -361,6 +374,7 @@ impl<N: Node> Runtime<N> {
             dynamic: self.dynamic.clone(),
             dcs_last_seen: self.dcs_last_seen,
             heartbeat: Some(SystemTime::now()),
+            watchdog_failed: self.watchdog.as_ref().is_some_and(|w| w.failed()),
         };
         if let Some(api) = &self.api {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
@@ -426,6 +440,7 @@ impl<N: Node> Runtime<N> {
         let (mut local, details) = self.node.observe().await;
         local.busy = self.long.as_ref().map(|l| l.busy.clone());
         local.last_failure = self.last_failure.clone();
+        local.watchdog = self.watchdog.as_ref().map(|w| w.state()).unwrap_or_default();
         (local, details)
     }
 
@@ -489,6 +504,9 @@ impl<N: Node> Runtime<N> {
                     }
                 }
                 self.config = loaded.config;
+                if let Some(w) = &mut self.watchdog {
+                    w.reload(&self.config);
+                }
                 if let Err(e) = self.node.configure(&self.config, &self.dynamic).await {
                     warn!("failed to apply the reloaded configuration: {e}");
                 }
@@ -507,6 +525,9 @@ impl<N: Node> Runtime<N> {
         }
         if settings.pause {
             info!("Leader key is not deleted and Postgresql is not stopped due paused state");
+            if let Some(w) = &mut self.watchdog {
+                w.disarm();
+            }
             return;
         }
         // Peers racing for the key we are about to release ask our REST API: it must not still say "running
@@ -519,10 +540,17 @@ impl<N: Node> Runtime<N> {
         let lsn = match self.node.stop(Stop::FastWithCheckpoint).await {
             Ok(lsn) => lsn,
             Err(e) => {
+                let running = self.watchdog.as_ref().is_some_and(|w| w.state().active);
+                let leaving = if running { " Leaving watchdog running." } else { "" };
                 error!("failed to stop PostgreSQL: {e}");
+                error!("PostgreSQL shutdown failed, leader key not removed.{leaving}");
                 return;
             }
         };
+        // PostgreSQL is down: nothing left for a watchdog or the guardian to stop.
+        if let Some(w) = &mut self.watchdog {
+            w.disarm();
+        }
         if self.ha.holds_lock() {
             if let Ok(c) = self.dcs.get_cluster().await {
                 if let Some(leader) = c.leader.as_ref().filter(|l| l.name == self.name) {

@@ -1,7 +1,7 @@
 //! The effective settings of one loop: the local configuration merged with the dynamic configuration from the DCS.
 
 use patroni_config::{Config, DynamicConfig, SynchronousMode};
-use patroni_ha::{Millis, Settings, SyncCommit, SyncMode};
+use patroni_ha::{Millis, Settings, SyncCommit, SyncMode, WatchdogMode};
 
 /// What `synchronous_commit` (local over dynamic) makes a commit wait for.
 fn sync_commit(config: &Config, dynamic: &DynamicConfig) -> SyncCommit {
@@ -38,10 +38,13 @@ pub fn ha_settings(name: &str, config: &Config, dynamic: &DynamicConfig) -> Sett
         sync_commit: sync_commit(config, dynamic),
         pause: dynamic.is_paused(),
         failsafe_mode: dynamic.failsafe_mode(),
-        watchdog_required: config
-            .watchdog
-            .as_ref()
-            .is_some_and(|w| w.mode == Some(patroni_config::WatchdogMode::Required)),
+        watchdog_mode: match config.watchdog.as_ref().map_or(Default::default(), |w| w.mode.unwrap_or_default()) {
+            patroni_config::WatchdogMode::Off => WatchdogMode::Off,
+            patroni_config::WatchdogMode::Automatic => WatchdogMode::Automatic,
+            patroni_config::WatchdogMode::Required => WatchdogMode::Required,
+        },
+        watchdog_safety_margin: config.watchdog.as_ref().and_then(|w| w.safety_margin).unwrap_or(5),
+        guardian: config.watchdog.as_ref().is_none_or(|w| w.guardian()),
         use_pg_rewind: dynamic.use_pg_rewind(),
         remove_data_directory_on_diverged_timelines: config
             .postgresql

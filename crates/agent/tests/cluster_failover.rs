@@ -254,10 +254,11 @@ where
 /// The primary's agent dies but its PostgreSQL keeps running and takes writes the new primary never sees (a
 /// diverged timeline). Restarted, the old primary rewinds (`use_pg_rewind`) and follows the new one: its
 /// diverged row is gone and new rows arrive. Also: a replica whose agent was SIGKILLed and restarted adopts its
-/// running PostgreSQL and keeps streaming.
+/// running PostgreSQL and keeps streaming. Without the guardian, which would fence the orphan before the takeover
+/// (tests/cluster_fencing.rs): the divergence comes from an installation that turned it off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diverged_old_primary_rewinds_and_follows() {
-    let mut c = Cluster::start(Options::default()).await;
+    let mut c = Cluster::start(Options { guardian: false, ..Options::default() }).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
 
@@ -328,10 +329,11 @@ async fn failover_prefers_the_highest_failover_priority() {
 }
 
 /// The primary's agent freezes (SIGSTOP) past the ttl: its key expires and a replica takes over. Thawed, the old
-/// agent sees another leader, demotes its still-running primary at once and follows the new one.
+/// agent sees another leader, demotes its still-running primary at once and follows the new one. Without the
+/// guardian (turned off here): with it, the frozen primary is fenced before the takeover (tests/cluster_fencing.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_primary_that_lost_its_key_demotes_when_it_wakes() {
-    let mut c = Cluster::start(Options::default()).await;
+    let mut c = Cluster::start(Options { guardian: false, ..Options::default() }).await;
     let p = c.wait_primary(WAIT, &[]).await;
     let replicas: Vec<usize> = (0..3).filter(|r| *r != p).collect();
     c.nodes[p].kill(Signal::SIGSTOP).unwrap();

@@ -108,6 +108,14 @@ pub enum Action {
     CheckFailsafe {
         members: Vec<Name>,
     },
+    /// Activate the watchdog with this timeout (seconds), or change the timeout of the active one; without a
+    /// watchdog device, arm the guardian. From now on the runtime keeps it alive after each successful refresh of
+    /// the leader key. Outcome: `WatchdogArmed` (failure only counts in `required` mode).
+    ArmWatchdog {
+        timeout: i64,
+    },
+    /// Close the watchdog with the magic character and disarm the guardian: we are no longer the leading primary.
+    DisarmWatchdog,
     /// Stop the agent: continuing would harm the cluster (wrong system identifier...).
     Fatal {
         reason: String,
@@ -121,6 +129,7 @@ pub enum Outcome {
     LeaderRace { won: bool },
     LeaderRefresh { ok: bool },
     Failsafe { confirmed: bool },
+    WatchdogArmed { ok: bool },
 }
 
 /// How loud a [`Plan::log`] line is, in Patroni's levels.

@@ -14,7 +14,7 @@ pub(crate) fn ineligibility(
     if !s.tags.can_fail_over() {
         return Some(("following a different leader because I am not allowed to promote".into(), None));
     }
-    if s.watchdog_unavailable() {
+    if s.watchdog_unusable(local.watchdog.usable) {
         return Some((NOT_HEALTHIEST.into(), Some("Watchdog device is not usable".into())));
     }
     if let Some(reason) = lag_problem(s, cluster.last_leader_lsn, local.lsn) {
@@ -150,11 +150,4 @@ pub(crate) fn candidate_fit(
         return Err(format!("{name} is not a synchronous standby"));
     }
     Ok(())
-}
-
-impl Settings {
-    /// Watchdog support comes with its own issue; until then a `required` watchdog can never be satisfied.
-    fn watchdog_unavailable(&self) -> bool {
-        self.watchdog_required
-    }
 }

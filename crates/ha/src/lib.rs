@@ -34,6 +34,7 @@ pub mod slots;
 mod sync;
 mod time;
 mod view;
+pub mod watchdog;
 
 pub use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 pub use crate::core::{Ha, Observation};
@@ -42,3 +43,4 @@ pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
     PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncView, Tags,
 };
+pub use crate::watchdog::{WatchdogMode, WatchdogState};

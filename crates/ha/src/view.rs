@@ -165,6 +165,8 @@ pub struct LocalState {
     pub busy: Option<Busy>,
     /// The last long action ended in failure (so the core does not retry it blindly every loop).
     pub last_failure: Option<Busy>,
+    /// The watchdog (or guardian) as the runtime last left it.
+    pub watchdog: crate::watchdog::WatchdogState,
 }
 
 /// One row of `pg_stat_replication`, by `application_name` (the member name).
@@ -325,8 +327,13 @@ pub struct Settings {
     pub sync_commit: SyncCommit,
     pub pause: bool,
     pub failsafe_mode: bool,
-    /// `watchdog.mode: required`: never take the leader key without a working watchdog.
-    pub watchdog_required: bool,
+    /// `watchdog.mode`: whether a watchdog device is used, and whether leadership requires one.
+    pub watchdog_mode: crate::watchdog::WatchdogMode,
+    /// `watchdog.safety_margin`: seconds between the watchdog firing and the leader key expiring (-1: ttl/2).
+    pub watchdog_safety_margin: i64,
+    /// The guardian (a separate process that stops PostgreSQL when the leader key is not renewed in time) is armed
+    /// while leading when no watchdog device is.
+    pub guardian: bool,
     pub use_pg_rewind: bool,
     pub remove_data_directory_on_diverged_timelines: bool,
     /// A `create_replica_methods` entry works without a running leader (`no_leader`), e.g. a restore from backup.
@@ -351,7 +358,9 @@ impl Default for Settings {
             sync_commit: SyncCommit::Flush,
             pause: false,
             failsafe_mode: false,
-            watchdog_required: false,
+            watchdog_mode: crate::watchdog::WatchdogMode::Off,
+            watchdog_safety_margin: 5,
+            guardian: false,
             use_pg_rewind: false,
             remove_data_directory_on_diverged_timelines: false,
             replica_without_leader: false,

@@ -188,6 +188,16 @@ impl Binaries {
     }
 }
 
+/// `pg_ctl` as `postgresql.bin_dir` and `bin_name` name it, if it can be found (for the guardian, which stops
+/// PostgreSQL without the rest of the agent).
+pub fn pg_ctl_path(pg: &PostgresqlConfig) -> Option<PathBuf> {
+    let mut names = BTreeMap::new();
+    if let Some(n) = pg.bin_name.as_ref().and_then(|b| b.pg_ctl.clone()) {
+        names.insert("pg_ctl".to_string(), n);
+    }
+    Binaries::new(pg.bin_dir.as_ref().map(PathBuf::from), &names).ok()?.path(crate::binaries::Tool::PgCtl).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

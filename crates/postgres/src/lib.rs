@@ -40,6 +40,7 @@ pub mod conf;
 pub mod conninfo;
 pub mod controldata;
 pub mod error;
+pub mod fence;
 pub mod from_config;
 pub mod generate;
 pub mod instance;

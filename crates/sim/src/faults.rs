@@ -10,6 +10,11 @@ pub enum FaultKind {
         member: usize,
         down: i64,
     },
+    /// SIGKILL the agent and its guardian (scripted scenarios only); restarted after `down` ms.
+    KillAgentAndGuardian {
+        member: usize,
+        down: i64,
+    },
     /// PostgreSQL exits without being asked to; the agent must notice and restart it.
     CrashPostgres {
         member: usize,

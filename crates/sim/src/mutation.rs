@@ -21,10 +21,12 @@ pub enum Mutation {
     NeverFollow,
     /// Members not leading are not told about synchronous mode: any replica may win a race, the `sync` key unread.
     IgnoreSyncKey,
+    /// The guardian fences at the leader key's expiry (`safety_margin` 0) instead of before it.
+    GuardianMarginZero,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -33,6 +35,7 @@ impl Mutation {
         Mutation::IgnorePause,
         Mutation::NeverFollow,
         Mutation::IgnoreSyncKey,
+        Mutation::GuardianMarginZero,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Mutation {
             Mutation::IgnorePause => "ignore-pause",
             Mutation::NeverFollow => "never-follow",
             Mutation::IgnoreSyncKey => "ignore-sync-key",
+            Mutation::GuardianMarginZero => "guardian-margin-0",
         }
     }
 
@@ -80,5 +84,9 @@ impl Mutation {
 
     pub fn disables_watchdog(self) -> bool {
         self == Mutation::NoWatchdog
+    }
+
+    pub fn zero_guardian_margin(self) -> bool {
+        self == Mutation::GuardianMarginZero
     }
 }

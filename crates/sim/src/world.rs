@@ -58,6 +58,10 @@ pub struct Options {
     pub failsafe: bool,
     /// A scripted run instead of random configuration, tags and faults (latencies still come from the seed).
     pub scenario: Option<Scenario>,
+    /// Fence with the guardian instead of a watchdog device: when a leader's refresh is overdue by `ttl -
+    /// safety_margin`, a separate process stops PostgreSQL (after a fencing latency) and the agent lives on. It
+    /// survives `KillAgent`; `KillAgentAndGuardian` kills both.
+    pub guardian: bool,
 }
 
 /// A scripted run, for reproducing one situation whatever the random schedule generator becomes.
@@ -80,6 +84,7 @@ impl Default for Options {
             pause_hazards: false,
             failsafe: false,
             scenario: None,
+            guardian: false,
         }
     }
 }
@@ -155,6 +160,11 @@ enum Ev {
         m: usize,
         deadline: i64,
     },
+    /// The guardian, having found the deadline passed, stops PostgreSQL (`guardian` generation at that time).
+    Fence {
+        m: usize,
+        guardian: u64,
+    },
     AgentRestart {
         m: usize,
         gen: u64,
@@ -203,6 +213,8 @@ struct Agent {
     /// The previous leader's last published LSN when we took the key: our own refresh overwrites it at once.
     lsn_when_acquired: Option<u64>,
     watchdog: Option<i64>,
+    /// Bumped when the guardian process dies with the agent (`KillAgentAndGuardian`): its pending fence is void.
+    guardian_gen: u64,
     /// The last `POST /failsafe` this agent accepted: from whom and when (lost when the agent restarts).
     failsafe_heartbeat: Option<(String, Time)>,
 }
@@ -397,6 +409,7 @@ impl World {
                 manual_failover: false,
                 lsn_when_acquired: None,
                 watchdog: None,
+                guardian_gen: 0,
                 failsafe_heartbeat: None,
             })
             .collect();
@@ -554,6 +567,7 @@ impl World {
             Ev::JobDone { m, id } => self.job_done(m, id),
             Ev::LeaseCheck => self.lease_check(),
             Ev::Watchdog { m, deadline } => self.watchdog_fires(m, deadline),
+            Ev::Fence { m, guardian } => self.guardian_fences(m, guardian),
             Ev::AgentRestart { m, gen } => {
                 if !self.agents[m].alive && !self.agents[m].fatal && self.agents[m].gen == gen {
                     self.restart_agent(m);

@@ -36,6 +36,10 @@ pub struct Options {
     pub tags: Vec<Option<String>>,
     /// `loop_wait` in `bootstrap.dcs` (default [`LOOP_WAIT`]).
     pub loop_wait: u64,
+    /// `ttl` in `bootstrap.dcs` (default [`TTL`]).
+    pub ttl: u64,
+    /// The guardian fences a primary whose agent stops renewing the key (default on, as in production).
+    pub guardian: bool,
     /// Per member: a data directory other than `<agent dir>/data`.
     pub data_dirs: Vec<Option<PathBuf>>,
     /// Extra `restapi` entries for every member, one `key: value` per line (e.g. `allowlist: [10.0.0.1]`).
@@ -69,6 +73,8 @@ impl Default for Options {
             dcs_extra: Vec::new(),
             tags: Vec::new(),
             loop_wait: LOOP_WAIT,
+            ttl: TTL,
+            guardian: true,
             data_dirs: Vec::new(),
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
@@ -120,7 +126,7 @@ fn config(
 name: {name}
 {restapi}{etcd3}bootstrap:
   dcs:
-    ttl: {TTL}
+    ttl: {ttl}
     loop_wait: {loop_wait}
     retry_timeout: {RETRY_TIMEOUT}
 {extra}    postgresql:
@@ -131,8 +137,10 @@ name: {name}
   - encoding: UTF8
   - data-checksums
 {postgresql}tags: {tags}
-"#,
+{watchdog}"#,
         loop_wait = o.loop_wait,
+        ttl = o.ttl,
+        watchdog = if o.guardian { "" } else { "watchdog:\n  guardian: false\n" },
     )
 }
 

@@ -201,6 +201,9 @@ section! {
         safety_margin: Option<i64>,
         /// Driver name (`default` or `testing`).
         driver: Option<String>,
+        /// patroni-rs: the guardian process that stops PostgreSQL when the leader key is not renewed in time
+        /// (default on; used while no watchdog device is active).
+        guardian: Option<bool>,
     }
 }
 
@@ -208,6 +211,11 @@ impl WatchdogConfig {
     /// Device with Patroni's default.
     pub fn device(&self) -> &str {
         self.device.as_deref().unwrap_or("/dev/watchdog")
+    }
+
+    /// Whether the guardian is wanted (default on).
+    pub fn guardian(&self) -> bool {
+        self.guardian.unwrap_or(true)
     }
 }
 

@@ -246,6 +246,7 @@ impl World {
             replication,
             busy: pg.job.as_ref().map(|j| j.busy.clone()),
             last_failure: pg.last_failure.clone(),
+            watchdog: Default::default(),
         }
     }
 
@@ -469,6 +470,7 @@ impl World {
                 }
                 Exec { ok: true, took }
             }
+            Action::ArmWatchdog { .. } | Action::DisarmWatchdog => Exec { ok: true, took: 0 },
             Action::Fatal { reason } => {
                 let reason = reason.clone();
                 self.note(Some(m), |_| format!("agent exits: {reason}"));
@@ -515,7 +517,19 @@ impl World {
             return;
         }
         let c = &self.agents[m].config;
-        let margin = (c.retry_timeout / 2).min(5_000) as i64;
+        let margin = if self.opts.guardian {
+            // The guardian's deadline is the core's watchdog timeout, `ttl - safety_margin`.
+            let mut s = self.agents[m].settings.clone();
+            (s.ttl, s.loop_wait, s.retry_timeout) = (Millis(c.ttl), Millis(c.loop_wait), Millis(c.retry_timeout));
+            let margin = c.ttl as i64 - patroni_ha::watchdog::guardian_timeout_ms(&s) as i64;
+            if self.opts.mutation.is_some_and(Mutation::zero_guardian_margin) {
+                0
+            } else {
+                margin
+            }
+        } else {
+            (c.retry_timeout / 2).min(5_000) as i64
+        };
         let deadline = self.now + c.ttl as i64 - margin;
         self.agents[m].watchdog = Some(deadline);
         self.schedule(deadline, Ev::Watchdog { m, deadline });
@@ -526,6 +540,14 @@ impl World {
             return;
         }
         self.agents[m].watchdog = None;
+        if self.opts.guardian {
+            // It polls the lease, then runs `pg_ctl stop -m fast`: the postmaster gets the signal a moment later.
+            let guardian = self.agents[m].guardian_gen;
+            let at = self.now + self.rng.ms(100, 1_500);
+            self.note(Some(m), |_| "guardian: leader key not renewed in time, fencing".to_string());
+            self.schedule(at, Ev::Fence { m, guardian });
+            return;
+        }
         // The device resets the whole node whatever PostgreSQL is doing (a start as primary may be under way).
         self.note(Some(m), |_| "watchdog expired: node reset".to_string());
         self.crash_postgres(m);
@@ -534,6 +556,24 @@ impl World {
             let gen = self.agents[m].gen;
             let at = self.now + self.rng.ms(2_000, 5_000);
             self.schedule(at, Ev::AgentRestart { m, gen });
+        }
+    }
+
+    /// The guardian's `pg_ctl stop -m fast`: sessions end at once, the agent (if alive) finds PostgreSQL stopped.
+    pub(super) fn guardian_fences(&mut self, m: usize, guardian: u64) {
+        if self.agents[m].guardian_gen != guardian {
+            return;
+        }
+        let pg = &mut self.pgs[m];
+        if matches!(pg.proc, Proc::Running | Proc::Starting { .. }) {
+            pg.proc = Proc::Stopped;
+            pg.pending.clear();
+            pg.streaming = false;
+            if pg.job.as_ref().is_some_and(|j| !matches!(j.kind, JobKind::DemoteStop { .. })) {
+                pg.job = None;
+            }
+            self.note(Some(m), |_| "guardian: PostgreSQL fenced".to_string());
+            self.wake(m);
         }
     }
 

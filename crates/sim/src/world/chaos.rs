@@ -74,6 +74,7 @@ impl World {
         self.note(None, |_| format!("FAULT {kind:?}"));
         let heal_after = match kind {
             FaultKind::KillAgent { .. }
+            | FaultKind::KillAgentAndGuardian { .. }
             | FaultKind::DcsPartition { .. }
             | FaultKind::Isolate { .. }
             | FaultKind::DcsOutage { .. }
@@ -95,6 +96,19 @@ impl World {
                     self.kill_agent(member);
                     let gen = self.agents[member].gen;
                     self.schedule(self.now + down, Ev::AgentRestart { m: member, gen });
+                }
+                None
+            }
+            FaultKind::KillAgentAndGuardian { member, down } => {
+                if self.agents[member].alive {
+                    self.kill_agent(member);
+                    let gen = self.agents[member].gen;
+                    self.schedule(self.now + down, Ev::AgentRestart { m: member, gen });
+                }
+                if self.opts.guardian {
+                    // A device would survive; a guardian process does not.
+                    self.agents[member].watchdog = None;
+                    self.agents[member].guardian_gen += 1;
                 }
                 None
             }
