@@ -30,6 +30,7 @@
 mod action;
 mod core;
 mod election;
+mod quorum;
 mod sync;
 mod time;
 mod view;
@@ -39,5 +40,5 @@ pub use crate::core::{Ha, Observation};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
-    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncView, Tags,
+    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncStandbyNames, SyncView, Tags,
 };

@@ -9,7 +9,8 @@ use std::collections::BinaryHeap;
 
 use patroni_ha::{
     Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis,
-    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
+    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode,
+    SyncStandbyNames, SyncView, Tags, Time,
 };
 
 use crate::check::{Invariant, Violation};

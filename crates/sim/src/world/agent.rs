@@ -244,6 +244,12 @@ impl World {
             timeline: self.timeline(m),
             following: pg.upstream.map(|u| self.names[u].clone()),
             replication,
+            sync_standby_names: SyncStandbyNames {
+                any: false,
+                num: usize::from(!pg.sync_names.is_empty()),
+                names: pg.sync_names.iter().filter(|n| *n != "*").cloned().collect(),
+                star: pg.sync_names.iter().any(|n| n == "*"),
+            },
             busy: pg.job.as_ref().map(|j| j.busy.clone()),
             last_failure: pg.last_failure.clone(),
         }
@@ -425,16 +431,24 @@ impl World {
                 }
                 Exec { ok, took }
             }
-            Action::SetSyncState { standbys } => {
+            Action::SetSyncState { leader, standbys, quorum } => {
                 let (took, ok) = self.dcs_op(m);
                 if ok {
-                    self.dcs.sync.leader = Some(self.names[m].clone());
+                    self.dcs.sync.leader = Some(leader.clone());
                     self.dcs.sync.standbys = standbys.clone();
+                    self.dcs.sync.quorum = *quorum;
                 }
                 Exec { ok, took }
             }
-            Action::SetSyncStandbys { standbys, .. } => {
-                self.pgs[m].sync_names = standbys.clone();
+            Action::DeleteSyncState => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.sync = SyncView::default();
+                }
+                Exec { ok, took }
+            }
+            Action::SetSyncStandbys { names, .. } => {
+                self.pgs[m].sync_names = names.clone();
                 self.settle_sync_acks(m);
                 Exec { ok: true, took: self.rng.ms(1, 20) }
             }
