@@ -21,10 +21,18 @@ pub enum Mutation {
     NeverFollow,
     /// Members not leading are not told about synchronous mode: any replica may win a race, the `sync` key unread.
     IgnoreSyncKey,
+    /// Quorum mode: members racing for the key read `quorum: 0`, so they promote without comparing their position
+    /// with enough voters.
+    SkipQuorumVotes,
+    /// The leader writes the `sync` key and changes `synchronous_standby_names` only a loop later: for that loop the
+    /// key promises more than PostgreSQL waits for (a lower quorum, voters it does not wait for).
+    SyncKeyFirst,
+    /// The leader is not told about `nosync` tags.
+    IgnoreNosync,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 11] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -33,6 +41,9 @@ impl Mutation {
         Mutation::IgnorePause,
         Mutation::NeverFollow,
         Mutation::IgnoreSyncKey,
+        Mutation::SkipQuorumVotes,
+        Mutation::SyncKeyFirst,
+        Mutation::IgnoreNosync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +56,9 @@ impl Mutation {
             Mutation::IgnorePause => "ignore-pause",
             Mutation::NeverFollow => "never-follow",
             Mutation::IgnoreSyncKey => "ignore-sync-key",
+            Mutation::SkipQuorumVotes => "skip-quorum-votes",
+            Mutation::SyncKeyFirst => "sync-key-first",
+            Mutation::IgnoreNosync => "ignore-nosync",
         }
     }
 
@@ -64,6 +78,16 @@ impl Mutation {
         }
     }
 
+    /// What the broken core is shown, before it steps (`leading`: it held the key at its last step).
+    pub fn observation(self, obs: &mut Observation, leading: bool) {
+        let Some(c) = obs.cluster.as_mut() else { return };
+        match self {
+            Mutation::SkipQuorumVotes if !leading => c.sync.quorum = 0,
+            Mutation::IgnoreNosync if leading => c.members.iter_mut().for_each(|m| m.tags.nosync = false),
+            _ => {}
+        }
+    }
+
     /// What the broken core would have answered, given the real one's plan.
     pub fn plan(self, obs: &Observation, plan: &mut Plan) {
         match self {
@@ -71,6 +95,9 @@ impl Mutation {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
             }
             Mutation::NeverFollow => plan.actions.retain(|a| !matches!(a, Action::Follow { .. })),
+            Mutation::SyncKeyFirst if plan.actions.iter().any(|a| matches!(a, Action::SetSyncState { .. })) => {
+                plan.actions.retain(|a| !matches!(a, Action::SetSyncStandbys { .. }));
+            }
             Mutation::IgnoreOtherLeader => {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { mode: DemoteMode::ImmediateNoLock, .. }));
             }
