@@ -21,7 +21,11 @@ pub fn cluster_view(c: &Cluster) -> ClusterView {
                 (None, None) => None,
             },
         }),
-        sync: SyncView { leader: c.sync.leader.clone(), standbys: c.sync.sync_standby.clone() },
+        sync: SyncView {
+            leader: c.sync.leader.clone(),
+            standbys: c.sync.sync_standby.clone(),
+            quorum: c.sync.quorum as usize,
+        },
         failsafe: c.failsafe.as_ref().map(|f| f.keys().cloned().collect()),
     }
 }
@@ -42,6 +46,7 @@ fn member_tags(m: &Member) -> Tags {
         nofailover: m.nofailover(),
         failover_priority: m.failover_priority(),
         nosync: m.nosync(),
+        sync_priority: m.sync_priority(),
         replicatefrom: m.replicatefrom().map(str::to_owned),
         clonefrom: m.clonefrom(),
         nostream: m.nostream(),
@@ -64,6 +69,7 @@ pub fn local_tags(t: &patroni_config::Tags) -> Tags {
         nofailover: t.effective_nofailover(),
         failover_priority: t.effective_failover_priority(),
         nosync: t.effective_nosync(),
+        sync_priority: t.effective_sync_priority(),
         replicatefrom: t.replicatefrom.clone(),
         clonefrom: t.clonefrom.unwrap_or(false),
         nostream: t.nostream.unwrap_or(false),

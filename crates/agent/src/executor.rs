@@ -273,14 +273,23 @@ impl<N: Node> Runtime<N> {
                 let history = TimelineHistory { version: 0, lines };
                 dcs.set_history_value(&history.to_json()).await.map_err(|e| Failure::dcs("write history", e))?;
             }
-            Action::SetSyncState { standbys } => {
-                let version = cluster.and_then(|c| c.sync.version);
-                dcs.write_sync_state(Some(&self.name), standbys, 0, version)
+            Action::SetSyncState { leader, standbys, quorum } => {
+                // Compare-and-set on what we read, or on what an earlier step of this plan wrote.
+                let version = done.sync_version.unwrap_or_else(|| cluster.and_then(|c| c.sync.version));
+                let quorum = u32::try_from(*quorum).unwrap_or(u32::MAX);
+                let written = dcs
+                    .write_sync_state(Some(leader), standbys, quorum, version)
                     .await
                     .map_err(|e| Failure::dcs("write the sync key", e))?;
+                done.sync_version = Some(written.version);
             }
-            Action::SetSyncStandbys { standbys, strict } => {
-                self.node.set_sync_standbys(standbys, *strict).await.map_err(|e| Failure::Failed(e.0))?
+            Action::DeleteSyncState => {
+                let version = done.sync_version.unwrap_or_else(|| cluster.and_then(|c| c.sync.version));
+                dcs.delete_sync_state(version).await.map_err(|e| Failure::dcs("delete the sync key", e))?;
+                done.sync_version = Some(None);
+            }
+            Action::SetSyncStandbys { names, num, any } => {
+                self.node.set_sync_standbys(names, *num, *any).await.map_err(|e| Failure::Failed(e.0))?
             }
             Action::WriteFailsafe { members } => {
                 let map = members
@@ -356,6 +365,7 @@ pub(crate) fn changes_view(action: &Action) -> bool {
             | Action::ClearFailover
             | Action::UpdateHistory
             | Action::SetSyncState { .. }
+            | Action::DeleteSyncState
             | Action::WriteFailsafe { .. }
     )
 }
@@ -367,6 +377,9 @@ pub(crate) struct Executed {
     /// The leader refresh failed because the DCS did not answer (not because someone else holds the key): Patroni
     /// handles that as the DCS being down (failsafe mode, or demotion), not as a lost key.
     pub(crate) refresh_unreachable: bool,
+    /// The `sync` key's version after a write of this plan (`Some(None)`: deleted), for the next write's
+    /// compare-and-set.
+    pub(crate) sync_version: Option<Option<patroni_dcs::Version>>,
 }
 
 pub(crate) enum Failure {

@@ -75,8 +75,8 @@ pub trait Node: Send + Sync + 'static {
     async fn rewind(&self, from: &Upstream) -> NodeResult<()>;
     /// Remove the data directory (moved aside) and clone again.
     async fn reinitialize(&self, from: &Upstream) -> NodeResult<()>;
-    /// `synchronous_standby_names` for these members (`*` when `strict` and none).
-    async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()>;
+    /// `synchronous_standby_names` for `names` (`num` of them, `ANY` when `any`), as the HA core decided.
+    async fn set_sync_standbys(&self, names: &[String], num: Option<usize>, any: bool) -> NodeResult<()>;
     /// As the primary: a physical replication slot for each of these members (`use_slots`). Skipped while a long
     /// action holds PostgreSQL (the next cycle does it), so the loop never waits on it.
     async fn ensure_slots(&self, members: &[String]) -> NodeResult<()>;

@@ -69,7 +69,7 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
     let tags = &status.tags;
     // The same reading of tags as the member keys' (`Member::nofailover` and the others).
     let (nofailover, failover_priority) = patroni_dcs::model::tags::nofailover(tags);
-    let (nosync, _) = patroni_dcs::model::tags::nosync(tags);
+    let (nosync, sync_priority) = patroni_dcs::model::tags::nosync(tags);
     Some(PeerReply {
         role: role_from_str(status.role.as_deref()),
         running: status.state.as_deref() == Some("running"),
@@ -79,6 +79,7 @@ pub fn parse_status(body: &Value) -> Option<PeerReply> {
             nofailover,
             failover_priority,
             nosync,
+            sync_priority,
             replicatefrom: tags.get("replicatefrom").and_then(Value::as_str).map(str::to_owned),
             clonefrom: patroni_dcs::model::tags::clonefrom(tags),
             nostream: patroni_dcs::model::tags::nostream(tags),

@@ -275,6 +275,7 @@ impl PgNode {
                         })
                         .collect();
                     local.following = self.following.lock().ok().and_then(|f| f.clone());
+                    local.sync_standby_names = sync_standby_names(&info.synchronous_standby_names);
                     details.receive_lsn = info.received_lsn.map(|l| l.0);
                     details.replay_lsn = info.replayed_lsn.map(|l| l.0);
                     details.replication_state = match (&info.wal_receiver, info.in_recovery) {
@@ -500,8 +501,8 @@ impl Node for PgNode {
         self.create_replica(Some(from)).await
     }
 
-    async fn set_sync_standbys(&self, standbys: &[String], strict: bool) -> NodeResult<()> {
-        let value = patroni_postgres::parameters::synchronous_standby_names(standbys, strict);
+    async fn set_sync_standbys(&self, names: &[String], num: Option<usize>, any: bool) -> NodeResult<()> {
+        let value = patroni_postgres::sync_names::format(names, num, any);
         let mut pg = self.pg.lock().await;
         pg.set_synchronous_standby_names(value).await.map_err(err)
     }
@@ -546,5 +547,16 @@ impl Node for PgNode {
         wanted: &[(String, patroni_ha::slots::SlotKind)],
     ) -> NodeResult<()> {
         crate::pg_slots::copy_logical(self, from, names, wanted).await
+    }
+}
+
+/// `synchronous_standby_names` for the HA core; a value we cannot read counts as empty, as in Patroni.
+fn sync_standby_names(value: &str) -> patroni_ha::SyncStandbyNames {
+    match patroni_postgres::sync_names::parse(value) {
+        Ok(p) => patroni_ha::SyncStandbyNames { any: p.any, num: p.num, names: p.names, star: p.star },
+        Err(e) => {
+            warn!("{e}");
+            patroni_ha::SyncStandbyNames::default()
+        }
     }
 }

@@ -91,14 +91,21 @@ pub enum Action {
     /// Bring the `history` key up to date with the local timeline history (after a promotion); the runtime reads
     /// the switch points from PostgreSQL's timeline history files.
     UpdateHistory,
-    /// Write the `sync` key (compare-and-set) naming the members allowed to promote.
+    /// Write the `sync` key (compare-and-set on the version last read, or last written in this plan).
     SetSyncState {
+        leader: Name,
         standbys: Vec<Name>,
+        quorum: usize,
     },
-    /// Set `synchronous_standby_names` on the local PostgreSQL.
+    /// Delete the `sync` key (compare-and-set): synchronous mode was turned off.
+    DeleteSyncState,
+    /// Set `synchronous_standby_names` on the local PostgreSQL: `names` (`*` for any standby), `num` of them
+    /// (`None`: all listed), as `ANY num (...)` when `any`. No names and no `num` unsets it (the configured value
+    /// applies again).
     SetSyncStandbys {
-        standbys: Vec<Name>,
-        strict: bool,
+        names: Vec<Name>,
+        num: Option<usize>,
+        any: bool,
     },
     /// Write the `failsafe` key: every member that may take part in a DCS-less leader decision.
     WriteFailsafe {

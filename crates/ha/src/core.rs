@@ -47,6 +47,8 @@ pub struct Ha {
     /// The longest `ttl` seen since this core started: how long a failsafe heartbeat holds us back (see
     /// `failsafe_leader`).
     ttl_high: crate::time::Millis,
+    /// Synchronous replication upkeep while we lead.
+    sync: crate::sync::SyncTracker,
 }
 
 impl Ha {
@@ -75,6 +77,9 @@ impl Ha {
             return self.dcs_unreachable(s, obs);
         };
         self.held_lock = cluster.leader.as_deref() == Some(s.name.as_str());
+        if !self.held_lock {
+            self.sync.reset();
+        }
         if let Some(members) = &cluster.failsafe {
             self.failsafe_members = members.clone();
         }
@@ -265,9 +270,12 @@ impl Ha {
                             .with(Action::FetchPeers { members: others })
                             .again();
                     };
-                    let possible = peers
-                        .iter()
-                        .any(|p| p.reply.as_ref().is_some_and(|r| election::could_take_over(s, cluster, &p.name, r)));
+                    let possible = election::failover_possible(
+                        s,
+                        cluster,
+                        peers.iter().map(|p| (p.name.as_str(), p.reply.as_ref())),
+                        false,
+                    );
                     if possible {
                         self.held_lock = false;
                         return Plan::status("stopped PostgreSQL to fail over after a crash")
@@ -399,7 +407,12 @@ impl Ha {
             // a member that joined in the last loop before the outage must be asked too.
             self.failsafe_members = members;
         }
-        plan.actions.extend(crate::sync::leader_actions(s, cluster, local));
+        let sync = self.sync.leader_round(s, cluster, local, obs.now);
+        plan.actions.extend(sync.actions);
+        plan.log.extend(sync.log);
+        if sync.soon {
+            plan = plan.wake(obs.now + crate::time::Millis::from_secs(1));
+        }
         if cluster.failover.is_some() {
             if !s.pause && obs.outcome(|o| *o == Outcome::LeaderRace { won: true }) {
                 // Taken back as the running primary: Patroni drops a pending request on acquiring the lock, since it
@@ -452,8 +465,8 @@ impl Ha {
             return plan.with(Action::FetchPeers { members: candidates }).again();
         };
         let mut problems = Vec::new();
-        let fit = candidates.iter().any(|name| {
-            let reply = peers.iter().find(|p| p.name == *name).and_then(|p| p.reply.as_ref());
+        let able = candidates.iter().filter(|name| {
+            let reply = peers.iter().find(|p| p.name == **name).and_then(|p| p.reply.as_ref());
             let named = f.candidate.is_some();
             match election::candidate_fit(s, cluster, obs.local.lsn, name, reply) {
                 Ok(()) if named || reply.is_some_and(|r| r.tags.can_fail_over()) => true,
@@ -464,6 +477,10 @@ impl Ha {
                 }
             }
         });
+        let able = able.count();
+        // Quorum mode without a named candidate: enough voters must be fit to reach the quorum in the race.
+        let fit =
+            able >= 1 && (f.candidate.is_some() || !election::quorum_active(s, cluster) || able > cluster.sync.quorum);
         if !fit {
             let why = match &f.candidate {
                 Some(_) => format!("manual failover: {}", problems.join("; ")),
@@ -494,6 +511,9 @@ impl Ha {
         if cluster.failover.is_some() {
             plan = plan.with(Action::ClearFailover);
         }
+        // A failed write of the `sync` key stops the plan before the promotion: someone else wrote it, maybe a new
+        // leader after we lost ours.
+        plan.actions.extend(crate::sync::before_promote(s, cluster));
         plan.with(Action::Promote)
     }
 
@@ -535,9 +555,8 @@ impl Ha {
             // A switchover (the request names a leader) in synchronous mode may only go to a synchronous
             // standby: anyone else could lack acknowledged commits. A failover (no leader named) is the operator
             // accepting that risk, as documented.
-            let candidate = f.candidate.as_deref().filter(|c| {
-                f.leader.is_none() || s.sync_mode == crate::view::SyncMode::Off || election::sync_allows(cluster, c)
-            });
+            let candidate =
+                f.candidate.as_deref().filter(|c| f.leader.is_none() || election::sync_allows(s, cluster, c));
             match candidate {
                 Some(c) if c == s.name => {
                     // Named by an operator: promote even if lagging; that is what failover means. But never next
@@ -581,9 +600,14 @@ impl Ha {
                     .with(Action::FetchPeers { members: others })
                     .again();
             };
-            let someone = peers.iter().any(|p| {
-                p.name != s.name && p.reply.as_ref().is_some_and(|r| election::could_take_over(s, cluster, &p.name, r))
-            });
+            // A candidate named but unfit is left out; then in quorum mode enough voters must be able to take over.
+            let named = cluster.failover.as_ref().and_then(|f| f.candidate.as_deref());
+            let someone = election::failover_possible(
+                s,
+                cluster,
+                peers.iter().filter(|p| Some(p.name.as_str()) != named).map(|p| (p.name.as_str(), p.reply.as_ref())),
+                false,
+            );
             if someone {
                 return Plan::status("manual failover: not taking part in the race as the former leader");
             }
@@ -611,6 +635,11 @@ impl Ha {
                 return Plan::status("following a different leader because i am not the healthiest node")
                     .log(level, why);
             }
+            if !election::quorum_reached(s, cluster, local, &peers) {
+                return Plan::status("following a different leader because i am not the healthiest node");
+            }
+        } else if !election::quorum_reached(s, cluster, local, &[]) {
+            return Plan::status("following a different leader because i am not the healthiest node");
         }
         Plan::status("acquiring the leader key as the healthiest node").with(Action::AcquireLeader).again()
     }

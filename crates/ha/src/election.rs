@@ -28,7 +28,8 @@ pub(crate) fn ineligibility(
             }
         }
     }
-    if s.sync_mode != SyncMode::Off && !sync_allows(cluster, &s.name) {
+    // In quorum mode a member outside the voters may race too: it needs the voters' votes to win.
+    if s.sync_mode == SyncMode::On && !sync_allows(s, cluster, &s.name) {
         return Some((NOT_HEALTHIEST.into(), None));
     }
     if s.failsafe_mode {
@@ -43,10 +44,59 @@ pub(crate) fn ineligibility(
     None
 }
 
+/// Synchronous replication is asked for and the leader wrote the `sync` key: its rules apply.
+pub(crate) fn sync_active(s: &Settings, cluster: &ClusterView) -> bool {
+    s.sync_mode != SyncMode::Off && !cluster.sync.is_empty()
+}
+
+/// Quorum commit is asked for and the leader wrote the `sync` key.
+pub(crate) fn quorum_active(s: &Settings, cluster: &ClusterView) -> bool {
+    s.sync_mode == SyncMode::Quorum && !cluster.sync.is_empty()
+}
+
 /// In synchronous mode only the members in the `sync` key (and the leader that wrote it) hold every acknowledged
-/// commit; anyone else promoting could lose them.
-pub(crate) fn sync_allows(cluster: &ClusterView, name: &str) -> bool {
-    cluster.sync.leader.as_deref() == Some(name) || cluster.sync.is_sync_standby(name)
+/// commit; anyone else promoting could lose them. Before the key is written, nobody is excluded.
+pub(crate) fn sync_allows(s: &Settings, cluster: &ClusterView, name: &str) -> bool {
+    !sync_active(s, cluster) || cluster.sync.matches(name, true)
+}
+
+/// Quorum mode: whether we heard from enough voters, none of them ahead of us, to be sure we hold every
+/// acknowledged commit. Any `quorum` voters besides us (the leader counted) overlap every set of standbys that
+/// acknowledged a commit. The former leader that wrote the key needs no votes when nobody is ahead of it.
+pub(crate) fn quorum_reached(s: &Settings, cluster: &ClusterView, local: &LocalState, peers: &[PeerStatus]) -> bool {
+    if !quorum_active(s, cluster) {
+        return true;
+    }
+    let voting = cluster.sync.members();
+    let mut votes: i64 = if voting.contains(&s.name) { 0 } else { -1 };
+    let mut ahead = 0;
+    for p in peers.iter().filter(|p| p.name != s.name && voting.contains(&p.name)) {
+        let Some(r) = p.reply.as_ref().filter(|r| r.tags.can_fail_over() && r.running) else { continue };
+        match (r.lsn, local.lsn) {
+            (Some(theirs), Some(mine)) if theirs > mine => ahead += 1,
+            (Some(theirs), _) if theirs > 0 => votes += 1,
+            _ => {}
+        }
+    }
+    votes >= cluster.sync.quorum as i64 || (ahead == 0 && cluster.sync.leader.as_deref() == Some(s.name.as_str()))
+}
+
+/// Whether enough of these peers could take over (Patroni's `is_failover_possible`): at least one, and in quorum
+/// mode `quorum + 1` of the voters, unless an operator named the candidate.
+pub(crate) fn failover_possible<'a>(
+    s: &Settings,
+    cluster: &ClusterView,
+    peers: impl IntoIterator<Item = (&'a str, Option<&'a PeerReply>)>,
+    named_candidate: bool,
+) -> bool {
+    let able = peers
+        .into_iter()
+        .filter(|(name, r)| *name != s.name && r.is_some_and(|r| could_take_over(s, cluster, name, r)))
+        .count();
+    if quorum_active(s, cluster) && !named_candidate && able < cluster.sync.quorum + 1 {
+        return false;
+    }
+    able >= 1
 }
 
 /// Whether a member at `lsn` is too far behind `reference` (the leader's last known position) to be promoted.
@@ -78,9 +128,12 @@ fn peer_is_better(
     if !peer.tags.can_fail_over() || lag_problem(s, cluster.last_leader_lsn, peer.lsn).is_some() {
         return None;
     }
-    if s.sync_mode != SyncMode::Off && !sync_allows(cluster, name) {
+    if !sync_allows(s, cluster, name) {
         return None;
     }
+    // The former leader may still answer, even ahead of us (its last WAL never acknowledged to anyone): in
+    // synchronous mode it does not keep us from taking over.
+    let former_leader = sync_active(s, cluster) && cluster.sync.leader.as_deref() == Some(name);
     if s.check_timeline {
         if let (Some(theirs), Some(mine)) = (peer.timeline, local.timeline) {
             if theirs > mine {
@@ -89,10 +142,12 @@ fn peer_is_better(
         }
     }
     match (peer.lsn, local.lsn) {
-        (Some(theirs), Some(mine)) if theirs > mine => {
+        (Some(theirs), Some(mine)) if theirs > mine && !former_leader => {
             Some((LogLevel::Info, format!("Wal position of {name} is ahead of my wal position")))
         }
-        (Some(theirs), Some(mine)) if theirs == mine && peer.tags.failover_priority > s.tags.failover_priority => {
+        (Some(theirs), Some(mine))
+            if theirs == mine && peer.tags.failover_priority > s.tags.failover_priority && !former_leader =>
+        {
             Some((
                 LogLevel::Info,
                 format!(
@@ -110,7 +165,7 @@ pub(crate) fn could_take_over(s: &Settings, cluster: &ClusterView, name: &str, p
     peer.running
         && peer.tags.can_fail_over()
         && lag_problem(s, cluster.last_leader_lsn, peer.lsn).is_none()
-        && (s.sync_mode == SyncMode::Off || sync_allows(cluster, name))
+        && sync_allows(s, cluster, name)
 }
 
 /// The first peer that beats us, if any, and why: then we let it take the key.
@@ -146,7 +201,7 @@ pub(crate) fn candidate_fit(
     if lag_problem(s, leader_lsn, r.lsn).is_some() {
         return Err(format!("Member {name} exceeds maximum replication lag"));
     }
-    if s.sync_mode != SyncMode::Off && !sync_allows(cluster, name) {
+    if !sync_allows(s, cluster, name) {
         return Err(format!("{name} is not a synchronous standby"));
     }
     Ok(())

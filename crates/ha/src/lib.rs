@@ -30,6 +30,7 @@
 mod action;
 mod core;
 mod election;
+mod quorum;
 pub mod slots;
 mod sync;
 mod time;
@@ -41,6 +42,6 @@ pub use crate::core::{Ha, Observation};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,
-    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncView, Tags,
+    PeerStatus, PgRole, Process, ReplicaConn, Settings, SyncCommit, SyncMode, SyncStandbyNames, SyncView, Tags,
 };
 pub use crate::watchdog::{WatchdogMode, WatchdogState};

@@ -69,13 +69,47 @@ pub struct FailoverRequest {
 pub struct SyncView {
     /// The leader the sync state was written by.
     pub leader: Option<Name>,
+    /// `sync_standby`: the synchronous standbys (`on`) or the voters (`quorum`).
     pub standbys: Vec<Name>,
+    /// `quorum`: how many of the voters and the leader besides itself a member racing for the key must hear from.
+    pub quorum: usize,
 }
 
 impl SyncView {
     pub fn is_sync_standby(&self, name: &str) -> bool {
-        self.standbys.iter().any(|s| s == name)
+        self.leader.is_some() && self.standbys.iter().any(|s| s == name)
     }
+
+    /// No leader written: synchronous replication is not active (yet), whatever the configuration asks.
+    pub fn is_empty(&self) -> bool {
+        self.leader.is_none()
+    }
+
+    /// The leader and the standbys it wrote: the voting set in quorum mode.
+    pub fn members(&self) -> Vec<Name> {
+        match &self.leader {
+            Some(l) => std::iter::once(l.clone()).chain(self.standbys.iter().cloned()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Listed as a standby, or (with `or_leader`) as the leader that wrote the key.
+    pub fn matches(&self, name: &str, or_leader: bool) -> bool {
+        self.is_sync_standby(name) || (or_leader && self.leader.as_deref() == Some(name))
+    }
+}
+
+/// `synchronous_standby_names` as PostgreSQL runs with it, parsed (by the runtime) into what decisions read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStandbyNames {
+    /// `ANY n (...)`: quorum commit; otherwise priority (`FIRST n (...)`, `n (...)`, a plain list).
+    pub any: bool,
+    /// How many standbys a commit waits for (0 when the value is empty).
+    pub num: usize,
+    /// The names listed, `*` excluded.
+    pub names: Vec<Name>,
+    /// `*` is listed: any standby counts, so no name in particular is synchronous.
+    pub star: bool,
 }
 
 /// The tags the HA decisions read; user tags stay outside the core.
@@ -87,6 +121,8 @@ pub struct Tags {
     /// Higher wins a tie on WAL position (0 under `nofailover`).
     pub failover_priority: i64,
     pub nosync: bool,
+    /// `sync_priority`: higher is chosen as a synchronous standby first (0 under `nosync`).
+    pub sync_priority: i64,
     /// Stream from this member instead of the leader (cascading replication).
     pub replicatefrom: Option<Name>,
     /// Prefer this member as the source of a new replica.
@@ -161,6 +197,8 @@ pub struct LocalState {
     pub following: Option<Name>,
     /// Replication connections to us (`pg_stat_replication`), when we are the primary.
     pub replication: Vec<ReplicaConn>,
+    /// `synchronous_standby_names` as the running PostgreSQL has it (empty when unset, unparsable or stopped).
+    pub sync_standby_names: SyncStandbyNames,
     /// A long-running action the runtime is executing for us (bootstrap, clone, rewind, restart...).
     pub busy: Option<Busy>,
     /// The last long action ended in failure (so the core does not retry it blindly every loop).

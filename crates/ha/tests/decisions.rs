@@ -292,7 +292,7 @@ fn sync_mode_only_promotes_the_sync_standby() {
     let mut s = settings("pg3");
     s.sync_mode = SyncMode::On;
     let mut c = cluster(None);
-    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()], quorum: 0 };
     let plan = Ha::new().step(&s, &obs(Some(c.clone()), running(PgRole::Replica, 100)));
     assert_eq!(plan.status, NOT_HEALTHIEST);
     s.name = "pg2".into();
@@ -614,7 +614,7 @@ fn sync_switchover_to_a_non_sync_candidate_falls_back_to_the_race() {
     let mut s = settings("pg3");
     s.sync_mode = SyncMode::On;
     let mut c = cluster(None);
-    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()], quorum: 0 };
     c.failover =
         Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg3".into()), scheduled_at: None });
     let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
@@ -664,14 +664,15 @@ fn sync_leader_adds_a_standby_to_the_key_only_once_postgres_waits_for_it() {
         replay_lsn: Some(100),
     }];
     let mut c = cluster(Some("pg1"));
-    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec![] };
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec![], quorum: 0 };
     let plan = Ha::new().step(&s, &obs(Some(c.clone()), local.clone()));
-    assert!(plan.actions.contains(&Action::SetSyncStandbys { standbys: vec!["pg2".into()], strict: false }));
+    assert!(plan.actions.contains(&Action::SetSyncStandbys { names: vec!["pg2".into()], num: None, any: false }));
     assert!(!plan.actions.iter().any(|a| matches!(a, Action::SetSyncState { .. })));
 
     local.replication[0].synchronous = true;
+    local.sync_standby_names = ssn(&["pg2"]);
     let plan = Ha::new().step(&s, &obs(Some(c), local));
-    assert!(plan.actions.contains(&Action::SetSyncState { standbys: vec!["pg2".into()] }));
+    assert!(plan.actions.contains(&key("pg1", &["pg2"])), "{:?}", plan.actions);
 }
 
 #[test]
@@ -680,9 +681,9 @@ fn sync_leader_drops_a_gone_standby_from_the_key_before_postgres() {
     s.sync_mode = SyncMode::On;
     let local = running(PgRole::Primary, 100);
     let mut c = cluster(Some("pg1"));
-    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()] };
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg2".into()], quorum: 0 };
     let plan = Ha::new().step(&s, &obs(Some(c), local));
-    let key = plan.actions.iter().position(|a| *a == Action::SetSyncState { standbys: vec![] });
+    let key = plan.actions.iter().position(|a| *a == key("pg1", &[]));
     let pg = plan.actions.iter().position(|a| matches!(a, Action::SetSyncStandbys { .. }));
     assert!(key.is_some() && pg.is_some() && key < pg, "{:?}", plan.actions);
 }
@@ -749,14 +750,33 @@ fn sync_standby_lagging_past_maximum_lag_on_syncnode_is_swapped() {
     };
     let mut local = running(PgRole::Primary, 50_000);
     local.replication = vec![conn("pg2", 50_000, false), conn("pg3", 10_000, true)];
+    local.sync_standby_names = ssn(&["pg3"]);
     let mut c = cluster(Some("pg1"));
-    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg3".into()] };
+    c.sync = SyncView { leader: Some("pg1".into()), standbys: vec!["pg3".into()], quorum: 0 };
     let plan = Ha::new().step(&s, &obs(Some(c.clone()), local.clone()));
-    let key = plan.actions.iter().position(|a| *a == Action::SetSyncState { standbys: vec![] });
-    let names = Action::SetSyncStandbys { standbys: vec!["pg2".into()], strict: false };
-    assert!(key.is_some() && key < plan.actions.iter().position(|a| *a == names), "{:?}", plan.actions);
-    // Without the limit the current synchronous standby is kept.
+    let dropped = plan.actions.iter().position(|a| *a == key("pg1", &[]));
+    let names = Action::SetSyncStandbys { names: vec!["pg2".into()], num: None, any: false };
+    assert!(dropped.is_some() && dropped < plan.actions.iter().position(|a| *a == names), "{:?}", plan.actions);
+    // Without the limit the current synchronous standby is kept: nothing to change.
     s.maximum_lag_on_syncnode = None;
     let plan = Ha::new().step(&s, &obs(Some(c), local));
-    assert!(plan.actions.contains(&Action::SetSyncStandbys { standbys: vec!["pg3".into()], strict: false }));
+    assert!(
+        !plan.actions.iter().any(|a| matches!(a, Action::SetSyncStandbys { .. } | Action::SetSyncState { .. })),
+        "{:?}",
+        plan.actions
+    );
+}
+
+/// `synchronous_standby_names` listing `names` by priority, one of them.
+fn ssn(names: &[&str]) -> SyncStandbyNames {
+    SyncStandbyNames { any: false, num: 1, names: names.iter().map(|n| n.to_string()).collect(), star: false }
+}
+
+/// The `sync` key write naming `leader` and `standbys` with quorum 0.
+fn key(leader: &str, standbys: &[&str]) -> Action {
+    Action::SetSyncState {
+        leader: leader.into(),
+        standbys: standbys.iter().map(|n| n.to_string()).collect(),
+        quorum: 0,
+    }
 }

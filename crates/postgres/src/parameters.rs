@@ -270,19 +270,6 @@ pub fn command_line_options(server: &Parameters) -> Vec<String> {
         .collect()
 }
 
-/// The `synchronous_standby_names` value naming `standbys`, in Patroni's forms: `"pg2"` for one standby,
-/// `2 ("pg2","pg3")` for several, `*` when `strict` and none (so commits wait rather than run unprotected), and
-/// `None` (the parameter unset) when not strict and none.
-pub fn synchronous_standby_names(standbys: &[String], strict: bool) -> Option<String> {
-    let quoted: Vec<String> = standbys.iter().map(|s| format!("\"{s}\"")).collect();
-    match (quoted.len(), strict) {
-        (0, true) => Some("*".to_owned()),
-        (0, false) => None,
-        (1, _) => Some(quoted[0].clone()),
-        (n, _) => Some(format!("{n} ({})", quoted.join(","))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,15 +334,5 @@ mod tests {
         assert_eq!(value_to_string(&serde_json::json!(100)).unwrap(), "100");
         assert_eq!(value_to_string(&serde_json::json!("x")).unwrap(), "x");
         assert_eq!(parse_size_mb("1GB"), Some(1024));
-    }
-
-    #[test]
-    fn synchronous_standby_names_forms() {
-        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(synchronous_standby_names(&[], false), None);
-        assert_eq!(synchronous_standby_names(&[], true).as_deref(), Some("*"));
-        assert_eq!(synchronous_standby_names(&names(&["pg2"]), false).as_deref(), Some("\"pg2\""));
-        assert_eq!(synchronous_standby_names(&names(&["pg2"]), true).as_deref(), Some("\"pg2\""));
-        assert_eq!(synchronous_standby_names(&names(&["pg2", "pg3"]), false).as_deref(), Some("2 (\"pg2\",\"pg3\")"));
     }
 }

@@ -19,6 +19,8 @@ pub enum Invariant {
     NofailoverPromoted,
     /// 4b. Paused: no automatic promotion or demotion.
     PauseViolated,
+    /// 4c. A `nosync` member is never made a synchronous standby (key or `synchronous_standby_names`).
+    NosyncChosen,
 }
 
 impl fmt::Display for Invariant {
@@ -30,6 +32,7 @@ impl fmt::Display for Invariant {
             Invariant::Convergence => "no convergence after faults stopped",
             Invariant::NofailoverPromoted => "nofailover member promoted automatically",
             Invariant::PauseViolated => "automatic action while paused",
+            Invariant::NosyncChosen => "nosync member made synchronous",
         };
         f.write_str(text)
     }

@@ -16,6 +16,10 @@ pub struct DynConfig {
     pub primary_start_timeout: u64,
     pub pause: bool,
     pub sync_mode: SyncMode,
+    /// `synchronous_mode_strict`.
+    pub sync_strict: bool,
+    /// `synchronous_node_count`.
+    pub sync_node_count: usize,
     pub failsafe_mode: bool,
 }
 

@@ -49,6 +49,9 @@ struct Args {
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
+    /// Run every seed in this synchronous mode: off, on or quorum (default: drawn per seed).
+    #[arg(long)]
+    sync_mode: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let sync_mode = match args.sync_mode.as_deref() {
+        None => None,
+        Some("off") => Some(patroni_ha::SyncMode::Off),
+        Some("on") => Some(patroni_ha::SyncMode::On),
+        Some("quorum") => Some(patroni_ha::SyncMode::Quorum),
+        Some(other) => {
+            eprintln!("unknown --sync-mode {other:?}; known: off, on, quorum");
+            return ExitCode::from(2);
+        }
+    };
     let opts = Options {
         members: args.members,
         mutation,
@@ -70,6 +83,7 @@ fn main() -> ExitCode {
         failsafe: args.failsafe,
         scenario: None,
         guardian: args.guardian,
+        sync_mode,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

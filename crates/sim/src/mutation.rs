@@ -23,10 +23,18 @@ pub enum Mutation {
     IgnoreSyncKey,
     /// The guardian fences at the leader key's expiry (`safety_margin` 0) instead of before it.
     GuardianMarginZero,
+    /// Quorum mode: members racing for the key read `quorum: 0`, so they promote without comparing their position
+    /// with enough voters.
+    SkipQuorumVotes,
+    /// The leader writes the `sync` key and changes `synchronous_standby_names` only a loop later: for that loop the
+    /// key promises more than PostgreSQL waits for (a lower quorum, voters it does not wait for).
+    SyncKeyFirst,
+    /// The leader is not told about `nosync` tags.
+    IgnoreNosync,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 9] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -36,6 +44,9 @@ impl Mutation {
         Mutation::NeverFollow,
         Mutation::IgnoreSyncKey,
         Mutation::GuardianMarginZero,
+        Mutation::SkipQuorumVotes,
+        Mutation::SyncKeyFirst,
+        Mutation::IgnoreNosync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +60,9 @@ impl Mutation {
             Mutation::NeverFollow => "never-follow",
             Mutation::IgnoreSyncKey => "ignore-sync-key",
             Mutation::GuardianMarginZero => "guardian-margin-0",
+            Mutation::SkipQuorumVotes => "skip-quorum-votes",
+            Mutation::SyncKeyFirst => "sync-key-first",
+            Mutation::IgnoreNosync => "ignore-nosync",
         }
     }
 
@@ -68,6 +82,16 @@ impl Mutation {
         }
     }
 
+    /// What the broken core is shown, before it steps (`leading`: it held the key at its last step).
+    pub fn observation(self, obs: &mut Observation, leading: bool) {
+        let Some(c) = obs.cluster.as_mut() else { return };
+        match self {
+            Mutation::SkipQuorumVotes if !leading => c.sync.quorum = 0,
+            Mutation::IgnoreNosync if leading => c.members.iter_mut().for_each(|m| m.tags.nosync = false),
+            _ => {}
+        }
+    }
+
     /// What the broken core would have answered, given the real one's plan.
     pub fn plan(self, obs: &Observation, plan: &mut Plan) {
         match self {
@@ -75,6 +99,9 @@ impl Mutation {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { .. }));
             }
             Mutation::NeverFollow => plan.actions.retain(|a| !matches!(a, Action::Follow { .. })),
+            Mutation::SyncKeyFirst if plan.actions.iter().any(|a| matches!(a, Action::SetSyncState { .. })) => {
+                plan.actions.retain(|a| !matches!(a, Action::SetSyncStandbys { .. }));
+            }
             Mutation::IgnoreOtherLeader => {
                 plan.actions.retain(|a| !matches!(a, Action::Demote { mode: DemoteMode::ImmediateNoLock, .. }));
             }

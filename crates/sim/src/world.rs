@@ -9,7 +9,8 @@ use std::collections::BinaryHeap;
 
 use patroni_ha::{
     Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis,
-    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode, Tags, Time,
+    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode,
+    SyncStandbyNames, SyncView, Tags, Time,
 };
 
 use crate::check::{Invariant, Violation};
@@ -62,6 +63,8 @@ pub struct Options {
     /// safety_margin`, a separate process stops PostgreSQL (after a fencing latency) and the agent lives on. It
     /// survives `KillAgent`; `KillAgentAndGuardian` kills both.
     pub guardian: bool,
+    /// Run every seed in this synchronous mode (the other draws unchanged); `None`: drawn per seed.
+    pub sync_mode: Option<SyncMode>,
 }
 
 /// A scripted run, for reproducing one situation whatever the random schedule generator becomes.
@@ -85,6 +88,7 @@ impl Default for Options {
             failsafe: false,
             scenario: None,
             guardian: false,
+            sync_mode: None,
         }
     }
 }
@@ -280,7 +284,11 @@ struct Pg {
     diverged: bool,
     job: Option<Job>,
     last_failure: Option<Busy>,
+    /// `synchronous_standby_names`: the names listed (`*` for any standby), how many of them a commit waits for,
+    /// and whether any of them will do (`ANY n`) or the first connected by listed order (`FIRST n`).
     sync_names: Vec<String>,
+    sync_num: usize,
+    sync_any: bool,
     /// LSNs of commits waiting for a synchronous standby.
     pending: Vec<u64>,
     slow_disk_until: i64,
@@ -367,6 +375,8 @@ impl World {
             primary_start_timeout: 300_000,
             pause: false,
             sync_mode,
+            sync_strict: false,
+            sync_node_count: 1,
             // Drawn even when off, so the option does not shift the rest of the seed.
             failsafe_mode: rng.chance(25) && opts.failsafe,
         };
@@ -379,6 +389,18 @@ impl World {
         // Drawn last so that adding it did not shift the earlier draws of every seed.
         let mut config = config;
         config.primary_start_timeout = rng.pick(&[0, 5_000, 30_000, 300_000]).unwrap_or(300_000);
+        // Synchronous replication variants (quorum, strict, node count, a nosync member) only for runs that ask for a
+        // synchronous mode, from a stream of their own: default runs replay exactly as before these were added.
+        if let Some(mode) = opts.sync_mode {
+            let mut rng = Rng::new(seed ^ 0x5EED_0016_5EED_0016);
+            config.sync_mode = mode;
+            config.sync_strict = rng.chance(30);
+            config.sync_node_count = if n >= 3 && rng.chance(35) { rng.range(2, n as u64 - 1) as usize } else { 1 };
+            if n >= 3 && rng.chance(20) {
+                let m = rng.range(1, n as u64 - 1) as usize;
+                tags[m].nosync = true;
+            }
+        }
         // Everything random is drawn above even for a scenario, so adding one never shifts other seeds.
         let (tags, config, faults, quiet_at) = match &opts.scenario {
             Some(sc) => {
@@ -423,6 +445,8 @@ impl World {
                 job: None,
                 last_failure: None,
                 sync_names: Vec::new(),
+                sync_num: 0,
+                sync_any: false,
                 pending: Vec::new(),
                 slow_disk_until: 0,
                 stalled_until: 0,
@@ -466,8 +490,17 @@ impl World {
         w.note(None, |w| {
             let c = &w.dcs.config;
             format!(
-                "ttl={} loop_wait={} retry_timeout={} maximum_lag_on_failover={} sync={:?} failsafe={} tags={:?}",
-                c.ttl, c.loop_wait, c.retry_timeout, c.maximum_lag_on_failover, c.sync_mode, c.failsafe_mode, w.tags
+                "ttl={} loop_wait={} retry_timeout={} maximum_lag_on_failover={} sync={:?} strict={} node_count={} \
+                 failsafe={} tags={:?}",
+                c.ttl,
+                c.loop_wait,
+                c.retry_timeout,
+                c.maximum_lag_on_failover,
+                c.sync_mode,
+                c.sync_strict,
+                c.sync_node_count,
+                c.failsafe_mode,
+                w.tags
             )
         });
         for m in 0..n {

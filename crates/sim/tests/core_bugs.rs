@@ -18,6 +18,8 @@ fn fast(sync_mode: SyncMode) -> DynConfig {
         primary_start_timeout: 300_000,
         pause: false,
         sync_mode,
+        sync_strict: false,
+        sync_node_count: 1,
         failsafe_mode: false,
     }
 }

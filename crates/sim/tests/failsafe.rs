@@ -19,6 +19,8 @@ fn failsafe_config() -> DynConfig {
         primary_start_timeout: 300_000,
         pause: false,
         sync_mode: SyncMode::Off,
+        sync_strict: false,
+        sync_node_count: 1,
         failsafe_mode: true,
     }
 }

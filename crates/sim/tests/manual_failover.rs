@@ -22,6 +22,8 @@ fn failover_to_a_former_sync_standby(switchover: bool) -> Scenario {
             primary_start_timeout: 300_000,
             pause: false,
             sync_mode: SyncMode::On,
+            sync_strict: false,
+            sync_node_count: 1,
             failsafe_mode: false,
         },
         faults: vec![

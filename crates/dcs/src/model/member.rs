@@ -127,6 +127,11 @@ impl Member {
         super::tags::nosync(&self.data.tags).0
     }
 
+    /// The synchronous standby priority Patroni derives: 0 under `nosync`, else the tag, else 1.
+    pub fn sync_priority(&self) -> i64 {
+        super::tags::nosync(&self.data.tags).1
+    }
+
     pub fn nostream(&self) -> bool {
         super::tags::nostream(&self.data.tags)
     }

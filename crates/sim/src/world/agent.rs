@@ -35,7 +35,7 @@ impl World {
         let local = self.local_state(m);
         let agent = &mut self.agents[m];
         agent.settings = settings.clone();
-        let obs = Observation {
+        let mut obs = Observation {
             now: Time(self.now),
             cluster,
             local,
@@ -43,6 +43,9 @@ impl World {
             outcomes: std::mem::take(&mut agent.outcomes),
             failsafe_heartbeat: agent.failsafe_heartbeat.clone(),
         };
+        if let Some(mutation) = self.opts.mutation {
+            mutation.observation(&mut obs, agent.ha.holds_lock());
+        }
         let mut plan = agent.ha.step(&settings, &obs);
         self.steps += 1;
         if let Some(mutation) = self.opts.mutation {
@@ -150,6 +153,8 @@ impl World {
             maximum_lag_on_failover: c.maximum_lag_on_failover,
             primary_start_timeout: Millis(c.primary_start_timeout),
             sync_mode: c.sync_mode,
+            sync_strict: c.sync_strict,
+            sync_node_count: c.sync_node_count,
             pause: c.pause,
             failsafe_mode: c.failsafe_mode,
             use_pg_rewind: true,
@@ -202,13 +207,13 @@ impl World {
     pub(super) fn local_state(&self, m: usize) -> LocalState {
         let pg = &self.pgs[m];
         let replication = if self.role(m) == PgRole::Primary {
-            let first_sync = self.first_sync_standby(m);
+            let (counted, _) = self.sync_standbys(m);
             (0..self.pgs.len())
                 .filter(|&r| r != m && self.pgs[r].upstream == Some(m) && self.role(r) == PgRole::Replica)
                 .map(|r| ReplicaConn {
                     name: self.names[r].clone(),
                     streaming: self.pgs[r].streaming,
-                    synchronous: first_sync == Some(r),
+                    synchronous: counted.contains(&r),
                     lsn: self.lsn(r),
                     write_lsn: self.lsn(r),
                     replay_lsn: self.lsn(r),
@@ -244,20 +249,35 @@ impl World {
             timeline: self.timeline(m),
             following: pg.upstream.map(|u| self.names[u].clone()),
             replication,
+            sync_standby_names: SyncStandbyNames {
+                any: pg.sync_any,
+                num: pg.sync_num,
+                names: pg.sync_names.iter().filter(|n| *n != "*").cloned().collect(),
+                star: pg.sync_names.iter().any(|n| n == "*"),
+            },
             busy: pg.job.as_ref().map(|j| j.busy.clone()),
             last_failure: pg.last_failure.clone(),
             watchdog: Default::default(),
         }
     }
 
-    /// The standby a primary's commits wait for: the first listed in `synchronous_standby_names` that streams
-    /// from it (`FIRST 1 (...)` semantics).
-    pub(super) fn first_sync_standby(&self, m: usize) -> Option<usize> {
-        self.pgs[m].sync_names.iter().find_map(|name| {
-            let r = self.index(name)?;
-            let pg = &self.pgs[r];
-            (pg.upstream == Some(m) && pg.streaming && self.role(r) == PgRole::Replica).then_some(r)
-        })
+    /// The standbys whose acknowledgements count for primary `m`'s commits, and how many of them a commit needs:
+    /// PostgreSQL's rule for `synchronous_standby_names`. Candidates are the listed (or, with `*`, any) standbys
+    /// streaming from it; `FIRST n` counts the first `n` of them in listed order, `ANY n` all of them.
+    pub(super) fn sync_standbys(&self, m: usize) -> (Vec<usize>, usize) {
+        let pg = &self.pgs[m];
+        let streams = |r: usize| {
+            let rp = &self.pgs[r];
+            r != m && rp.upstream == Some(m) && rp.streaming && self.role(r) == PgRole::Replica
+        };
+        let star = pg.sync_names.iter().any(|n| n == "*");
+        let candidates: Vec<usize> = if star {
+            (0..self.pgs.len()).filter(|&r| streams(r)).collect()
+        } else {
+            pg.sync_names.iter().filter_map(|n| self.index(n)).filter(|&r| streams(r)).collect()
+        };
+        let counted = if pg.sync_any { candidates } else { candidates.into_iter().take(pg.sync_num).collect() };
+        (counted, pg.sync_num)
     }
 
     pub(super) fn index(&self, name: &str) -> Option<usize> {
@@ -365,7 +385,12 @@ impl World {
                         let me = self.names[m].as_str();
                         let request = self.dcs.failover.as_ref().filter(|f| f.candidate.as_deref() == Some(me));
                         self.agents[m].named_candidate = request.is_some();
-                        self.agents[m].manual_failover = request.is_some_and(|f| f.leader.is_none());
+                        // Quorum mode: a switchover's candidate takes the key without the quorum comparison once its
+                        // leader is gone, as in Patroni (`manual_failover_process_no_leader`); if that leader vanished
+                        // instead of handing over, the candidate may lack what another voter acknowledged. A hazard
+                        // shared with Patroni, counted with the operators' manual failovers.
+                        let quorum = self.agents[m].config.sync_mode == SyncMode::Quorum;
+                        self.agents[m].manual_failover = request.is_some_and(|f| f.leader.is_none() || quorum);
                         self.agents[m].lsn_when_acquired = self.dcs.last_leader_lsn;
                         self.keepalive(m);
                         self.schedule(expires, Ev::LeaseCheck);
@@ -426,16 +451,42 @@ impl World {
                 }
                 Exec { ok, took }
             }
-            Action::SetSyncState { standbys } => {
+            Action::SetSyncState { leader, standbys, quorum } => {
+                // A new leader keeps the former one as a voter (it may hold the newest commits), whatever its tags.
+                let added: Vec<String> = standbys
+                    .iter()
+                    .filter(|n| !self.dcs.sync.standbys.contains(n) && self.dcs.sync.leader.as_ref() != Some(*n))
+                    .cloned()
+                    .collect();
+                self.check_nosync(m, &added);
                 let (took, ok) = self.dcs_op(m);
                 if ok {
-                    self.dcs.sync.leader = Some(self.names[m].clone());
+                    self.dcs.sync.leader = Some(leader.clone());
                     self.dcs.sync.standbys = standbys.clone();
+                    self.dcs.sync.quorum = *quorum;
                 }
                 Exec { ok, took }
             }
-            Action::SetSyncStandbys { standbys, .. } => {
-                self.pgs[m].sync_names = standbys.clone();
+            Action::DeleteSyncState => {
+                let (took, ok) = self.dcs_op(m);
+                if ok {
+                    self.dcs.sync = SyncView::default();
+                }
+                Exec { ok, took }
+            }
+            Action::SetSyncStandbys { names, num, any } => {
+                // Before promoting, the former voters (the former leader among them) stay listed whatever their
+                // tags, as in Patroni: only names a primary adds count.
+                if self.role(m) == PgRole::Primary {
+                    let added: Vec<String> =
+                        names.iter().filter(|n| !self.pgs[m].sync_names.contains(n)).cloned().collect();
+                    self.check_nosync(m, &added);
+                }
+                let star = names.is_empty() && num.is_some_and(|n| n >= 1);
+                let pg = &mut self.pgs[m];
+                pg.sync_names = if star { vec!["*".into()] } else { names.clone() };
+                pg.sync_num = if pg.sync_names.is_empty() { 0 } else { num.unwrap_or(pg.sync_names.len()) };
+                pg.sync_any = *any;
                 self.settle_sync_acks(m);
                 Exec { ok: true, took: self.rng.ms(1, 20) }
             }

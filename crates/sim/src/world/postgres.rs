@@ -281,7 +281,7 @@ impl World {
         }
     }
 
-    /// Commits waiting on primary `p` that its synchronous standby now has are acknowledged to the client.
+    /// Commits waiting on primary `p` that enough of its synchronous standbys now have are acknowledged to the client.
     pub(super) fn settle_sync_acks(&mut self, p: usize) {
         if self.pgs[p].pending.is_empty() {
             return;
@@ -296,12 +296,16 @@ impl World {
             self.pgs[p].pending.clear();
             return;
         }
-        let Some(standby) = self.first_sync_standby(p).and_then(|s| self.pos(s)) else { return };
+        let (counted, needed) = self.sync_standbys(p);
+        let positions: Vec<Pos> = counted.iter().filter_map(|&s| self.pos(s)).collect();
+        if positions.len() < needed {
+            return;
+        }
         let mut newest = None;
         let lineage = &self.lineage;
         self.pgs[p].pending.retain(|&lsn| {
             let write = Pos { fork: primary.fork, lsn };
-            let acked = lineage.contains(standby, write);
+            let acked = positions.iter().filter(|&&standby| lineage.contains(standby, write)).count() >= needed;
             if acked {
                 newest = Some(newest.map_or(write, |n: Pos| n.max(write)));
             }
@@ -309,6 +313,19 @@ impl World {
         });
         if let Some(w) = newest {
             self.last_sync_ack = Some(w);
+        }
+    }
+
+    /// A `nosync` member must never be a synchronous standby: not in the `sync` key, not in the names PostgreSQL
+    /// waits for.
+    pub(super) fn check_nosync(&mut self, m: usize, names: &[String]) {
+        for n in names {
+            if let Some(r) = self.index(n) {
+                if self.tags[r].nosync {
+                    let detail = format!("{} made {n} (nosync) a synchronous standby", self.names[m]);
+                    self.violate(Invariant::NosyncChosen, detail);
+                }
+            }
         }
     }
 }
