@@ -20,4 +20,5 @@ pub mod peers;
 pub mod pg;
 pub mod probe;
 pub mod runtime;
+mod standby;
 pub mod status;

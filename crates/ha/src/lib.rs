@@ -30,6 +30,7 @@
 mod action;
 mod core;
 mod election;
+mod standby;
 mod sync;
 mod time;
 mod view;

@@ -430,7 +430,7 @@ impl Postgres {
         self.recovery = recovery;
         // A former primary (stopped to step down, crashed, or marked demoted) coming back as a standby changed its
         // role: Patroni reports that as `on_role_change`, not as a plain start.
-        let role_changed = matches!(before, Role::Primary | Role::Demoted) && self.role == Role::Replica;
+        let role_changed = crate::standby::role_changed(before, self.role);
         let callback = match callback {
             Some(CallbackAction::OnStart) if role_changed => Some(CallbackAction::OnRoleChange),
             other => other,
@@ -697,24 +697,7 @@ impl Postgres {
     /// [`Postgres::follow`] with recovery settings built by the caller (a standby leader following a remote
     /// primary with its own slot name and `restore_command`). Nothing happens when they are already in effect.
     pub async fn follow_with(&mut self, recovery: RecoverySettings) -> Result<StartOutcome> {
-        let was_primary = self.role == Role::Primary;
-        if self.is_running() && !was_primary && self.recovery.as_ref() == Some(&recovery) {
-            return Ok(StartOutcome::Ready);
-        }
-        if !self.is_running() {
-            let outcome = self.start_inner(Some(recovery), false, Some(CallbackAction::OnStart)).await?;
-            return Ok(outcome);
-        }
-        if was_primary || self.version.0 < 130000 {
-            self.stop_inner(StopMode::Fast, None).await?;
-            let outcome = self.start_inner(Some(recovery), false, None).await?;
-            self.fire(if was_primary { CallbackAction::OnRoleChange } else { CallbackAction::OnRestart });
-            return Ok(outcome);
-        }
-        self.write_config(Some(&recovery), false)?;
-        self.recovery = Some(recovery);
-        self.reload().await?;
-        Ok(StartOutcome::Ready)
+        self.run_in_recovery_as(recovery, Role::Replica).await
     }
 
     /// Moves the data directory aside as `<data_dir>_<YYYY-MM-DD-HH-MM-SS>`: failed bootstraps and replicas that

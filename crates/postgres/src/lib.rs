@@ -50,6 +50,7 @@ pub mod query;
 pub mod replica;
 pub mod rewind;
 pub mod settings;
+pub mod standby;
 mod tls;
 
 pub use binaries::{Binaries, PgVersion, Tool};

@@ -19,6 +19,8 @@ pub enum Invariant {
     NofailoverPromoted,
     /// 4b. Paused: no automatic promotion or demotion.
     PauseViolated,
+    /// 5. Standby cluster: no member is ever writable while `standby_cluster` is configured.
+    StandbyWritable,
 }
 
 impl fmt::Display for Invariant {
@@ -30,6 +32,7 @@ impl fmt::Display for Invariant {
             Invariant::Convergence => "no convergence after faults stopped",
             Invariant::NofailoverPromoted => "nofailover member promoted automatically",
             Invariant::PauseViolated => "automatic action while paused",
+            Invariant::StandbyWritable => "a member of a standby cluster accepts writes",
         };
         f.write_str(text)
     }

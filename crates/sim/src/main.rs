@@ -43,6 +43,9 @@ struct Args {
     /// Let a quarter of the seeds run in failsafe mode (open core bug 7: split brain).
     #[arg(long)]
     failsafe: bool,
+    /// Run standby clusters: the leader follows a remote primary; no member may ever be writable.
+    #[arg(long)]
+    standby_cluster: bool,
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         pause_hazards: args.pause_hazards,
         failsafe: args.failsafe,
         scenario: None,
+        standby_cluster: args.standby_cluster,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

@@ -21,10 +21,12 @@ pub enum Mutation {
     NeverFollow,
     /// Members not leading are not told about synchronous mode: any replica may win a race, the `sync` key unread.
     IgnoreSyncKey,
+    /// The core is not told `standby_cluster` is configured (the bug of #18: its leader promotes).
+    IgnoreStandbyCluster,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -33,6 +35,7 @@ impl Mutation {
         Mutation::IgnorePause,
         Mutation::NeverFollow,
         Mutation::IgnoreSyncKey,
+        Mutation::IgnoreStandbyCluster,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Mutation {
             Mutation::IgnorePause => "ignore-pause",
             Mutation::NeverFollow => "never-follow",
             Mutation::IgnoreSyncKey => "ignore-sync-key",
+            Mutation::IgnoreStandbyCluster => "ignore-standby-cluster",
         }
     }
 
@@ -58,6 +62,7 @@ impl Mutation {
             Mutation::SkipLagCheck => s.maximum_lag_on_failover = u64::MAX,
             Mutation::IgnoreNofailover => s.tags.nofailover = false,
             Mutation::IgnorePause => s.pause = false,
+            Mutation::IgnoreStandbyCluster => s.standby_cluster = false,
             // The leader still maintains the `sync` key and PostgreSQL's list, so writes are still acknowledged.
             Mutation::IgnoreSyncKey if !leading => s.sync_mode = SyncMode::Off,
             _ => {}
