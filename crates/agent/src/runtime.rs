@@ -282,6 +282,10 @@ impl<N: Node> Runtime<N> {
             }
             (local, details) = self.observe().await;
         }
+        if crate::standby::role_changed_inline(&plan, &local) {
+            // The role is published as it is now (Patroni sets it the moment it changes), not a loop later.
+            (local, details) = self.observe().await;
+        }
         crate::logging::heartbeat(&plan.status);
         if self.ha.holds_lock() && local.role == patroni_ha::PgRole::Primary {
             if cluster.is_some() {

@@ -2,7 +2,7 @@
 //! following the remote primary named in the `standby_cluster` section of the dynamic configuration.
 
 use patroni_dcs::{Cluster, Status};
-use patroni_ha::{Action, Busy};
+use patroni_ha::{Action, Busy, LocalState, PgRole, Plan};
 use tracing::warn;
 
 use crate::executor::Failure;
@@ -42,4 +42,9 @@ impl<N: Node> Runtime<N> {
         }
         Ok(())
     }
+}
+
+/// Whether `plan` made this member the standby leader inline (a `FollowRemote` of a member that was not yet one).
+pub(crate) fn role_changed_inline(plan: &Plan, local: &LocalState) -> bool {
+    local.role != PgRole::StandbyLeader && plan.actions.contains(&Action::FollowRemote)
 }

@@ -46,6 +46,8 @@ pub struct Options {
     /// with `verify_client: required`, the agents calling their peers with it (`ctl` section), PostgreSQL with
     /// `ssl: on` and replication allowed over TLS only, members connecting with `sslmode: verify-ca`.
     pub tls: bool,
+    /// `scope` of the members (default [`SCOPE`]): a second cluster on the same etcd (a standby cluster) has its own.
+    pub scope: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             restapi_extra: Vec::new(),
             postgresql_extra: Vec::new(),
             tls: false,
+            scope: None,
         }
     }
 }
@@ -102,8 +105,9 @@ fn config(
             )
         }
     };
+    let scope = o.scope.as_deref().unwrap_or(SCOPE);
     format!(
-        r#"scope: {SCOPE}
+        r#"scope: {scope}
 name: {name}
 {restapi}{etcd3}bootstrap:
   dcs:
