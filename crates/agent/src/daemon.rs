@@ -11,9 +11,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
-use crate::control::{AgentControl, Request};
 use crate::member::Addresses;
 use crate::pg::PgNode;
+use crate::rest_control::{AgentControl, Request};
 use crate::runtime::{ApiPublisher, Runtime};
 
 /// Runs the agent; returns the process exit code.
@@ -108,7 +108,7 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     let (status_tx, status_rx) = watch::channel(Arc::new(NodeStatus::starting(info.clone(), SystemTime::now())));
     let (req_tx, req_rx) = mpsc::channel::<Request>(16);
     let (rt, _published) = Runtime::new(name.clone(), config.clone(), dcs.clone(), node, addresses, http.clone());
-    let schedule = crate::control::SharedSchedule::default();
+    let schedule = crate::rest_control::SharedSchedule::default();
     let rt = rt
         .with_api(req_rx, ApiPublisher { tx: status_tx, info, schedule: schedule.clone() })
         .with_config_path(config_path);

@@ -1,5 +1,6 @@
 //! What this member publishes about itself in its `members/<name>` key.
 
+use chrono::{DateTime, Utc};
 use patroni_dcs::MemberData;
 use patroni_ha::{Busy, LocalState, PgRole, Process};
 use serde_json::{Map, Value};
@@ -14,10 +15,11 @@ pub struct LocalDetails {
     pub pending_restart: bool,
     pub pending_restart_reason: Map<String, Value>,
     pub server_version: Option<u32>,
-    /// Unix seconds (with fraction) when the postmaster started.
-    pub postmaster_start_time: Option<f64>,
+    /// `pg_postmaster_start_time()`.
+    pub postmaster_start_time: Option<DateTime<Utc>>,
     pub replay_paused: bool,
-    pub replayed_timestamp: Option<String>,
+    /// `pg_last_xact_replay_timestamp()`.
+    pub replayed_timestamp: Option<DateTime<Utc>>,
     /// `pg_stat_wal_receiver.latest_end_lsn`: the primary's position as this standby last heard it, so health
     /// checks measure lag against it when the DCS copy is older.
     pub latest_end_lsn: Option<u64>,

@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use patroni_api::MemberStatus;
 use patroni_ha::{PeerReply, PeerStatus, Tags};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::core_view::role_from_str;
 use crate::member::Addresses;
-use crate::view::role_from_str;
 
 /// `GET /patroni` on each member in parallel, each bounded by `timeout`. A member without a known URL, or that
 /// does not answer in time, is reported with no reply: it cannot be the healthiest.
@@ -56,25 +57,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads the fields of a `/patroni` answer that the leader race compares.
+/// Reads the fields of a `/patroni` answer that the leader race compares, through the REST API's own type of that
+/// document (the one `patronictl` reads too), so the agent and the tools cannot disagree about a peer's answer.
 pub fn parse_status(body: &Value) -> Option<PeerReply> {
-    let obj = body.as_object()?;
-    let xlog = obj.get("xlog");
-    let lsn_of = |k: &str| xlog.and_then(|x| x.get(k)).and_then(Value::as_u64);
-    let lsn = lsn_of("location").or_else(|| match (lsn_of("received_location"), lsn_of("replayed_location")) {
+    let status: MemberStatus = serde_json::from_value(body.clone()).ok()?;
+    let x = &status.xlog;
+    let lsn = x.location.or_else(|| match (x.received_location, x.replayed_location) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     });
-    let no_tags = Map::new();
-    let tags = obj.get("tags").and_then(Value::as_object).unwrap_or(&no_tags);
+    let tags = &status.tags;
     // The same reading of tags as the member keys' (`Member::nofailover` and the others).
     let (nofailover, failover_priority) = patroni_dcs::model::tags::nofailover(tags);
     let (nosync, _) = patroni_dcs::model::tags::nosync(tags);
     Some(PeerReply {
-        role: role_from_str(obj.get("role").and_then(Value::as_str)),
-        running: obj.get("state").and_then(Value::as_str) == Some("running"),
+        role: role_from_str(status.role.as_deref()),
+        running: status.state.as_deref() == Some("running"),
         lsn,
-        timeline: obj.get("timeline").and_then(Value::as_u64).and_then(|t| u32::try_from(t).ok()),
+        timeline: status.timeline.and_then(|t| u32::try_from(t).ok()),
         tags: Tags {
             nofailover,
             failover_priority,
@@ -160,7 +160,7 @@ mod tests {
         ] {
             let key = json!({"role": "replica", "state": "running", "tags": tags}).to_string();
             let member = patroni_dcs::model::Member::from_value("pg2", 1, None, &key, "members/pg2", &mut Vec::new());
-            let core = crate::view::member_view(&member).tags;
+            let core = crate::core_view::member_view(&member).tags;
             let body = json!({"state": "running", "role": "replica", "tags": tags});
             let peer = parse_status(&body).map(|r| r.tags);
             let mut rest = patroni_api::NodeStatus::starting(

@@ -12,7 +12,7 @@ use patroni_dcs::HistoryLine;
 use patroni_ha::{ControlState, DataDir, LocalState, PgRole, Process, ReplicaConn, Time};
 use patroni_postgres::bootstrap::BootstrapSettings;
 use patroni_postgres::controldata::ClusterState;
-use patroni_postgres::instance::{slot_name_from_member_name, Settings as PgSettings};
+use patroni_postgres::instance::{slot_name_from_member_name, PgSettings};
 use patroni_postgres::settings::Role as PgRole_;
 use patroni_postgres::{ConnParams, Postgres, StopMode};
 use serde_json::{json, Map, Value};
@@ -299,9 +299,9 @@ impl PgNode {
                     }
                     details.pending_restart = info.pending_restart || !details.pending_restart_reason.is_empty();
                     details.server_version = Some(info.server_version);
-                    details.postmaster_start_time = Some(info.postmaster_start_time.timestamp_micros() as f64 / 1e6);
+                    details.postmaster_start_time = Some(info.postmaster_start_time);
                     details.replay_paused = info.replay_paused;
-                    details.replayed_timestamp = info.replay_timestamp.map(|t| t.to_rfc3339());
+                    details.replayed_timestamp = info.replay_timestamp;
                 }
                 Err(e) => {
                     // Running but not answering yet: still starting (or recovering).

@@ -13,12 +13,12 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::control::Request;
+use crate::core_view::cluster_view;
 use crate::executor::changes_view;
 use crate::member::{member_data, Addresses, LocalDetails};
 use crate::node::{Node, NodeError, Stop};
+use crate::rest_control::Request;
 use crate::settings::ha_settings;
-use crate::view::cluster_view;
 
 /// How many times one loop may step again at once (a race: fetch peers, take the key, promote).
 const MAX_ROUNDS: usize = 6;
@@ -69,7 +69,7 @@ pub struct Runtime<N: Node> {
     /// Woken by the REST API, the end of a long action or a signal.
     pub(crate) wake: Arc<Notify>,
     /// The last `POST /failsafe` we accepted (leader name, unix millis), written by the REST API.
-    pub(crate) failsafe_heartbeat: crate::control::SharedHeartbeat,
+    pub(crate) failsafe_heartbeat: crate::rest_control::SharedHeartbeat,
     /// Every failsafe member confirmed us after the DCS became unreachable (cleared by a DCS read or a refusal).
     pub(crate) failsafe_confirmed: bool,
     pub(crate) http: reqwest::Client,
@@ -93,7 +93,7 @@ pub struct Runtime<N: Node> {
 pub struct ApiPublisher {
     pub tx: watch::Sender<Arc<NodeStatus>>,
     pub info: PatroniInfo,
-    pub schedule: crate::control::SharedSchedule,
+    pub schedule: crate::rest_control::SharedSchedule,
 }
 
 fn now_millis() -> i64 {
@@ -126,7 +126,7 @@ impl<N: Node> Runtime<N> {
             dynamic,
             addresses,
             wake: Arc::new(Notify::new()),
-            failsafe_heartbeat: crate::control::SharedHeartbeat::default(),
+            failsafe_heartbeat: crate::rest_control::SharedHeartbeat::default(),
             failsafe_confirmed: false,
             http,
             publish,
@@ -171,7 +171,7 @@ impl<N: Node> Runtime<N> {
     }
 
     /// Where the REST API records the failsafe heartbeats it accepts, for the core to honour.
-    pub fn failsafe_heartbeat(&self) -> crate::control::SharedHeartbeat {
+    pub fn failsafe_heartbeat(&self) -> crate::rest_control::SharedHeartbeat {
         self.failsafe_heartbeat.clone()
     }
 
@@ -215,7 +215,8 @@ impl<N: Node> Runtime<N> {
     fn awaiting_stream(&self) -> bool {
         let published = self.publish.borrow();
         let (local, details) = (&published.local, &published.details);
-        let young = details.postmaster_start_time.is_some_and(|t| (now_millis() as f64 / 1000.0) - t < 60.0);
+        let young =
+            details.postmaster_start_time.is_some_and(|t| chrono::Utc::now() - t < chrono::TimeDelta::seconds(60));
         local.role == patroni_ha::PgRole::Replica
             && local.process.is_running()
             && details.replication_state.as_deref() != Some("streaming")
@@ -376,7 +377,7 @@ impl<N: Node> Runtime<N> {
         };
         if let Some(api) = &self.api {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
-            let mut status = crate::status::node_status(&published, &api.info, &tags);
+            let mut status = crate::rest_status::node_status(&published, &api.info, &tags);
             status.scheduled_restart = api.schedule.lock().ok().and_then(|s| s.clone());
             api.tx.send_replace(Arc::new(status));
         }

@@ -49,6 +49,6 @@ pub fn ha_settings(name: &str, config: &Config, dynamic: &DynamicConfig) -> Sett
             .unwrap_or(false),
         replica_without_leader: patroni_postgres::from_config::replica_without_leader(&config.postgresql),
         standby_cluster: dynamic.is_standby_cluster(),
-        tags: crate::view::local_tags(&config.tags),
+        tags: crate::core_view::local_tags(&config.tags),
     }
 }

@@ -37,7 +37,7 @@ pub struct RecoverySettings {
 }
 
 impl RecoverySettings {
-    /// Settings for a replica following `primary` (or only restoring from archive when `None`). Recovery targets
+    /// PgSettings for a replica following `primary` (or only restoring from archive when `None`). Recovery targets
     /// from `recovery_conf` are dropped and blanked: a target in an included file would make a standby pause,
     /// promote or shut down on its own.
     pub fn follow(
@@ -76,7 +76,7 @@ impl RecoverySettings {
         }
     }
 
-    /// Settings given verbatim, as a custom bootstrap method's `recovery_conf`; `standby_mode: on` makes it a
+    /// PgSettings given verbatim, as a custom bootstrap method's `recovery_conf`; `standby_mode: on` makes it a
     /// standby, otherwise PostgreSQL recovers to the target and (typically) promotes.
     pub fn from_recovery_conf(recovery_conf: &Parameters) -> Self {
         let mut parameters: Parameters =

@@ -1,4 +1,4 @@
-//! Building [`Settings`] and [`BootstrapSettings`] from the config crate's typed `patroni.yml` model.
+//! Building [`PgSettings`] and [`BootstrapSettings`] from the config crate's typed `patroni.yml` model.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use crate::bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
 use crate::callbacks::CallbackScripts;
 use crate::conninfo::Credentials;
 use crate::error::{Error, Result};
-use crate::instance::{ReplicaMethod, Settings};
+use crate::instance::{PgSettings, ReplicaMethod};
 use crate::parameters::{value_to_string, Parameters};
 // Options reach scripts as Patroni renders them, with Python's `str()` (`--keep_data=True`).
 use patroni_pycompat::py_str;
@@ -50,13 +50,13 @@ fn os_user() -> String {
         .unwrap_or_else(|| "postgres".into())
 }
 
-impl Settings {
-    /// Settings for member `name` of cluster `scope` from its effective `postgresql` section
+impl PgSettings {
+    /// PgSettings for member `name` of cluster `scope` from its effective `postgresql` section
     /// (`patroni_config::EffectiveConfig::postgresql`, local over dynamic, parameters already combined).
-    pub fn from_config(name: &str, scope: &str, pg: &PostgresqlConfig, use_slots: bool) -> Result<Settings> {
+    pub fn from_config(name: &str, scope: &str, pg: &PostgresqlConfig, use_slots: bool) -> Result<PgSettings> {
         let listen = pg.listen.clone().ok_or_else(|| Error::Config("postgresql.listen is not set".into()))?;
         let data_dir = pg.data_dir.clone().ok_or_else(|| Error::Config("postgresql.data_dir is not set".into()))?;
-        let mut s = Settings::new(name, scope, PathBuf::from(&data_dir), &listen);
+        let mut s = PgSettings::new(name, scope, PathBuf::from(&data_dir), &listen);
         let mut bin_name = BTreeMap::new();
         if let Some(b) = &pg.bin_name {
             for (k, v) in [
@@ -220,7 +220,7 @@ postgresql:
     #[test]
     fn settings_from_patroni_yml() {
         let cfg = patroni_config::load_str(YAML, &Default::default()).unwrap().config;
-        let s = Settings::from_config("node1", "demo", &cfg.postgresql, true).unwrap();
+        let s = PgSettings::from_config("node1", "demo", &cfg.postgresql, true).unwrap();
         assert_eq!(s.listen, "127.0.0.1,10.0.0.1:5433");
         assert_eq!(s.data_dir, PathBuf::from("/data/pg"));
         assert_eq!(s.pgpass, PathBuf::from("/tmp/pgpass0"));

@@ -15,7 +15,7 @@ use crate::query::Db;
 /// Placeholder Patroni writes where only the operator knows the value.
 pub const NO_VALUE: &str = "#FIXME";
 
-/// Settings that stay in the local configuration: commands (security) and file locations (they must not be
+/// PgSettings that stay in the local configuration: commands (security) and file locations (they must not be
 /// dropped later); everything else goes to `bootstrap.dcs.postgresql.parameters`.
 const LOCAL_PARAMS: &[&str] = &[
     "archive_command",

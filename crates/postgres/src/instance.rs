@@ -15,21 +15,21 @@ use crate::error::{Error, Result};
 use crate::parameters::{command_line_options, server_parameters, split_listen, Parameters, ServerParameters};
 use crate::postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
 use crate::query::{ClusterInfo, Db, PendingRestart};
-pub use crate::settings::{slot_name_from_member_name, ProcessState, ReplicaMethod, Role, Settings};
+pub use crate::settings::{slot_name_from_member_name, PgSettings, ProcessState, ReplicaMethod, Role};
 
 /// What a configuration change did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReloadOutcome {
     /// postgresql.conf (or hba/ident) changed and PostgreSQL was sent SIGHUP.
     pub reloaded: bool,
-    /// Settings that only apply after a restart, as PostgreSQL itself reports them.
+    /// PgSettings that only apply after a restart, as PostgreSQL itself reports them.
     pub pending_restart: Vec<PendingRestart>,
 }
 
 /// One managed PostgreSQL instance.
 #[derive(Debug)]
 pub struct Postgres {
-    pub(crate) settings: Settings,
+    pub(crate) settings: PgSettings,
     pub(crate) files: ConfigFiles,
     pub(crate) version: PgVersion,
     pub(crate) server: ServerParameters,
@@ -50,12 +50,12 @@ pub struct Postgres {
 
 impl Postgres {
     /// Reads the server version from the binaries (`postgres --version`); fails clearly when they are missing.
-    pub async fn new(settings: Settings) -> Result<Self> {
+    pub async fn new(settings: PgSettings) -> Result<Self> {
         let version = settings.binaries.version().await?;
         Ok(Self::with_version(settings, version))
     }
 
-    pub fn with_version(settings: Settings, version: PgVersion) -> Self {
+    pub fn with_version(settings: PgSettings, version: PgVersion) -> Self {
         let files = settings.config_files();
         let server =
             server_parameters(&settings.parameters, &settings.listen, &settings.scope, version, &files.config_dir);
@@ -75,7 +75,7 @@ impl Postgres {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &PgSettings {
         &self.settings
     }
 
@@ -560,7 +560,7 @@ impl Postgres {
             self.reload().await?;
         }
         let mut pending_restart = self.db().await?.pending_restart().await?;
-        // Settings on the postmaster command line outrank the files, so PostgreSQL cannot flag their change.
+        // PgSettings on the postmaster command line outrank the files, so PostgreSQL cannot flag their change.
         for name in crate::parameters::CONTROLLED_NAMES {
             let (old, new) = (old_server.get(*name), self.server.parameters.get(*name));
             let on_command_line = !matches!(*name, "wal_keep_segments" | "wal_keep_size");

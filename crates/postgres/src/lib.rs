@@ -2,15 +2,15 @@
 //! configuration files the way Patroni does, starting/stopping/promoting the postmaster and noticing its death,
 //! the per-cycle state query, bootstrap, replica creation, rewind, callbacks and `--generate-config`.
 //!
-//! The entry point is [`Postgres`], built from [`Settings`] (directly, or with [`Settings::from_config`] from the
+//! The entry point is [`Postgres`], built from [`PgSettings`] (directly, or with [`PgSettings::from_config`] from the
 //! member's effective `postgresql` section):
 //!
 //! ```no_run
 //! # async fn demo(pg_config: &patroni_config::PostgresqlConfig,
 //! #               bootstrap: &patroni_config::BootstrapConfig) -> patroni_postgres::Result<()> {
-//! use patroni_postgres::{BootstrapSettings, Postgres, Settings, StopMode};
+//! use patroni_postgres::{BootstrapSettings, Postgres, PgSettings, StopMode};
 //!
-//! let settings = Settings::from_config("node1", "demo", pg_config, true)?;
+//! let settings = PgSettings::from_config("node1", "demo", pg_config, true)?;
 //! let mut pg = Postgres::new(settings).await?; // fails clearly when the binaries are missing
 //! if !pg.adopt().await? {
 //!     pg.bootstrap(&BootstrapSettings::from_config(bootstrap)?).await?;
@@ -68,5 +68,5 @@ pub use parameters::Parameters;
 pub use postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
 pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
 pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
-pub use settings::{ProcessState, ReplicaMethod, Role, Settings};
+pub use settings::{PgSettings, ProcessState, ReplicaMethod, Role};
 pub use tls::connect_with_sslmode;

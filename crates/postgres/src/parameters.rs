@@ -42,7 +42,7 @@ const CONTROLLED: &[(&str, Option<&str>, Check, u32)] = &[
     ("wal_log_hints", Some("on"), Check::Bool, 90400),
 ];
 
-/// Settings that belong to recovery (`recovery.conf` before v12); Patroni manages them separately.
+/// PgSettings that belong to recovery (`recovery.conf` before v12); Patroni manages them separately.
 pub const RECOVERY_PARAMETERS: &[&str] = &[
     "archive_cleanup_command",
     "pause_at_recovery_target",

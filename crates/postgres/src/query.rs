@@ -421,7 +421,7 @@ impl Db {
         Ok(true)
     }
 
-    /// Settings the configuration files change but that need a restart (PostgreSQL flags them itself after a
+    /// PgSettings the configuration files change but that need a restart (PostgreSQL flags them itself after a
     /// reload), with the running and the configured value.
     pub async fn pending_restart(&self) -> Result<Vec<PendingRestart>> {
         let rows = self

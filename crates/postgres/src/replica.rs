@@ -91,7 +91,7 @@ impl Postgres {
 
     /// [`Postgres::create_replica`] with an explicit method list, e.g. `standby_cluster.create_replica_methods`
     /// for a standby leader; an empty list means `basebackup`. Methods are configured under their names in
-    /// [`crate::Settings::replica_methods`].
+    /// [`crate::PgSettings::replica_methods`].
     pub async fn create_replica_using(&mut self, source: Option<&ConnParams>, methods: &[String]) -> Result<String> {
         if self.is_running() {
             return Err(Error::State("cannot create a replica while PostgreSQL is running".into()));

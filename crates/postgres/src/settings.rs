@@ -1,4 +1,4 @@
-//! [`Settings`]: what the instance is configured with, and the small vocabulary types around it ([`Role`],
+//! [`PgSettings`]: what the instance is configured with, and the small vocabulary types around it ([`Role`],
 //! [`ProcessState`], [`ReplicaMethod`]).
 
 use std::collections::BTreeMap;
@@ -26,7 +26,7 @@ pub struct ReplicaMethod {
 /// Everything about the local instance that comes from `patroni.yml` (and the dynamic configuration for
 /// `parameters`). Build it directly or from the config crate's types.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct PgSettings {
     /// Member name (`name`), also `application_name` of the replication connection and the slot name.
     pub name: String,
     /// Cluster name (`scope`), also `cluster_name`.
@@ -75,12 +75,12 @@ pub struct Settings {
     pub replica_creation_timeout: Option<Duration>,
 }
 
-impl Settings {
+impl PgSettings {
     /// Minimal settings with Patroni's defaults; tests and simple callers fill in the rest.
     pub fn new(name: &str, scope: &str, data_dir: impl Into<PathBuf>, listen: &str) -> Self {
         let data_dir = data_dir.into();
         let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-        Settings {
+        PgSettings {
             name: name.to_string(),
             scope: scope.to_string(),
             pgpass: home.join("pgpass"),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use patroni_postgres::parameters::effective_parameters;
-use patroni_postgres::{ConnParams, Credentials, PgVersion, Postgres, Settings};
+use patroni_postgres::{ConnParams, Credentials, PgSettings, PgVersion, Postgres};
 
 fn fixture(name: &str, dir: &std::path::Path) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -19,7 +19,7 @@ fn postgresql_conf_matches_python_patroni() {
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("postgresql.conf"), "shared_buffers = 128MB\n").unwrap();
 
-    let mut s = Settings::new("node2", "demo", &data, "127.0.0.1:5433");
+    let mut s = PgSettings::new("node2", "demo", &data, "127.0.0.1:5433");
     s.pgpass = tmp.path().join("pgpass");
     s.superuser = Credentials::new("postgres", Some("su"));
     s.replication = Credentials::new("replicator", Some("rep-pass"));

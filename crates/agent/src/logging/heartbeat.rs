@@ -2,7 +2,7 @@
 //! documentation of `logging`).
 
 use super::levels::INFO_NO;
-use super::settings::Settings;
+use super::settings::LogSettings;
 use super::HEARTBEAT_TARGET;
 
 /// Logs the HA loop's status line (`no action. I am (pg1), the leader with the lock`) at INFO; see the module
@@ -25,7 +25,7 @@ pub(super) struct Dedup {
 
 impl Dedup {
     /// Whether a record of `kind` whose message is `message` is written.
-    pub(super) fn admit(&mut self, settings: &Settings, kind: Kind, levelno: u8, message: &str) -> bool {
+    pub(super) fn admit(&mut self, settings: &LogSettings, kind: Kind, levelno: u8, message: &str) -> bool {
         let quiet = settings.root >= INFO_NO;
         match kind {
             Kind::Heartbeat if quiet => {

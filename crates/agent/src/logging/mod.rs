@@ -96,7 +96,7 @@ use levels::{tracing_level_no, CRITICAL_NO};
 use queue::Shared;
 use record::{start_instant, Fields, Record};
 use rotate::{RotatingFile, Sink};
-use settings::{Destination, Settings};
+use settings::{Destination, LogSettings};
 
 /// Patroni's default plain format.
 pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)s: %(message)s";
@@ -230,7 +230,7 @@ impl LogHandle {
     /// Applies a new `log` section: level, loggers, format, destination, queue size. On error (the new log file
     /// cannot be opened) nothing changes. Warnings about the section (a format of the wrong type) are logged.
     pub fn reconfigure(&self, config: Option<&LogConfig>) -> Result<(), LoggingError> {
-        let (new, warnings) = Settings::compile(config);
+        let (new, warnings) = LogSettings::compile(config);
         let old = self.shared.settings();
         if new.dest != old.dest {
             match &new.dest {
@@ -292,7 +292,7 @@ pub fn build_with_stderr(
     stderr: Box<dyn Write + Send>,
 ) -> Result<(PatroniLayer, LogHandle), LoggingError> {
     start_instant();
-    let (settings, warnings) = Settings::compile(config);
+    let (settings, warnings) = LogSettings::compile(config);
     let file = match &settings.dest {
         Destination::Stderr => None,
         Destination::Dir { dir, mode, file_num, file_size } => {

@@ -18,7 +18,7 @@ use super::heartbeat::{Dedup, Kind};
 use super::levels::WARNING_NO;
 use super::record::{start_instant, Record};
 use super::rotate::Sink;
-use super::settings::Settings;
+use super::settings::LogSettings;
 use super::SELF_TARGET;
 
 #[derive(Default)]
@@ -36,7 +36,7 @@ pub(super) struct QueueState {
 }
 
 pub(super) struct Shared {
-    settings: RwLock<Arc<Settings>>,
+    settings: RwLock<Arc<LogSettings>>,
     queue: Mutex<QueueState>,
     ready: Condvar,
     drained: Condvar,
@@ -53,7 +53,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(super) fn new(settings: Arc<Settings>, sink: Sink) -> Self {
+    pub(super) fn new(settings: Arc<LogSettings>, sink: Sink) -> Self {
         Self {
             queue: Mutex::new(QueueState { cap: settings.queue_cap, ..QueueState::default() }),
             settings: RwLock::new(settings),
@@ -75,7 +75,7 @@ impl Shared {
     }
 
     /// Makes `new` the settings of the records logged from now on.
-    pub(super) fn apply(&self, new: Arc<Settings>) {
+    pub(super) fn apply(&self, new: Arc<LogSettings>) {
         lock(&self.queue).cap = new.queue_cap;
         *self.settings.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
     }
@@ -139,7 +139,7 @@ impl Shared {
         lock(&self.queue).items.len()
     }
 
-    pub(super) fn settings(&self) -> Arc<Settings> {
+    pub(super) fn settings(&self) -> Arc<LogSettings> {
         self.settings.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
@@ -160,7 +160,7 @@ impl Shared {
         true
     }
 
-    pub(super) fn submit(&self, settings: &Settings, kind: Kind, levelno: u8, line: String, message: &str) {
+    pub(super) fn submit(&self, settings: &LogSettings, kind: Kind, levelno: u8, line: String, message: &str) {
         let mut direct = Vec::new();
         let mut report_lost = 0;
         {
@@ -192,7 +192,7 @@ impl Shared {
     }
 
     /// A record of the logging system itself.
-    fn internal_line(&self, settings: &Settings, levelno: u8, message: &str) -> String {
+    fn internal_line(&self, settings: &LogSettings, levelno: u8, message: &str) -> String {
         let rec = Record {
             time: Local::now(),
             elapsed: start_instant().elapsed(),
@@ -209,7 +209,7 @@ impl Shared {
         settings.format(&rec)
     }
 
-    pub(super) fn warn(&self, settings: &Settings, message: &str) {
+    pub(super) fn warn(&self, settings: &LogSettings, message: &str) {
         if WARNING_NO >= settings.threshold(SELF_TARGET) {
             let line = self.internal_line(settings, WARNING_NO, message);
             self.submit(settings, Kind::Normal, WARNING_NO, line, message);

@@ -31,7 +31,7 @@ pub(super) enum Format {
 }
 
 #[derive(Debug)]
-pub(super) struct Settings {
+pub(super) struct LogSettings {
     pub(super) root: u8,
     rules: Vec<Rule>,
     traceback: u8,
@@ -43,7 +43,7 @@ pub(super) struct Settings {
     pub(super) dest: Destination,
 }
 
-impl Settings {
+impl LogSettings {
     /// The settings, and warnings about the section to log once they apply.
     pub(super) fn compile(config: Option<&LogConfig>) -> (Self, Vec<String>) {
         let default = LogConfig::default();

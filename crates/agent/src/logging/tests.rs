@@ -11,7 +11,7 @@ use super::format::{compile_datefmt, parse_percent, render, Piece, Val};
 use super::json::percent_names;
 use super::levels::{python_logger_targets, Rule, INFO_NO};
 use super::record::Record;
-use super::settings::Settings;
+use super::settings::LogSettings;
 use super::DEFAULT_FORMAT;
 
 fn fmt(f: &str, v: Val<'_>) -> String {
@@ -77,7 +77,7 @@ fn plain_lines_match_python_logging() {
             dateformat: datefmt.map(str::to_owned),
             ..LogConfig::default()
         };
-        Settings::compile(Some(&config)).0.format(rec)
+        LogSettings::compile(Some(&config)).0.format(rec)
     };
     let line = |format: &str, datefmt: Option<&str>| line_of(&rec, format, datefmt);
     assert_eq!(line(DEFAULT_FORMAT, None), "2024-01-01 12:00:00,123 INFO: hello world\n");

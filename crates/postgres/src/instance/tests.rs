@@ -14,7 +14,7 @@ fn slot_names() {
 
 #[test]
 fn connection_addresses() {
-    let mut s = Settings::new("n1", "demo", "/data", "0.0.0.0:5433");
+    let mut s = PgSettings::new("n1", "demo", "/data", "0.0.0.0:5433");
     s.superuser = Credentials::new("postgres", Some("pw"));
     let pg = Postgres::with_version(s.clone(), PgVersion(150000));
     let p = pg.local_conn_params();

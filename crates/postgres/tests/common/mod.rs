@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patroni_postgres::{Binaries, BootstrapSettings, ConnParams, Credentials, Db, Postgres, Settings};
+use patroni_postgres::{Binaries, BootstrapSettings, ConnParams, Credentials, Db, PgSettings, Postgres};
 use patroni_testkit::TestDir;
 
 pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
@@ -16,10 +16,10 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
 }
 
-/// Settings for member `name` with its data dir under `dir`, md5 auth for everything over TCP.
-pub fn settings(dir: &TestDir, name: &str) -> Settings {
+/// PgSettings for member `name` with its data dir under `dir`, md5 auth for everything over TCP.
+pub fn settings(dir: &TestDir, name: &str) -> PgSettings {
     let port = patroni_testkit::free_port();
-    let mut s = Settings::new(name, "demo", dir.join(name), &format!("127.0.0.1:{port}"));
+    let mut s = PgSettings::new(name, "demo", dir.join(name), &format!("127.0.0.1:{port}"));
     s.binaries = Binaries::in_dir(BIN_DIR);
     s.pgpass = dir.join(format!("pgpass-{name}"));
     s.superuser = Credentials::new("postgres", Some(SU_PASSWORD));

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use patroni_api::{NodeStatus, PatroniInfo, PostgresRole, PostgresState, PostgresStatus, ReplicationRow, Xlog};
 use patroni_config::SynchronousMode;
 use patroni_ha::{DataDir, PgRole};
@@ -24,11 +23,6 @@ fn api_role(role: PgRole) -> PostgresRole {
 
 fn api_state(text: &str) -> PostgresState {
     PostgresState::INDEXED.into_iter().find(|s| s.as_str() == text).unwrap_or(PostgresState::Unknown)
-}
-
-fn timestamp(unix: f64) -> Option<DateTime<FixedOffset>> {
-    let micros = (unix * 1e6) as i64;
-    Utc.timestamp_micros(micros).single().map(|t| t.fixed_offset())
 }
 
 /// The `/patroni` snapshot for one published cycle.
@@ -71,16 +65,12 @@ pub fn node_status(p: &Published, info: &PatroniInfo, tags: &Map<String, Value>)
             _ => Xlog::Replica {
                 received_location: p.details.receive_lsn.unwrap_or(0),
                 replayed_location: p.details.replay_lsn.unwrap_or(0),
-                replayed_timestamp: p
-                    .details
-                    .replayed_timestamp
-                    .as_deref()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok()),
+                replayed_timestamp: p.details.replayed_timestamp.map(|t| t.fixed_offset()),
                 paused: p.details.replay_paused,
             },
         };
         s.postgres = Some(PostgresStatus {
-            postmaster_start_time: p.details.postmaster_start_time.and_then(timestamp),
+            postmaster_start_time: p.details.postmaster_start_time.map(|t| t.fixed_offset()),
             role,
             server_version: p.details.server_version.unwrap_or(0),
             xlog,
