@@ -130,7 +130,11 @@ async fn standby_cluster_follows_moves_its_leader_inside_and_is_promoted_on_purp
     // rewound onto its history (the write made while promoted is gone).
     let (code, text) = c
         .node(first)
-        .request(reqwest::Method::PATCH, "/config", Some(&json!({"standby_cluster": {"host": "127.0.0.1", "port": c.pg_port(0)}})))
+        .request(
+            reqwest::Method::PATCH,
+            "/config",
+            Some(&json!({"standby_cluster": {"host": "127.0.0.1", "port": c.pg_port(0)}})),
+        )
         .await
         .expect("PATCH /config");
     assert_eq!(code, 200, "PATCH /config: {text}");
