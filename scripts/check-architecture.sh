@@ -82,6 +82,12 @@ scan_outside 'Command::new\(.*(pg_ctl|postgres|initdb|pg_basebackup|pg_rewind|pg
     '^crates/postgres/src/' |
     report "only crates/postgres/src runs PostgreSQL binaries" || true
 
+# 3c. Only postgres/version.rs knows what differs by PostgreSQL major: no version-number literal (90600, 130000…)
+#     and no comparison of a version or major elsewhere; the rest asks its `Features`.
+scan_outside '(^|[^0-9.x])(9|1[0-9])0[0-9][0-9][0-9]([^0-9]|$)|major\(\) *[<>]=?|version[a-z_]*(\.0)? *[<>]=? *[0-9]' \
+    '^crates/postgres/src/version\.rs$' |
+    report "only crates/postgres/src/version.rs compares PostgreSQL versions (ask PgVersion::features())" || true
+
 # 4. Only agent spawns tasks, with the bounded exceptions ARCHITECTURE.md lists (keep the two lists in step).
 spawners='^crates/agent/src/'
 spawners+='|^crates/api/src/server\.rs$'          # one task per REST connection

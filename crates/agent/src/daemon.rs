@@ -84,6 +84,13 @@ fn first_listen_address(listen: &str) -> String {
 }
 
 async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    // PostgreSQL older than the oldest supported major stops the agent here, before it joins the cluster.
+    // (Missing binaries are reported later, where Patroni reports them.)
+    if let Ok(binaries) = patroni_postgres::Binaries::from_config(&config.postgresql) {
+        if let Err(e @ patroni_postgres::Error::UnsupportedVersion { .. }) = binaries.supported_version().await {
+            bail!("{e}");
+        }
+    }
     if nix::unistd::geteuid().is_root() {
         bail!("Patroni can't be run as root: PostgreSQL refuses to, start patroni as the user that owns the data directory");
     }

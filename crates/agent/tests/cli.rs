@@ -8,15 +8,21 @@ use predicates::str::contains;
 /// --version` answers 15.4. Real servers are not needed to check that the programs exist.
 fn stub_bin_dir() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
+    DIR.get_or_init(|| stub_bin_dir_answering("patroni-cli-stub-bin", "15.4")).clone()
+}
+
+/// Stand-ins for every PostgreSQL program in `name` under the test target dir, `postgres --version` answering
+/// `version`.
+fn stub_bin_dir_answering(name: &str, version: &str) -> std::path::PathBuf {
+    {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("patroni-cli-stub-bin");
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
         std::fs::create_dir_all(&dir).unwrap();
         for prog in ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready", "pg_rewind"] {
             let script = if prog == "postgres" {
-                "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n"
+                format!("#!/bin/sh\necho 'postgres (PostgreSQL) {version}'\n")
             } else {
-                "#!/bin/sh\nexit 0\n"
+                "#!/bin/sh\nexit 0\n".to_owned()
             };
             // Written aside and renamed, so a test binary running at the same time never sees half a file.
             let tmp = dir.join(format!(".{prog}.{}", std::process::id()));
@@ -25,8 +31,7 @@ fn stub_bin_dir() -> std::path::PathBuf {
             std::fs::rename(&tmp, dir.join(prog)).unwrap();
         }
         dir
-    })
-    .clone()
+    }
 }
 
 /// A port nothing listens on right now.
@@ -289,6 +294,12 @@ async fn generate_config_describes_a_running_server() {
     .unwrap();
     let data_dir = pg.data_dir().display().to_string();
     assert!(result.contains(&format!("data_dir: {data_dir}")), "{result}");
+    // The wal_keep parameter of the server's major, with the server's value.
+    let (has, lacks) = match pg.query_value("SHOW server_version_num").await.unwrap().unwrap().parse::<u32>() {
+        Ok(v) if v < 130000 => ("wal_keep_segments", "wal_keep_size"),
+        _ => ("wal_keep_size", "wal_keep_segments"),
+    };
+    assert!(result.contains(&format!(" {has}: ")) && !result.contains(lacks), "{result}");
     let loaded = patroni_config::load_str(&result, &Default::default()).unwrap();
     assert_eq!(loaded.config.postgresql.data_dir.as_deref(), Some(data_dir.as_str()));
 }
@@ -315,4 +326,62 @@ fn running_with_an_invalid_configuration_reports_and_exits() {
         .code(1)
         .stderr(contains(format!("scope: expected a string ({}:1:8)\n", bad.display())));
     patroni().assert().code(1).stderr(contains("name: is required\nscope: is required\n"));
+}
+
+#[test]
+fn postgres_older_than_12_is_refused_by_validate_config_and_at_start() {
+    let old = stub_bin_dir_answering("patroni-cli-stub-bin-11", "11.22");
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        valid().replace(&format!("bin_dir: {}", stub_bin_dir().display()), &format!("bin_dir: {}", old.display()));
+    let f = write(&d, "pg11.yml", &text);
+    let message = "PostgreSQL 11.22 is not supported: patroni-rs runs PostgreSQL 12 and newer";
+    patroni()
+        .args(["--validate-config", "-i"])
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(contains(format!("postgresql.bin_dir: {message} ({}:", f.display())));
+    // Refused before anything else (the DCS in this configuration does not exist), with the reason logged.
+    patroni().arg(&f).timeout(std::time::Duration::from_secs(60)).assert().code(1).stderr(contains(message));
+    // The sample still comes out, with a warning, for the version the server will be upgraded to.
+    patroni()
+        .arg("--generate-sample-config")
+        .env("PATRONI_POSTGRESQL_BIN_DIR", &old)
+        .assert()
+        .success()
+        .stderr(contains(format!("patroni: warning: {message}")));
+}
+
+/// `patroni --validate-config` and `--generate-sample-config` on the PostgreSQL binaries under test
+/// (`PG_BIN_DIR`: CI runs this on every supported major). Server-only builds lack pg_basebackup and friends,
+/// which the validator names; nothing else may be reported.
+#[test]
+fn validate_and_sample_config_on_the_binaries_under_test() {
+    let bin = patroni_testkit::pg_bin_dir().unwrap();
+    let out = std::process::Command::new(bin.join("postgres")).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).unwrap().to_owned();
+    let major: u32 = version.split('.').next().unwrap().parse().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        valid().replace(&format!("bin_dir: {}", stub_bin_dir().display()), &format!("bin_dir: {}", bin.display()));
+    let f = write(&d, "real.yml", &text);
+    let missing: Vec<&str> = ["pg_ctl", "initdb", "pg_controldata", "pg_basebackup", "postgres", "pg_isready"]
+        .into_iter()
+        .filter(|p| !bin.join(p).exists())
+        .collect();
+    let run = patroni().args(["--validate-config", "-i"]).arg(&f).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.success(), missing.is_empty(), "{stderr}");
+    let reported: Vec<&str> = stderr.lines().collect();
+    assert_eq!(reported.len(), missing.len(), "{stderr}");
+    for (line, prog) in reported.iter().zip(&missing) {
+        assert!(line.starts_with(&format!("postgresql.bin_dir: does not contain '{prog}'")), "{stderr}");
+    }
+
+    let run = patroni().arg("--generate-sample-config").env("PATRONI_POSTGRESQL_BIN_DIR", &bin).output().unwrap();
+    let sample = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && run.stderr.is_empty(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(sample.contains("wal_keep_segments: 8"), major < 13, "{version}: {sample}");
+    assert_eq!(sample.contains("wal_keep_size: 128MB"), major >= 13, "{version}: {sample}");
 }

@@ -136,7 +136,9 @@ pub fn render(status: &NodeStatus) -> String {
     );
     w.metric("patroni_xlog_paused", "Value is 1 if the Postgres xlog is paused, 0 otherwise.", "gauge", b(paused));
     let server_version = pg.map_or(0, |p| p.server_version);
-    if server_version >= 90600 {
+    // Patroni leaves these out while the server version is unknown (PostgreSQL not running); every supported
+    // major has the WAL receiver view they come from.
+    if server_version != 0 {
         let rs = pg.and_then(|p| p.replication_state.as_deref());
         w.metric(
             "patroni_postgres_streaming",

@@ -38,17 +38,11 @@ pub struct ControlledParameter {
     pub default: Option<&'static str>,
     /// Validation rule.
     pub rule: ParamRule,
-    /// First PostgreSQL version (as `server_version_num`) having it.
-    pub min_version: u32,
 }
 
-const fn p(
-    name: &'static str,
-    default: Option<&'static str>,
-    rule: ParamRule,
-    min_version: u32,
-) -> ControlledParameter {
-    ControlledParameter { name, default, rule, min_version }
+/// Which of them a given PostgreSQL major has is the `postgres` crate's business (`Features::has_parameter`).
+const fn p(name: &'static str, default: Option<&'static str>, rule: ParamRule) -> ControlledParameter {
+    ControlledParameter { name, default, rule }
 }
 
 const fn min(m: i64) -> ParamRule {
@@ -58,21 +52,21 @@ const fn min(m: i64) -> ParamRule {
 /// The parameters Patroni sets on the command line. Defaults are those of Patroni 4 (the documentation's
 /// "Important rules" still lists the older 5 for `max_wal_senders`/`max_replication_slots`).
 pub const CONTROLLED_PARAMETERS: &[ControlledParameter] = &[
-    p("listen_addresses", None, ParamRule::Derived, 90100),
-    p("port", None, ParamRule::Derived, 90100),
-    p("cluster_name", None, ParamRule::Derived, 90500),
-    p("wal_level", Some("hot_standby"), ParamRule::OneOf(&["hot_standby", "replica", "logical"]), 90100),
-    p("hot_standby", Some("on"), ParamRule::AlwaysOn, 90100),
-    p("max_connections", Some("100"), min(25), 90100),
-    p("max_wal_senders", Some("10"), min(3), 90100),
-    p("wal_keep_segments", Some("8"), min(1), 90100),
-    p("wal_keep_size", Some("128MB"), ParamRule::MinInt { min: 16, unit: Some("MB") }, 130000),
-    p("max_prepared_transactions", Some("0"), min(0), 90100),
-    p("max_locks_per_transaction", Some("64"), min(32), 90100),
-    p("track_commit_timestamp", Some("off"), ParamRule::Bool, 90500),
-    p("max_replication_slots", Some("10"), min(4), 90400),
-    p("max_worker_processes", Some("8"), min(2), 90400),
-    p("wal_log_hints", Some("on"), ParamRule::Bool, 90400),
+    p("listen_addresses", None, ParamRule::Derived),
+    p("port", None, ParamRule::Derived),
+    p("cluster_name", None, ParamRule::Derived),
+    p("wal_level", Some("hot_standby"), ParamRule::OneOf(&["hot_standby", "replica", "logical"])),
+    p("hot_standby", Some("on"), ParamRule::AlwaysOn),
+    p("max_connections", Some("100"), min(25)),
+    p("max_wal_senders", Some("10"), min(3)),
+    p("wal_keep_segments", Some("8"), min(1)),
+    p("wal_keep_size", Some("128MB"), ParamRule::MinInt { min: 16, unit: Some("MB") }),
+    p("max_prepared_transactions", Some("0"), min(0)),
+    p("max_locks_per_transaction", Some("64"), min(32)),
+    p("track_commit_timestamp", Some("off"), ParamRule::Bool),
+    p("max_replication_slots", Some("10"), min(4)),
+    p("max_worker_processes", Some("8"), min(2)),
+    p("wal_log_hints", Some("on"), ParamRule::Bool),
 ];
 
 /// The controlled parameter called `name` (case-insensitive, as GUC names are).

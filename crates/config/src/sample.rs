@@ -18,13 +18,13 @@ pub struct SampleContext {
     pub hostname: String,
     /// The address the hostname resolves to (listen and connect addresses).
     pub ip: String,
-    /// PostgreSQL major version found on the machine, if any: the rewind user needs 11+, and
-    /// `password_encryption: scram-sha-256` 10+.
-    pub pg_major: Option<u32>,
+    /// The PostgreSQL found on the machine still has `wal_keep_segments` (before 13) rather than
+    /// `wal_keep_size`; the caller asks the `postgres` crate, which knows what differs by version.
+    pub wal_keep_segments: bool,
 }
 
 impl SampleContext {
-    /// Looks up the hostname and its address; `pg_major` is left for the caller to fill.
+    /// Looks up the hostname and its address; what depends on the PostgreSQL version is left for the caller.
     pub fn detect() -> Self {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -33,7 +33,7 @@ impl SampleContext {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_owned());
         let ip = resolve(&hostname).unwrap_or_else(|| "127.0.0.1".to_owned());
-        Self { hostname, ip, pg_major: None }
+        Self { hostname, ip, wal_keep_segments: false }
     }
 }
 
@@ -46,11 +46,10 @@ fn resolve(host: &str) -> Option<String> {
 /// The sample configuration as a value tree (environment applied).
 pub fn sample_tree(ctx: &SampleContext, env: &EnvMap) -> Value {
     let mut params = Map::new();
-    let pg13 = ctx.pg_major.is_none_or(|v| v >= 13);
     for p in CONTROLLED_PARAMETERS {
         let skip = match p.name {
-            "wal_keep_segments" => pg13,
-            "wal_keep_size" => !pg13,
+            "wal_keep_segments" => !ctx.wal_keep_segments,
+            "wal_keep_size" => ctx.wal_keep_segments,
             _ => false,
         };
         if let (false, Some(d)) = (skip, p.default_value()) {
@@ -59,15 +58,13 @@ pub fn sample_tree(ctx: &SampleContext, env: &EnvMap) -> Value {
     }
     params.insert("wal_level".to_owned(), json!("replica"));
 
-    let modern = ctx.pg_major.is_none_or(|v| v >= 10);
-    let method = if modern { "scram-sha-256" } else { "md5" };
-    let mut auth = json!({
+    // Every supported major (12+) has scram-sha-256 and a rewind role with the grants pg_rewind needs.
+    let method = "scram-sha-256";
+    let auth = json!({
         "replication": {"username": "replicator", "password": FIXME},
+        "rewind": {"username": "rewind_user", "password": FIXME},
         "superuser": {"username": "postgres", "password": FIXME},
     });
-    if ctx.pg_major.is_none_or(|v| v >= 11) {
-        auth["rewind"] = json!({"username": "rewind_user", "password": FIXME});
-    }
     let mut pg = json!({
         "authentication": auth,
         "bin_dir": "",
@@ -79,9 +76,7 @@ pub fn sample_tree(ctx: &SampleContext, env: &EnvMap) -> Value {
             format!("host replication replicator all {method}"),
         ],
     });
-    if modern {
-        pg["parameters"] = json!({"password_encryption": "scram-sha-256"});
-    }
+    pg["parameters"] = json!({"password_encryption": "scram-sha-256"});
 
     let mut tree = json!({
         "scope": FIXME,
@@ -239,7 +234,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> SampleContext {
-        SampleContext { hostname: "db1".to_owned(), ip: "10.1.2.3".to_owned(), pg_major: Some(15) }
+        SampleContext { hostname: "db1".to_owned(), ip: "10.1.2.3".to_owned(), wal_keep_segments: false }
     }
 
     #[test]
@@ -268,11 +263,15 @@ mod tests {
     }
 
     #[test]
-    fn old_postgres_gets_no_rewind_user() {
+    fn postgres_12_gets_wal_keep_segments() {
+        let params =
+            |c: &SampleContext| sample_tree(c, &EnvMap::new())["bootstrap"]["dcs"]["postgresql"]["parameters"].clone();
         let mut c = ctx();
-        c.pg_major = Some(10);
-        let tree = sample_tree(&c, &EnvMap::new());
-        assert!(tree["postgresql"]["authentication"].get("rewind").is_none());
-        assert_eq!(tree["bootstrap"]["dcs"]["postgresql"]["parameters"]["wal_keep_segments"], 8);
+        assert_eq!(params(&c)["wal_keep_size"], "128MB");
+        assert!(params(&c).get("wal_keep_segments").is_none());
+        c.wal_keep_segments = true;
+        assert_eq!(params(&c)["wal_keep_segments"], 8);
+        assert!(params(&c).get("wal_keep_size").is_none());
+        assert!(sample_tree(&c, &EnvMap::new())["postgresql"]["authentication"].get("rewind").is_some());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::command::Cmd;
 use crate::error::{Error, Result};
+pub use crate::version::PgVersion;
 
 /// The programs the agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +120,11 @@ impl Binaries {
         let out = self.cmd(Tool::Postgres)?.arg("--version").timeout(Duration::from_secs(30)).run().await?;
         PgVersion::parse_version_output(&out.stdout)
     }
+
+    /// [`Self::version`], refused with [`Error::UnsupportedVersion`] when older than the oldest supported major.
+    pub async fn supported_version(&self) -> Result<PgVersion> {
+        self.version().await?.require_supported()
+    }
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -126,117 +132,9 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
-/// A PostgreSQL version as Patroni compares them: `15.18` is 150018, `9.6.24` is 90624.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PgVersion(pub u32);
-
-impl PgVersion {
-    /// Major version as shown to people: 15, 9.6 → 906.
-    pub fn major(self) -> u32 {
-        if self.0 >= 100000 {
-            self.0 / 10000
-        } else {
-            self.0 / 100
-        }
-    }
-
-    /// Major version in the `PG_VERSION` file format (`15`, `9.6`).
-    pub fn major_string(self) -> String {
-        if self.0 >= 100000 {
-            (self.0 / 10000).to_string()
-        } else {
-            format!("{}.{}", self.0 / 10000, (self.0 / 100) % 100)
-        }
-    }
-
-    /// The version number for the first release of this major (`150000`).
-    pub fn major_num(self) -> u32 {
-        if self.0 >= 100000 {
-            self.0 / 10000 * 10000
-        } else {
-            self.0 / 100 * 100
-        }
-    }
-
-    /// Parses `15.18`, `16beta1`, `9.6.24`, `17devel`.
-    pub fn parse(text: &str) -> Result<Self> {
-        let bad = || Error::parse("PostgreSQL version", format!("`{text}`"));
-        let digits_end = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let mut parts = Vec::new();
-        let mut rest = text.trim();
-        loop {
-            let end = digits_end(rest);
-            if end == 0 {
-                break;
-            }
-            parts.push(rest[..end].parse::<u32>().map_err(|_| bad())?);
-            rest = &rest[end..];
-            match rest.strip_prefix('.') {
-                Some(r) => rest = r,
-                None => break,
-            }
-        }
-        let num = match parts.as_slice() {
-            [major, ..] if *major >= 10 => major * 10000 + parts.get(1).copied().unwrap_or(0),
-            [major, minor] => major * 10000 + minor * 100,
-            [major, minor, patch, ..] => major * 10000 + minor * 100 + patch,
-            _ => return Err(bad()),
-        };
-        Ok(PgVersion(num))
-    }
-
-    /// Output of `postgres --version`: `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)`.
-    pub fn parse_version_output(out: &str) -> Result<Self> {
-        let after = out
-            .split_once(')')
-            .map(|(_, rest)| rest)
-            .ok_or_else(|| Error::parse("postgres --version output", out.trim().to_string()))?;
-        let word = after
-            .split_whitespace()
-            .next()
-            .ok_or_else(|| Error::parse("postgres --version output", out.trim().to_string()))?;
-        Self::parse(word)
-    }
-
-    /// Reads `PG_VERSION` of a data directory: the major version it was created with.
-    pub fn from_data_dir(data_dir: &Path) -> Result<Self> {
-        let path = data_dir.join("PG_VERSION");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let v = Self::parse(text.trim())?;
-        Ok(PgVersion(v.major_num()))
-    }
-}
-
-impl fmt::Display for PgVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 >= 100000 {
-            write!(f, "{}.{}", self.0 / 10000, self.0 % 10000)
-        } else {
-            write!(f, "{}.{}.{}", self.0 / 10000, (self.0 / 100) % 100, self.0 % 100)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions() {
-        let v = PgVersion::parse_version_output("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n").unwrap();
-        assert_eq!(v, PgVersion(150018));
-        assert_eq!(v.major(), 15);
-        assert_eq!(v.major_string(), "15");
-        assert_eq!(v.to_string(), "15.18");
-        assert_eq!(PgVersion::parse("16beta1").unwrap(), PgVersion(160000));
-        assert_eq!(PgVersion::parse("17devel").unwrap(), PgVersion(170000));
-        let old = PgVersion::parse("9.6.24").unwrap();
-        assert_eq!(old, PgVersion(90624));
-        assert_eq!(old.major_string(), "9.6");
-        assert_eq!(old.to_string(), "9.6.24");
-        assert!(PgVersion::parse("abc").is_err());
-        assert!(PgVersion::parse_version_output("garbage").is_err());
-    }
 
     #[test]
     fn bin_dir_and_overrides() {

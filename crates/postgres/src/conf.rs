@@ -39,13 +39,15 @@ pub struct RecoverySettings {
 impl RecoverySettings {
     /// PgSettings for a replica following `primary` (or only restoring from archive when `None`). Recovery targets
     /// from `recovery_conf` are dropped and blanked: a target in an included file would make a standby pause,
-    /// promote or shut down on its own.
+    /// promote or shut down on its own. (`version` is the server's; every supported major reads these settings
+    /// from postgresql.conf, so the same ones apply to all.)
     pub fn follow(
         primary: Option<ConnParams>,
         slot_name: Option<String>,
         recovery_conf: &Parameters,
         version: PgVersion,
     ) -> Self {
+        let features = version.features();
         let mut parameters: Parameters = recovery_conf
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
@@ -54,19 +56,18 @@ impl RecoverySettings {
                     && k != "primary_conninfo"
                     && k != "primary_slot_name"
                     && k != "standby_mode"
+                    && features.has_parameter(k)
             })
             .collect();
         parameters.insert("recovery_target_timeline".into(), "latest".into());
-        if version.0 >= 120000 {
-            for k in [
-                "recovery_target",
-                "recovery_target_name",
-                "recovery_target_time",
-                "recovery_target_xid",
-                "recovery_target_lsn",
-            ] {
-                parameters.insert(k.into(), String::new());
-            }
+        for k in [
+            "recovery_target",
+            "recovery_target_name",
+            "recovery_target_time",
+            "recovery_target_xid",
+            "recovery_target_lsn",
+        ] {
+            parameters.insert(k.into(), String::new());
         }
         RecoverySettings {
             standby: true,
@@ -101,21 +102,14 @@ pub fn primary_conninfo(
 ) -> ConnParams {
     let mut p = ConnParams::for_role(host, port, "postgres", replication);
     p.set("application_name", application_name);
-    let mut default = |k: &str, v: &str| {
+    let features = version.features();
+    for (k, v) in features.primary_conninfo_defaults() {
         if p.get(k).is_none() {
             p.set(k, v);
         }
-    };
-    default("sslmode", "prefer");
-    if version.0 >= 120000 {
-        default("gssencmode", "prefer");
     }
-    if version.0 >= 130000 {
-        default("channel_binding", "prefer");
-    }
-    if version.0 >= 170000 {
-        default("sslnegotiation", "postgres");
-    }
+    // The server's WAL receiver rejects a conninfo with a keyword its libpq does not know.
+    p.retain_keywords(|k| features.conninfo_keyword_supported(k));
     p
 }
 

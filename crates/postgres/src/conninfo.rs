@@ -71,6 +71,11 @@ impl ConnParams {
         self.0.remove(key)
     }
 
+    /// Keeps only the keywords `keep` accepts.
+    pub fn retain_keywords(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|k, _| keep(k));
+    }
+
     /// Host/port plus a role's user, password and SSL options.
     pub fn for_role(host: &str, port: u16, dbname: &str, creds: &Credentials) -> Self {
         let mut p = ConnParams::new();

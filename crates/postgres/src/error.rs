@@ -45,6 +45,9 @@ pub enum Error {
 
     #[error("{0}")]
     State(String),
+
+    #[error("PostgreSQL {found} is not supported: patroni-rs runs PostgreSQL {oldest} and newer")]
+    UnsupportedVersion { found: String, oldest: u32 },
 }
 
 /// tokio-postgres prints only "db error"; the server's message (and SQLSTATE) is what the operator needs.

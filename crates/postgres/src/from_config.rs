@@ -57,23 +57,7 @@ impl PgSettings {
         let listen = pg.listen.clone().ok_or_else(|| Error::Config("postgresql.listen is not set".into()))?;
         let data_dir = pg.data_dir.clone().ok_or_else(|| Error::Config("postgresql.data_dir is not set".into()))?;
         let mut s = PgSettings::new(name, scope, PathBuf::from(&data_dir), &listen);
-        let mut bin_name = BTreeMap::new();
-        if let Some(b) = &pg.bin_name {
-            for (k, v) in [
-                ("pg_ctl", &b.pg_ctl),
-                ("initdb", &b.initdb),
-                ("pg_controldata", &b.pg_controldata),
-                ("pg_basebackup", &b.pg_basebackup),
-                ("postgres", &b.postgres),
-                ("pg_isready", &b.pg_isready),
-                ("pg_rewind", &b.pg_rewind),
-            ] {
-                if let Some(v) = v {
-                    bin_name.insert(k.to_string(), v.clone());
-                }
-            }
-        }
-        s.binaries = Binaries::new(pg.bin_dir.as_ref().map(PathBuf::from), &bin_name)?;
+        s.binaries = Binaries::from_config(pg)?;
         s.config_dir = pg.config_dir.as_ref().filter(|d| !d.is_empty()).map(PathBuf::from);
         if let Some(base) = &pg.config_base_name {
             s.config_base_name = base.clone();
@@ -178,6 +162,29 @@ impl BootstrapSettings {
             post_bootstrap: b.post_bootstrap_script().map(str::to_string),
             ..BootstrapSettings::initdb(Vec::new())
         })
+    }
+}
+
+impl Binaries {
+    /// The programs `postgresql.bin_dir` and `postgresql.bin_name` name.
+    pub fn from_config(pg: &PostgresqlConfig) -> Result<Binaries> {
+        let mut bin_name = BTreeMap::new();
+        if let Some(b) = &pg.bin_name {
+            for (k, v) in [
+                ("pg_ctl", &b.pg_ctl),
+                ("initdb", &b.initdb),
+                ("pg_controldata", &b.pg_controldata),
+                ("pg_basebackup", &b.pg_basebackup),
+                ("postgres", &b.postgres),
+                ("pg_isready", &b.pg_isready),
+                ("pg_rewind", &b.pg_rewind),
+            ] {
+                if let Some(v) = v {
+                    bin_name.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+        Binaries::new(pg.bin_dir.as_ref().map(PathBuf::from), &bin_name)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::conninfo::ConnParams;
 use crate::error::{Error, Result};
 use crate::parameters::CONTROLLED_NAMES;
 use crate::query::Db;
+use crate::version::PgVersion;
 
 /// Placeholder Patroni writes where only the operator knows the value.
 pub const NO_VALUE: &str = "#FIXME";
@@ -29,7 +30,7 @@ const LOCAL_PARAMS: &[&str] = &[
 ];
 
 const HBA_TYPES: &[&str] = &["local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"];
-const HBA_TYPES_16: &[&str] = &["include", "include_if_exists", "include_dir"];
+const HBA_INCLUDES: &[&str] = &["include", "include_if_exists", "include_dir"];
 
 /// libpq environment variables consulted for what the DSN leaves out, as libpq itself would.
 const ENV_FALLBACKS: &[(&str, &str)] = &[
@@ -66,6 +67,12 @@ const SUPERUSER_KEYS: &[&str] = &[
 /// PostgreSQL that `dsn` connects to as a superuser. `connect_host` is this host's address for
 /// `postgresql.connect_address`.
 pub async fn generate_config(dsn: &str, connect_host: &str) -> Result<Value> {
+    Ok(generate_config_and_version(dsn, connect_host).await?.0)
+}
+
+/// [`generate_config`], with the server's version (what the rest of the generated sample depends on). A server
+/// older than the oldest supported major is refused.
+pub async fn generate_config_and_version(dsn: &str, connect_host: &str) -> Result<(Value, PgVersion)> {
     let mut params = if dsn.trim().is_empty() {
         ConnParams::new()
     } else {
@@ -94,7 +101,8 @@ pub async fn generate_config(dsn: &str, connect_host: &str) -> Result<Value> {
     if !is_super {
         return Err(Error::State("The provided user does not have superuser privilege".into()));
     }
-    let version = db.server_version().await?;
+    let version = PgVersion(db.server_version().await?).require_supported()?;
+    let features = version.features();
     let required: Vec<String> = ["hba_file", "ident_file", "config_file", "data_directory"]
         .iter()
         .map(|s| s.to_string())
@@ -159,8 +167,11 @@ pub async fn generate_config(dsn: &str, connect_host: &str) -> Result<Value> {
     let hba_default = data.join("pg_hba.conf").display().to_string();
     if local.get("hba_file").and_then(Value::as_str) == Some(hba_default.as_str()) {
         let lines = read_conf_lines(Path::new(&hba_default))?;
-        let types: Vec<&str> =
-            HBA_TYPES.iter().chain(if version >= 160000 { HBA_TYPES_16 } else { &[] }).copied().collect();
+        let types: Vec<&str> = HBA_TYPES
+            .iter()
+            .chain(if features.hba_include_directives() { HBA_INCLUDES } else { &[] })
+            .copied()
+            .collect();
         let hba: Vec<Value> = lines
             .into_iter()
             .filter(|l| l.split_whitespace().next().is_some_and(|t| types.contains(&t)))
@@ -190,7 +201,7 @@ pub async fn generate_config(dsn: &str, connect_host: &str) -> Result<Value> {
     }
     out.insert("bootstrap".into(), json!({"dcs": {"postgresql": {"parameters": dynamic}}}));
     out.insert("postgresql".into(), Value::Object(postgresql));
-    Ok(Value::Object(out))
+    Ok((Value::Object(out), version))
 }
 
 fn read_conf_lines(path: &Path) -> Result<Vec<String>> {

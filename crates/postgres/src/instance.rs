@@ -16,6 +16,7 @@ use crate::parameters::{command_line_options, server_parameters, split_listen, P
 use crate::postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
 use crate::query::{ClusterInfo, Db, PendingRestart};
 pub use crate::settings::{slot_name_from_member_name, PgSettings, ProcessState, ReplicaMethod, Role};
+use crate::version::Features;
 
 /// What a configuration change did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -49,9 +50,10 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Reads the server version from the binaries (`postgres --version`); fails clearly when they are missing.
+    /// Reads the server version from the binaries (`postgres --version`); fails clearly when they are missing or
+    /// older than the oldest supported major.
     pub async fn new(settings: PgSettings) -> Result<Self> {
-        let version = settings.binaries.version().await?;
+        let version = settings.binaries.supported_version().await?;
         Ok(Self::with_version(settings, version))
     }
 
@@ -81,6 +83,11 @@ impl Postgres {
 
     pub fn version(&self) -> PgVersion {
         self.version
+    }
+
+    /// What the server's major version can do: the one thing to ask instead of comparing versions.
+    pub fn features(&self) -> Features {
+        self.version.features()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -252,7 +259,7 @@ impl Postgres {
 
     /// Everything the HA loop needs this cycle.
     pub async fn cluster_info(&self) -> Result<ClusterInfo> {
-        let r = self.db().await?.cluster_info().await;
+        let r = self.db().await?.cluster_info(self.features()).await;
         if r.is_err() {
             self.drop_connection().await;
         }
@@ -452,16 +459,7 @@ impl Postgres {
             params.insert("hot_standby".into(), "off".into());
         }
         let Ok(control) = self.controldata().await else { return params };
-        let mut recorded = vec![
-            ("max_connections", "max_connections setting"),
-            ("max_prepared_transactions", "max_prepared_xacts setting"),
-            ("max_locks_per_transaction", "max_locks_per_xact setting"),
-            ("max_worker_processes", "max_worker_processes setting"),
-        ];
-        if self.version.0 >= 120000 {
-            recorded.push(("max_wal_senders", "max_wal_senders setting"));
-        }
-        for (name, line) in recorded {
+        for &(name, line) in self.features().controldata_settings() {
             let Some(theirs) = control.raw.get(line).and_then(|v| v.trim().parse::<i64>().ok()) else {
                 tracing::warn!("{line} is missing from pg_controldata output");
                 continue;
@@ -698,6 +696,29 @@ impl Postgres {
     /// primary with its own slot name and `restore_command`). Nothing happens when they are already in effect.
     pub async fn follow_with(&mut self, recovery: RecoverySettings) -> Result<StartOutcome> {
         self.run_in_recovery_as(recovery, Role::Replica).await
+    }
+
+    /// Whether going from the recovery settings in effect to `wanted` takes a restart: some of the changed
+    /// settings are not applied by a reload on this major (e.g. `primary_conninfo` before 13).
+    pub(crate) fn recovery_change_needs_restart(&self, wanted: &RecoverySettings) -> bool {
+        let features = self.features();
+        let Some(current) = self.recovery.as_ref() else {
+            // Settings in effect unknown (adopted server): whatever is wanted may be a change.
+            return ["primary_conninfo", "primary_slot_name"]
+                .into_iter()
+                .chain(wanted.parameters.keys().map(String::as_str))
+                .any(|name| !features.recovery_parameter_reloadable(name));
+        };
+        let mut changed: Vec<&str> = Vec::new();
+        if current.primary_conninfo != wanted.primary_conninfo {
+            changed.push("primary_conninfo");
+        }
+        if current.primary_slot_name != wanted.primary_slot_name {
+            changed.push("primary_slot_name");
+        }
+        let names = current.parameters.keys().chain(wanted.parameters.keys());
+        changed.extend(names.filter(|n| current.parameters.get(*n) != wanted.parameters.get(*n)).map(String::as_str));
+        changed.iter().any(|name| !features.recovery_parameter_reloadable(name))
     }
 
     /// Moves the data directory aside as `<data_dir>_<YYYY-MM-DD-HH-MM-SS>`: failed bootstraps and replicas that

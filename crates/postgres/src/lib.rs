@@ -52,6 +52,7 @@ pub mod rewind;
 pub mod settings;
 pub mod standby;
 mod tls;
+pub mod version;
 
 pub use binaries::{Binaries, PgVersion, Tool};
 pub use bootstrap::{BootstrapMethod, BootstrapSettings, CustomBootstrap};
@@ -70,3 +71,4 @@ pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalRec
 pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
 pub use settings::{PgSettings, ProcessState, ReplicaMethod, Role};
 pub use tls::connect_with_sslmode;
+pub use version::{Features, RewindRestore, WalKeep, OLDEST_SUPPORTED_MAJOR};

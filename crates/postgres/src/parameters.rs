@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::binaries::PgVersion;
+use crate::version::WalKeep;
 
 /// GUC name (lower case) → value as written to `postgresql.conf`.
 pub type Parameters = BTreeMap<String, String>;
@@ -24,22 +25,23 @@ enum Check {
 /// Parameters that must be equal cluster-wide or that Patroni needs; they are passed on the postmaster command line
 /// so that neither `postgresql.auto.conf` nor an included file can override them. Users change them only through
 /// the dynamic configuration; invalid values fall back to the default.
-const CONTROLLED: &[(&str, Option<&str>, Check, u32)] = &[
-    ("listen_addresses", None, Check::Never, 90100),
-    ("port", None, Check::Never, 90100),
-    ("cluster_name", None, Check::Never, 90500),
-    ("wal_level", Some("hot_standby"), Check::WalLevel, 90100),
-    ("hot_standby", Some("on"), Check::AlwaysOn, 90100),
-    ("max_connections", Some("100"), Check::IntMin(25), 90100),
-    ("max_wal_senders", Some("10"), Check::IntMin(3), 90100),
-    ("wal_keep_segments", Some("8"), Check::IntMin(1), 90100),
-    ("wal_keep_size", Some("128MB"), Check::SizeMinMb(16), 130000),
-    ("max_prepared_transactions", Some("0"), Check::IntMin(0), 90100),
-    ("max_locks_per_transaction", Some("64"), Check::IntMin(32), 90100),
-    ("track_commit_timestamp", Some("off"), Check::Bool, 90500),
-    ("max_replication_slots", Some("10"), Check::IntMin(4), 90400),
-    ("max_worker_processes", Some("8"), Check::IntMin(2), 90400),
-    ("wal_log_hints", Some("on"), Check::Bool, 90400),
+/// (Which of them a given major has is [`crate::version::Features::has_parameter`]'s business.)
+const CONTROLLED: &[(&str, Option<&str>, Check)] = &[
+    ("listen_addresses", None, Check::Never),
+    ("port", None, Check::Never),
+    ("cluster_name", None, Check::Never),
+    ("wal_level", Some("hot_standby"), Check::WalLevel),
+    ("hot_standby", Some("on"), Check::AlwaysOn),
+    ("max_connections", Some("100"), Check::IntMin(25)),
+    ("max_wal_senders", Some("10"), Check::IntMin(3)),
+    ("wal_keep_segments", Some("8"), Check::IntMin(1)),
+    ("wal_keep_size", Some("128MB"), Check::SizeMinMb(16)),
+    ("max_prepared_transactions", Some("0"), Check::IntMin(0)),
+    ("max_locks_per_transaction", Some("64"), Check::IntMin(32)),
+    ("track_commit_timestamp", Some("off"), Check::Bool),
+    ("max_replication_slots", Some("10"), Check::IntMin(4)),
+    ("max_worker_processes", Some("8"), Check::IntMin(2)),
+    ("wal_log_hints", Some("on"), Check::Bool),
 ];
 
 /// PgSettings that belong to recovery (`recovery.conf` before v12); Patroni manages them separately.
@@ -91,7 +93,7 @@ pub fn is_recovery_parameter(name: &str) -> bool {
     RECOVERY_PARAMETERS.contains(&name.to_ascii_lowercase().as_str())
 }
 
-fn controlled(name: &str) -> Option<&'static (&'static str, Option<&'static str>, Check, u32)> {
+fn controlled(name: &str) -> Option<&'static (&'static str, Option<&'static str>, Check)> {
     CONTROLLED.iter().find(|(n, ..)| n.eq_ignore_ascii_case(name))
 }
 
@@ -159,7 +161,7 @@ pub fn effective_parameters(dynamic: &Parameters, local: &Parameters) -> Paramet
             None => {
                 out.insert(name, value);
             }
-            Some((_, default, check, _)) => {
+            Some((_, default, check)) => {
                 if valid(*check, &value) {
                     out.insert(name, value.trim().to_string());
                 } else if !matches!(check, Check::Never) {
@@ -227,20 +229,25 @@ pub fn server_parameters(
     params.insert("cluster_name".into(), scope.to_string());
 
     if let Some(level) = params.get_mut("wal_level") {
-        if version.0 >= 90600 && level.eq_ignore_ascii_case("hot_standby") {
+        // `hot_standby` is the pre-9.6 name of `replica`, still Patroni's default value.
+        if level.eq_ignore_ascii_case("hot_standby") {
             *level = "replica".into();
         }
     }
     // wal_keep_segments became wal_keep_size in v13; a typical 16MB segment makes the conversion good enough for
     // configurations shared across versions.
-    if version.0 >= 130000 {
-        let segments = params.remove("wal_keep_segments").and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(8);
-        params.entry("wal_keep_size".into()).or_insert_with(|| format!("{}MB", segments * 16));
-    } else {
-        let size = params.remove("wal_keep_size").and_then(|s| parse_size_mb(&s)).unwrap_or(128);
-        params.entry("wal_keep_segments".into()).or_insert_with(|| ((size + 8) / 16).to_string());
+    let features = version.features();
+    match features.wal_keep() {
+        WalKeep::Size => {
+            let segments = params.remove("wal_keep_segments").and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(8);
+            params.entry("wal_keep_size".into()).or_insert_with(|| format!("{}MB", segments * 16));
+        }
+        WalKeep::Segments => {
+            let size = params.remove("wal_keep_size").and_then(|s| parse_size_mb(&s)).unwrap_or(128);
+            params.entry("wal_keep_segments".into()).or_insert_with(|| ((size + 8) / 16).to_string());
+        }
     }
-    params.retain(|name, _| controlled(name).is_none_or(|(_, _, _, min)| version.0 >= *min));
+    params.retain(|name, _| features.has_parameter(name));
     for key in ["hba_file", "ident_file"] {
         if let Some(v) = params.get_mut(key) {
             *v = config_dir.join(&*v).display().to_string();

@@ -10,6 +10,7 @@ use tokio_postgres::{Client, NoTls, Row};
 use crate::conninfo::ConnParams;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::version::Features;
 
 /// One open connection; the driver task ends when the `Db` is dropped.
 pub struct Db {
@@ -140,7 +141,10 @@ pub struct PendingRestart {
     pub new_value: String,
 }
 
-const CLUSTER_INFO_SQL: &str = "
+/// The per-cycle state query for a server with `features`: everything in one round trip.
+fn cluster_info_sql(features: Features) -> String {
+    format!(
+        "
 SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
        pg_catalog.pg_postmaster_start_time() AS postmaster_start_time,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL
@@ -153,11 +157,8 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
        pg_catalog.pg_last_wal_replay_lsn() AS replayed_lsn,
        pg_catalog.pg_last_xact_replay_timestamp() AS replay_timestamp,
        CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END AS paused,
-       (SELECT pg_catalog.json_build_object('status', status, 'received_tli', received_tli,
-               'written_lsn', written_lsn::text, 'flushed_lsn', flushed_lsn::text,
-               'latest_end_lsn', latest_end_lsn::text, 'slot_name', slot_name,
-               'sender_host', sender_host, 'sender_port', sender_port, 'conninfo', conninfo)::text
-          FROM pg_catalog.pg_stat_wal_receiver) AS wal_receiver,
+       (SELECT pg_catalog.row_to_json(r)::text
+          FROM (SELECT {wal_receiver} FROM pg_catalog.pg_stat_wal_receiver) r) AS wal_receiver,
        (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('pid', pid, 'usename', usename,
                'application_name', application_name, 'client_addr', pg_catalog.host(client_addr), 'state', state,
                'sync_state', sync_state, 'sync_priority', sync_priority, 'sent_lsn', sent_lsn::text,
@@ -165,7 +166,10 @@ SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,
           FROM pg_catalog.pg_stat_replication) AS replication,
        EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart) AS pending_restart,
        pg_catalog.current_setting('server_version_num')::int AS server_version,
-       pg_catalog.current_setting('synchronous_standby_names') AS synchronous_standby_names";
+       pg_catalog.current_setting('synchronous_standby_names') AS synchronous_standby_names",
+        wal_receiver = features.wal_receiver_columns()
+    )
+}
 
 /// LSNs travel as text inside JSON (json has no pg_lsn); parse them back.
 #[derive(Deserialize)]
@@ -284,9 +288,9 @@ impl Db {
         Ok(v as u64)
     }
 
-    /// The per-cycle state query.
-    pub async fn cluster_info(&self) -> Result<ClusterInfo> {
-        let row = self.query_one(CLUSTER_INFO_SQL, &[]).await?;
+    /// The per-cycle state query, in the form the server's version (`features`) understands.
+    pub async fn cluster_info(&self, features: Features) -> Result<ClusterInfo> {
+        let row = self.query_one(&cluster_info_sql(features), &[]).await?;
         let in_recovery: bool = row.try_get("in_recovery")?;
         let wal_receiver = match row.try_get::<_, Option<String>>("wal_receiver")? {
             Some(text) => {

@@ -13,6 +13,7 @@ use crate::instance::Postgres;
 use crate::lsn::Lsn;
 use crate::parameters::command_line_options;
 use crate::query::Db;
+use crate::version::RewindRestore;
 
 /// Bound for pg_rewind and single-user recovery: they scale with the amount of changed data, not with a timeout
 /// an operator tunes, so this is a generous safety net.
@@ -359,15 +360,15 @@ impl Postgres {
             .timeout(LONG_STEP);
         // pg_rewind reads restore_command from the configuration files as they are now (a former primary's have
         // none even when recovery_conf sets one), and refuses --restore-target-wal without it.
-        let has_restore =
-            self.version.0 >= 130000 && self.guc_value("restore_command").await.is_some_and(|v| !v.is_empty());
-        if has_restore {
-            cmd = cmd.arg("--restore-target-wal");
-            if self.version.0 >= 150000
-                && self.files.postgresql_conf().parent() != Some(self.settings.data_dir.as_path())
-            {
-                // Before 15 pg_rewind only read postgresql.conf inside the data directory.
-                cmd = cmd.arg(format!("--config-file={}", self.files.postgresql_conf().display()));
+        let restore_command = self.guc_value("restore_command").await.is_some_and(|v| !v.is_empty());
+        let config_in_data_dir = self.files.postgresql_conf().parent() == Some(self.settings.data_dir.as_path());
+        match self.features().rewind_restore(restore_command, config_in_data_dir) {
+            RewindRestore::No => {}
+            RewindRestore::RestoreTargetWal => cmd = cmd.arg("--restore-target-wal"),
+            RewindRestore::RestoreTargetWalWithConfigFile => {
+                cmd = cmd
+                    .arg("--restore-target-wal")
+                    .arg(format!("--config-file={}", self.files.postgresql_conf().display()));
             }
         }
         if pgpass {

@@ -150,7 +150,7 @@ impl Postgres {
             }
             return Ok(StartOutcome::Ready);
         }
-        if before == Role::Primary || self.version.0 < 130000 {
+        if before == Role::Primary || self.recovery_change_needs_restart(&recovery) {
             self.stop_inner(crate::StopMode::Fast, None).await?;
             let outcome = self.start_inner(Some(recovery), false, None).await?;
             self.role = role;

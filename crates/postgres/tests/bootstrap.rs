@@ -14,6 +14,7 @@ async fn failed_custom_bootstrap_is_moved_aside_and_a_good_one_works() {
         return;
     }
     init_logging();
+    let bin = bin_dir();
     let (dir, _leftovers) = test_dir();
     let args = dir.join("bootstrap-args");
     let failing = write_script(
@@ -58,14 +59,14 @@ async fn failed_custom_bootstrap_is_moved_aside_and_a_good_one_works() {
         &dir.join("clone.sh"),
         &format!(
             "for a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
-             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {} -U replicator\n",
+             PGPASSWORD={REPL_PASSWORD} {bin}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {} -U replicator\n",
             source.port()
         ),
     );
     let post = write_script(
         &dir.join("post.sh"),
         &format!(
-            "echo \"$1\" > {0}\necho \"$PGPASSFILE\" >> {0}\n{BIN_DIR}/psql \"$1\" -Atc 'select 42' >> {0}\n",
+            "echo \"$1\" > {0}\necho \"$PGPASSFILE\" >> {0}\n{bin}/psql \"$1\" -Atc 'select 42' >> {0}\n",
             post_log.display()
         ),
     );
@@ -102,13 +103,14 @@ async fn custom_bootstrap_with_recovery_conf_promotes_at_target() {
         return;
     }
     init_logging();
+    let bin = bin_dir();
     let (dir, _leftovers) = test_dir();
     let source = bootstrap_primary(&dir, "source").await;
     let clone = write_script(
         &dir.join("clone.sh"),
         &format!(
             "for a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
-             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {} -U replicator\n",
+             PGPASSWORD={REPL_PASSWORD} {bin}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {} -U replicator\n",
             source.port()
         ),
     );
@@ -142,6 +144,7 @@ async fn custom_bootstrap_keeps_existing_recovery_conf_and_no_params() {
         return;
     }
     init_logging();
+    let bin = bin_dir();
     let (dir, _leftovers) = test_dir();
     let source = bootstrap_primary(&dir, "source").await;
     let s = settings(&dir, "node1");
@@ -152,7 +155,7 @@ async fn custom_bootstrap_keeps_existing_recovery_conf_and_no_params() {
         &dir.join("restore.sh"),
         &format!(
             "echo $# > {argc}\nd={data}\n\
-             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {port} -U replicator\n\
+             PGPASSWORD={REPL_PASSWORD} {bin}/pg_basebackup -D $d -X stream -h 127.0.0.1 -p {port} -U replicator\n\
              touch $d/recovery.signal\n\
              printf \"restore_command = 'false'\\nrecovery_target = 'immediate'\\nrecovery_target_action = 'promote'\\n\" \
              >> $d/postgresql.auto.conf\n",
@@ -188,6 +191,7 @@ async fn custom_bootstrap_creates_the_data_directory_itself() {
         return;
     }
     init_logging();
+    let bin = bin_dir();
     let (dir, _leftovers) = test_dir();
     let source = bootstrap_primary(&dir, "source").await;
     let restore = write_script(
@@ -196,7 +200,7 @@ async fn custom_bootstrap_creates_the_data_directory_itself() {
             "for a in \"$@\"; do case $a in --datadir=*) d=${{a#--datadir=}};; esac; done\n\
              if [ -e \"$d\" ]; then echo \"$d already exists\" >&2; exit 3; fi\n\
              mkdir -m 0755 \"$d\"\n\
-             PGPASSWORD={REPL_PASSWORD} {BIN_DIR}/pg_basebackup -D \"$d\" -X stream -h 127.0.0.1 -p {} -U replicator\n",
+             PGPASSWORD={REPL_PASSWORD} {bin}/pg_basebackup -D \"$d\" -X stream -h 127.0.0.1 -p {} -U replicator\n",
             source.port()
         ),
     );

@@ -87,7 +87,7 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
 
     // pg_rewind itself failing (a stand-in that exits 1) keeps the data unless configured otherwise.
     let fakebin = dir.create_dir("fakebin", 0o755).unwrap();
-    for e in std::fs::read_dir(BIN_DIR).unwrap() {
+    for e in std::fs::read_dir(bin_dir()).unwrap() {
         let e = e.unwrap();
         if e.file_name() != "pg_rewind" {
             std::os::unix::fs::symlink(e.path(), fakebin.join(e.file_name())).unwrap();

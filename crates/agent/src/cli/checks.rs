@@ -1,9 +1,10 @@
 //! Checks `--validate-config` makes against this machine, as Patroni's validator does: the PostgreSQL
-//! binaries are there, the data directory is empty or a data directory of the same major version, and the
+//! binaries are there and of a supported major version, the data directory is empty or a data directory of the same major version, and the
 //! listen ports are free. Ports are tested by binding, never by connecting, so nothing is sent anywhere.
 
 use patroni_config::{split_host_port, split_listen, Config, Diagnostic};
 use patroni_postgres::binaries::{Binaries, Tool};
+use patroni_postgres::PgVersion;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -73,16 +74,12 @@ fn check_data_dir(config: &Config, bins: Option<&Binaries>, out: &mut Vec<Diagno
         return;
     };
     let version = version.trim().to_owned();
-    let wal = if version.parse::<f64>().is_ok_and(|v| v >= 10.0) { "pg_wal" } else { "pg_xlog" };
+    let wal = PgVersion::parse(&version).map(PgVersion::wal_dir_name).unwrap_or("pg_wal");
     if !dir.join(wal).is_dir() {
         out.push(diag(path, format!("data dir for the cluster is not empty, but doesn't contain \"{wal}\" directory")));
         return;
     }
-    let installed = bins.and_then(|b| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-        rt.block_on(b.version()).ok()
-    });
-    if let Some(v) = installed {
+    if let Some(v) = installed_version(bins) {
         if v.major_string() != version {
             out.push(diag(
                 path,
@@ -92,6 +89,24 @@ fn check_data_dir(config: &Config, bins: Option<&Binaries>, out: &mut Vec<Diagno
                 ),
             ));
         }
+    }
+}
+
+/// `postgres --version` of the configured binaries, when they run.
+fn installed_version(bins: Option<&Binaries>) -> Option<PgVersion> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(bins?.version()).ok()
+}
+
+/// The binaries must be a supported major: `patroni` refuses to start on older ones.
+fn check_version(config: &Config, bins: Option<&Binaries>, out: &mut Vec<Diagnostic>) {
+    let Some(version) = installed_version(bins) else { return };
+    if let Err(e) = version.require_supported() {
+        let path = match config.postgresql.bin_dir.as_deref() {
+            Some(d) if !d.is_empty() => "postgresql.bin_dir",
+            _ => "postgresql.bin_name.postgres",
+        };
+        out.push(diag(path, e.to_string()));
     }
 }
 
@@ -125,6 +140,7 @@ pub fn machine_checks(config: &Config, check_ports_in_use: bool) -> Vec<Diagnost
         Some(b) => check_binaries(config, b, &mut out),
         None => out.push(diag("postgresql.bin_name", "names an unknown program")),
     }
+    check_version(config, bins.as_ref(), &mut out);
     check_data_dir(config, bins.as_ref(), &mut out);
     if check_ports_in_use {
         check_ports(config, &mut out);

@@ -119,11 +119,7 @@ pub(crate) fn conn_host_port(conn_url: &str) -> (Option<String>, u16) {
 
 /// `140008` → `14.8`, `90624` → `9.6.24`.
 pub(crate) fn format_pg_version(v: u64) -> String {
-    if v < 100000 {
-        format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)
-    } else {
-        format!("{}.{}", v / 10000, v % 100)
-    }
+    patroni_postgres::PgVersion(u32::try_from(v).unwrap_or(u32::MAX)).to_string()
 }
 
 pub async fn version(ctl: &Ctl, name: Option<String>, member_names: Vec<String>, group: Option<u32>) -> CtlResult<()> {

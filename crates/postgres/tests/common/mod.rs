@@ -4,13 +4,24 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use patroni_postgres::{Binaries, BootstrapSettings, ConnParams, Credentials, Db, PgSettings, Postgres};
+use patroni_postgres::{Binaries, BootstrapSettings, ConnParams, Credentials, Db, PgSettings, PgVersion, Postgres};
 use patroni_testkit::TestDir;
 
-pub const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 pub const SU_PASSWORD: &str = "su-secret";
 pub const REPL_PASSWORD: &str = "rep-secret";
 pub const REWIND_PASSWORD: &str = "rw-secret";
+
+/// The PostgreSQL binaries under test: `$PG_BIN_DIR`, else the newest under /usr/lib/postgresql (15 on the image).
+pub fn bin_dir() -> String {
+    patroni_testkit::pg_bin_dir().expect("PostgreSQL binaries").display().to_string()
+}
+
+/// The server version of the binaries under test.
+pub fn pg_version() -> PgVersion {
+    let run = std::process::Command::new(Path::new(&bin_dir()).join("postgres")).arg("--version").output();
+    let out = run.expect("postgres --version");
+    PgVersion::parse_version_output(&String::from_utf8_lossy(&out.stdout)).expect("a version")
+}
 
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
@@ -20,7 +31,7 @@ pub fn init_logging() {
 pub fn settings(dir: &TestDir, name: &str) -> PgSettings {
     let port = patroni_testkit::free_port();
     let mut s = PgSettings::new(name, "demo", dir.join(name), &format!("127.0.0.1:{port}"));
-    s.binaries = Binaries::in_dir(BIN_DIR);
+    s.binaries = Binaries::in_dir(bin_dir());
     s.pgpass = dir.join(format!("pgpass-{name}"));
     s.superuser = Credentials::new("postgres", Some(SU_PASSWORD));
     s.replication = Credentials::new("replicator", Some(REPL_PASSWORD));
