@@ -113,6 +113,16 @@ impl<N: Node> Runtime<N> {
             Action::CancelInitialize => {
                 dcs.cancel_initialization().await.map_err(|e| Failure::dcs("cancel initialization", e))?
             }
+            Action::Bootstrap | Action::Promote | Action::StartPrimary if self.dynamic.is_standby_cluster() => {
+                // The second line behind the core: nothing in a standby cluster is made writable.
+                return Err(Failure::Failed(format!(
+                    "refusing {action:?}: standby_cluster is set in the dynamic configuration (remove it to promote \
+                     the cluster)"
+                )));
+            }
+            Action::BootstrapStandby | Action::StartStandbyLeader | Action::FollowRemote | Action::DemoteCluster => {
+                self.execute_standby(action, cluster).await?
+            }
             Action::Bootstrap => {
                 let node = self.node.clone();
                 self.spawn_long(Busy::Bootstrapping, async move { node.bootstrap().await });

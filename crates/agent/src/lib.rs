@@ -24,4 +24,5 @@ pub mod rest_control;
 pub mod rest_status;
 pub mod runtime;
 pub mod slots;
+mod standby;
 pub mod watchdog;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::member::LocalDetails;
+pub use patroni_postgres::standby::RemotePrimary;
 
 /// Another member to stream or copy from: its name and the `conn_url` it publishes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,4 +102,14 @@ pub trait Node: Send + Sync + 'static {
     ) -> NodeResult<()> {
         Ok(())
     }
+
+    /// Standby cluster: clone the empty data directory from the remote primary (with `create_replica_methods`),
+    /// then start it as the standby leader.
+    async fn bootstrap_standby(&self, remote: &RemotePrimary) -> NodeResult<()>;
+    /// Standby cluster: run PostgreSQL in recovery following the remote primary, as the standby leader (started
+    /// when down, reloaded or restarted when its recovery settings changed, left alone otherwise).
+    async fn follow_remote(&self, remote: &RemotePrimary) -> NodeResult<()>;
+    /// A primary whose cluster became a standby cluster: stop it (fast), archive the WAL file with the shutdown
+    /// checkpoint, and start it as the standby leader. Returns the shutdown checkpoint's position.
+    async fn demote_cluster(&self, remote: &RemotePrimary) -> NodeResult<Option<u64>>;
 }

@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::member::LocalDetails;
-use crate::node::{Node, NodeError, NodeResult, Stop, Upstream};
+use crate::node::{Node, NodeError, NodeResult, RemotePrimary, Stop, Upstream};
 
 pub struct PgNode {
     pub(crate) pg: Mutex<Postgres>,
@@ -256,7 +256,11 @@ impl PgNode {
                 Ok(info) => {
                     self.probe.set_params(pg.local_conn_params());
                     local.process = Process::Running;
-                    local.role = if info.in_recovery { PgRole::Replica } else { PgRole::Primary };
+                    local.role = match (info.in_recovery, pg.role()) {
+                        (false, _) => PgRole::Primary,
+                        (true, PgRole_::StandbyLeader) => PgRole::StandbyLeader,
+                        (true, _) => PgRole::Replica,
+                    };
                     if !info.in_recovery {
                         self.was_primary.store(true, Ordering::Relaxed);
                     }
@@ -526,6 +530,60 @@ impl Node for PgNode {
 
     async fn ensure_slots(&self, members: &[String]) -> NodeResult<()> {
         self.create_slots(members, true).await
+    }
+
+    async fn bootstrap_standby(&self, remote: &RemotePrimary) -> NodeResult<()> {
+        let source = remote.conn_params();
+        let mut pg = self.pg.lock().await;
+        self.set_sysid(None);
+        let method = pg.create_replica_using(source.as_ref(), &remote.create_replica_methods).await.map_err(err)?;
+        info!("bootstrapped clone from remote member with {method}");
+        let recovery = pg.standby_leader_settings(remote);
+        pg.run_in_recovery_as(recovery, PgRole_::StandbyLeader).await.map_err(err)?;
+        self.set_following(None);
+        Ok(())
+    }
+
+    async fn follow_remote(&self, remote: &RemotePrimary) -> NodeResult<()> {
+        let mut pg = self.pg.lock().await;
+        if pg.crashed().is_some() {
+            tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
+        }
+        if self.was_primary.load(Ordering::Relaxed) {
+            // A former primary may hold WAL the remote primary never had: check (and rewind) before it streams.
+            if let Some(src) = remote.conn_params() {
+                if pg.is_running() {
+                    pg.stop(StopMode::Fast).await.map_err(err)?;
+                }
+                match pg.rewind_or_reinit(&src).await {
+                    Ok(outcome) => {
+                        info!("before following the remote primary: {outcome:?}");
+                        self.was_primary.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => warn!("could not check for diverged timelines against the remote primary: {e}"),
+                }
+            }
+        }
+        let recovery = pg.standby_leader_settings(remote);
+        pg.run_in_recovery_as(recovery, PgRole_::StandbyLeader).await.map_err(err)?;
+        self.set_following(None);
+        Ok(())
+    }
+
+    async fn demote_cluster(&self, remote: &RemotePrimary) -> NodeResult<Option<u64>> {
+        let lsn = {
+            let mut pg = self.pg.lock().await;
+            if pg.is_running() {
+                pg.stop(StopMode::Fast).await.map_err(err)?;
+            }
+            if let Err(e) = pg.archive_shutdown_checkpoint_wal().await {
+                warn!("failed to archive the WAL file with the shutdown checkpoint: {e}");
+            }
+            pg.controldata().await.ok().map(|cd| cd.checkpoint_location.0)
+        };
+        self.was_primary.store(true, Ordering::Relaxed);
+        self.follow_remote(remote).await?;
+        Ok(lsn)
     }
 
     async fn prepare_slots(&self, members: &[String]) -> NodeResult<()> {

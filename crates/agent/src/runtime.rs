@@ -308,6 +308,10 @@ impl<N: Node> Runtime<N> {
             }
             (local, details) = self.observe().await;
         }
+        if crate::standby::role_changed_inline(&plan, &local) {
+            // The role is published as it is now (Patroni sets it the moment it changes), not a loop later.
+            (local, details) = self.observe().await;
+        }
         crate::logging::heartbeat(&plan.status);
         // Member, permanent and logical slots, as the slot plan of `patroni_ha::slots` says.
         self.sync_slots(cluster.as_ref(), &local).await;

@@ -51,6 +51,7 @@ pub fn ha_settings(name: &str, config: &Config, dynamic: &DynamicConfig) -> Sett
             .remove_data_directory_on_diverged_timelines
             .unwrap_or(false),
         replica_without_leader: patroni_postgres::from_config::replica_without_leader(&config.postgresql),
+        standby_cluster: dynamic.is_standby_cluster(),
         tags: crate::core_view::local_tags(&config.tags),
     }
 }

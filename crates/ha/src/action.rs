@@ -38,6 +38,20 @@ pub enum Action {
     CancelInitialize,
     /// Long: initdb (or the custom method), start PostgreSQL as primary, create roles, run post_bootstrap.
     Bootstrap,
+    /// Long, standby cluster only: make the empty data directory a copy of the remote primary named in
+    /// `standby_cluster` (with its `create_replica_methods`, e.g. a restore from backup), then start it as the
+    /// standby leader following that primary.
+    BootstrapStandby,
+    /// Long, standby cluster only: start PostgreSQL in recovery as the standby leader, following the remote primary
+    /// (`standby_cluster.host:port`, `primary_slot_name`, `restore_command`...).
+    StartStandbyLeader,
+    /// Standby cluster only: point the running PostgreSQL's recovery at the remote primary and take the role
+    /// `standby_leader` (`on_role_change` fires when the role changes). Nothing happens when all is in effect.
+    FollowRemote,
+    /// Long: a primary in a cluster that became a standby cluster: stop it (fast), archive the WAL file with the
+    /// shutdown checkpoint when archiving is on, and start it as the standby leader following the remote primary.
+    /// The leader key is kept.
+    DemoteCluster,
     /// Long: make this an empty data directory a copy of `from` (leader or `clonefrom` member).
     CreateReplica {
         from: Option<Name>,

@@ -23,7 +23,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    fn outcome(&self, pred: impl Fn(&Outcome) -> bool) -> bool {
+    pub(crate) fn outcome(&self, pred: impl Fn(&Outcome) -> bool) -> bool {
         self.outcomes.iter().any(pred)
     }
 }
@@ -40,15 +40,17 @@ pub struct Ha {
     /// The `failsafe` key as last read, for decisions while the DCS is unreachable.
     failsafe_members: Vec<Name>,
     /// Whether the last successful read showed us holding the leader key.
-    held_lock: bool,
+    pub(crate) held_lock: bool,
     /// We asked for PostgreSQL to be started after it was found down; once that start is over, whether it came up
     /// decides what next (a primary that failed to start gives the key away).
-    recovering: bool,
+    pub(crate) recovering: bool,
     /// The longest `ttl` seen since this core started: how long a failsafe heartbeat holds us back (see
     /// `failsafe_leader`).
     ttl_high: crate::time::Millis,
     /// Synchronous replication upkeep while we lead.
     sync: crate::sync::SyncTracker,
+    /// A primary is being turned into the standby leader (`DemoteCluster`): the key stays ours meanwhile.
+    pub(crate) demoting_cluster: bool,
 }
 
 impl Ha {
@@ -63,12 +65,18 @@ impl Ha {
 
     /// Decide what to do now. Pure: the same `Ha`, settings and observation always give the same plan.
     pub fn step(&mut self, s: &Settings, obs: &Observation) -> Plan {
+        // A standby cluster runs without synchronous mode, and no plan of one may make PostgreSQL writable; the
+        // watchdog is armed (or not) for what remains of the plan.
+        let effective = crate::standby::effective(s);
+        let s: &Settings = &effective;
         if let Some(plan) = crate::watchdog::activation_failed(s, obs) {
             self.held_lock = false;
+            let plan = crate::standby::never_writable(s, plan);
             return crate::watchdog::arm_or_disarm(s, obs, false, plan);
         }
         self.ttl_high = self.ttl_high.max(s.ttl);
         let plan = self.decide(s, obs);
+        let plan = crate::standby::never_writable(s, plan);
         crate::watchdog::arm_or_disarm(s, obs, self.held_lock, plan)
     }
 
@@ -95,6 +103,9 @@ impl Ha {
             }
         }
 
+        if local.busy.is_none() {
+            self.demoting_cluster = false;
+        }
         if let Some(busy) = &local.busy {
             return self.while_busy(s, cluster, obs, busy.action_text());
         }
@@ -119,7 +130,7 @@ impl Ha {
     /// A long action runs; the leader keeps its key meanwhile so nobody takes over because we are busy.
     fn while_busy(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation, doing: &str) -> Plan {
         let mut plan = Plan::status(format!("{doing} in progress"));
-        if self.held_lock && obs.local.busy != Some(crate::view::Busy::Demoting) {
+        if self.held_lock && (obs.local.busy != Some(crate::view::Busy::Demoting) || self.demoting_cluster) {
             if let Some(expired) = self.primary_start_expired(s, obs) {
                 return expired;
             }
@@ -170,7 +181,12 @@ impl Ha {
         }
         if self.won_initialize {
             if let DataDir::Initialized { sysid } = &local.data_dir {
-                if local.process.is_running() && local.role == PgRole::Primary {
+                let bootstrapped = match local.role {
+                    PgRole::Primary => true,
+                    PgRole::StandbyLeader => s.standby_cluster,
+                    _ => false,
+                };
+                if local.process.is_running() && bootstrapped {
                     self.won_initialize = false;
                     return Plan::status("initialized a new cluster")
                         .with(Action::AcquireLeader)
@@ -187,6 +203,10 @@ impl Ha {
                     return Plan::status("failed to acquire initialize lock");
                 }
                 return match &local.data_dir {
+                    DataDir::Empty if s.standby_cluster => {
+                        self.won_initialize = true;
+                        Plan::status("trying to bootstrap a new standby leader").with(Action::BootstrapStandby)
+                    }
                     DataDir::Empty => {
                         self.won_initialize = true;
                         Plan::status("trying to bootstrap a new cluster").with(Action::Bootstrap)
@@ -215,6 +235,9 @@ impl Ha {
             // leader race that follows decides whether it may promote.
             if s.replica_without_leader && cluster.initialize.as_deref().is_some_and(|i| !i.is_empty()) {
                 return Plan::status("trying to bootstrap (without leader)").with(Action::CreateReplica { from: None });
+            }
+            if s.standby_cluster {
+                return Plan::status("waiting for standby_leader to bootstrap");
             }
             return Plan::status("waiting for leader to bootstrap");
         };
@@ -248,6 +271,9 @@ impl Ha {
     fn not_running(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
         let local = &obs.local;
         let starting = matches!(local.process, Process::Starting { .. });
+        if self.held_lock && s.standby_cluster && !s.pause {
+            return self.standby_leader_down(s, obs);
+        }
         if self.held_lock {
             if s.pause {
                 if starting {
@@ -328,7 +354,7 @@ impl Ha {
     }
 
     /// We hold the key, PostgreSQL is down, and it has stayed down longer than `primary_start_timeout`.
-    fn primary_start_expired(&mut self, s: &Settings, obs: &Observation) -> Option<Plan> {
+    pub(crate) fn primary_start_expired(&mut self, s: &Settings, obs: &Observation) -> Option<Plan> {
         if s.pause || obs.local.process.is_running() {
             return None;
         }
@@ -348,9 +374,15 @@ impl Ha {
         let local = &obs.local;
         if self.held_lock {
             self.primary_down_since = None;
+            if s.standby_cluster {
+                return self.standby_leader(s, cluster, obs);
+            }
             return match local.role {
-                PgRole::Primary | PgRole::StandbyLeader => self.leader_with_lock(s, cluster, obs),
-                PgRole::Replica | PgRole::Demoted | PgRole::Unknown => self.lock_but_replica(s, cluster, obs),
+                PgRole::Primary => self.leader_with_lock(s, cluster, obs),
+                // A standby leader whose cluster stopped being a standby cluster is promoted, on purpose.
+                PgRole::StandbyLeader | PgRole::Replica | PgRole::Demoted | PgRole::Unknown => {
+                    self.lock_but_replica(s, cluster, obs)
+                }
             };
         }
         match &cluster.leader {
@@ -361,7 +393,12 @@ impl Ha {
                             "PAUSE: continue to run as primary without lock, {leader} holds the leader key"
                         ));
                     }
-                    return Plan::status("demoting self because I do not have the lock and I was a leader")
+                    let why = if s.standby_cluster {
+                        "cannot be a real primary in a standby cluster"
+                    } else {
+                        "demoting self because I do not have the lock and I was a leader"
+                    };
+                    return Plan::status(why)
                         .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: Some(leader.clone()) });
                 }
                 let target = follow_target(s, cluster);
@@ -370,7 +407,8 @@ impl Ha {
                     return Plan::status(format!("following new leader ({who})"))
                         .with(Action::Follow { leader: target });
                 }
-                Plan::status(format!("no action. I am ({}), a secondary, and following a leader ({leader})", s.name))
+                let kind = if s.standby_cluster { "a standby leader" } else { "a leader" };
+                Plan::status(format!("no action. I am ({}), a secondary, and following {kind} ({leader})", s.name))
             }
             None => self.leader_race(s, cluster, obs),
         }
@@ -426,7 +464,13 @@ impl Ha {
     }
 
     /// A failover key is present and we are the leader.
-    fn switchover_as_leader(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation, plan: Plan) -> Plan {
+    pub(crate) fn switchover_as_leader(
+        &mut self,
+        s: &Settings,
+        cluster: &ClusterView,
+        obs: &Observation,
+        plan: Plan,
+    ) -> Plan {
         let Some(f) = &cluster.failover else { return plan };
         if let Some(l) = &f.leader {
             if *l != s.name {

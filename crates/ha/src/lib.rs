@@ -32,6 +32,7 @@ mod core;
 mod election;
 mod quorum;
 pub mod slots;
+mod standby;
 mod sync;
 mod time;
 mod view;

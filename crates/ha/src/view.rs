@@ -376,6 +376,9 @@ pub struct Settings {
     pub remove_data_directory_on_diverged_timelines: bool,
     /// A `create_replica_methods` entry works without a running leader (`no_leader`), e.g. a restore from backup.
     pub replica_without_leader: bool,
+    /// `standby_cluster` is in the effective dynamic configuration (with a host, port or restore_command): the
+    /// leader follows a remote primary as the standby leader, and no member of this cluster is ever promoted.
+    pub standby_cluster: bool,
     pub tags: Tags,
 }
 
@@ -402,6 +405,7 @@ impl Default for Settings {
             use_pg_rewind: false,
             remove_data_directory_on_diverged_timelines: false,
             replica_without_leader: false,
+            standby_cluster: false,
             tags: Tags { failover_priority: 1, ..Tags::default() },
         }
     }

@@ -437,7 +437,7 @@ impl Postgres {
         self.recovery = recovery;
         // A former primary (stopped to step down, crashed, or marked demoted) coming back as a standby changed its
         // role: Patroni reports that as `on_role_change`, not as a plain start.
-        let role_changed = matches!(before, Role::Primary | Role::Demoted) && self.role == Role::Replica;
+        let role_changed = crate::standby::role_changed(before, self.role);
         let callback = match callback {
             Some(CallbackAction::OnStart) if role_changed => Some(CallbackAction::OnRoleChange),
             other => other,
@@ -695,29 +695,12 @@ impl Postgres {
     /// [`Postgres::follow`] with recovery settings built by the caller (a standby leader following a remote
     /// primary with its own slot name and `restore_command`). Nothing happens when they are already in effect.
     pub async fn follow_with(&mut self, recovery: RecoverySettings) -> Result<StartOutcome> {
-        let was_primary = self.role == Role::Primary;
-        if self.is_running() && !was_primary && self.recovery.as_ref() == Some(&recovery) {
-            return Ok(StartOutcome::Ready);
-        }
-        if !self.is_running() {
-            let outcome = self.start_inner(Some(recovery), false, Some(CallbackAction::OnStart)).await?;
-            return Ok(outcome);
-        }
-        if was_primary || self.recovery_change_needs_restart(&recovery) {
-            self.stop_inner(StopMode::Fast, None).await?;
-            let outcome = self.start_inner(Some(recovery), false, None).await?;
-            self.fire(if was_primary { CallbackAction::OnRoleChange } else { CallbackAction::OnRestart });
-            return Ok(outcome);
-        }
-        self.write_config(Some(&recovery), false)?;
-        self.recovery = Some(recovery);
-        self.reload().await?;
-        Ok(StartOutcome::Ready)
+        self.run_in_recovery_as(recovery, Role::Replica).await
     }
 
     /// Whether going from the recovery settings in effect to `wanted` takes a restart: some of the changed
     /// settings are not applied by a reload on this major (e.g. `primary_conninfo` before 13).
-    fn recovery_change_needs_restart(&self, wanted: &RecoverySettings) -> bool {
+    pub(crate) fn recovery_change_needs_restart(&self, wanted: &RecoverySettings) -> bool {
         let features = self.features();
         let Some(current) = self.recovery.as_ref() else {
             // Settings in effect unknown (adopted server): whatever is wanted may be a change.

@@ -52,6 +52,7 @@ pub mod replica;
 pub mod rewind;
 pub mod settings;
 pub mod slots;
+pub mod standby;
 pub mod sync_names;
 mod tls;
 pub mod version;

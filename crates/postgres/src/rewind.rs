@@ -130,7 +130,7 @@ fn is_ready_wal(name: &str) -> Option<&str> {
 
 impl Postgres {
     /// A setting as the stopped server would see it (all configuration files), via `postgres -C`.
-    async fn guc_value(&self, name: &str) -> Option<String> {
+    pub(crate) async fn guc_value(&self, name: &str) -> Option<String> {
         let out = self
             .settings
             .binaries

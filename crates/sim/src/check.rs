@@ -21,6 +21,8 @@ pub enum Invariant {
     PauseViolated,
     /// 4c. A `nosync` member is never made a synchronous standby (key or `synchronous_standby_names`).
     NosyncChosen,
+    /// 5. Standby cluster: no member is ever writable while `standby_cluster` is configured.
+    StandbyWritable,
 }
 
 impl fmt::Display for Invariant {
@@ -33,6 +35,7 @@ impl fmt::Display for Invariant {
             Invariant::NofailoverPromoted => "nofailover member promoted automatically",
             Invariant::PauseViolated => "automatic action while paused",
             Invariant::NosyncChosen => "nosync member made synchronous",
+            Invariant::StandbyWritable => "a member of a standby cluster accepts writes",
         };
         f.write_str(text)
     }

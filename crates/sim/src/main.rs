@@ -46,6 +46,9 @@ struct Args {
     /// Fence with the guardian (a process that stops PostgreSQL) instead of a watchdog device.
     #[arg(long)]
     guardian: bool,
+    /// Run standby clusters: the leader follows a remote primary; no member may ever be writable.
+    #[arg(long)]
+    standby_cluster: bool,
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         scenario: None,
         guardian: args.guardian,
         sync_mode,
+        standby_cluster: args.standby_cluster,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

@@ -31,10 +31,12 @@ pub enum Mutation {
     SyncKeyFirst,
     /// The leader is not told about `nosync` tags.
     IgnoreNosync,
+    /// The core is not told `standby_cluster` is configured (the bug of #18: its leader promotes).
+    IgnoreStandbyCluster,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 12] = [
+    pub const ALL: [Mutation; 13] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -47,6 +49,7 @@ impl Mutation {
         Mutation::SkipQuorumVotes,
         Mutation::SyncKeyFirst,
         Mutation::IgnoreNosync,
+        Mutation::IgnoreStandbyCluster,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Mutation {
             Mutation::SkipQuorumVotes => "skip-quorum-votes",
             Mutation::SyncKeyFirst => "sync-key-first",
             Mutation::IgnoreNosync => "ignore-nosync",
+            Mutation::IgnoreStandbyCluster => "ignore-standby-cluster",
         }
     }
 
@@ -76,6 +80,7 @@ impl Mutation {
             Mutation::SkipLagCheck => s.maximum_lag_on_failover = u64::MAX,
             Mutation::IgnoreNofailover => s.tags.nofailover = false,
             Mutation::IgnorePause => s.pause = false,
+            Mutation::IgnoreStandbyCluster => s.standby_cluster = false,
             // The leader still maintains the `sync` key and PostgreSQL's list, so writes are still acknowledged.
             Mutation::IgnoreSyncKey if !leading => s.sync_mode = SyncMode::Off,
             _ => {}

@@ -65,6 +65,9 @@ pub struct Options {
     pub guardian: bool,
     /// Run every seed in this synchronous mode (the other draws unchanged); `None`: drawn per seed.
     pub sync_mode: Option<SyncMode>,
+    /// Run every member as part of a standby cluster (`standby_cluster` configured): the leader follows a remote
+    /// primary as the standby leader, and no member may ever be writable.
+    pub standby_cluster: bool,
 }
 
 /// A scripted run, for reproducing one situation whatever the random schedule generator becomes.
@@ -89,6 +92,7 @@ impl Default for Options {
             scenario: None,
             guardian: false,
             sync_mode: None,
+            standby_cluster: false,
         }
     }
 }
@@ -242,6 +246,10 @@ struct Data {
 #[derive(Clone, Debug)]
 enum JobKind {
     Bootstrap,
+    /// Standby cluster: a copy of the remote primary, started as the standby leader.
+    BootstrapStandby,
+    /// Standby cluster: start in recovery following the remote primary (after a stop, or to end a demotion).
+    StartStandbyLeader,
     Clone {
         from: Option<usize>,
     },
@@ -293,6 +301,8 @@ struct Pg {
     pending: Vec<u64>,
     slow_disk_until: i64,
     stalled_until: i64,
+    /// Runs in recovery following the remote primary of the standby cluster (role `standby_leader`).
+    standby_leader: bool,
 }
 
 impl Pg {
@@ -450,6 +460,7 @@ impl World {
                 pending: Vec::new(),
                 slow_disk_until: 0,
                 stalled_until: 0,
+                standby_leader: false,
             })
             .collect();
         let mut w = World {
@@ -527,6 +538,9 @@ impl World {
             self.handle(ev);
             if self.violation.is_none() {
                 self.check_single_primary();
+            }
+            if self.violation.is_none() && self.opts.standby_cluster {
+                self.check_standby_never_writable();
             }
             if self.violation.is_some() {
                 break;

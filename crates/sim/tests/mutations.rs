@@ -49,3 +49,10 @@ fn replicas_that_never_follow_are_caught_by_convergence() {
     let caught = first_caught(Mutation::NeverFollow);
     assert!(matches!(caught, Some((_, Invariant::Convergence))), "{caught:?}");
 }
+
+#[test]
+fn ignoring_standby_cluster_is_caught_as_a_writable_standby() {
+    let caught =
+        first_caught_with(Mutation::IgnoreStandbyCluster, Options { standby_cluster: true, ..Options::default() });
+    assert!(matches!(caught, Some((_, Invariant::StandbyWritable))), "{caught:?}");
+}

@@ -43,3 +43,15 @@ fn seeds_exercise_failovers() {
     let promotions: u32 = (0..200).map(|seed| run(seed, &Options::default()).promotions).sum();
     assert!(promotions > 50, "only {promotions} promotions in 200 seeds");
 }
+
+/// Standby clusters: the leader follows a remote primary, failovers and switchovers move that role, and no member
+/// is ever writable (checked after every event).
+#[test]
+fn standby_clusters_are_never_writable() {
+    let opts = Options { standby_cluster: true, ..Options::default() };
+    let failed: Vec<u64> = (0..500).filter(|&seed| run(seed, &opts).failed()).collect();
+    if let Some(&first) = failed.first() {
+        let report = run(first, &Options { trace: true, ..opts });
+        panic!("{} standby-cluster seed(s) failed: {failed:?}\n{}", failed.len(), report.explain());
+    }
+}

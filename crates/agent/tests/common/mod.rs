@@ -52,6 +52,8 @@ pub struct Options {
     /// with `verify_client: required`, the agents calling their peers with it (`ctl` section), PostgreSQL with
     /// `ssl: on` and replication allowed over TLS only, members connecting with `sslmode: verify-ca`.
     pub tls: bool,
+    /// `scope` of the members (default [`SCOPE`]): a second cluster on the same etcd (a standby cluster) has its own.
+    pub scope: Option<String>,
     /// The DCS the agents use (etcd v3 by default; the test kit's etcd is started whatever it is).
     pub dcs: Backend,
 }
@@ -80,6 +82,7 @@ impl Default for Options {
             postgresql_extra: Vec::new(),
             tls: false,
             dcs: Backend::Etcd3,
+            scope: None,
         }
     }
 }
@@ -121,8 +124,9 @@ fn config(
             )
         }
     };
+    let scope = o.scope.as_deref().unwrap_or(SCOPE);
     format!(
-        r#"scope: {SCOPE}
+        r#"scope: {scope}
 name: {name}
 {restapi}{etcd3}bootstrap:
   dcs:

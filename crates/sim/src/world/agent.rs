@@ -158,6 +158,7 @@ impl World {
             pause: c.pause,
             failsafe_mode: c.failsafe_mode,
             use_pg_rewind: true,
+            standby_cluster: self.opts.standby_cluster,
             tags: self.tags[m].clone(),
             ..Settings::default()
         };
@@ -171,6 +172,7 @@ impl World {
         let pg = &self.pgs[m];
         match (&pg.data, pg.proc) {
             (Some(d), Proc::Running) if d.primary => PgRole::Primary,
+            (Some(_), Proc::Running) if pg.standby_leader => PgRole::StandbyLeader,
             (Some(_), Proc::Running) => PgRole::Replica,
             _ => PgRole::Unknown,
         }
@@ -323,6 +325,29 @@ impl World {
                 Exec { ok, took }
             }
             Action::Bootstrap => self.start_job(m, JobKind::Bootstrap, Busy::Bootstrapping),
+            Action::BootstrapStandby => self.start_job(m, JobKind::BootstrapStandby, Busy::Bootstrapping),
+            Action::StartStandbyLeader => self.start_job(m, JobKind::StartStandbyLeader, Busy::Starting),
+            Action::FollowRemote => {
+                let pg = &mut self.pgs[m];
+                if pg.proc != Proc::Running || pg.data.as_ref().is_none_or(|d| d.primary) {
+                    return Exec { ok: false, took: 0 };
+                }
+                pg.standby_leader = true;
+                pg.upstream = None;
+                pg.streaming = false;
+                Exec { ok: true, took: self.rng.ms(5, 50) }
+            }
+            Action::DemoteCluster => {
+                // Fast shutdown, then a start in recovery as the standby leader; the key stays ours.
+                let pg = &mut self.pgs[m];
+                if matches!(pg.proc, Proc::Running | Proc::Starting { .. }) {
+                    pg.proc = Proc::Stopped;
+                }
+                pg.pending.clear();
+                pg.job = None;
+                self.agents[m].watchdog = None;
+                self.start_job(m, JobKind::StartStandbyLeader, Busy::Demoting)
+            }
             Action::CreateReplica { from } => {
                 let from = from.as_deref().and_then(|f| self.index(f));
                 self.start_job(m, JobKind::Clone { from }, Busy::CreatingReplica)
@@ -335,9 +360,10 @@ impl World {
             Action::MarkDemoted => Exec { ok: true, took: 0 },
             Action::Follow { leader } => {
                 let follow = leader.as_deref().and_then(|f| self.index(f));
-                if self.pgs[m].upstream != follow {
+                if self.pgs[m].upstream != follow || self.pgs[m].standby_leader {
                     self.pgs[m].upstream = follow;
                     self.pgs[m].streaming = false;
+                    self.pgs[m].standby_leader = false;
                 }
                 Exec { ok: true, took: self.rng.ms(5, 50) }
             }

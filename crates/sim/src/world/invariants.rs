@@ -12,6 +12,14 @@ impl World {
         }
     }
 
+    /// Standby cluster: no member is ever writable while `standby_cluster` is configured.
+    pub(super) fn check_standby_never_writable(&mut self) {
+        if let Some(p) = (0..self.pgs.len()).find(|&p| self.pgs[p].writable()) {
+            let detail = format!("{} accepts writes in a standby cluster", self.names[p]);
+            self.violate(Invariant::StandbyWritable, detail);
+        }
+    }
+
     pub(super) fn check_convergence(&mut self) {
         if let Some(detail) = self.convergence_problem() {
             self.violate(Invariant::Convergence, detail);
@@ -28,12 +36,24 @@ impl World {
     /// Why the cluster is not (yet) converged: one primary holding the key, every healthy member streaming.
     fn convergence_problem(&self) -> Option<String> {
         let writable: Vec<usize> = (0..self.pgs.len()).filter(|&p| self.pgs[p].writable()).collect();
-        let [primary] = writable[..] else {
-            return Some(format!("{} writable primaries at the end", writable.len()));
+        let primary = if self.opts.standby_cluster {
+            // The standby leader takes the primary's place: it holds the key and everyone streams from it.
+            let Some(leader) = self.dcs.leader_at(self.now) else {
+                return Some("no standby leader holds the key".into());
+            };
+            if self.role(leader) != PgRole::StandbyLeader {
+                return Some(format!("{} holds the key but is not the standby leader", self.names[leader]));
+            }
+            leader
+        } else {
+            let [primary] = writable[..] else {
+                return Some(format!("{} writable primaries at the end", writable.len()));
+            };
+            if self.dcs.leader_at(self.now) != Some(primary) {
+                return Some(format!("{} is primary without holding the leader key", self.names[primary]));
+            }
+            primary
         };
-        if self.dcs.leader_at(self.now) != Some(primary) {
-            return Some(format!("{} is primary without holding the leader key", self.names[primary]));
-        }
         for m in 0..self.pgs.len() {
             if m == primary || self.agents[m].fatal {
                 continue;

@@ -6,10 +6,12 @@ use super::*;
 impl World {
     pub(super) fn job_duration(&mut self, m: usize, kind: &JobKind) -> i64 {
         let base = match kind {
-            JobKind::Bootstrap => self.rng.ms(1_000, 3_000),
+            JobKind::Bootstrap | JobKind::BootstrapStandby => self.rng.ms(1_000, 3_000),
             JobKind::Clone { .. } | JobKind::Reinitialize { .. } => self.rng.ms(1_000, 4_000),
             JobKind::Rewind { .. } => self.rng.ms(500, 2_000),
-            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart => self.rng.ms(200, 1_500),
+            JobKind::StartReplica { .. } | JobKind::StartStandbyLeader | JobKind::StartPrimary | JobKind::Restart => {
+                self.rng.ms(200, 1_500)
+            }
             JobKind::Promote { .. } => self.rng.ms(100, 1_000),
             JobKind::DemoteStop { .. } => self.rng.ms(100, 800),
         };
@@ -21,14 +23,15 @@ impl World {
     }
 
     pub(super) fn start_job(&mut self, m: usize, kind: JobKind, busy: Busy) -> Exec {
-        let needs_data = matches!(
+        let starts = matches!(
             kind,
-            JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart | JobKind::Rewind { .. }
+            JobKind::StartReplica { .. } | JobKind::StartStandbyLeader | JobKind::StartPrimary | JobKind::Restart
         );
+        let needs_data = starts || matches!(kind, JobKind::Rewind { .. });
         if (needs_data && self.pgs[m].data.is_none()) || self.pgs[m].job.is_some() {
             return Exec { ok: false, took: 0 };
         }
-        if matches!(kind, JobKind::StartReplica { .. } | JobKind::StartPrimary | JobKind::Restart) {
+        if starts {
             self.pgs[m].proc = Proc::Starting { since: self.now };
             self.pgs[m].pending.clear();
         }
@@ -75,6 +78,20 @@ impl World {
                 }
                 None => false,
             },
+            JobKind::BootstrapStandby => {
+                // A copy of the remote primary: the cluster's history starts there, in recovery.
+                let sysid = format!("7{:018}", self.seed % 1_000_000_000_000_000_000);
+                let fork = self.lineage.root();
+                self.pgs[m].data = Some(Data { sysid, pos: Pos { fork, lsn: 0x0100_0000 }, primary: false });
+                self.start_as(m, false, None);
+                self.pgs[m].standby_leader = true;
+                true
+            }
+            JobKind::StartStandbyLeader => {
+                let ok = self.start_as(m, false, None);
+                self.pgs[m].standby_leader = ok;
+                ok
+            }
             JobKind::StartReplica { follow } => self.start_as(m, false, follow),
             JobKind::StartPrimary => self.start_as(m, true, None),
             JobKind::Restart => {
@@ -119,6 +136,7 @@ impl World {
         };
         data.primary = primary;
         pg.proc = Proc::Running;
+        pg.standby_leader = false;
         pg.upstream = if primary { None } else { follow };
         pg.streaming = false;
         true
@@ -252,6 +270,17 @@ impl World {
     }
 
     pub(super) fn receive_wal(&mut self, r: usize) {
+        if self.role(r) == PgRole::StandbyLeader {
+            // The remote primary keeps writing; its standby leader receives some of it every tick.
+            if self.now >= self.pgs[r].stalled_until {
+                let size = self.rng.ms(0, 16_384) as u64;
+                if let Some(d) = self.pgs[r].data.as_mut() {
+                    d.pos.lsn += size;
+                }
+            }
+            self.pgs[r].streaming = false;
+            return;
+        }
         let streaming_possible = self.role(r) == PgRole::Replica && self.now >= self.pgs[r].stalled_until;
         let upstream = self.pgs[r]
             .upstream
