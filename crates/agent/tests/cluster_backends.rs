@@ -28,7 +28,20 @@ async fn survives_node_death_switchover_and_a_frozen_primary(dcs: Backend) {
     c.wait_streaming(&[p], np, START_TIMEOUT).await;
     c.wait_row(p, "after", WAIT).await;
 
-    // Switchover back to the old primary.
+    // Switchover back to the old primary, once the leader lists it: the restarted member writes its key at the end
+    // of its first cycle, which can come after its PostgreSQL already streams (a switchover to a member the leader
+    // does not list is refused 412, by Patroni too).
+    let listed = Instant::now();
+    loop {
+        let (_, cluster) = c.node(np).request(Method::GET, "/cluster", None).await.unwrap_or_default();
+        let members = serde_json::from_str::<serde_json::Value>(&cluster).unwrap_or_default();
+        let has = |m: &serde_json::Value| m["name"] == name(p) && m["state"] == "streaming";
+        if members["members"].as_array().is_some_and(|ms| ms.iter().any(has)) {
+            break;
+        }
+        assert!(listed.elapsed() < WAIT, "{} never listed {} as streaming: {cluster}", name(np), name(p));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let body = json!({"leader": name(np), "candidate": name(p)});
     let (code, text) = c.node(np).request(Method::POST, "/switchover", Some(&body)).await.unwrap();
     if code != 200 {
