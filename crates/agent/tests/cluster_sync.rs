@@ -55,7 +55,7 @@ async fn sync_states(c: &Cluster, primary: usize) -> Vec<(String, String)> {
 }
 
 /// (sync standby, async replica) once everything agrees: the `sync` key has `primary` as leader and names exactly
-/// one member, `synchronous_standby_names` on the primary is that member (quoted, as Patroni writes it), and
+/// one member, `synchronous_standby_names` on the primary is that member (bare: Patroni quotes a name only when it is not a plain identifier or is FIRST/ANY), and
 /// `pg_stat_replication` shows it `sync` and the other replica `async`.
 async fn settled_roles(c: &Cluster, primary: usize) -> Option<(usize, usize)> {
     let (leader, standbys) = sync_key(c).await?;
@@ -66,7 +66,7 @@ async fn settled_roles(c: &Cluster, primary: usize) -> Option<(usize, usize)> {
     let sync = (0..3).find(|i| name(*i) == *standby)?;
     let other = (0..3).find(|i| *i != primary && *i != sync)?;
     let ssn = one(c, primary, "SHOW synchronous_standby_names").await.ok()??;
-    if ssn != format!("\"{}\"", name(sync)) {
+    if ssn != name(sync) {
         return None;
     }
     let states = sync_states(c, primary).await;
@@ -128,8 +128,8 @@ async fn sync_key_and_synchronous_standby_names_name_the_standby_that_flushes_ea
     assert_eq!(key["sync_standby"], name(s).as_str(), "sync key {raw}");
     assert_eq!(
         one(&c, p, "SHOW synchronous_standby_names").await.unwrap(),
-        Some(format!("\"{}\"", name(s))),
-        "Patroni's form for one standby: the quoted member name"
+        Some(name(s)),
+        "Patroni's form for one standby: the bare member name (quote_standby_name leaves identifiers alone)"
     );
     assert_eq!(one(&c, p, "SHOW synchronous_commit").await.unwrap().as_deref(), Some("on"));
     // The members' own status agrees (a standby learns it from the key, at most a loop later).
@@ -227,7 +227,7 @@ async fn wait_roles_among(c: &Cluster, primary: usize, standby: usize, timeout: 
         let key_ok = key
             .as_ref()
             .is_some_and(|(l, s)| l.as_deref() == Some(name(primary).as_str()) && s[..] == [name(standby)][..]);
-        let ssn_ok = ssn.as_deref() == Some(format!("\"{}\"", name(standby)).as_str());
+        let ssn_ok = ssn.as_deref() == Some(name(standby).as_str());
         let state_ok = states.iter().any(|(n, st)| *n == name(standby) && st == "sync");
         if key_ok && ssn_ok && state_ok {
             let other = (0..3).find(|i| *i != primary && *i != standby && states.iter().any(|(n, _)| *n == name(*i)));
@@ -328,7 +328,7 @@ async fn strict_mode_blocks_writes_without_a_standby_until_one_returns() {
     r.expect("the waiting commit completes once a standby acknowledges it");
     // Released by the returned standby's acknowledgement, not by the primary giving up on synchronous replication.
     let ssn = one(&c, p, "SHOW synchronous_standby_names").await.unwrap().unwrap_or_default();
-    assert!(ssn == "*" || ssn == format!("\"{}\"", name(s)), "synchronous_standby_names {ssn:?} when released");
+    assert!(ssn == "*" || ssn == name(s), "synchronous_standby_names {ssn:?} when released");
     let states = sync_states(&c, p).await;
     assert!(states.contains(&(name(s), "sync".to_string())), "{} is a sync standby: {states:?}", name(s));
     client.simple_query("INSERT INTO t VALUES ('after')").await.expect("new writes succeed");

@@ -10,7 +10,8 @@ pub fn merge_patch(config: &mut Map<String, Value>, patch: &Map<String, Value>) 
     for (name, value) in patch {
         match value {
             Value::Null => {
-                changed |= config.remove(name).is_some();
+                // Patroni's `pop(name) is not None`: the key goes, but removing a stored null is no change.
+                changed |= config.remove(name).is_some_and(|old| !old.is_null());
             }
             Value::Object(sub) => match config.get_mut(name) {
                 Some(Value::Object(existing)) => changed |= merge_patch(existing, sub),
