@@ -178,6 +178,13 @@ impl<N: Node> Runtime<N> {
                 });
             }
             Action::Demote { mode, follow } => {
+                // The core stops a start that would end as a primary without our key: interrupt it (the postmaster
+                // it launched keeps running and is found again from postmaster.pid by the stop below).
+                if let Some(start) = self.long.take_if(|l| l.busy == Busy::Starting) {
+                    start.handle.abort();
+                    let _ = start.handle.await;
+                    info!("interrupted the start of PostgreSQL");
+                }
                 let node = self.node.clone();
                 let leader = cluster.and_then(|c| c.leader.clone()).filter(|l| l.name == self.name);
                 let up = self.upstream(cluster, follow.as_deref());

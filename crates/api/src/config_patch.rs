@@ -170,8 +170,11 @@ mod tests {
         let mut c = obj(json!({"standby_cluster": null, "slots": 1}));
         assert!(merge_patch(&mut c, &obj(json!({"slots": {"a": {"type": "physical"}, "b": null}}))));
         assert_eq!(Value::Object(c.clone())["slots"], json!({"a": {"type": "physical"}, "b": null}));
-        assert!(merge_patch(&mut c, &obj(json!({"slots": {"b": null}}))));
+        // Removing a stored null takes the key out but is no change (Patroni's `pop(...) is not None`): Patroni
+        // then writes nothing to the DCS.
+        assert!(!merge_patch(&mut c, &obj(json!({"slots": {"b": null}}))));
         assert_eq!(Value::Object(c.clone())["slots"], json!({"a": {"type": "physical"}}));
+        assert!(merge_patch(&mut c, &obj(json!({"slots": {"a": null}}))));
     }
 
     #[test]

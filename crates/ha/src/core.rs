@@ -51,6 +51,9 @@ pub struct Ha {
     sync: crate::sync::SyncTracker,
     /// A primary is being turned into the standby leader (`DemoteCluster`): the key stays ours meanwhile.
     pub(crate) demoting_cluster: bool,
+    /// The running start is `StartPrimary`: PostgreSQL comes up writable when it ends, so it must not outlive our
+    /// key (Patroni stops a starting primary that lost its key or timed out).
+    starting_primary: bool,
 }
 
 impl Ha {
@@ -76,6 +79,9 @@ impl Ha {
         }
         self.ttl_high = self.ttl_high.max(s.ttl);
         let plan = self.decide(s, obs);
+        if plan.actions.contains(&Action::StartPrimary) {
+            self.starting_primary = true;
+        }
         let plan = crate::standby::never_writable(s, plan);
         crate::watchdog::arm_or_disarm(s, obs, self.held_lock, plan)
     }
@@ -105,6 +111,7 @@ impl Ha {
 
         if local.busy.is_none() {
             self.demoting_cluster = false;
+            self.starting_primary = false;
         }
         if let Some(busy) = &local.busy {
             return self.while_busy(s, cluster, obs, busy.action_text());
@@ -129,6 +136,13 @@ impl Ha {
 
     /// A long action runs; the leader keeps its key meanwhile so nobody takes over because we are busy.
     fn while_busy(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation, doing: &str) -> Plan {
+        if self.starting_primary && !self.held_lock && !s.pause {
+            // The start would end with a writable PostgreSQL beside whoever takes the key now.
+            self.starting_primary = false;
+            return Plan::status("stopped PostgreSQL while starting up because leader key was lost")
+                .log(LogLevel::Info, "Lost lock while starting up. Demoting self.")
+                .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: None });
+        }
         let mut plan = Plan::status(format!("{doing} in progress"));
         if self.held_lock && (obs.local.busy != Some(crate::view::Busy::Demoting) || self.demoting_cluster) {
             if let Some(expired) = self.primary_start_expired(s, obs) {
@@ -364,6 +378,17 @@ impl Ha {
         }
         self.primary_down_since = None;
         self.held_lock = false;
+        let writable_soon = self.starting_primary && obs.local.busy == Some(crate::view::Busy::Starting);
+        if writable_soon || matches!(obs.local.process, Process::Starting { .. }) {
+            // Giving the key away while a start goes on would let it end as a second primary: stop it first
+            // (the demotion releases the key once PostgreSQL is down).
+            self.starting_primary = false;
+            return Some(
+                Plan::status("stopped PostgreSQL because of startup timeout")
+                    .log(LogLevel::Info, "Demoting self because primary startup is taking too long")
+                    .with(Action::Demote { mode: DemoteMode::Immediate, follow: None }),
+            );
+        }
         Some(
             Plan::status("primary start has timed out, releasing the leader key")
                 .with(Action::ReleaseLeader { lsn: obs.local.lsn }),

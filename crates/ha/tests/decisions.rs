@@ -380,8 +380,49 @@ fn primary_that_does_not_come_back_releases_the_key_after_primary_start_timeout(
     o.now = Time(1_000_000 + 29_000);
     assert_eq!(ha.step(&s, &o).actions, vec![Action::UpdateLeader { lsn: Some(100) }]);
     o.now = Time(1_000_000 + 31_000);
+    // The start would end writable after the key is gone (simulator finding 8): stop it, then release the key.
     let plan = ha.step(&s, &o);
-    assert_eq!(plan.actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
+    assert_eq!(plan.status, "stopped PostgreSQL because of startup timeout");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::Immediate, follow: None }]);
+    assert!(DemoteMode::Immediate.releases_key());
+}
+
+#[test]
+fn read_only_start_that_does_not_come_back_releases_the_key_after_primary_start_timeout() {
+    let mut s = settings("pg1");
+    s.primary_start_timeout = Millis::from_secs(30);
+    let mut ha = Ha::new();
+    let mut local = crashed_primary();
+    local.recovery_configured = true;
+    let mut o = obs(Some(cluster(Some("pg1"))), local);
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartReplica { follow: None }));
+    o.local.busy = Some(Busy::Starting);
+    o.now = Time(1_000_000 + 31_000);
+    // It starts read-only and is promoted only with the key: the key can go while it starts.
+    assert_eq!(ha.step(&s, &o).actions, vec![Action::ReleaseLeader { lsn: Some(100) }]);
+}
+
+#[test]
+fn primary_start_stops_when_the_key_is_lost_meanwhile() {
+    let s = settings("pg1");
+    let mut ha = Ha::new();
+    let mut o = obs(Some(cluster(Some("pg1"))), crashed_primary());
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartPrimary));
+    o.local.busy = Some(Busy::Starting);
+    o.cluster = Some(cluster(Some("pg2")));
+    let plan = ha.step(&s, &o);
+    assert_eq!(plan.status, "stopped PostgreSQL while starting up because leader key was lost");
+    assert_eq!(plan.actions, vec![Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: None }]);
+    // Paused, PostgreSQL is left alone.
+    let mut paused = settings("pg1");
+    paused.pause = true;
+    let mut ha = Ha::new();
+    o.local.busy = None;
+    o.cluster = Some(cluster(Some("pg1")));
+    assert!(ha.step(&s, &o).actions.contains(&Action::StartPrimary));
+    o.local.busy = Some(Busy::Starting);
+    o.cluster = Some(cluster(None));
+    assert!(ha.step(&paused, &o).actions.is_empty());
 }
 
 #[test]
