@@ -2,6 +2,7 @@
 //! (bootstrap, clone, start, promote, demote, rewind) run as one background task whose state is reported to the core
 //! as `busy`, so the leader keeps refreshing its key meanwhile.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use patroni_dcs::{Cluster, DcsError, TimelineHistory};
@@ -16,7 +17,10 @@ use crate::runtime::{millis, Exit, LongAction, Runtime};
 impl<N: Node> Runtime<N> {
     /// Collects a finished long action: its failure is reported to the core once, in `last_failure`.
     pub(crate) async fn reap_long(&mut self) {
-        let finished = self.long.as_ref().is_some_and(|l| l.handle.is_finished());
+        let finished = self
+            .long
+            .as_ref()
+            .is_some_and(|l| l.handle.is_finished() || l.ended.load(std::sync::atomic::Ordering::Acquire));
         if !finished {
             return;
         }
@@ -53,12 +57,15 @@ impl<N: Node> Runtime<N> {
         }
         self.last_failure = None;
         let wake = self.wake.clone();
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ended.clone();
         let handle = tokio::spawn(async move {
             let r = fut.await;
+            flag.store(true, std::sync::atomic::Ordering::Release);
             wake.notify_one();
             r
         });
-        self.long = Some(LongAction { busy, handle });
+        self.long = Some(LongAction { busy, handle, ended });
     }
 
     pub(crate) fn upstream(&self, cluster: Option<&Cluster>, name: Option<&str>) -> Option<Upstream> {

@@ -56,6 +56,9 @@ type RestartReply = tokio::sync::oneshot::Sender<(bool, String)>;
 pub(crate) struct LongAction {
     pub(crate) busy: Busy,
     pub(crate) handle: JoinHandle<Result<(), NodeError>>,
+    /// Set by the action itself as it ends, just before it wakes the loop: the woken cycle must see it over even
+    /// though the task is not yet marked finished (or it reports the action in progress for another second).
+    pub(crate) ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Runtime<N: Node> {
@@ -74,6 +77,9 @@ pub struct Runtime<N: Node> {
     pub(crate) failsafe_heartbeat: crate::rest_control::SharedHeartbeat,
     /// Every failsafe member confirmed us after the DCS became unreachable (cleared by a DCS read or a refusal).
     pub(crate) failsafe_confirmed: bool,
+    /// A DCS call of this cycle went unanswered: the cycle's other writes (status, member key) are skipped, as
+    /// Patroni's cycle ends at its first DCS error, so a hung DCS costs one retry_timeout per cycle, not three.
+    pub(crate) dcs_unanswered: bool,
     pub(crate) http: reqwest::Client,
     pub(crate) publish: watch::Sender<Published>,
     /// `failsafe` as last read: member name → api_url, for checks while the DCS is down.
@@ -136,6 +142,7 @@ impl<N: Node> Runtime<N> {
             wake: Arc::new(Notify::new()),
             failsafe_heartbeat: crate::rest_control::SharedHeartbeat::default(),
             failsafe_confirmed: false,
+            dcs_unanswered: false,
             http,
             publish,
             failsafe: Map::new(),
@@ -244,6 +251,7 @@ impl<N: Node> Runtime<N> {
     async fn cycle(&mut self) -> Result<(Plan, Option<i64>), Exit> {
         self.reap_long().await;
         self.handle_requests().await;
+        self.dcs_unanswered = false;
         let mut cluster = self.read_cluster().await;
         let settings = self.settings();
         let (mut local, mut details) = self.observe().await;
@@ -297,6 +305,7 @@ impl<N: Node> Runtime<N> {
                 // Once per cycle: the core decides on the view it refreshed from, without another DCS round trip.
                 refresh_reported = true;
                 if result.refresh_unreachable {
+                    self.dcs_unanswered = true;
                     // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the read
                     // had failed (failsafe mode applies), not as a key someone else took.
                     outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
@@ -315,15 +324,16 @@ impl<N: Node> Runtime<N> {
         crate::logging::heartbeat(&plan.status);
         // Member, permanent and logical slots, as the slot plan of `patroni_ha::slots` says.
         self.sync_slots(cluster.as_ref(), &local).await;
-        if cluster.is_some() {
+        if cluster.is_some() && !self.dcs_unanswered {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
             let mut data = member_data(&local, &details, &self.addresses, tags, settings.pause);
             data.scheduled_restart = self.scheduled_restart_json();
             if let Err(e) = self.dcs.touch_member(&data).await {
+                self.dcs_unanswered |= e.is_unreachable();
                 warn!("failed to update member key: {e}");
             }
         }
-        if view_stale && cluster.is_some() {
+        if view_stale && cluster.is_some() && !self.dcs_unanswered {
             // The REST API serves this view (`/cluster`, sync roles, the scheduled switchover) until the next cycle,
             // a whole loop_wait away when nothing wakes us: show what we just wrote, as Patroni's fresh read does.
             if let Some(fresh) = self.read_cluster().await {
@@ -405,10 +415,12 @@ impl<N: Node> Runtime<N> {
                 Some(c)
             }
             Ok(Err(e)) => {
+                self.dcs_unanswered |= e.is_unreachable();
                 error!("Error communicating with DCS: {e}");
                 None
             }
             Err(_) => {
+                self.dcs_unanswered = true;
                 error!("Error communicating with DCS: no answer within retry_timeout");
                 None
             }

@@ -175,10 +175,12 @@ impl<N: Node> Runtime<N> {
         // New or dropped slots on the leader show in `status` now rather than a loop_wait later: members and
         // tools waiting for a slot's position need not wait for the next key refresh.
         let leads = role == PgRole::Primary && c.leader.as_ref().is_some_and(|l| l.name == self.name);
-        if leads && !dcs_down && (!p.create_physical.is_empty() || !p.create_logical.is_empty() || !p.drop.is_empty()) {
+        let changes = !p.create_physical.is_empty() || !p.create_logical.is_empty() || !p.drop.is_empty();
+        if leads && !dcs_down && !self.dcs_unanswered && changes {
             if let Some(lsn) = local.lsn {
                 let status = self.leader_status(lsn, c, Time(crate::runtime::now_millis()));
                 if let Err(e) = self.dcs.write_status(&status).await {
+                    self.dcs_unanswered |= e.is_unreachable();
                     warn!("failed to write the leader status: {e}");
                 }
             }

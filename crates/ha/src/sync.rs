@@ -66,6 +66,8 @@ struct Candidate<'a> {
 pub(crate) struct SyncChoice {
     pub active: Vec<Name>,
     pub confirmed: Vec<Name>,
+    /// Every eligible standby's position in the column `synchronous_commit` waits on.
+    pub positions: Vec<(Name, Lsn)>,
 }
 
 /// A list as Patroni logs it (Python's `repr` of a list of names).
@@ -151,7 +153,8 @@ impl SyncTracker {
             }
         }
 
-        let mut choice = SyncChoice::default();
+        let mut choice =
+            SyncChoice { positions: list.iter().map(|c| (c.name.clone(), c.lsn)).collect(), ..SyncChoice::default() };
         let count = s.sync_node_count.max(1);
         // Stable: `nofailover` members after the others, each group in the order above.
         list.sort_by_key(|c| c.nofailover);
@@ -316,9 +319,31 @@ impl SyncTracker {
                 return plan;
             }
         };
+        // Where the voters that stay must be before the key may forget one: every commit acknowledged so far. A
+        // commit acknowledged only by the voter that goes is safe once the ones that stay have it too; until then the
+        // key keeps it (Patroni drops it at once, and a lagging voter left alone with quorum 0 could promote without
+        // that commit: simulator, quorum mode).
+        let mut acknowledged_up_to = self.lsn_at_change;
+        let mut current_voters = input.voters.clone();
         for t in transitions {
             match t {
                 Transition::Quorum { leader, quorum, voters } => {
+                    let drops_one = current_voters.iter().any(|v| !voters.contains(v) && *v != leader);
+                    let behind: Vec<&Name> = voters
+                        .iter()
+                        .filter(|v| **v != *me)
+                        .filter(|v| !choice.positions.iter().any(|(n, lsn)| n == *v && *lsn >= acknowledged_up_to))
+                        .collect();
+                    if drops_one && !behind.is_empty() {
+                        plan.info(format!(
+                            "Not yet removing {} from the synchronous voters: {} not caught up",
+                            pylist(current_voters.difference(&voters)),
+                            pylist(behind)
+                        ));
+                        plan.soon = true;
+                        break;
+                    }
+                    current_voters = voters.clone();
                     let list = voters.iter().cloned().collect::<Vec<_>>();
                     plan.info(format!(
                         "Setting leader to {leader}, quorum to {quorum} of {} ({})",
@@ -345,6 +370,8 @@ impl SyncTracker {
                         num = min;
                     }
                     plan.actions.push(Action::SetSyncStandbys { names: list, num: Some(num), any: true });
+                    // From now on commits wait for the new list; what was acknowledged before is up to here.
+                    acknowledged_up_to = acknowledged_up_to.max(local.lsn.unwrap_or(0));
                 }
                 Transition::Restart => plan.soon = true,
             }
