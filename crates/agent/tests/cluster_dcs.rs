@@ -105,6 +105,58 @@ async fn frozen_dcs_demotes_the_primary_before_the_key_expires() {
     c.wait_streaming(&others, np, START_TIMEOUT).await;
 }
 
+/// failsafe_mode, one member, etcd frozen (SIGSTOP: calls hang until retry_timeout), a permanent logical slot that
+/// cannot be created (wal_level replica) so every cycle has a status write to make: the lone primary keeps taking
+/// writes past the ttl and says `failsafe_mode_is_active` on `GET /primary`, as Patroni's dcs_failsafe_mode feature
+/// checks. A cycle ends its DCS calls at the first unanswered one, so the failsafe decision is not held up by the
+/// status and member writes behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lone_failsafe_primary_rides_out_a_frozen_dcs() {
+    let mut c = Cluster::start(Options {
+        members: 1,
+        dcs_extra: vec![
+            "failsafe_mode: true".into(),
+            "slots: {stuck: {type: logical, database: postgres, plugin: test_decoding}}".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let listed = patroni_testkit::wait_until(WAIT, POLL, || async {
+        let key = c.etcd.get("/service/demo/failsafe").await.ok().flatten().unwrap_or_default();
+        key.contains("pg0")
+    })
+    .await;
+    assert!(listed.is_ok(), "the leader writes the failsafe key");
+    c.etcd.pause().unwrap();
+    let until = Instant::now() + Duration::from_secs(common::TTL + RETRY_TIMEOUT + LOOP_WAIT);
+    let mut active_after = None;
+    let frozen = Instant::now();
+    while Instant::now() < until {
+        if !c.writable(p).await {
+            c.etcd.resume().unwrap();
+            c.dump("lone failsafe primary demoted");
+            panic!("the lone primary stopped taking writes while failsafe mode covers it");
+        }
+        if active_after.is_none() {
+            if let Ok((200, body)) = c.node(p).get("/primary").await {
+                if body.contains("failsafe_mode_is_active") {
+                    active_after = Some(frozen.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    c.etcd.resume().unwrap();
+    let Some(took) = active_after else {
+        c.dump("failsafe never active");
+        panic!("GET /primary never said failsafe_mode_is_active while etcd was frozen");
+    };
+    eprintln!("failsafe mode active {took:?} after etcd froze");
+    let np = c.wait_primary(START_TIMEOUT, &[]).await;
+    assert_eq!(np, p);
+}
+
 /// failsafe_mode: with etcd gone the primary keeps taking writes as long as every member of the `failsafe` key
 /// confirms it over the REST API (`POST /failsafe`), and says so (`failsafe_mode_is_active`); once one member stops
 /// answering, it demotes. etcd back: one primary again. The REST APIs require authentication for unsafe requests,

@@ -427,13 +427,19 @@ impl Ha {
                         .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: Some(leader.clone()) });
                 }
                 let target = follow_target(s, cluster);
-                if local.following != target {
+                let plan = if local.following != target {
                     let who = target.as_deref().unwrap_or("nobody");
-                    return Plan::status(format!("following new leader ({who})"))
-                        .with(Action::Follow { leader: target });
+                    Plan::status(format!("following new leader ({who})")).with(Action::Follow { leader: target })
+                } else {
+                    let kind = if s.standby_cluster { "a standby leader" } else { "a leader" };
+                    Plan::status(format!("no action. I am ({}), a secondary, and following {kind} ({leader})", s.name))
+                };
+                // We asked the peers for a race someone else won meanwhile: say why we would have let the better
+                // one win, as Patroni logs it while comparing, before its own lock attempt fails.
+                match obs.peers.as_deref().and_then(|peers| election::better_peer(s, cluster, local, peers)) {
+                    Some((level, why)) => plan.log(level, why),
+                    None => plan,
                 }
-                let kind = if s.standby_cluster { "a standby leader" } else { "a leader" };
-                Plan::status(format!("no action. I am ({}), a secondary, and following {kind} ({leader})", s.name))
             }
             None => self.leader_race(s, cluster, obs),
         }

@@ -253,3 +253,25 @@ fn cascading_members_are_not_chosen() {
     let l = local(vec![conn("pg2", 100, false), conn("pg3", 100, false)], SyncStandbyNames::default());
     assert_eq!(SyncTracker::default().choose(&s, &c, &l).active, names(&["pg2"]));
 }
+
+#[test]
+fn a_voter_leaves_the_key_only_once_the_voters_that_stay_have_every_acknowledged_commit() {
+    let s = settings(SyncMode::Quorum);
+    // Voters pg2, pg3 with quorum 1; commits waited for any one of them. pg3 is gone; pg2 lags at 60 while we are
+    // at 100: a commit at 80 may have been acknowledged by pg3 alone.
+    let c = cluster(vec![member("pg2", prio(1)), member("pg3", prio(1))], key(&["pg2", "pg3"], 1));
+    let names_now = ssn(true, 1, &["pg2", "pg3"]);
+    let mut t = SyncTracker { first_run: Some(Time(0)), ..SyncTracker::default() };
+    // pg2 was listed and caught up long ago.
+    let mut l = local(vec![conn("pg2", 100, true)], names_now.clone());
+    t.choose(&s, &c, &l);
+    l.replication = vec![conn("pg2", 60, true)];
+    let plan = t.leader_round(&s, &c, &l, Time(60_000));
+    // PostgreSQL stops waiting for pg3, but the key keeps it: pg2 alone must not be able to promote yet.
+    assert_eq!(plan.actions, vec![Action::SetSyncStandbys { names: names(&["pg2"]), num: Some(1), any: true }]);
+    assert!(plan.soon);
+    // Once pg2 has everything up to where the list changed, the key follows.
+    let after = local(vec![conn("pg2", 100, true)], ssn(true, 1, &["pg2"]));
+    let plan = t.leader_round(&s, &c, &after, Time(61_000));
+    assert_eq!(plan.actions, vec![Action::SetSyncState { leader: "pg1".into(), standbys: names(&["pg2"]), quorum: 0 }]);
+}

@@ -245,6 +245,17 @@ fn less_advanced_replica_lets_the_better_one_win() {
 }
 
 #[test]
+fn a_race_won_by_a_better_peer_meanwhile_still_says_why() {
+    // We fetched the peers for a free key; by the next round pg2 (ahead of us) holds it.
+    let mut o = obs(Some(cluster(Some("pg2"))), running(PgRole::Replica, 90));
+    o.local.following = Some("pg1".into());
+    o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Replica, 100))]);
+    let plan = Ha::new().step(&settings("pg3"), &o);
+    assert_eq!(plan.status, "following new leader (pg2)");
+    assert_eq!(plan.log, vec![(LogLevel::Info, "Wal position of pg2 is ahead of my wal position".to_string())]);
+}
+
+#[test]
 fn failover_priority_breaks_a_tie() {
     let mut o = obs(Some(cluster(None)), running(PgRole::Replica, 100));
     let mut better = reply(PgRole::Replica, 100);

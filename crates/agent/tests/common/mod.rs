@@ -56,6 +56,8 @@ pub struct Options {
     pub scope: Option<String>,
     /// The DCS the agents use (etcd v3 by default; the test kit's etcd is started whatever it is).
     pub dcs: Backend,
+    /// Per member: the `watchdog` section as a YAML flow mapping (`{mode: required, driver: testing, …}`).
+    pub watchdog: Vec<Option<String>>,
 }
 
 /// Which DCS section the members get.
@@ -83,6 +85,7 @@ impl Default for Options {
             tls: false,
             dcs: Backend::Etcd3,
             scope: None,
+            watchdog: Vec::new(),
         }
     }
 }
@@ -144,7 +147,11 @@ name: {name}
 {watchdog}"#,
         loop_wait = o.loop_wait,
         ttl = o.ttl,
-        watchdog = if o.guardian { "" } else { "watchdog:\n  guardian: false\n" },
+        watchdog = match (o.watchdog.get(i).cloned().flatten(), o.guardian) {
+            (Some(section), _) => format!("watchdog: {section}\n"),
+            (None, true) => String::new(),
+            (None, false) => "watchdog:\n  guardian: false\n".to_string(),
+        },
     )
 }
 
