@@ -35,10 +35,11 @@ export PG_BIN_DIR=${PG_BIN_DIR:-$(bash scripts/pg-versions.sh bindir 15)}
 # into a venv on the system Python (readable by the unprivileged user the agents run as); without it those tests
 # say they skipped.
 venv=${PATRONI_PY_VENV:-/tmp/patroni-py-venv}
-if [ ! -x "$venv/bin/patronictl" ] && [ -x /usr/bin/python3 ]; then
+# With the etcd v2 (python-etcd) and ZooKeeper (kazoo) clients too: the mixed clusters run on those backends as well.
+if ! { [ -x "$venv/bin/patronictl" ] && "$venv/bin/python" -c 'import etcd, kazoo' 2>/dev/null; } && [ -x /usr/bin/python3 ]; then
   echo "installing Python Patroni 4.1.5 into $venv for the compatibility tests"
   if /usr/bin/python3 -m venv "$venv" >/dev/null 2>&1 &&
-    "$venv/bin/pip" install -q 'patroni[etcd3]==4.1.5' psycopg2-binary >/dev/null 2>&1; then
+    "$venv/bin/pip" install -q 'patroni[etcd3,etcd,zookeeper]==4.1.5' psycopg2-binary >/dev/null 2>&1; then
     chmod -R a+rX "$venv"
   else
     echo "Python Patroni could not be installed; the compatibility tests will skip"

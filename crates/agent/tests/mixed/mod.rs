@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use patroni_testkit::{pg_bin_dir, AgentProcess, EtcdServer, TestDir, UnprivilegedCommand};
+use patroni_testkit::{pg_bin_dir, AgentProcess, EtcdServer, TestDir, UnprivilegedCommand, ZooKeeperServer};
 use serde_json::Value;
 
 pub const SCOPE: &str = "mig";
@@ -19,6 +19,16 @@ const LEADER_KEY: &str = "/service/mig/leader";
 /// Bootstrap, base backups, a rewind: generous for a loaded 2-core machine, but finite.
 pub const WAIT: Duration = Duration::from_secs(150);
 const POLL: Duration = Duration::from_millis(500);
+
+/// The DCS section both implementations (and both patronictls) are given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Etcd3,
+    /// etcd's v2 API (Python Patroni's `etcd` section, python-etcd).
+    EtcdV2,
+    /// ZooKeeper (Python Patroni's `zookeeper` section, kazoo).
+    ZooKeeper,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
@@ -76,13 +86,11 @@ pub fn name(i: usize) -> String {
 /// One `patroni.yml` that both implementations run unchanged. Synchronous mode with both replicas synchronous: an
 /// acknowledged commit is on every healthy replica, so a failover to either loses no acknowledged write, and
 /// either may be named in a switchover (Patroni accepts only a synchronous standby as candidate).
-fn member_config(etcd: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext) -> String {
+fn member_config(dcs: &str, bin: &str, name: &str, ctx: &patroni_testkit::AgentContext) -> String {
     format!(
         r#"scope: {SCOPE}
 name: {name}
-{restapi}etcd3:
-  hosts: {etcd}
-bootstrap:
+{restapi}{dcs}bootstrap:
   dcs:
     ttl: 20
     loop_wait: 2
@@ -111,6 +119,8 @@ pub struct MixedCluster {
     pub bins: Binaries,
     pub members: Vec<Member>,
     pub etcd: EtcdServer,
+    pub zookeeper: Option<ZooKeeperServer>,
+    pub store: Store,
     ctl_dir: TestDir,
     started: Instant,
 }
@@ -118,23 +128,39 @@ pub struct MixedCluster {
 impl MixedCluster {
     /// Starts etcd and one member per entry of `impls` at once, and waits for a healthy cluster.
     pub async fn start(bins: Binaries, impls: &[Impl]) -> MixedCluster {
-        let etcd = EtcdServer::start().await.expect("etcd starts");
+        Self::start_on(Store::Etcd3, bins, impls).await
+    }
+
+    /// [`MixedCluster::start`] on another DCS.
+    pub async fn start_on(store: Store, bins: Binaries, impls: &[Impl]) -> MixedCluster {
+        let mut builder = EtcdServer::builder();
+        if store == Store::EtcdV2 {
+            builder = builder.enable_v2();
+        }
+        let etcd = builder.start().await.expect("etcd starts");
+        let zookeeper = match store {
+            Store::ZooKeeper => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+            _ => None,
+        };
+        let dcs = match (store, &zookeeper) {
+            (Store::ZooKeeper, Some(zk)) => format!("zookeeper:\n  hosts: [{}]\n", zk.endpoint()),
+            (Store::EtcdV2, _) => format!("etcd:\n  host: {}\n", etcd.endpoint()),
+            _ => format!("etcd3:\n  hosts: {}\n", etcd.endpoint()),
+        };
         let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
         let mut members = Vec::new();
         for (i, &runs) in impls.iter().enumerate() {
-            let (endpoint, bin, n) = (etcd.endpoint(), bin.clone(), name(i));
+            let (dcs, bin, n) = (dcs.clone(), bin.clone(), name(i));
             let agent = AgentProcess::builder(bins.agent(runs))
                 .name(n.clone())
-                .config(move |ctx| member_config(&endpoint, &bin, &n, ctx))
+                .config(move |ctx| member_config(&dcs, &bin, &n, ctx))
                 .start()
                 .expect("agent starts");
             members.push(Member { agent, runs });
         }
         let ctl_dir = TestDir::with_prefix("patronictl-mig-").expect("temp dir");
-        ctl_dir
-            .write_file("patronictl.yaml", format!("scope: {SCOPE}\netcd3:\n  hosts: {}\n", etcd.endpoint()), 0o644)
-            .expect("patronictl.yaml");
-        let cluster = MixedCluster { bins, members, etcd, ctl_dir, started: Instant::now() };
+        ctl_dir.write_file("patronictl.yaml", format!("scope: {SCOPE}\n{dcs}"), 0o644).expect("patronictl.yaml");
+        let cluster = MixedCluster { bins, members, etcd, zookeeper, store, ctl_dir, started: Instant::now() };
         cluster.wait_healthy("bootstrap").await;
         cluster
     }
@@ -174,9 +200,16 @@ impl MixedCluster {
             .unwrap_or_default()
     }
 
-    /// The member index holding the leader key in etcd.
+    /// The member index holding the leader key (in etcd's v3 keys; on another DCS, as our patronictl lists it).
     pub async fn leader(&self) -> Option<usize> {
-        let holder = self.etcd.get(LEADER_KEY).await.ok().flatten()?;
+        let holder = match self.store {
+            Store::Etcd3 => self.etcd.get(LEADER_KEY).await.ok().flatten()?,
+            _ => self
+                .members_json()
+                .iter()
+                .find(|m| m["Role"] == "Leader")
+                .and_then(|m| m["Member"].as_str().map(str::to_owned))?,
+        };
         (0..self.members.len()).find(|i| name(*i) == holder)
     }
 

@@ -12,7 +12,14 @@ impl World {
         // Children of the agent die with it; what PostgreSQL already does on its own (start, promote) goes on.
         let pg = &mut self.pgs[m];
         if let Some(job) = &pg.job {
-            if !matches!(job.kind, JobKind::StartReplica { .. } | JobKind::Promote { .. }) {
+            let postgres_own = matches!(
+                job.kind,
+                JobKind::StartReplica { .. }
+                    | JobKind::StartPrimary
+                    | JobKind::StartStandbyLeader
+                    | JobKind::Promote { .. }
+            );
+            if !postgres_own {
                 pg.job = None;
             }
         }

@@ -1,0 +1,42 @@
+//! Issue #20 against Python Patroni 4.1.5: on etcd's v2 API and on ZooKeeper, a cluster of Python and Rust members
+//! (same `patroni.yml`) bootstraps and replicates, both `patronictl`s list it identically — so each lists the
+//! other's members, keys and values as its own — and a switchover asked with Python's `patronictl` lands on a Rust
+//! member. Runs when scripts/test.sh installed Python Patroni with its etcd and ZooKeeper clients.
+
+mod mixed;
+
+use mixed::{name, Binaries, Impl, MixedCluster, Store};
+
+async fn mixed_cluster_on(store: Store) {
+    let Some(bins) = Binaries::find() else { return };
+    let mut c = MixedCluster::start_on(store, bins, &[Impl::Python, Impl::Rust, Impl::Rust]).await;
+    let leader = c.wait_healthy("bootstrap").await;
+    c.step(&format!("{store:?}: healthy, leader {}", name(leader)));
+    c.same_output(&["list"], "list").await;
+    c.same_output(&["show-config"], "show-config").await;
+
+    // Leadership to a Rust member, asked with Python's patronictl, then both list it the same again.
+    let candidate = if leader == 1 { 2 } else { 1 };
+    let (code, out, err) =
+        c.ctl(Impl::Python, &["switchover", "--leader", &name(leader), "--candidate", &name(candidate), "--force"]);
+    assert_eq!(code, 0, "Python patronictl switchover: {out}{err}");
+    let now = c.wait_leader_among(&[candidate], "switchover to a Rust member").await;
+    c.wait_healthy("after the switchover").await;
+    c.step(&format!("{store:?}: leader {} after the switchover", name(now)));
+    c.same_output(&["list"], "list after the switchover").await;
+    c.same_output(&["history"], "history").await;
+    // The migration step: the Python member stops (SIGTERM) and ours starts with its patroni.yml and data.
+    c.replace(0, Impl::Rust).await;
+    c.wait_healthy("all Rust").await;
+    c.same_output(&["list"], "list, all Rust").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_rust_members_share_an_etcd_v2_cluster() {
+    mixed_cluster_on(Store::EtcdV2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_rust_members_share_a_zookeeper_cluster() {
+    mixed_cluster_on(Store::ZooKeeper).await;
+}
