@@ -91,4 +91,5 @@ deb=$dist/patroni-rs_${version}_amd64.deb
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
 echo "built:"
 ls -l "$bin/patroni" "$bin/patronictl" "$bin/patroni_raft_controller" "$dist/$tarname.tar.gz" "$deb"
-echo "check the package: PATRONI_DEB=$deb cargo test -p patroni-agent --test package_deb"
+# Absolute: the test runs in its crate's directory, where a path relative to the workspace does not resolve.
+echo "check the package: PATRONI_DEB=$PWD/$deb cargo test -p patroni-agent --test package_deb"
