@@ -10,7 +10,7 @@ use patroni_ha::{Action, Busy, DemoteMode, Outcome, PeerStatus, Plan, Settings};
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::node::{Node, NodeError, Stop, Upstream};
+use crate::node::{HistorySource, Node, NodeError, Stop, Upstream};
 use crate::peers;
 use crate::runtime::{millis, Exit, LongAction, Runtime};
 
@@ -73,6 +73,19 @@ impl<N: Node> Runtime<N> {
         let member = cluster?.get_member_or_leader(name)?;
         let conn_url = member.conn_url()?.to_owned();
         Some(Upstream { name: name.to_owned(), conn_url })
+    }
+
+    /// The leader `name`, or with `None` the remote primary of a standby cluster.
+    fn history_source(&self, cluster: Option<&Cluster>, name: Option<&str>) -> Result<HistorySource, Failure> {
+        match name {
+            Some(name) => self
+                .upstream(cluster, Some(name))
+                .map(HistorySource::Member)
+                .ok_or_else(|| Failure::Failed(format!("no connection address known for {name}"))),
+            None => patroni_postgres::standby::RemotePrimary::from_config(&self.dynamic)
+                .map(HistorySource::Remote)
+                .ok_or_else(|| Failure::Failed("no remote primary: this is not a standby cluster".into())),
+        }
     }
 
     pub(crate) async fn execute(
@@ -159,12 +172,21 @@ impl<N: Node> Runtime<N> {
                 let up = self.upstream(cluster, leader.as_deref());
                 self.node.follow(up.as_ref()).await.map_err(|e| Failure::Failed(e.0))?;
             }
-            Action::Rewind { from } => {
-                let Some(up) = self.upstream(cluster, Some(from)) else {
-                    return Err(Failure::Failed(format!("no connection address known for {from}")));
+            Action::CheckDivergence { against } => {
+                let result = match self.history_source(cluster, against.as_deref()) {
+                    Ok(source) => self.node.check_divergence(&source).await,
+                    Err(Failure::Failed(why) | Failure::Fatal(why)) => {
+                        warn!("cannot compare our history: {why}");
+                        patroni_ha::Divergence::Unknown
+                    }
                 };
+                info!("history compared with {}: {result:?}", against.as_deref().unwrap_or("the remote primary"));
+                done.outcomes.push(Outcome::Divergence { against: against.clone(), result });
+            }
+            Action::Rewind { from } => {
+                let source = self.history_source(cluster, from.as_deref())?;
                 let node = self.node.clone();
-                self.spawn_long(Busy::Rewinding, async move { node.rewind(&up).await });
+                self.spawn_long(Busy::Rewinding, async move { node.rewind(&source).await });
             }
             Action::Reinitialize { from } => {
                 let Some(up) = self.upstream(cluster, from.as_deref()) else {

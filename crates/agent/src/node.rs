@@ -16,6 +16,15 @@ pub struct Upstream {
     pub conn_url: String,
 }
 
+/// The primary whose history ours is compared with, and rewound from.
+#[derive(Clone, Debug)]
+pub enum HistorySource {
+    /// The leader of this cluster.
+    Member(Upstream),
+    /// The remote primary a standby cluster follows.
+    Remote(RemotePrimary),
+}
+
 /// How to stop PostgreSQL.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -72,8 +81,11 @@ pub trait Node: Send + Sync + 'static {
     async fn stop(&self, how: Stop) -> NodeResult<Option<u64>>;
     async fn restart(&self) -> NodeResult<()>;
     async fn reload(&self) -> NodeResult<()>;
-    /// `pg_rewind` against `from` when the timelines diverged, then start as its replica.
-    async fn rewind(&self, from: &Upstream) -> NodeResult<()>;
+    /// Compare our WAL history with `against`'s (PostgreSQL running read-only or stopped); anything that prevents
+    /// the comparison is logged and answered `Unknown`.
+    async fn check_divergence(&self, against: &HistorySource) -> patroni_ha::Divergence;
+    /// Stop, `pg_rewind` from `from`, then start as its replica (as the standby leader when it is the remote primary).
+    async fn rewind(&self, from: &HistorySource) -> NodeResult<()>;
     /// Remove the data directory (moved aside) and clone again.
     async fn reinitialize(&self, from: &Upstream) -> NodeResult<()>;
     /// `synchronous_standby_names` for `names` (`num` of them, `ANY` when `any`), as the HA core decided.

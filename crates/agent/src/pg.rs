@@ -3,7 +3,6 @@
 //! Long operations hold the instance lock for their whole duration; observation never waits for it (it answers
 //! from the last observation instead), so the HA loop keeps its rhythm while PostgreSQL starts or is cloned.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,7 +19,7 @@ use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use crate::member::LocalDetails;
-use crate::node::{Node, NodeError, NodeResult, RemotePrimary, Stop, Upstream};
+use crate::node::{HistorySource, Node, NodeError, NodeResult, RemotePrimary, Stop, Upstream};
 
 pub struct PgNode {
     pub(crate) pg: Mutex<Postgres>,
@@ -44,9 +43,6 @@ pub struct PgNode {
     following: std::sync::Mutex<Option<String>>,
     /// System identifier of the data directory, once read.
     sysid: std::sync::Mutex<Option<String>>,
-    /// This data directory has been a primary since it last proved to be on its upstream's history; it must be
-    /// checked (and maybe rewound) before it follows anyone.
-    was_primary: AtomicBool,
 }
 
 /// The postmaster start a pending-restart reason belongs to, and the reason.
@@ -171,7 +167,6 @@ impl PgNode {
             watched_pid: std::sync::Mutex::new(None),
             following: std::sync::Mutex::new(None),
             sysid: std::sync::Mutex::new(None),
-            was_primary: AtomicBool::new(false),
         })
     }
 
@@ -261,9 +256,6 @@ impl PgNode {
                         (true, PgRole_::StandbyLeader) => PgRole::StandbyLeader,
                         (true, _) => PgRole::Replica,
                     };
-                    if !info.in_recovery {
-                        self.was_primary.store(true, Ordering::Relaxed);
-                    }
                     local.lsn = Some(info.wal_position().0);
                     local.timeline = Some(info.timeline);
                     local.replication = info
@@ -391,25 +383,6 @@ impl Node for PgNode {
         if pg.crashed().is_some() {
             tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
         }
-        let mut upstream = upstream;
-        let mut source = source;
-        if let Some(src) = &source {
-            match pg.rewind_or_reinit(src).await {
-                Ok(outcome) => {
-                    info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str()));
-                    self.was_primary.store(false, Ordering::Relaxed);
-                }
-                // A former primary may hold WAL the new leader never had (a switchover to a candidate that had not
-                // received it all): streaming unchecked would leave it diverged for good. It starts read-only,
-                // following nobody; the loop asks it to follow again, and checks again, next time round.
-                Err(e) if self.was_primary.load(Ordering::Relaxed) => {
-                    warn!("not following yet, diverged timelines not checked: {e}");
-                    upstream = None;
-                    source = None;
-                }
-                Err(e) => warn!("could not check for diverged timelines: {e}"),
-            }
-        }
         let recovery = pg.follow_settings(source.as_ref());
         pg.start(Some(recovery)).await.map_err(err)?;
         self.set_following(upstream);
@@ -419,27 +392,6 @@ impl Node for PgNode {
     async fn follow(&self, upstream: Option<&Upstream>) -> NodeResult<()> {
         let source = upstream.map(Self::upstream_params).transpose()?;
         let mut pg = self.pg.lock().await;
-        let was_primary = self.was_primary.load(Ordering::Relaxed);
-        if let (true, Some(src)) = (was_primary, &source) {
-            // WAL written while we were primary may not exist on the new leader: stop, compare histories and
-            // rewind before streaming, or the replica would never catch up.
-            if pg.is_running() {
-                pg.stop(StopMode::Fast).await.map_err(err)?;
-            }
-            match pg.rewind_or_reinit(src).await {
-                Ok(outcome) => info!("before following {}: {outcome:?}", upstream.map_or("", |u| u.name.as_str())),
-                // Not checked (the leader still promoting, unreachable): back read-only, following nobody, rather
-                // than stream on a history that may have diverged; the next loop asks to follow again.
-                Err(e) => {
-                    warn!("not following yet, diverged timelines not checked: {e}");
-                    let recovery = pg.follow_settings(None);
-                    pg.start(Some(recovery)).await.map_err(err)?;
-                    self.set_following(None);
-                    return Ok(());
-                }
-            }
-            self.was_primary.store(false, Ordering::Relaxed);
-        }
         pg.follow(source.as_ref()).await.map_err(err)?;
         self.set_following(upstream);
         Ok(())
@@ -448,7 +400,6 @@ impl Node for PgNode {
     async fn promote(&self) -> NodeResult<()> {
         let mut pg = self.pg.lock().await;
         pg.promote().await.map_err(err)?;
-        self.was_primary.store(true, Ordering::Relaxed);
         self.set_following(None);
         Ok(())
     }
@@ -484,14 +435,53 @@ impl Node for PgNode {
         pg.reload().await.map_err(err)
     }
 
-    async fn rewind(&self, from: &Upstream) -> NodeResult<()> {
+    async fn check_divergence(&self, against: &HistorySource) -> patroni_ha::Divergence {
+        let params = match against {
+            HistorySource::Member(up) => Self::upstream_params(up).ok(),
+            HistorySource::Remote(remote) => remote.conn_params(),
+        };
+        let Some(params) = params else {
+            info!("cannot compare our history: no address to connect to");
+            return patroni_ha::Divergence::Unknown;
+        };
+        let pg = self.pg.lock().await;
+        match pg.check_divergence(&params).await {
+            Ok(patroni_postgres::Divergence::NotDiverged) => patroni_ha::Divergence::NotDiverged,
+            Ok(patroni_postgres::Divergence::Diverged { .. }) => {
+                let rewind_possible = match pg.rewind_possible().await {
+                    Ok(possible) => possible,
+                    Err(e) => {
+                        warn!("cannot read pg_control: {e}");
+                        false
+                    }
+                };
+                patroni_ha::Divergence::Diverged { rewind_possible }
+            }
+            Err(e) => {
+                warn!("could not check for diverged timelines: {e}");
+                patroni_ha::Divergence::Unknown
+            }
+        }
+    }
+
+    async fn rewind(&self, from: &HistorySource) -> NodeResult<()> {
+        let params = match from {
+            HistorySource::Member(up) => Self::upstream_params(up)?,
+            HistorySource::Remote(remote) => remote
+                .conn_params()
+                .ok_or_else(|| NodeError::new("the remote primary has no address to rewind from"))?,
+        };
         {
             let mut pg = self.pg.lock().await;
             if pg.is_running() {
                 pg.stop(StopMode::Fast).await.map_err(err)?;
             }
+            pg.rewind(&params).await.map_err(err)?;
         }
-        self.start_replica(Some(from)).await
+        match from {
+            HistorySource::Member(up) => self.start_replica(Some(up)).await,
+            HistorySource::Remote(remote) => self.follow_remote(remote).await,
+        }
     }
 
     async fn reinitialize(&self, from: &Upstream) -> NodeResult<()> {
@@ -549,21 +539,6 @@ impl Node for PgNode {
         if pg.crashed().is_some() {
             tokio::time::sleep(RESTART_AFTER_CRASH_DELAY).await;
         }
-        if self.was_primary.load(Ordering::Relaxed) {
-            // A former primary may hold WAL the remote primary never had: check (and rewind) before it streams.
-            if let Some(src) = remote.conn_params() {
-                if pg.is_running() {
-                    pg.stop(StopMode::Fast).await.map_err(err)?;
-                }
-                match pg.rewind_or_reinit(&src).await {
-                    Ok(outcome) => {
-                        info!("before following the remote primary: {outcome:?}");
-                        self.was_primary.store(false, Ordering::Relaxed);
-                    }
-                    Err(e) => warn!("could not check for diverged timelines against the remote primary: {e}"),
-                }
-            }
-        }
         let recovery = pg.standby_leader_settings(remote);
         pg.run_in_recovery_as(recovery, PgRole_::StandbyLeader).await.map_err(err)?;
         self.set_following(None);
@@ -581,7 +556,6 @@ impl Node for PgNode {
             }
             pg.controldata().await.ok().map(|cd| cd.checkpoint_location.0)
         };
-        self.was_primary.store(true, Ordering::Relaxed);
         self.follow_remote(remote).await?;
         Ok(lsn)
     }

@@ -69,9 +69,16 @@ pub enum Action {
     Follow {
         leader: Option<Name>,
     },
-    /// Long: `pg_rewind` from `from`, then start as its replica.
+    /// Compare the local WAL history with that of the primary `against` (`None`: the remote primary of a standby
+    /// cluster), PostgreSQL running or not. Outcome: `Divergence` (also when the check could not be made).
+    CheckDivergence {
+        against: Option<Name>,
+    },
+    /// Long: `pg_rewind` from `from` (`None`: the remote primary of a standby cluster), then start as its replica
+    /// (as the standby leader when `from` is the remote primary). A failure removes the data directory where
+    /// `remove_data_directory_on_rewind_failure` (or `_on_diverged_timelines`) says so.
     Rewind {
-        from: Name,
+        from: Option<Name>,
     },
     /// Long: remove the data directory and clone again from `from`.
     Reinitialize {
@@ -146,11 +153,38 @@ pub enum Action {
 /// What happened to the actions of the previous plan that the next decision depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    InitializeRace { won: bool },
-    LeaderRace { won: bool },
-    LeaderRefresh { ok: bool },
-    Failsafe { confirmed: bool },
-    WatchdogArmed { ok: bool },
+    InitializeRace {
+        won: bool,
+    },
+    LeaderRace {
+        won: bool,
+    },
+    LeaderRefresh {
+        ok: bool,
+    },
+    Failsafe {
+        confirmed: bool,
+    },
+    WatchdogArmed {
+        ok: bool,
+    },
+    /// What a `CheckDivergence` against this primary found.
+    Divergence {
+        against: Option<Name>,
+        result: Divergence,
+    },
+}
+
+/// Whether the local WAL history is one the primary's continues (Patroni's `_check_timeline_and_lsn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Divergence {
+    /// Streaming from it can simply go on.
+    NotDiverged,
+    /// We hold WAL the primary never had. `rewind_possible`: `pg_control` says `wal_log_hints` or data checksums
+    /// are on, so `pg_rewind` can run.
+    Diverged { rewind_possible: bool },
+    /// Not checked: the primary is unreachable, still in recovery, or the local position is unknown.
+    Unknown,
 }
 
 /// How loud a [`Plan::log`] line is, in Patroni's levels.

@@ -2,6 +2,7 @@
 
 use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 use crate::election;
+use crate::rewind::{Rejoin, RewindState};
 use crate::time::Time;
 use crate::view::{
     ClusterView, ControlState, DataDir, LocalState, Name, PeerReply, PeerStatus, PgRole, Process, Settings,
@@ -54,6 +55,10 @@ pub struct Ha {
     /// The running start is `StartPrimary`: PostgreSQL comes up writable when it ends, so it must not outlive our
     /// key (Patroni stops a starting primary that lost its key or timed out).
     starting_primary: bool,
+    /// Whether our WAL history must be (or was) compared with the primary's before streaming (rewind.rs).
+    pub(crate) rewind: crate::rewind::RewindState,
+    /// The last step saw the cluster paused: on resume, what was checked during the pause is forgotten.
+    was_paused: bool,
 }
 
 impl Ha {
@@ -82,6 +87,14 @@ impl Ha {
         if plan.actions.contains(&Action::StartPrimary) {
             self.starting_primary = true;
         }
+        for action in &plan.actions {
+            match action {
+                // A former primary may hold WAL the next primary never gets (Patroni's demote triggers the check).
+                Action::Demote { .. } | Action::DemoteCluster => self.rewind.trigger(s),
+                Action::Promote => self.rewind = crate::rewind::RewindState::Initial,
+                _ => {}
+            }
+        }
         let plan = crate::standby::never_writable(s, plan);
         crate::watchdog::arm_or_disarm(s, obs, self.held_lock, plan)
     }
@@ -96,6 +109,12 @@ impl Ha {
         }
         if let Some(members) = &cluster.failsafe {
             self.failsafe_members = members.clone();
+        }
+        if s.pause {
+            self.was_paused = true;
+        } else if std::mem::take(&mut self.was_paused) {
+            // People may have done anything by hand meanwhile: check what the next decisions need afresh.
+            self.rewind = crate::rewind::RewindState::Initial;
         }
         let local = &obs.local;
 
@@ -112,6 +131,13 @@ impl Ha {
         if local.busy.is_none() {
             self.demoting_cluster = false;
             self.starting_primary = false;
+            if self.rewind == crate::rewind::RewindState::Rewinding {
+                self.rewind = if local.last_failure == Some(crate::view::Busy::Rewinding) {
+                    crate::rewind::RewindState::Failed
+                } else {
+                    crate::rewind::RewindState::Initial
+                };
+            }
         }
         if let Some(busy) = &local.busy {
             return self.while_busy(s, cluster, obs, busy.action_text());
@@ -244,6 +270,8 @@ impl Ha {
     }
 
     fn empty_data_dir(&mut self, s: &Settings, cluster: &ClusterView, _obs: &Observation) -> Plan {
+        // A new copy has the source's history by construction.
+        self.rewind = crate::rewind::RewindState::Initial;
         let Some(leader) = &cluster.leader else {
             // A replica method that needs no running leader (a restore from backup) can make this member now; the
             // leader race that follows decides whether it may promote.
@@ -286,7 +314,7 @@ impl Ha {
         let local = &obs.local;
         let starting = matches!(local.process, Process::Starting { .. });
         if self.held_lock && s.standby_cluster && !s.pause {
-            return self.standby_leader_down(s, obs);
+            return self.standby_leader_down(s, cluster, obs);
         }
         if self.held_lock {
             if s.pause {
@@ -363,8 +391,27 @@ impl Ha {
             return Plan::status("waiting for PostgreSQL to start");
         }
         let follow = follow_target(s, cluster);
+        let mut plan = Plan::status("starting as a secondary");
+        if let (false, Some(leader)) = (s.standby_cluster, &cluster.leader) {
+            if !self.rewind.executed() {
+                self.rewind.trigger(s);
+            }
+            match self.rejoin(s, cluster, obs, Some(leader.clone())) {
+                Rejoin::Act(plan) => return plan,
+                // A former primary starts read-only and following nobody until the check can be made: streaming a
+                // forked history would fail for good. A replica streams meanwhile, as in Patroni.
+                Rejoin::Unchecked if was_primary(local) => {
+                    self.recovering = true;
+                    return plan
+                        .log(LogLevel::Warning, not_checked(leader))
+                        .with(Action::StartReplica { follow: None });
+                }
+                Rejoin::Unchecked => {}
+                Rejoin::Follow(line) => plan.log.extend(line),
+            }
+        }
         self.recovering = true;
-        Plan::status("starting as a secondary").with(Action::StartReplica { follow })
+        plan.with(Action::StartReplica { follow })
     }
 
     /// We hold the key, PostgreSQL is down, and it has stayed down longer than `primary_start_timeout`.
@@ -423,17 +470,54 @@ impl Ha {
                     } else {
                         "demoting self because I do not have the lock and I was a leader"
                     };
-                    return Plan::status(why)
-                        .with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow: Some(leader.clone()) });
+                    // When our history must be checked first, PostgreSQL comes back following nobody.
+                    let follow = (!RewindState::allowed(s)).then(|| leader.clone());
+                    return Plan::status(why).with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow });
+                }
+                let mut note = None;
+                if !s.standby_cluster {
+                    // Patroni's `follow`: a replica on an older timeline than its leader's may have forked from it.
+                    let leader_tl = cluster.member(leader).and_then(|m| m.timeline).or(cluster.timeline);
+                    let behind = matches!((local.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
+                    if behind
+                        && matches!(self.rewind, RewindState::Initial | RewindState::NotNeeded | RewindState::Failed)
+                    {
+                        self.rewind.trigger(s);
+                    }
+                    // A replica streaming from someone else is pointed at the leader first and checked afterwards
+                    // (Patroni's order): checked while the old upstream still sends, it could fork after the check.
+                    let repoint = local.following.is_some() && local.following != follow_target(s, cluster);
+                    if !repoint && matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) {
+                        match self.rejoin(s, cluster, obs, Some(leader.clone())) {
+                            Rejoin::Act(plan) => return plan,
+                            // A former primary came back following nobody: it stays so until checked. A replica
+                            // already streaming goes on (PostgreSQL itself refuses a forked history).
+                            Rejoin::Unchecked if local.following.is_none() => {
+                                return Plan::status(format!(
+                                    "no action. I am ({}), a secondary, and not following {leader} until our history \
+                                     is checked",
+                                    s.name
+                                ))
+                                .log(LogLevel::Warning, not_checked(leader));
+                            }
+                            Rejoin::Unchecked => {}
+                            Rejoin::Follow(line) => note = line,
+                        }
+                    }
                 }
                 let target = follow_target(s, cluster);
-                let plan = if local.following != target {
+                let mut plan = if local.following != target {
                     let who = target.as_deref().unwrap_or("nobody");
+                    // Patroni checks the history again after pointing a replica elsewhere (unless it just did).
+                    if !s.standby_cluster && !obs.outcome(|o| matches!(o, Outcome::Divergence { .. })) {
+                        self.rewind.trigger(s);
+                    }
                     Plan::status(format!("following new leader ({who})")).with(Action::Follow { leader: target })
                 } else {
                     let kind = if s.standby_cluster { "a standby leader" } else { "a leader" };
                     Plan::status(format!("no action. I am ({}), a secondary, and following {kind} ({leader})", s.name))
                 };
+                plan.log.extend(note);
                 // We asked the peers for a race someone else won meanwhile: say why we would have let the better
                 // one win, as Patroni logs it while comparing, before its own lock attempt fails.
                 match obs.peers.as_deref().and_then(|peers| election::better_peer(s, cluster, local, peers)) {
@@ -706,6 +790,10 @@ impl Ha {
                 .filter(|p| Some(p.name.as_str()) != excluded || p.reply.as_ref().is_some_and(runs_as_primary))
                 .cloned()
                 .collect();
+            if let Some(why) = self.defer_to_newer_timeline(s, cluster, local, &peers) {
+                return Plan::status("following a different leader because i am not the healthiest node")
+                    .log(LogLevel::Info, why);
+            }
             if let Some((level, why)) = election::better_peer(s, cluster, local, &peers) {
                 return Plan::status("following a different leader because i am not the healthiest node")
                     .log(level, why);
@@ -717,6 +805,53 @@ impl Ha {
             return Plan::status("following a different leader because i am not the healthiest node");
         }
         Plan::status("acquiring the leader key as the healthiest node").with(Action::AcquireLeader).again()
+    }
+}
+
+/// PostgreSQL last ran here as a primary (its role, or `pg_control` of a stopped or crashed one).
+fn was_primary(local: &LocalState) -> bool {
+    local.role == PgRole::Primary || local.control_state.is_some_and(ControlState::was_primary)
+}
+
+/// The warning of a member that does not stream from `leader` yet because its history could not be compared.
+fn not_checked(leader: &str) -> String {
+    format!("not following {leader} yet: could not check whether our history diverged from it")
+}
+
+impl Ha {
+    /// Beyond Patroni: a former primary not yet proven on the cluster's history holds WAL of an older timeline that
+    /// may not contain what was committed since; its raw position says nothing about that (racing by it lost
+    /// acknowledged writes in quorum mode: simulator, bug 10). It lets a member on the cluster's timeline that can
+    /// take over go first; when none can, it races as Patroni would.
+    fn defer_to_newer_timeline(
+        &self,
+        s: &Settings,
+        cluster: &ClusterView,
+        local: &LocalState,
+        peers: &[PeerStatus],
+    ) -> Option<String> {
+        if !matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) || !timeline_behind(local, cluster) {
+            return None;
+        }
+        let newest = cluster.timeline?;
+        // With synchronous or quorum commit the acknowledged writes are on the newer timeline whatever its lag says;
+        // without, a lagging member could never take over, so it does not hold us back.
+        let acknowledging = election::sync_active(s, cluster) || election::quorum_active(s, cluster);
+        let peer = peers.iter().find(|p| {
+            p.reply.as_ref().is_some_and(|r| {
+                let able = if acknowledging {
+                    r.running && r.tags.can_fail_over() && election::sync_allows(s, cluster, &p.name)
+                } else {
+                    election::could_take_over(s, cluster, &p.name, r)
+                };
+                r.timeline.is_some_and(|t| t >= newest) && able
+            })
+        })?;
+        Some(format!(
+            "{} is on the cluster's timeline {newest}; our history (timeline {}) may have diverged from it",
+            peer.name,
+            local.timeline.unwrap_or(0)
+        ))
     }
 }
 

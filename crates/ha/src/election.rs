@@ -141,6 +141,12 @@ fn peer_is_better(
             }
         }
     }
+    // Beyond Patroni: a peer on an older timeline than ours is never ahead. Unless it forked, its WAL ends at or
+    // before our timeline's switch point, which we passed; if it forked, what it holds past that point is not the
+    // cluster's history (a former primary racing by raw LSN lost acknowledged writes: simulator, bug 10).
+    if matches!((peer.timeline, local.timeline), (Some(theirs), Some(mine)) if theirs < mine) {
+        return None;
+    }
     match (peer.lsn, local.lsn) {
         (Some(theirs), Some(mine)) if theirs > mine && !former_leader => {
             Some((LogLevel::Info, format!("Wal position of {name} is ahead of my wal position")))

@@ -31,6 +31,7 @@ mod action;
 mod core;
 mod election;
 mod quorum;
+mod rewind;
 pub mod slots;
 mod standby;
 mod sync;
@@ -38,7 +39,7 @@ mod time;
 mod view;
 pub mod watchdog;
 
-pub use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
+pub use crate::action::{Action, DemoteMode, Divergence, LogLevel, Outcome, Plan};
 pub use crate::core::{Ha, Observation};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 
 use crate::action::{Action, DemoteMode, LogLevel, Outcome, Plan};
 use crate::core::{Ha, Observation};
+use crate::rewind::{Rejoin, RewindState};
 use crate::view::{ClusterView, PgRole, Process, Settings, SyncMode};
 
 /// The settings one step decides with: synchronous replication is meaningless without a primary, so a standby
@@ -67,7 +68,20 @@ impl Ha {
                 .with(refresh)
                 .with(Action::DemoteCluster);
         }
-        let plan = Plan::status(if local.role == PgRole::StandbyLeader {
+        // A former primary (demote-cluster) compares its history with the remote primary's before it counts on
+        // streaming from it.
+        let mut note = None;
+        if matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) {
+            match self.rejoin(s, cluster, obs, None) {
+                Rejoin::Act(mut plan) => {
+                    plan.actions.insert(0, refresh);
+                    return plan;
+                }
+                Rejoin::Unchecked => {}
+                Rejoin::Follow(line) => note = line,
+            }
+        }
+        let mut plan = Plan::status(if local.role == PgRole::StandbyLeader {
             format!("no action. I am ({}), the standby leader with the lock", s.name)
         } else if obs.outcome(|o| *o == Outcome::LeaderRace { won: true }) {
             "promoted self to a standby leader by acquiring session lock".to_string()
@@ -75,6 +89,7 @@ impl Ha {
             "promoted self to a standby leader because i had the session lock".to_string()
         })
         .with(refresh);
+        plan.log.extend(note);
         if cluster.failover.is_some() && !s.pause {
             if obs.outcome(|o| *o == Outcome::LeaderRace { won: true }) {
                 let mut plan = plan.with(Action::ClearFailover);
@@ -91,7 +106,7 @@ impl Ha {
     }
 
     /// We hold the leader key of a standby cluster and PostgreSQL does not run (or is still starting).
-    pub(crate) fn standby_leader_down(&mut self, s: &Settings, obs: &Observation) -> Plan {
+    pub(crate) fn standby_leader_down(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
         let local = &obs.local;
         let refresh = Action::UpdateLeader { lsn: local.lsn };
         if let Some(expired) = self.primary_start_expired(s, obs) {
@@ -100,11 +115,25 @@ impl Ha {
         if matches!(local.process, Process::Starting { .. }) {
             return Plan::status("PostgreSQL is starting").with(refresh);
         }
+        if !self.rewind.executed() {
+            self.rewind.trigger(s);
+        }
+        let mut plan =
+            Plan::status("starting as a standby leader because i had the session lock").with(refresh.clone());
+        match self.rejoin(s, cluster, obs, None) {
+            // The key stays ours while the check or the rewind runs.
+            Rejoin::Act(mut act) => {
+                act.actions.insert(0, refresh);
+                return act;
+            }
+            // Patroni starts following the remote primary unchecked; streaming a forked history fails harmlessly
+            // and the next loop checks again.
+            Rejoin::Unchecked => {}
+            Rejoin::Follow(line) => plan.log.extend(line),
+        }
         // Never as a primary, whatever it was before: in recovery, following the remote primary.
         self.recovering = true;
-        Plan::status("starting as a standby leader because i had the session lock")
-            .with(refresh)
-            .with(Action::StartStandbyLeader)
+        plan.with(Action::StartStandbyLeader)
     }
 }
 

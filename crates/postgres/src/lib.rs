@@ -71,7 +71,7 @@ pub use lsn::Lsn;
 pub use parameters::Parameters;
 pub use postmaster::{Exit, Postmaster, StartOptions, StartOutcome, StopMode, StopOutcome};
 pub use query::{ClusterInfo, Db, PendingRestart, ReplicationRow, SlotRow, WalReceiver};
-pub use rewind::{Divergence, HistoryEntry, RewindOutcome};
+pub use rewind::{Divergence, HistoryEntry};
 pub use settings::{PgSettings, ProcessState, ReplicaMethod, Role};
 pub use tls::connect_with_sslmode;
 pub use version::{Features, RewindRestore, WalKeep, OLDEST_SUPPORTED_MAJOR};

@@ -1,6 +1,7 @@
-//! Rejoining a former primary: detect whether its history diverged from the new leader's (timeline history),
-//! make a crashed one consistent (single-user crash recovery), `pg_rewind` when allowed, and remove the data
-//! directory only where `remove_data_directory_on_rewind_failure` / `_on_diverged_timelines` say so.
+//! Rejoining a former primary: detect whether its history diverged from the new leader's (timeline history), running
+//! or stopped; make a crashed one consistent (single-user crash recovery) and `pg_rewind` it, removing the data
+//! directory after a failed rewind only where `remove_data_directory_on_rewind_failure` / `_on_diverged_timelines`
+//! say so. Whether to check, rewind or clone again is the HA core's decision (`patroni_ha`'s rewind module).
 
 use std::time::Duration;
 
@@ -63,38 +64,6 @@ pub enum Divergence {
     NotDiverged,
     /// The local instance wrote WAL the leader does not have.
     Diverged { local: LocalPosition, leader_timeline: u32, switchpoint: Option<Lsn> },
-}
-
-/// What [`Postgres::rewind_or_reinit`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RewindOutcome {
-    NotNeeded,
-    Rewound,
-    /// Diverged but pg_rewind is not allowed (`use_pg_rewind` off, or neither wal_log_hints nor checksums).
-    CannotRewind {
-        reason: String,
-        data_removed: bool,
-    },
-    /// pg_rewind ran and failed.
-    Failed {
-        error: String,
-        data_removed: bool,
-    },
-}
-
-/// The decision for a diverged history, as a pure function of the settings (documented rules).
-pub fn diverged_action(
-    use_pg_rewind: bool,
-    rewind_possible: bool,
-    remove_on_diverged: bool,
-) -> std::result::Result<(), (String, bool)> {
-    if !use_pg_rewind {
-        Err(("use_pg_rewind is off".into(), remove_on_diverged))
-    } else if !rewind_possible {
-        Err(("neither wal_log_hints nor data checksums are enabled, pg_rewind cannot run".into(), remove_on_diverged))
-    } else {
-        Ok(())
-    }
 }
 
 /// Expands `%p`, `%f`, `%r` and `%%` in an archive/restore command the way PostgreSQL does (`%p` relative to
@@ -197,6 +166,9 @@ impl Postgres {
     /// Position of the stopped instance from pg_controldata. A crashed primary must go through
     /// [`Postgres::ensure_clean_shutdown`] first.
     pub async fn local_position(&self) -> Result<LocalPosition> {
+        if self.is_running() {
+            return self.running_position().await;
+        }
         let c = self.controldata().await?;
         let recovery = matches!(c.cluster_state, ClusterState::ShutDownInRecovery | ClusterState::InArchiveRecovery)
             && c.min_recovery_end != Lsn::ZERO
@@ -212,6 +184,34 @@ impl Postgres {
                 "cannot tell the local timeline: cluster state is {other:?} (not shut down cleanly)"
             ))),
         }
+    }
+
+    /// A running standby's position: the timeline it receives (or last checkpointed) and what it replayed. Patroni
+    /// reads the same from a running replica; a primary's history is never compared while it runs.
+    async fn running_position(&self) -> Result<LocalPosition> {
+        let db = self.db().await?;
+        let row = db
+            .query_one(
+                "SELECT pg_catalog.pg_is_in_recovery(), COALESCE((SELECT received_tli FROM \
+                 pg_catalog.pg_stat_get_wal_receiver()), (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())), \
+                 pg_catalog.pg_last_wal_replay_lsn()::text",
+                &[],
+            )
+            .await?;
+        if !row.try_get::<_, bool>(0)? {
+            return Err(Error::State("PostgreSQL runs as a primary: its history is not compared".into()));
+        }
+        let timeline = row.try_get::<_, Option<i32>>(1)?.unwrap_or(0) as u32;
+        let lsn = row
+            .try_get::<_, Option<String>>(2)?
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| Error::State("no WAL replayed yet".into()))?;
+        Ok(LocalPosition { in_recovery: true, timeline, lsn })
+    }
+
+    /// Whether `pg_rewind` can run on this data directory (`wal_log_hints` or data checksums, per `pg_control`).
+    pub async fn rewind_possible(&self) -> Result<bool> {
+        Ok(self.controldata().await?.rewind_possible())
     }
 
     fn leader_params(&self, leader: &ConnParams) -> ConnParams {
@@ -231,7 +231,7 @@ impl Postgres {
         p
     }
 
-    /// Compares the stopped local instance with the leader's timeline history.
+    /// Compares the local instance (a stopped one, or a running standby) with the leader's timeline history.
     pub async fn check_divergence(&self, leader: &ConnParams) -> Result<Divergence> {
         let local = self.local_position().await?;
         let db = Db::connect(&self.leader_params(leader), self.settings.query_timeout).await?;
@@ -420,43 +420,35 @@ impl Postgres {
         }
     }
 
-    /// The whole decision for a stopped former primary about to follow `leader`: crash recovery if needed,
-    /// divergence check, pg_rewind when allowed, and data directory removal only where configured (the caller
-    /// then builds a new replica).
-    pub async fn rewind_or_reinit(&mut self, leader: &ConnParams) -> Result<RewindOutcome> {
+    /// `pg_rewind` from `leader` (stop PostgreSQL first): crash recovery in single-user mode when it was not shut down
+    /// cleanly, the WAL waiting for the archiver archived, then the rewind. A failed rewind removes the data directory
+    /// where `remove_data_directory_on_rewind_failure` or `_on_diverged_timelines` say so (Patroni's rule), and says so
+    /// in the error.
+    pub async fn rewind(&mut self, leader: &ConnParams) -> Result<()> {
         if self.is_running() {
             return Err(Error::State("stop PostgreSQL before rewinding".into()));
         }
         self.ensure_clean_shutdown().await?;
-        let Divergence::Diverged { .. } = self.check_divergence(leader).await? else {
-            return Ok(RewindOutcome::NotNeeded);
-        };
-        let control = self.controldata().await?;
-        if let Err((reason, remove)) = diverged_action(
-            self.settings.use_pg_rewind,
-            control.rewind_possible(),
-            self.settings.remove_data_directory_on_diverged_timelines,
-        ) {
-            tracing::warn!("timelines diverged and pg_rewind cannot be used: {reason}");
-            if remove {
-                self.remove_data_directory()?;
-            }
-            return Ok(RewindOutcome::CannotRewind { reason, data_removed: remove });
-        }
         self.archive_ready_wals().await?;
         match self.pg_rewind(leader).await {
             Ok(()) => {
                 self.files.restore_backups()?;
                 self.flush_leader_wal(leader).await;
-                Ok(RewindOutcome::Rewound)
+                Ok(())
             }
             Err(e) => {
                 tracing::error!("pg_rewind failed: {e}");
-                let remove = self.settings.remove_data_directory_on_rewind_failure;
-                if remove {
-                    self.remove_data_directory()?;
-                }
-                Ok(RewindOutcome::Failed { error: e.to_string(), data_removed: remove })
+                let setting = if self.settings.remove_data_directory_on_rewind_failure {
+                    Some("remove_data_directory_on_rewind_failure")
+                } else if self.settings.remove_data_directory_on_diverged_timelines {
+                    Some("remove_data_directory_on_diverged_timelines")
+                } else {
+                    None
+                };
+                let Some(setting) = setting else { return Err(e) };
+                tracing::warn!("{setting} is set. removing...");
+                self.remove_data_directory()?;
+                Err(Error::State(format!("{e} (data directory removed: {setting} is set)")))
             }
         }
     }
@@ -486,12 +478,5 @@ mod tests {
         assert_eq!(is_ready_wal("000000010000000000000003.ready"), Some("000000010000000000000003"));
         assert_eq!(is_ready_wal("000000010000000000000003.partial.ready"), Some("000000010000000000000003.partial"));
         assert_eq!(is_ready_wal("00000002.history.ready"), None);
-    }
-
-    #[test]
-    fn diverged_rules() {
-        assert!(diverged_action(true, true, false).is_ok());
-        assert!(diverged_action(false, true, true).unwrap_err().1);
-        assert!(!diverged_action(true, false, false).unwrap_err().1);
     }
 }

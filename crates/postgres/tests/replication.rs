@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use patroni_postgres::{Postgres, ReplicaMethod, RewindOutcome, Role, StopMode};
+use patroni_postgres::{Postgres, ReplicaMethod, Role, StopMode};
 
 async fn count_rows(pg: &Postgres, marker: &str) -> i64 {
     match pg.db().await {
@@ -105,18 +105,29 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
     insert(&replica, "new-primary").await;
     insert(&primary, "old-primary-only").await;
 
-    // The old primary rejoins: stop, rewind, follow.
+    // The old primary rejoins: stop, compare stopped and again running read-only (following nobody, as the agent
+    // brings a demoted primary back), rewind, follow.
     primary.stop(StopMode::Fast).await.unwrap();
     let new_leader = member_address(&replica);
     match primary.check_divergence(&new_leader).await.unwrap() {
         patroni_postgres::Divergence::Diverged { leader_timeline, .. } => assert_eq!(leader_timeline, 2),
         other => panic!("expected divergence, got {other:?}"),
     }
+    let alone = primary.follow_settings(None);
+    primary.start(Some(alone)).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
+    match primary.check_divergence(&new_leader).await.unwrap() {
+        patroni_postgres::Divergence::Diverged { local, leader_timeline, .. } => {
+            assert_eq!(leader_timeline, 2);
+            assert!(local.in_recovery && local.timeline == 1, "{local:?}");
+        }
+        other => panic!("expected divergence while running, got {other:?}"),
+    }
+    primary.stop(StopMode::Fast).await.unwrap();
     let mut s1 = primary.settings().clone();
     s1.use_pg_rewind = true;
     let mut old = Postgres::new(s1).await.unwrap();
-    let outcome = old.rewind_or_reinit(&new_leader).await.unwrap();
-    assert_eq!(outcome, RewindOutcome::Rewound);
+    assert!(old.rewind_possible().await.unwrap(), "the test cluster has data checksums or wal_log_hints");
+    old.rewind(&new_leader).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     replica.db().await.unwrap().create_physical_slot("node1").await.unwrap();
     old.follow(Some(&new_leader)).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     assert_eq!(old.role(), Role::Replica);
@@ -127,7 +138,8 @@ async fn basebackup_replica_streams_then_promote_split_and_rewind() {
     .await;
     assert_eq!(count_rows(&old, "new-primary").await, 1);
     assert_eq!(count_rows(&old, "old-primary-only").await, 0, "rewind discards the split-brain write");
-    // A second check finds nothing to do.
+    // A second check finds nothing to do, running and stopped.
+    assert_eq!(old.check_divergence(&new_leader).await.unwrap(), patroni_postgres::Divergence::NotDiverged);
     old.stop(StopMode::Fast).await.unwrap();
     assert_eq!(old.check_divergence(&new_leader).await.unwrap(), patroni_postgres::Divergence::NotDiverged);
 }

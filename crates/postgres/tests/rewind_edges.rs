@@ -1,12 +1,12 @@
-//! Rejoining after a crash (single-user crash recovery before pg_rewind) and diverged timelines where pg_rewind
-//! is not allowed: data kept unless `remove_data_directory_on_diverged_timelines` says otherwise.
+//! Rejoining after a crash (single-user crash recovery before pg_rewind), and a failed pg_rewind: data kept unless
+//! `remove_data_directory_on_rewind_failure` says otherwise.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use patroni_postgres::{Postgres, RewindOutcome, StopMode};
+use patroni_postgres::{Postgres, StopMode};
 
 async fn rows(pg: &Postgres, v: &str) -> i64 {
     match pg.db().await {
@@ -16,10 +16,8 @@ async fn rows(pg: &Postgres, v: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_is_handled() {
-    if !patroni_testkit::run_unprivileged(
-        "crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_is_handled",
-    ) {
+async fn crashed_primary_is_recovered_then_rewound_and_a_failed_rewind_is_handled() {
+    if !patroni_testkit::run_unprivileged("crashed_primary_is_recovered_then_rewound_and_a_failed_rewind_is_handled") {
         return;
     }
     init_logging();
@@ -66,10 +64,9 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
     };
     assert!(ready(".ready")() > 0, "segments waiting for the archiver");
     std::fs::write(&ok_flag, "").unwrap();
-    // rewind_or_reinit runs crash recovery in single-user mode first: pg_rewind refuses an unclean cluster, so
-    // anything but Failed shows it happened.
-    let outcome = n1.rewind_or_reinit(&member_address(&n2)).await.unwrap();
-    assert!(matches!(outcome, RewindOutcome::Rewound | RewindOutcome::NotNeeded), "{outcome:?}");
+    // The rewind runs crash recovery in single-user mode first: pg_rewind refuses an unclean cluster, so its
+    // success shows it happened.
+    n1.rewind(&member_address(&n2)).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
     assert!(std::fs::read_dir(&archive).unwrap().count() > 0, "ready segments were archived before the rewind");
     n2.db().await.unwrap().create_physical_slot("node1").await.unwrap();
     n1.follow(Some(&member_address(&n2))).await.unwrap_or_else(|e| panic!("{e}\n{}", log_of(&dir, "node1")));
@@ -98,36 +95,20 @@ async fn crashed_primary_is_recovered_then_rewound_and_diverged_without_rewind_i
     s_fail.use_pg_rewind = true;
     s_fail.binaries = patroni_postgres::Binaries::in_dir(&fakebin);
     let mut failing = Postgres::new(s_fail).await.unwrap();
-    match failing.rewind_or_reinit(&member_address(&n1)).await.unwrap() {
-        RewindOutcome::Failed { error, data_removed } => {
-            assert!(error.contains("simulated failure"), "{error}");
-            assert!(!data_removed);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(failing.is_initialized());
+    let error = failing.rewind(&member_address(&n1)).await.unwrap_err().to_string();
+    assert!(error.contains("simulated failure"), "{error}");
+    assert!(failing.is_initialized(), "data kept when removal is not configured");
 
-    let mut s2 = n2.settings().clone();
-    s2.use_pg_rewind = false;
-    s2.remove_data_directory_on_diverged_timelines = false;
-    let mut keep = Postgres::new(s2.clone()).await.unwrap();
-    match keep.rewind_or_reinit(&member_address(&n1)).await.unwrap() {
-        RewindOutcome::CannotRewind { reason, data_removed } => {
-            assert_eq!(reason, "use_pg_rewind is off");
-            assert!(!data_removed);
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(keep.is_initialized(), "data kept when removal is not configured");
-
-    s2.remove_data_directory_on_diverged_timelines = true;
-    let mut remove = Postgres::new(s2).await.unwrap();
-    assert_eq!(
-        remove.rewind_or_reinit(&member_address(&n1)).await.unwrap(),
-        RewindOutcome::CannotRewind { reason: "use_pg_rewind is off".into(), data_removed: true }
-    );
+    let mut s_remove = failing.settings().clone();
+    s_remove.remove_data_directory_on_rewind_failure = true;
+    let mut remove = Postgres::new(s_remove).await.unwrap();
+    let error = remove.rewind(&member_address(&n1)).await.unwrap_err().to_string();
+    assert!(error.contains("remove_data_directory_on_rewind_failure"), "{error}");
     assert!(remove.data_directory_empty());
     assert!(remove.data_dir().exists(), "the directory itself stays, emptied");
+    let mut s2 = remove.settings().clone();
+    s2.binaries = n1.settings().binaries.clone();
+    let mut remove = Postgres::new(s2).await.unwrap();
     n1.db().await.unwrap().create_physical_slot("node2").await.ok();
     remove.create_replica(Some(&member_address(&n1)), false).await.unwrap();
     remove.follow(Some(&member_address(&n1))).await.unwrap();

@@ -8,9 +8,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use patroni_ha::{
-    Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, FailoverRequest, Ha, LocalState, MemberView, Millis,
-    Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings, SyncMode,
-    SyncStandbyNames, SyncView, Tags, Time,
+    Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, Divergence, FailoverRequest, Ha, LocalState,
+    MemberView, Millis, Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings,
+    SyncMode, SyncStandbyNames, SyncView, Tags, Time,
 };
 
 use crate::check::{Invariant, Violation};
@@ -267,8 +267,9 @@ enum JobKind {
         mode: DemoteMode,
         follow: Option<usize>,
     },
+    /// `None`: from the remote primary of a standby cluster (not modelled: the copy keeps its own history).
     Rewind {
-        from: usize,
+        from: Option<usize>,
     },
     Reinitialize {
         from: Option<usize>,

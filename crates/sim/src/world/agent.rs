@@ -282,6 +282,24 @@ impl World {
         (counted, pg.sync_num)
     }
 
+    /// What the runtime's history comparison finds: the lineage's answer when the primary `against` is reachable
+    /// and runs as a primary, `Unknown` otherwise. The remote primary of a standby cluster is not modelled: its
+    /// history always continues ours.
+    fn divergence(&self, m: usize, against: Option<&str>) -> Divergence {
+        let Some(name) = against else { return Divergence::NotDiverged };
+        let Some(l) = self.index(name) else { return Divergence::Unknown };
+        if !self.link(m, l) || self.role(l) != PgRole::Primary {
+            return Divergence::Unknown;
+        }
+        match (self.pos(m), self.pos(l)) {
+            (Some(ours), Some(theirs)) => match self.lineage.relation(ours, theirs) {
+                Relation::Behind | Relation::Ahead => Divergence::NotDiverged,
+                Relation::Diverged => Divergence::Diverged { rewind_possible: true },
+            },
+            _ => Divergence::Unknown,
+        }
+    }
+
     pub(super) fn index(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
     }
@@ -367,8 +385,14 @@ impl World {
                 }
                 Exec { ok: true, took: self.rng.ms(5, 50) }
             }
-            Action::Rewind { from } => match self.index(from) {
-                Some(from) => self.start_job(m, JobKind::Rewind { from }, Busy::Rewinding),
+            Action::CheckDivergence { against } => {
+                let result = self.divergence(m, against.as_deref());
+                self.agents[m].outcomes.push(Outcome::Divergence { against: against.clone(), result });
+                Exec { ok: true, took: self.rng.ms(5, 50) }
+            }
+            Action::Rewind { from: None } => self.start_job(m, JobKind::Rewind { from: None }, Busy::Rewinding),
+            Action::Rewind { from: Some(from) } => match self.index(from) {
+                Some(from) => self.start_job(m, JobKind::Rewind { from: Some(from) }, Busy::Rewinding),
                 None => Exec { ok: false, took: 0 },
             },
             Action::Reinitialize { from } => {

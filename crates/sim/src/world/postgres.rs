@@ -69,7 +69,7 @@ impl World {
                 }
                 None => false,
             },
-            JobKind::Rewind { from } => match self.copy_source(m, Some(from)) {
+            JobKind::Rewind { from: Some(from) } => match self.copy_source(m, Some(from)) {
                 Some(data) => {
                     self.pgs[m].data = Some(Data { primary: false, ..data });
                     self.start_as(m, false, Some(from));
@@ -78,6 +78,14 @@ impl World {
                 }
                 None => false,
             },
+            JobKind::Rewind { from: None } => {
+                if let Some(d) = self.pgs[m].data.as_mut() {
+                    d.primary = false;
+                }
+                let ok = self.start_as(m, false, None);
+                self.pgs[m].standby_leader = ok;
+                ok
+            }
             JobKind::BootstrapStandby => {
                 // A copy of the remote primary: the cluster's history starts there, in recovery.
                 let sysid = format!("7{:018}", self.seed % 1_000_000_000_000_000_000);
@@ -223,6 +231,9 @@ impl World {
                     if manual_failover {
                         self.manual_failover_losses += 1;
                         self.note(Some(m), |_| format!("allowed (manual failover): {detail}"));
+                        // That write is gone with the operator's consent: later promotions are judged by the writes
+                        // acknowledged from now on, not blamed for it again.
+                        self.last_sync_ack = None;
                     } else {
                         self.violate(Invariant::LostAcknowledgedWrite, detail);
                     }
