@@ -31,6 +31,7 @@ mod action;
 mod core;
 mod election;
 mod quorum;
+mod race;
 mod rewind;
 pub mod slots;
 mod standby;
