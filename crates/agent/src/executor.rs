@@ -242,6 +242,20 @@ impl<N: Node> Runtime<N> {
                 let node = self.node.clone();
                 self.spawn_long(Busy::Restarting, async move { node.restart().await });
             }
+            Action::ScheduledRestart => {
+                let Some(pending) = self.take_scheduled_restart() else { return Ok(()) };
+                info!("Manual scheduled restart at {}", patroni_pycompat::isoformat(&pending.shown.schedule));
+                let met = self.api.as_ref().is_some_and(|api| pending.req.conditions_met(&api.tx.borrow()));
+                if !met {
+                    info!("scheduled restart: restart conditions are not satisfied");
+                    return Ok(());
+                }
+                let node = self.node.clone();
+                self.spawn_long(Busy::Restarting, async move { node.restart().await });
+            }
+            Action::ClearScheduledRestart => {
+                self.take_scheduled_restart();
+            }
             Action::Reload => self.node.reload().await.map_err(|e| Failure::Failed(e.0))?,
             Action::AcquireLeader => {
                 // The others follow as soon as they see our key, before our promotion ends: their slots must be

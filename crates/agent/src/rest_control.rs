@@ -14,7 +14,6 @@ use patroni_api::{
 use patroni_dcs::{Dcs, DcsError};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::task::JoinHandle;
 
 /// Work the REST API hands to the HA loop.
 #[derive(Debug)]
@@ -31,8 +30,16 @@ pub enum Request {
     Reload,
 }
 
-/// The restart scheduled through the REST API, shared with the loop that publishes it.
-pub type SharedSchedule = Arc<Mutex<Option<patroni_api::ScheduledRestart>>>;
+/// The restart scheduled through the REST API: what `/patroni` and the member key show, and the request whose
+/// conditions are checked when it is due.
+#[derive(Clone, Debug)]
+pub struct PendingRestart {
+    pub shown: patroni_api::ScheduledRestart,
+    pub req: RestartRequest,
+}
+
+/// The scheduled restart, shared with the loop: the HA core decides when it is due (`Action::ScheduledRestart`).
+pub type SharedSchedule = Arc<Mutex<Option<PendingRestart>>>;
 
 /// The last failsafe heartbeat this member accepted: the leader's name and when (unix millis).
 pub type SharedHeartbeat = Arc<Mutex<Option<(String, i64)>>>;
@@ -47,8 +54,7 @@ pub struct AgentControl {
     pub requests: mpsc::Sender<Request>,
     pub status: watch::Receiver<Arc<NodeStatus>>,
     pub http: reqwest::Client,
-    scheduled: Mutex<Option<JoinHandle<()>>>,
-    /// What `/patroni` and the member key show as `scheduled_restart`.
+    /// The scheduled restart, if any.
     pub schedule: SharedSchedule,
     /// Fresh WAL positions for `GET /patroni` (None: the snapshot's).
     pub probe: Option<Arc<crate::probe::WalProbe>>,
@@ -71,7 +77,6 @@ impl AgentControl {
             requests,
             status,
             http,
-            scheduled: Mutex::new(None),
             schedule: SharedSchedule::default(),
             probe: None,
             failsafe_heartbeat: SharedHeartbeat::default(),
@@ -79,53 +84,20 @@ impl AgentControl {
         }
     }
 
-    /// Starts the timer of a scheduled restart at `at`; `false` when one is already pending.
+    /// Records a scheduled restart for the loop; `false` when one is already pending.
     fn arm_restart(&self, at: chrono::DateTime<chrono::FixedOffset>, req: RestartRequest) -> bool {
-        let Ok(mut slot) = self.scheduled.lock() else { return false };
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        let Ok(mut slot) = self.schedule.lock() else { return false };
+        if slot.is_some() {
             return false;
         }
-        let requests = self.requests.clone();
-        let wake = self.wake.clone();
-        let status = self.status.clone();
-        let shown = self.schedule.clone();
-        if let Ok(mut s) = self.schedule.lock() {
-            *s = Some(patroni_api::ScheduledRestart { schedule: at, conditions: req.raw.clone() });
-        }
-        let delay = (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        *slot = Some(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Ok(mut s) = shown.lock() {
-                *s = None;
-            }
-            if !req.conditions_met(&status.borrow()) {
-                tracing::info!("scheduled restart: restart conditions are not satisfied");
-                return;
-            }
-            let (reply, rx) = oneshot::channel();
-            if requests.send(Request::Restart { req, reply }).await.is_ok() {
-                wake.notify_one();
-                if let Ok((ok, text)) = rx.await {
-                    tracing::info!("scheduled restart: {} ({text})", if ok { "done" } else { "not done" });
-                }
-            }
-        }));
+        let shown = patroni_api::ScheduledRestart { schedule: at, conditions: req.raw.clone() };
+        *slot = Some(PendingRestart { shown, req });
         true
     }
 
     /// Cancels a pending scheduled restart; `false` when there is none.
     fn disarm_restart(&self) -> bool {
-        let Ok(mut slot) = self.scheduled.lock() else { return false };
-        match slot.take() {
-            Some(h) if !h.is_finished() => {
-                h.abort();
-                if let Ok(mut s) = self.schedule.lock() {
-                    *s = None;
-                }
-                true
-            }
-            _ => false,
-        }
+        self.schedule.lock().ok().and_then(|mut s| s.take()).is_some()
     }
 
     /// Wakes the loop and waits (bounded) until `/patroni` shows `want` as its scheduled restart: Patroni answers
@@ -259,11 +231,11 @@ impl Control for AgentControl {
 
     async fn update_failsafe(&self, body: &Map<String, Value>) -> FailsafeReply {
         let status = self.status.borrow().clone();
-        let running_primary = status.state == patroni_api::PostgresState::Running
-            && status.postgres.as_ref().is_some_and(|p| matches!(p.xlog, patroni_api::Xlog::Primary { .. }));
-        if running_primary {
-            // Patroni's answer: a primary cannot vouch for another one.
-            return FailsafeReply::Refused("Running as a leader".into());
+        let running = status.state == patroni_api::PostgresState::Running;
+        let primary = status.postgres.as_ref().is_some_and(|p| matches!(p.xlog, patroni_api::Xlog::Primary { .. }));
+        let role = if primary { patroni_ha::PgRole::Primary } else { patroni_ha::PgRole::Replica };
+        if let Err(why) = patroni_ha::failsafe_confirmation(role, running) {
+            return FailsafeReply::Refused(why.into());
         }
         if let Some(leader) = body.get("name").and_then(Value::as_str) {
             // Remembered for a ttl: the core does not race for the leader key while this leader may still run.

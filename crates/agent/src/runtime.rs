@@ -20,9 +20,6 @@ use crate::node::{Node, NodeError, Stop};
 use crate::rest_control::Request;
 use crate::settings::ha_settings;
 
-/// How many times one loop may step again at once (a race: fetch peers, take the key, promote).
-const MAX_ROUNDS: usize = 6;
-
 /// What the loop publishes after every cycle, for the REST API and for tests.
 #[derive(Clone, Debug, Default)]
 pub struct Published {
@@ -261,11 +258,11 @@ impl<N: Node> Runtime<N> {
         self.publish_state(local.clone(), details.clone(), cluster.clone().map(Arc::new), status);
         let mut outcomes = Vec::new();
         let mut peers: Option<Vec<PeerStatus>> = None;
-        let mut plan = Plan::default();
-        let mut refresh_reported = false;
+        let mut plan: Plan;
+        let mut rounds = patroni_ha::rounds::Rounds::new();
         // Whether this cycle wrote keys the published view shows (sync, failover, history…) after last reading them.
         let mut view_stale = false;
-        for round in 0..MAX_ROUNDS {
+        loop {
             let obs = Observation {
                 now: Time(now_millis()),
                 cluster: cluster.as_ref().map(cluster_view),
@@ -273,6 +270,7 @@ impl<N: Node> Runtime<N> {
                 peers: peers.take(),
                 outcomes: std::mem::take(&mut outcomes),
                 failsafe_heartbeat: self.last_heartbeat().map(|(leader, at)| (leader, Time(at))),
+                scheduled_restart: self.scheduled_restart_at(),
             };
             plan = self.ha.step(&settings, &obs);
             for (level, line) in &plan.log {
@@ -281,10 +279,7 @@ impl<N: Node> Runtime<N> {
                     LogLevel::Warning => warn!("{line}"),
                 }
             }
-            if plan.again && round + 1 < MAX_ROUNDS {
-                debug!("{}", plan.status);
-            }
-            if round > 0 {
+            if rounds.round() > 0 {
                 // A round after a race or a bootstrap sees keys this cycle wrote (our new leader key): the REST
                 // API shows them now, as Patroni's does the moment it holds the lock, not at the end of the cycle.
                 self.publish_state(local.clone(), details.clone(), cluster.clone().map(Arc::new), plan.status.clone());
@@ -293,27 +288,23 @@ impl<N: Node> Runtime<N> {
             view_stale |= plan.actions.iter().any(changes_view);
             outcomes = result.outcomes;
             peers = result.peers;
-            // A failed leader refresh must reach the core now, not be dropped with this plan: waiting for the next
-            // loop (and another retry_timeout reading the DCS) could let the key expire under a running primary.
-            let refresh_failed = (outcomes.contains(&Outcome::LeaderRefresh { ok: false })
-                || outcomes.contains(&Outcome::WatchdogArmed { ok: false }))
-                && !refresh_reported;
-            if !plan.again && !refresh_failed {
-                break;
-            }
-            if refresh_failed {
-                // Once per cycle: the core decides on the view it refreshed from, without another DCS round trip.
-                refresh_reported = true;
-                if result.refresh_unreachable {
-                    self.dcs_unanswered = true;
-                    // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the read
-                    // had failed (failsafe mode applies), not as a key someone else took.
-                    outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
-                    cluster = None;
+            match rounds.after(&plan, &outcomes) {
+                patroni_ha::rounds::Next::Sleep => break,
+                patroni_ha::rounds::Next::Again { reread: false } => {
+                    debug!("{}", plan.status);
+                    if result.refresh_unreachable {
+                        self.dcs_unanswered = true;
+                        // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the
+                        // read had failed (failsafe mode applies), not as a key someone else took.
+                        outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
+                        cluster = None;
+                    }
                 }
-            } else {
-                cluster = self.read_cluster().await;
-                view_stale = false;
+                patroni_ha::rounds::Next::Again { reread: true } => {
+                    debug!("{}", plan.status);
+                    cluster = self.read_cluster().await;
+                    view_stale = false;
+                }
             }
             (local, details) = self.observe().await;
         }
@@ -366,9 +357,21 @@ impl<N: Node> Runtime<N> {
     }
 
     /// `scheduled_restart` of the member key, as Patroni writes it (the request's keys, then `schedule`).
+    /// When the scheduled restart is due, for the core.
+    fn scheduled_restart_at(&self) -> Option<Time> {
+        let api = self.api.as_ref()?;
+        let at = api.schedule.lock().ok()?.as_ref()?.shown.schedule;
+        Some(Time(at.timestamp_millis()))
+    }
+
+    /// Takes the scheduled restart out of the schedule (it is due, or stale).
+    pub(crate) fn take_scheduled_restart(&self) -> Option<crate::rest_control::PendingRestart> {
+        self.api.as_ref()?.schedule.lock().ok()?.take()
+    }
+
     fn scheduled_restart_json(&self) -> Option<Value> {
         let api = self.api.as_ref()?;
-        let sr = api.schedule.lock().ok()?.clone()?;
+        let sr = api.schedule.lock().ok()?.clone()?.shown;
         let mut m = sr.conditions.clone();
         m.insert("schedule".into(), Value::from(patroni_pycompat::isoformat(&sr.schedule)));
         Some(Value::Object(m))
@@ -393,7 +396,7 @@ impl<N: Node> Runtime<N> {
         if let Some(api) = &self.api {
             let tags = self.config.tags.to_value().as_object().cloned().unwrap_or_default();
             let mut status = crate::rest_status::node_status(&published, &api.info, &tags);
-            status.scheduled_restart = api.schedule.lock().ok().and_then(|s| s.clone());
+            status.scheduled_restart = api.schedule.lock().ok().and_then(|s| s.as_ref().map(|p| p.shown.clone()));
             api.tx.send_replace(Arc::new(status));
         }
         self.publish.send_replace(published);
@@ -483,23 +486,32 @@ impl<N: Node> Runtime<N> {
                     self.restart_reply = Some(reply);
                 }
                 Request::Reinitialize { req, reply } => {
-                    if self.ha.holds_lock() {
-                        let _ = reply.send(Err("I am the leader, can not reinitialize".into()));
-                        continue;
-                    }
-                    if self.long.is_some() && !req.force {
-                        let _ = reply.send(Err("reinitialize already in progress".into()));
-                        continue;
-                    }
                     let cluster = self.read_cluster().await;
-                    let leader = cluster.as_ref().and_then(|c| c.leader_name().map(str::to_owned));
-                    let Some(up) = self.upstream(cluster.as_ref(), leader.as_deref()) else {
-                        let _ = reply.send(Err("Cluster has no leader, can not reinitialize".into()));
-                        continue;
+                    let (local, _) = self.observe().await;
+                    let view = cluster.as_ref().map(cluster_view);
+                    let action = match self.ha.reinitialize_request(&self.settings(), view.as_ref(), &local, req.force)
+                    {
+                        Ok(action) => action,
+                        Err(why) => {
+                            let _ = reply.send(Err(why));
+                            continue;
+                        }
                     };
-                    let node = self.node.clone();
-                    self.spawn_long(Busy::Reinitializing, async move { node.reinitialize(&up).await });
-                    let _ = reply.send(Ok(()));
+                    if let Some(running) = self.long.take() {
+                        // `force`: what runs is interrupted, as Patroni cancels its async action.
+                        info!("interrupting {} to reinitialize", running.busy.action_text());
+                        running.handle.abort();
+                        let _ = running.handle.await;
+                    }
+                    let mut done = crate::executor::Executed::default();
+                    match self.execute_one(&action, cluster.as_ref(), &self.settings(), &mut done).await {
+                        Ok(()) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                        Err(crate::executor::Failure::Failed(why) | crate::executor::Failure::Fatal(why)) => {
+                            let _ = reply.send(Err(why));
+                        }
+                    }
                 }
             }
         }
@@ -539,8 +551,11 @@ impl<N: Node> Runtime<N> {
             info!("waiting for {} to finish before shutting down", long.busy.action_text());
             let _ = tokio::time::timeout(Duration::from_secs(30), long.handle).await;
         }
-        if settings.pause {
-            info!("Leader key is not deleted and Postgresql is not stopped due paused state");
+        let plan = self.ha.shutdown(&settings);
+        if !plan.stop_postgres {
+            if let Some(line) = plan.log {
+                info!("{line}");
+            }
             if let Some(w) = &mut self.watchdog {
                 w.disarm();
             }
@@ -567,7 +582,7 @@ impl<N: Node> Runtime<N> {
         if let Some(w) = &mut self.watchdog {
             w.disarm();
         }
-        if self.ha.holds_lock() {
+        if plan.release_key {
             if let Ok(c) = self.dcs.get_cluster().await {
                 if let Some(leader) = c.leader.as_ref().filter(|l| l.name == self.name) {
                     match self.dcs.delete_leader(leader, lsn).await {

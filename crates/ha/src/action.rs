@@ -18,6 +18,28 @@ pub enum DemoteMode {
     ImmediateNoLock,
 }
 
+impl Action {
+    /// Runs in the background (the member is `busy` meanwhile).
+    pub fn is_long(&self) -> bool {
+        matches!(
+            self,
+            Action::Bootstrap
+                | Action::BootstrapStandby
+                | Action::StartStandbyLeader
+                | Action::DemoteCluster
+                | Action::CreateReplica { .. }
+                | Action::StartPrimary
+                | Action::StartReplica { .. }
+                | Action::Rewind { .. }
+                | Action::Reinitialize { .. }
+                | Action::Promote
+                | Action::Demote { .. }
+                | Action::Restart
+                | Action::ScheduledRestart
+        )
+    }
+}
+
 impl DemoteMode {
     pub fn releases_key(self) -> bool {
         matches!(self, DemoteMode::Graceful | DemoteMode::Immediate)
@@ -92,6 +114,11 @@ pub enum Action {
     },
     /// Long: restart PostgreSQL in its current role.
     Restart,
+    /// Long: the restart scheduled through the REST API is due: restart if its conditions (role, version, pending
+    /// restart) still hold. The schedule is cleared either way.
+    ScheduledRestart,
+    /// The scheduled restart is stale (due more than 1.5 loops ago, e.g. the agent was down): forget it.
+    ClearScheduledRestart,
     Reload,
     /// Create the leader key bound to our session. Outcome: `LeaderRace`.
     AcquireLeader,

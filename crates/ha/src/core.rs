@@ -19,6 +19,8 @@ pub struct Observation {
     pub outcomes: Vec<Outcome>,
     /// The last failsafe heartbeat (`POST /failsafe`) this member accepted: from whom, and when.
     pub failsafe_heartbeat: Option<(Name, Time)>,
+    /// When the restart scheduled through the REST API (`POST /restart` with `schedule`) is due.
+    pub scheduled_restart: Option<Time>,
 }
 
 impl Observation {
@@ -93,8 +95,31 @@ impl Ha {
                 _ => {}
             }
         }
+        let plan = self.scheduled_restart(s, obs, plan);
         let plan = crate::standby::never_writable(s, plan);
         crate::watchdog::arm_or_disarm(s, obs, self.held_lock, plan)
+    }
+
+    /// Patroni's `evaluate_scheduled_restart`: a healthy member with nothing else to do restarts when the schedule
+    /// is due (woken for it, as for a scheduled switchover), and forgets one that went stale.
+    fn scheduled_restart(&self, s: &Settings, obs: &Observation, plan: Plan) -> Plan {
+        let Some(at) = obs.scheduled_restart else { return plan };
+        let healthy = obs.local.process.is_running() && obs.local.busy.is_none();
+        let leader_known = obs.cluster.as_ref().is_some_and(|c| c.leader.is_some());
+        let idle = !plan.again && plan.actions.iter().all(|a| !a.is_long());
+        if s.pause || !healthy || !leader_known || !idle {
+            return plan;
+        }
+        if at > obs.now {
+            return plan.wake(at);
+        }
+        let late = obs.now - at;
+        if late.0 > s.loop_wait.0 * 3 / 2 {
+            return plan
+                .log(LogLevel::Warning, "Found a stale restart value, cleaning up")
+                .with(Action::ClearScheduledRestart);
+        }
+        plan.with(Action::ScheduledRestart)
     }
 
     fn decide(&mut self, s: &Settings, obs: &Observation) -> Plan {

@@ -32,7 +32,9 @@ mod core;
 mod election;
 mod quorum;
 mod race;
+mod requests;
 mod rewind;
+pub mod rounds;
 pub mod slots;
 mod standby;
 mod sync;
@@ -42,6 +44,7 @@ pub mod watchdog;
 
 pub use crate::action::{Action, DemoteMode, Divergence, LogLevel, Outcome, Plan};
 pub use crate::core::{Ha, Observation};
+pub use crate::requests::{failsafe_confirmation, Shutdown};
 pub use crate::time::{Millis, Time};
 pub use crate::view::{
     Busy, ClusterView, ControlState, DataDir, FailoverRequest, LocalState, Lsn, MemberView, Name, PeerReply,

@@ -832,3 +832,29 @@ fn key(leader: &str, standbys: &[&str]) -> Action {
         quorum: 0,
     }
 }
+
+/// Patroni's `evaluate_scheduled_restart`: a healthy member waits for the scheduled time (woken for it), restarts
+/// when it is due, and forgets a schedule more than 1.5 loops stale.
+#[test]
+fn scheduled_restart_waits_runs_and_expires() {
+    let s = settings("pg2");
+    let mut local = running(PgRole::Replica, 100);
+    local.following = Some("pg1".into());
+    let mut o = obs(Some(cluster(Some("pg1"))), local);
+    o.scheduled_restart = Some(Time(1_030_000));
+    let plan = Ha::new().step(&s, &o);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert_eq!(plan.wake_at, Some(Time(1_030_000)));
+
+    o.scheduled_restart = Some(Time(995_000));
+    assert_eq!(Ha::new().step(&s, &o).actions, vec![Action::ScheduledRestart]);
+
+    o.scheduled_restart = Some(Time(1_000_000 - 16_000));
+    let plan = Ha::new().step(&s, &o);
+    assert_eq!(plan.actions, vec![Action::ClearScheduledRestart]);
+
+    // Paused: nothing is restarted.
+    o.scheduled_restart = Some(Time(995_000));
+    let paused = Settings { pause: true, ..s };
+    assert!(Ha::new().step(&paused, &o).actions.is_empty());
+}

@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use patroni_ha::rounds::{Next, Rounds};
 use patroni_ha::{
     Action, Busy, ClusterView, ControlState, DataDir, DemoteMode, Divergence, FailoverRequest, Ha, LocalState,
     MemberView, Millis, Observation, Outcome, PeerReply, PeerStatus, PgRole, Plan, Process, ReplicaConn, Settings,
@@ -26,7 +27,6 @@ mod invariants;
 mod postgres;
 
 /// Re-steps per loop when the core asks to look again at once (races, peer fetches).
-const MAX_RESTEPS: u32 = 5;
 /// When faults may start: the cluster has bootstrapped by then.
 const FAULTS_FROM: i64 = 20_000;
 const REPLICATION_TICK: i64 = 100;
@@ -205,7 +205,10 @@ struct Agent {
     settings: Settings,
     plan: Plan,
     next: usize,
-    resteps: u32,
+    /// The rounds of the current cycle (`patroni_ha::rounds`, the runtime's protocol).
+    rounds: Rounds,
+    /// The cluster view the current cycle last decided on: a failed refresh is decided on it again.
+    last_view: Option<ClusterView>,
     outcomes: Vec<Outcome>,
     peers: Option<Vec<PeerStatus>>,
     /// A DCS write in flight: the rest of its latency after it lands, and whether it fails.
@@ -432,7 +435,8 @@ impl World {
                 settings: Settings { name: names[m].clone(), ..Settings::default() },
                 plan: Plan::default(),
                 next: 0,
-                resteps: 0,
+                rounds: Rounds::new(),
+                last_view: None,
                 outcomes: Vec::new(),
                 peers: None,
                 dcs_write: None,

@@ -34,6 +34,7 @@ impl World {
         let settings = self.settings(m);
         let local = self.local_state(m);
         let agent = &mut self.agents[m];
+        agent.last_view = cluster.clone();
         agent.settings = settings.clone();
         let mut obs = Observation {
             now: Time(self.now),
@@ -42,6 +43,8 @@ impl World {
             peers: agent.peers.take(),
             outcomes: std::mem::take(&mut agent.outcomes),
             failsafe_heartbeat: agent.failsafe_heartbeat.clone(),
+            // The simulated operator schedules no restarts.
+            scheduled_restart: None,
         };
         if let Some(mutation) = self.opts.mutation {
             mutation.observation(&mut obs, agent.ha.holds_lock());
@@ -104,14 +107,29 @@ impl World {
     /// The plan is done (or stopped at a failure): look again at once, or sleep.
     pub(super) fn finish_loop(&mut self, m: usize, after: i64) {
         let agent = &mut self.agents[m];
-        // A failed refresh must be acted on now, not a loop later: that is when the key may be lost.
-        let refresh_failed = agent.outcomes.contains(&Outcome::LeaderRefresh { ok: false });
-        if (agent.plan.again || refresh_failed) && agent.resteps < MAX_RESTEPS {
-            agent.resteps += 1;
-            self.start_read(m, after);
-            return;
+        match agent.rounds.after(&agent.plan, &agent.outcomes) {
+            Next::Again { reread: true } => {
+                self.start_read(m, after);
+                return;
+            }
+            Next::Again { reread: false } => {
+                // A failed refresh is decided on at once on the view it was made from; one the DCS did not answer
+                // counts as the DCS being down, as in the runtime.
+                let unanswered = !self.dcs_reachable(m);
+                let agent = &mut self.agents[m];
+                if unanswered {
+                    agent.outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
+                }
+                agent.snapshot =
+                    if unanswered { None } else { agent.last_view.clone().map(|v| (v, agent.config.clone())) };
+                agent.phase = Phase::Reading;
+                let gen = agent.gen;
+                self.schedule(self.now + after, Ev::Read { m, gen, fails: unanswered });
+                return;
+            }
+            Next::Sleep => {}
         }
-        agent.resteps = 0;
+        let agent = &mut self.agents[m];
         agent.phase = Phase::Sleeping;
         let wake = self.now + after;
         let mut sleep = agent.config.loop_wait as i64;
@@ -423,7 +441,8 @@ impl World {
                 self.agents[m].watchdog = None;
                 self.start_job(m, JobKind::DemoteStop { mode: *mode, follow }, Busy::Demoting)
             }
-            Action::Restart => self.start_job(m, JobKind::Restart, Busy::Restarting),
+            Action::Restart | Action::ScheduledRestart => self.start_job(m, JobKind::Restart, Busy::Restarting),
+            Action::ClearScheduledRestart => Exec { ok: true, took: 0 },
             Action::Reload => Exec { ok: true, took: 1 },
             Action::AcquireLeader => {
                 let (took, ok) = self.dcs_op(m);

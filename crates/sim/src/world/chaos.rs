@@ -33,7 +33,8 @@ impl World {
         agent.ha = Ha::new();
         agent.outcomes.clear();
         agent.peers = None;
-        agent.resteps = 0;
+        agent.rounds = Rounds::new();
+        agent.last_view = None;
         agent.named_candidate = false;
         agent.manual_failover = false;
         agent.lsn_when_acquired = None;
