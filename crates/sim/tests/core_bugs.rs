@@ -52,13 +52,10 @@ fn resume_while_the_leader_is_cut_off_splits_the_brain() {
     assert!(seeds.is_empty(), "split brain with seeds {seeds:?}");
 }
 
-/// Gap 6: the core never asks for `Rewind` or `Reinitialize`, and `LocalState` cannot even say that the local
-/// timeline diverged from the leader's. Isolate an asynchronous leader: it keeps writing until it demotes, a replica
-/// is promoted, and the old primary, back as a replica, holds WAL the new one never had: it runs but never streams
-/// again. About a quarter of the random seeds end with such a member (the default convergence check tolerates it;
-/// `require_rewind` does not).
+/// Regression for gap 6 (fixed: `crates/ha/src/rewind.rs`): the core never asked for `Rewind` or `Reinitialize`.
+/// Isolate an asynchronous leader: it keeps writing until it demotes, a replica is promoted, and the old primary,
+/// back as a replica, holds WAL the new one never had; it must be rewound and stream again (`require_rewind`).
 #[test]
-#[ignore = "core gap 6: diverged members are never rewound"]
 fn a_diverged_former_primary_is_rewound() {
     let scenario = Scenario {
         config: fast(SyncMode::Off),
