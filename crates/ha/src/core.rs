@@ -59,6 +59,8 @@ pub struct Ha {
     pub(crate) rewind: crate::rewind::RewindState,
     /// The last step saw the cluster paused: on resume, what was checked during the pause is forgotten.
     was_paused: bool,
+    /// The leader a running replica last saw (a change of leader is a moment its history may have forked).
+    seen_leader: Option<Name>,
 }
 
 impl Ha {
@@ -337,7 +339,7 @@ impl Ha {
         let local = &obs.local;
         let starting = matches!(local.process, Process::Starting { .. });
         if self.held_lock && s.standby_cluster && !s.pause {
-            return self.standby_leader_down(s, cluster, obs);
+            return self.standby_leader_down(s, obs);
         }
         if self.held_lock {
             if s.pause {
@@ -419,7 +421,7 @@ impl Ha {
             if !self.rewind.executed() {
                 self.rewind.trigger(s);
             }
-            match self.rejoin(s, cluster, obs, Some(leader.clone())) {
+            match self.rejoin(s, obs, Some(leader.clone())) {
                 Rejoin::Act(plan) => return plan,
                 // A former primary starts read-only and following nobody until the check can be made: streaming a
                 // forked history would fail for good. A replica streams meanwhile, as in Patroni.
@@ -502,7 +504,11 @@ impl Ha {
                     // Patroni's `follow`: a replica on an older timeline than its leader's may have forked from it.
                     let leader_tl = cluster.member(leader).and_then(|m| m.timeline).or(cluster.timeline);
                     let behind = matches!((local.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
-                    if behind
+                    // Beyond Patroni: a new leader, even one on the same timeline number or while we cascade from
+                    // a member that did not change (its own history may have been rewound under us).
+                    let new_leader = self.seen_leader.as_ref().is_some_and(|seen| seen != leader);
+                    self.seen_leader = Some(leader.clone());
+                    if (behind || new_leader)
                         && matches!(self.rewind, RewindState::Initial | RewindState::NotNeeded | RewindState::Failed)
                     {
                         self.rewind.trigger(s);
@@ -511,7 +517,7 @@ impl Ha {
                     // (Patroni's order): checked while the old upstream still sends, it could fork after the check.
                     let repoint = local.following.is_some() && local.following != follow_target(s, cluster);
                     if !repoint && matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) {
-                        match self.rejoin(s, cluster, obs, Some(leader.clone())) {
+                        match self.rejoin(s, obs, Some(leader.clone())) {
                             Rejoin::Act(plan) => return plan,
                             // A former primary came back following nobody: it stays so until checked. A replica
                             // already streaming goes on (PostgreSQL itself refuses a forked history).

@@ -12,7 +12,7 @@
 
 use crate::action::{Action, Divergence, LogLevel, Outcome, Plan};
 use crate::core::{Ha, Observation};
-use crate::view::{ClusterView, Name, PgRole, Settings};
+use crate::view::{Name, Settings};
 
 /// Where the member stands with its history (Patroni's `REWIND_STATUS`, without the checkpoint bookkeeping).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,13 +69,7 @@ fn source_name(source: &Option<Name>) -> &str {
 
 impl Ha {
     /// `_handle_rewind_or_reinitialize` against `source` (the leader, or `None`: the remote primary).
-    pub(crate) fn rejoin(
-        &mut self,
-        s: &Settings,
-        cluster: &ClusterView,
-        obs: &Observation,
-        source: Option<Name>,
-    ) -> Rejoin {
+    pub(crate) fn rejoin(&mut self, s: &Settings, obs: &Observation, source: Option<Name>) -> Rejoin {
         if source.as_deref() == Some(s.name.as_str()) {
             return Rejoin::Follow(None);
         }
@@ -104,11 +98,11 @@ impl Ha {
         }
         match self.rewind {
             RewindState::Check => {
-                // Patroni checks only against a leader that publishes the primary role: one still promoting
-                // cannot tell its new timeline yet.
-                let leader_ready =
-                    source.as_deref().is_none_or(|l| cluster.member(l).is_some_and(|m| m.role == PgRole::Primary));
-                if unchecked || !leader_ready {
+                // Patroni also waits for the leader's member key to say `primary`; the check itself asks the
+                // leader's PostgreSQL whether it is still in recovery, which is what matters, and works while the
+                // leader's agent is slow to publish (or frozen) — the member key alone held a demoted primary back
+                // until that key expired.
+                if unchecked {
                     return Rejoin::Unchecked;
                 }
                 Rejoin::Act(

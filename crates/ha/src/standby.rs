@@ -72,7 +72,7 @@ impl Ha {
         // streaming from it.
         let mut note = None;
         if matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) {
-            match self.rejoin(s, cluster, obs, None) {
+            match self.rejoin(s, obs, None) {
                 Rejoin::Act(mut plan) => {
                     plan.actions.insert(0, refresh);
                     return plan;
@@ -106,7 +106,7 @@ impl Ha {
     }
 
     /// We hold the leader key of a standby cluster and PostgreSQL does not run (or is still starting).
-    pub(crate) fn standby_leader_down(&mut self, s: &Settings, cluster: &ClusterView, obs: &Observation) -> Plan {
+    pub(crate) fn standby_leader_down(&mut self, s: &Settings, obs: &Observation) -> Plan {
         let local = &obs.local;
         let refresh = Action::UpdateLeader { lsn: local.lsn };
         if let Some(expired) = self.primary_start_expired(s, obs) {
@@ -120,7 +120,7 @@ impl Ha {
         }
         let mut plan =
             Plan::status("starting as a standby leader because i had the session lock").with(refresh.clone());
-        match self.rejoin(s, cluster, obs, None) {
+        match self.rejoin(s, obs, None) {
             // The key stays ours while the check or the rewind runs.
             Rejoin::Act(mut act) => {
                 act.actions.insert(0, refresh);

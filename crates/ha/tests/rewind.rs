@@ -168,17 +168,17 @@ fn unchecked_member_does_not_stream() {
     assert!(plan.status.contains("not following pg2 until our history is checked"), "{}", plan.status);
 }
 
-/// A leader still promoting does not publish the primary role yet: it is not asked (Patroni's rule).
+/// A leader whose member key does not say `primary` yet is asked all the same: the check itself finds out whether
+/// its PostgreSQL still runs in recovery (Patroni waits for the key).
 #[test]
-fn a_leader_not_yet_primary_is_not_asked() {
+fn a_leader_not_yet_published_as_primary_is_asked() {
     let mut ha = Ha::new();
     let s = settings("pg1");
     let mut o = obs(local(Process::Stopped, PgRole::Primary));
     if let Some(c) = o.cluster.as_mut() {
         c.members[1].role = PgRole::Replica;
     }
-    let plan = ha.step(&s, &o);
-    assert_eq!(plan.actions, vec![Action::StartReplica { follow: None }]);
+    assert_eq!(ha.step(&s, &o).actions, vec![check_pg2()]);
 }
 
 /// A replica found stopped is checked too before it starts streaming (Patroni's `recover`), and a failed rewind is
@@ -291,4 +291,26 @@ fn an_unchecked_former_primary_on_an_old_timeline_does_not_win_the_race() {
     o.peers = Some(vec![PeerStatus { name: "pg1".into(), reply: Some(old) }]);
     let plan = Ha::new().step(&settings("pg2"), &o);
     assert!(plan.actions.contains(&Action::AcquireLeader), "{plan:?}");
+}
+
+/// Beyond Patroni: a new leader is a moment the history may have forked even when nothing else shows it (the same
+/// timeline number, a cascading replica whose upstream did not change): the replica checks.
+#[test]
+fn a_new_leader_is_checked_against_even_on_the_same_timeline() {
+    let mut ha = Ha::new();
+    let s = Settings { tags: Tags { replicatefrom: Some("pg3".into()), ..Tags::default() }, ..settings("pg1") };
+    let mut c = cluster();
+    c.members.push(member("pg3", PgRole::Replica));
+    c.leader = Some("pg3".into());
+    let cascading =
+        LocalState { following: Some("pg3".into()), timeline: Some(2), ..local(Process::Running, PgRole::Replica) };
+    let mut o = obs(cascading.clone());
+    o.cluster = Some(c.clone());
+    assert!(ha.step(&s, &o).actions.is_empty());
+
+    // pg3 gives way to pg2; pg1 keeps cascading from pg3, on the same timeline number.
+    c.leader = Some("pg2".into());
+    let mut o = obs(cascading);
+    o.cluster = Some(c);
+    assert_eq!(ha.step(&s, &o).actions, vec![check_pg2()]);
 }
