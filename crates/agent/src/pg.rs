@@ -212,6 +212,16 @@ impl PgNode {
         ConnParams::parse(&up.conn_url).ok_or_else(|| NodeError::new(format!("cannot parse conn_url of {}", up.name)))
     }
 
+    /// Where to connect to compare histories with, or rewind from, `source`.
+    fn history_params(source: &HistorySource) -> Result<ConnParams, NodeError> {
+        match source {
+            HistorySource::Member(up) => Self::upstream_params(up),
+            HistorySource::Remote(remote) => {
+                remote.conn_params().ok_or_else(|| NodeError::new("the remote primary has no address to connect to"))
+            }
+        }
+    }
+
     async fn observe_locked(&self, pg: &Postgres) -> (LocalState, LocalDetails) {
         let mut local = LocalState::default();
         let mut details = LocalDetails::default();
@@ -436,13 +446,12 @@ impl Node for PgNode {
     }
 
     async fn check_divergence(&self, against: &HistorySource) -> patroni_ha::Divergence {
-        let params = match against {
-            HistorySource::Member(up) => Self::upstream_params(up).ok(),
-            HistorySource::Remote(remote) => remote.conn_params(),
-        };
-        let Some(params) = params else {
-            info!("cannot compare our history: no address to connect to");
-            return patroni_ha::Divergence::Unknown;
+        let params = match Self::history_params(against) {
+            Ok(params) => params,
+            Err(e) => {
+                info!("cannot compare our history: {e}");
+                return patroni_ha::Divergence::Unknown;
+            }
         };
         let pg = self.pg.lock().await;
         match pg.check_divergence(&params).await {
@@ -465,12 +474,7 @@ impl Node for PgNode {
     }
 
     async fn rewind(&self, from: &HistorySource) -> NodeResult<()> {
-        let params = match from {
-            HistorySource::Member(up) => Self::upstream_params(up)?,
-            HistorySource::Remote(remote) => remote
-                .conn_params()
-                .ok_or_else(|| NodeError::new("the remote primary has no address to rewind from"))?,
-        };
+        let params = Self::history_params(from)?;
         {
             let mut pg = self.pg.lock().await;
             if pg.is_running() {

@@ -288,23 +288,20 @@ impl<N: Node> Runtime<N> {
             view_stale |= plan.actions.iter().any(changes_view);
             outcomes = result.outcomes;
             peers = result.peers;
-            match rounds.after(&plan, &outcomes) {
+            let reread = match rounds.after(&plan, &outcomes) {
                 patroni_ha::rounds::Next::Sleep => break,
-                patroni_ha::rounds::Next::Again { reread: false } => {
-                    debug!("{}", plan.status);
-                    if result.refresh_unreachable {
-                        self.dcs_unanswered = true;
-                        // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the
-                        // read had failed (failsafe mode applies), not as a key someone else took.
-                        outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
-                        cluster = None;
-                    }
-                }
-                patroni_ha::rounds::Next::Again { reread: true } => {
-                    debug!("{}", plan.status);
-                    cluster = self.read_cluster().await;
-                    view_stale = false;
-                }
+                patroni_ha::rounds::Next::Again { reread } => reread,
+            };
+            debug!("{}", plan.status);
+            if reread {
+                cluster = self.read_cluster().await;
+                view_stale = false;
+            } else if result.refresh_unreachable {
+                self.dcs_unanswered = true;
+                // As in Patroni, a refresh the DCS did not answer is the DCS being down, decided as if the read had
+                // failed (failsafe mode applies), not as a key someone else took.
+                outcomes.retain(|o| *o != Outcome::LeaderRefresh { ok: false });
+                cluster = None;
             }
             (local, details) = self.observe().await;
         }
@@ -356,7 +353,6 @@ impl<N: Node> Runtime<N> {
         self.failsafe.get(member).and_then(Value::as_str).map(str::to_owned)
     }
 
-    /// `scheduled_restart` of the member key, as Patroni writes it (the request's keys, then `schedule`).
     /// When the scheduled restart is due, for the core.
     fn scheduled_restart_at(&self) -> Option<Time> {
         let api = self.api.as_ref()?;
@@ -369,6 +365,7 @@ impl<N: Node> Runtime<N> {
         self.api.as_ref()?.schedule.lock().ok()?.take()
     }
 
+    /// `scheduled_restart` of the member key, as Patroni writes it (the request's keys, then `schedule`).
     fn scheduled_restart_json(&self) -> Option<Value> {
         let api = self.api.as_ref()?;
         let sr = api.schedule.lock().ok()?.clone()?.shown;
@@ -487,10 +484,10 @@ impl<N: Node> Runtime<N> {
                 }
                 Request::Reinitialize { req, reply } => {
                     let cluster = self.read_cluster().await;
-                    let (local, _) = self.observe().await;
+                    let settings = self.settings();
                     let view = cluster.as_ref().map(cluster_view);
-                    let action = match self.ha.reinitialize_request(&self.settings(), view.as_ref(), &local, req.force)
-                    {
+                    let busy = self.long.as_ref().map(|l| &l.busy);
+                    let action = match self.ha.reinitialize_request(&settings, view.as_ref(), busy, req.force) {
                         Ok(action) => action,
                         Err(why) => {
                             let _ = reply.send(Err(why));
@@ -504,7 +501,7 @@ impl<N: Node> Runtime<N> {
                         let _ = running.handle.await;
                     }
                     let mut done = crate::executor::Executed::default();
-                    match self.execute_one(&action, cluster.as_ref(), &self.settings(), &mut done).await {
+                    match self.execute_one(&action, cluster.as_ref(), &settings, &mut done).await {
                         Ok(()) => {
                             let _ = reply.send(Ok(()));
                         }

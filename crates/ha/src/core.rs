@@ -56,7 +56,7 @@ pub struct Ha {
     /// key (Patroni stops a starting primary that lost its key or timed out).
     starting_primary: bool,
     /// Whether our WAL history must be (or was) compared with the primary's before streaming (rewind.rs).
-    pub(crate) rewind: crate::rewind::RewindState,
+    pub(crate) rewind: RewindState,
     /// The last step saw the cluster paused: on resume, what was checked during the pause is forgotten.
     was_paused: bool,
     /// The leader a running replica last saw (a change of leader is a moment its history may have forked).
@@ -93,7 +93,7 @@ impl Ha {
             match action {
                 // A former primary may hold WAL the next primary never gets (Patroni's demote triggers the check).
                 Action::Demote { .. } | Action::DemoteCluster => self.rewind.trigger(s),
-                Action::Promote => self.rewind = crate::rewind::RewindState::Initial,
+                Action::Promote => self.rewind = RewindState::Initial,
                 _ => {}
             }
         }
@@ -139,7 +139,7 @@ impl Ha {
             self.was_paused = true;
         } else if std::mem::take(&mut self.was_paused) {
             // People may have done anything by hand meanwhile: check what the next decisions need afresh.
-            self.rewind = crate::rewind::RewindState::Initial;
+            self.rewind = RewindState::Initial;
         }
         let local = &obs.local;
 
@@ -156,11 +156,11 @@ impl Ha {
         if local.busy.is_none() {
             self.demoting_cluster = false;
             self.starting_primary = false;
-            if self.rewind == crate::rewind::RewindState::Rewinding {
+            if self.rewind == RewindState::Rewinding {
                 self.rewind = if local.last_failure == Some(crate::view::Busy::Rewinding) {
-                    crate::rewind::RewindState::Failed
+                    RewindState::Failed
                 } else {
-                    crate::rewind::RewindState::Initial
+                    RewindState::Initial
                 };
             }
         }
@@ -296,7 +296,7 @@ impl Ha {
 
     fn empty_data_dir(&mut self, s: &Settings, cluster: &ClusterView, _obs: &Observation) -> Plan {
         // A new copy has the source's history by construction.
-        self.rewind = crate::rewind::RewindState::Initial;
+        self.rewind = RewindState::Initial;
         let Some(leader) = &cluster.leader else {
             // A replica method that needs no running leader (a restore from backup) can make this member now; the
             // leader race that follows decides whether it may promote.
@@ -499,6 +499,7 @@ impl Ha {
                     let follow = (!RewindState::allowed(s)).then(|| leader.clone());
                     return Plan::status(why).with(Action::Demote { mode: DemoteMode::ImmediateNoLock, follow });
                 }
+                let target = follow_target(s, cluster);
                 let mut note = None;
                 if !s.standby_cluster {
                     // Patroni's `follow`: a replica on an older timeline than its leader's may have forked from it.
@@ -508,14 +509,12 @@ impl Ha {
                     // a member that did not change (its own history may have been rewound under us).
                     let new_leader = self.seen_leader.as_ref().is_some_and(|seen| seen != leader);
                     self.seen_leader = Some(leader.clone());
-                    if (behind || new_leader)
-                        && matches!(self.rewind, RewindState::Initial | RewindState::NotNeeded | RewindState::Failed)
-                    {
+                    if behind || new_leader {
                         self.rewind.trigger(s);
                     }
                     // A replica streaming from someone else is pointed at the leader first and checked afterwards
                     // (Patroni's order): checked while the old upstream still sends, it could fork after the check.
-                    let repoint = local.following.is_some() && local.following != follow_target(s, cluster);
+                    let repoint = local.following.is_some() && local.following != target;
                     if !repoint && matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) {
                         match self.rejoin(s, obs, Some(leader.clone())) {
                             Rejoin::Act(plan) => return plan,
@@ -534,7 +533,6 @@ impl Ha {
                         }
                     }
                 }
-                let target = follow_target(s, cluster);
                 let mut plan = if local.following != target {
                     let who = target.as_deref().unwrap_or("nobody");
                     // Patroni checks the history again after pointing a replica elsewhere (unless it just did).

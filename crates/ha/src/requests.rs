@@ -3,7 +3,7 @@
 
 use crate::action::Action;
 use crate::core::Ha;
-use crate::view::{ClusterView, LocalState, PgRole, Settings};
+use crate::view::{Busy, ClusterView, PgRole, Settings};
 
 /// What a graceful shutdown does (Patroni's `Ha.shutdown`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,12 +19,12 @@ pub struct Shutdown {
 
 impl Ha {
     /// `POST /reinitialize`: the action to run, or why not, in Patroni's words and order (`Ha.reinitialize`).
-    /// `force` interrupts a long action in progress.
+    /// `busy`: the long action in progress, which `force` interrupts.
     pub fn reinitialize_request(
         &self,
         s: &Settings,
         cluster: Option<&ClusterView>,
-        local: &LocalState,
+        busy: Option<&Busy>,
         force: bool,
     ) -> Result<Action, String> {
         let Some(leader) = cluster.and_then(|c| c.leader.as_ref()) else {
@@ -33,7 +33,7 @@ impl Ha {
         if *leader == s.name {
             return Err("I am the leader, can not reinitialize".into());
         }
-        if let (Some(busy), false) = (&local.busy, force) {
+        if let (Some(busy), false) = (busy, force) {
             return Err(format!("{} already in progress", busy.action_text()));
         }
         Ok(Action::Reinitialize { from: Some(leader.clone()) })
@@ -64,7 +64,6 @@ pub fn failsafe_confirmation(role: PgRole, running: bool) -> Result<(), &'static
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::Busy;
 
     fn cluster(leader: Option<&str>) -> ClusterView {
         ClusterView { leader: leader.map(Into::into), ..ClusterView::default() }
@@ -74,16 +73,15 @@ mod tests {
     fn reinitialize_is_refused_as_patroni_refuses_it() {
         let ha = Ha::new();
         let s = Settings { name: "pg2".into(), ..Settings::default() };
-        let idle = LocalState::default();
-        let no = |c: Option<&ClusterView>, l: &LocalState, force| ha.reinitialize_request(&s, c, l, force);
-        assert_eq!(no(None, &idle, false).unwrap_err(), "Cluster has no leader, can not reinitialize");
-        assert_eq!(no(Some(&cluster(None)), &idle, false).unwrap_err(), "Cluster has no leader, can not reinitialize");
-        assert_eq!(no(Some(&cluster(Some("pg2"))), &idle, false).unwrap_err(), "I am the leader, can not reinitialize");
-        let busy = LocalState { busy: Some(Busy::Restarting), ..LocalState::default() };
-        assert_eq!(no(Some(&cluster(Some("pg1"))), &busy, false).unwrap_err(), "restart already in progress");
+        let no = |c: Option<&ClusterView>, b: Option<&Busy>, force| ha.reinitialize_request(&s, c, b, force);
+        assert_eq!(no(None, None, false).unwrap_err(), "Cluster has no leader, can not reinitialize");
+        assert_eq!(no(Some(&cluster(None)), None, false).unwrap_err(), "Cluster has no leader, can not reinitialize");
+        assert_eq!(no(Some(&cluster(Some("pg2"))), None, false).unwrap_err(), "I am the leader, can not reinitialize");
+        let busy = Some(&Busy::Restarting);
+        assert_eq!(no(Some(&cluster(Some("pg1"))), busy, false).unwrap_err(), "restart already in progress");
         let go = Action::Reinitialize { from: Some("pg1".into()) };
-        assert_eq!(no(Some(&cluster(Some("pg1"))), &busy, true), Ok(go.clone()));
-        assert_eq!(no(Some(&cluster(Some("pg1"))), &idle, false), Ok(go));
+        assert_eq!(no(Some(&cluster(Some("pg1"))), busy, true), Ok(go.clone()));
+        assert_eq!(no(Some(&cluster(Some("pg1"))), None, false), Ok(go));
     }
 
     #[test]
