@@ -74,8 +74,9 @@ def wait_quiet(max_wait):
 
 
 class Cluster:
-    def __init__(self, impl, profile, workdir):
+    def __init__(self, impl, profile, workdir, sync_mode="off", strict=False):
         self.impl, self.profile, self.dir = impl, profile, workdir
+        self.sync_mode, self.strict = sync_mode, strict
         self.procs = {}  # name -> Popen (runuser wrapper)
         self.etcd = None
 
@@ -113,6 +114,10 @@ class Cluster:
             for b in ("patroni", "patronictl"):
                 shutil.copy(f"{RS_BIN}/{b}", f"{self.dir}/bin/{b}")
         p = PROFILES[self.profile]
+        # synchronous_mode as the dynamic configuration spells it (bench --sync-mode, --strict)
+        sync = {"off": "", "on": "\n    synchronous_mode: true", "quorum": "\n    synchronous_mode: quorum"}[self.sync_mode]
+        if self.strict:
+            sync += "\n    synchronous_mode_strict: true"
         for name in NAMES:
             with open(f"{self.dir}/{name}.yml", "w") as f:
                 f.write(f"""scope: bench
@@ -127,7 +132,7 @@ bootstrap:
     ttl: {p['ttl']}
     loop_wait: {p['loop_wait']}
     retry_timeout: {p['retry_timeout']}
-    maximum_lag_on_failover: 1048576
+    maximum_lag_on_failover: 1048576{sync}
     postgresql:
       use_pg_rewind: true
       parameters:
@@ -335,11 +340,14 @@ def probe_scenario(cl, name, action, other_than=None, key=False, timeout=120):
 
 
 def run_pass(args, rep, out):
-    cl = Cluster(args.impl, args.profile, f"/tmp/pbench/{args.impl}-{args.profile}-{rep}")
+    cl = Cluster(args.impl, args.profile, f"/tmp/pbench/{args.impl}-{args.profile}-{rep}", args.sync_mode, args.strict)
     quiet = wait_quiet(args.max_wait)
     base = dict(impl=args.impl, profile=args.profile, rep=rep, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **quiet)
-    log(f"pass {args.impl}/{args.profile} #{rep}, load {quiet}")
+    if args.sync_mode != "off" or args.strict:
+        # passes of a synchronous mode are reported apart (older result lines have neither field: asynchronous)
+        base.update(sync_mode=args.sync_mode, strict=args.strict)
+    log(f"pass {args.impl}/{args.profile} #{rep} sync {args.sync_mode}{' strict' if args.strict else ''}, load {quiet}")
 
     def emit(scenario, res):
         res = dict(base, scenario=scenario, load_now=loadavg(), **res)
@@ -359,19 +367,21 @@ def run_pass(args, rep, out):
         time.sleep(3)
 
         if not args.only_footprint:
-            # switchover to a named candidate
-            cand = [n for n in NAMES if n != primary][0]
-            def switchover():
-                t = time.time()
-                r = subprocess.run(cl.ctl_cmd() + ["switchover", "--leader", primary, "--candidate", cand, "--force"],
-                                   capture_output=True, text=True)
-                return dict(command_s=round(time.time() - t, 3), rc=r.returncode)
-            emit("switchover", probe_scenario(cl, "switchover", switchover, other_than=primary))
-            primary = cl.wait_healthy(90)
-            if primary is None:
-                emit("switchover-recovery", dict(error="not healthy after 90 s"))
-                return
-            time.sleep(3)
+            # switchovers to a named candidate (--switchovers N: N in a row, each to the next member in turn, so
+            # that former primaries, rewound or not, become candidates too)
+            for k in range(args.switchovers):
+                cand = [n for n in NAMES if n != primary][k % 2]
+                def switchover():
+                    t = time.time()
+                    r = subprocess.run(cl.ctl_cmd() + ["switchover", "--leader", primary, "--candidate", cand, "--force"],
+                                       capture_output=True, text=True)
+                    return dict(command_s=round(time.time() - t, 3), rc=r.returncode, nth=k + 1)
+                emit("switchover", probe_scenario(cl, f"switchover{k + 1}", switchover, other_than=primary))
+                primary = cl.wait_healthy(90)
+                if primary is None:
+                    emit("switchover-recovery", dict(error="not healthy after 90 s"))
+                    return
+                time.sleep(3)
 
             # PostgreSQL crash on the primary, agent alive
             def crash():
@@ -389,6 +399,8 @@ def run_pass(args, rep, out):
             primary = cl.wait_healthy(90)
             if primary is None:
                 emit("pg_crash-recovery", dict(error="not healthy after 90 s"))
+                return
+            if args.only_switchover:
                 return
 
         if args.footprint or args.only_footprint:
@@ -473,12 +485,14 @@ def report(files):
                ("switchover", "command_s", "switchover: patronictl command duration (s)"),
                ("pg_crash", "writes_s", "PostgreSQL killed on the primary → writes (s)"),
                ("pg_crash", "failed_writes", "PostgreSQL crash: failed probe writes")]
-    for profile in ("fast", "default"):
-        prow = [r for r in rows if r["profile"] == profile]
+    modes = sorted({(r.get("sync_mode", "off"), r.get("strict", False)) for r in rows})
+    for profile, (mode, strict) in [(p, m) for p in ("fast", "default") for m in modes]:
+        prow = [r for r in rows if r["profile"] == profile and (r.get("sync_mode", "off"), r.get("strict", False)) == (mode, strict)]
         if not prow:
             continue
         p = PROFILES[profile]
-        print(f"\n### Profile `{profile}`: ttl {p['ttl']} / loop_wait {p['loop_wait']} / retry_timeout {p['retry_timeout']}\n")
+        sync = "" if (mode, strict) == ("off", False) else f", synchronous_mode `{mode}`{' + strict' if strict else ''}"
+        print(f"\n### Profile `{profile}`: ttl {p['ttl']} / loop_wait {p['loop_wait']} / retry_timeout {p['retry_timeout']}{sync}\n")
         print("| metric | patroni-rs min / **median** / max (n) | Python Patroni min / **median** / max (n) | ratio rs/py (medians) |")
         print("|---|---|---|---|")
 
@@ -545,6 +559,12 @@ def main():
     r.add_argument("--random-phase", action="store_true", help="node death at a random point of the HA loop")
     r.add_argument("--rest", action="store_true")
     r.add_argument("--rest-secs", type=int, default=5)
+    r.add_argument("--sync-mode", choices=["off", "on", "quorum"], default="off",
+                   help="synchronous_mode of the cluster (bootstrap.dcs)")
+    r.add_argument("--strict", action="store_true", help="synchronous_mode_strict: true")
+    r.add_argument("--switchovers", type=int, default=1, help="switchovers in a row")
+    r.add_argument("--only-switchover", action="store_true",
+                   help="bootstrap, switchover, PostgreSQL crash, stop (the synchronous-mode figures)")
     r.add_argument("--max-wait", type=int, default=int(os.environ.get("BENCH_MAX_WAIT", "120")),
                    help="longest wait for a quiet machine before a pass")
     rp = sub.add_parser("report")

@@ -339,3 +339,68 @@ async fn strict_mode_blocks_writes_without_a_standby_until_one_returns() {
     c.wait_row(s, "after", WAIT).await;
     assert_eq!(c.leader().await, Some(name(p)), "the primary kept the leader key throughout");
 }
+
+/// `maximum_lag_on_syncnode` with commits waiting for replay (`synchronous_commit: remote_apply`, set through the
+/// dynamic configuration): the sync standby stops replaying (`pg_wal_replay_pause()`) while a large commit waits
+/// for it; once its replay lag passes the limit the primary names the healthy async replica instead, the waiting
+/// commit returns, `GET /sync` and `GET /async` answer for the new roles, and after replay resumes the stuck one
+/// catches up and stays asynchronous (the current sync standby is preferred). Patroni's suite covers the same swap
+/// while paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_sync_standby_is_swapped_for_the_healthy_replica() {
+    let mut o = sync_options(false);
+    o.dcs_extra.push("maximum_lag_on_syncnode: 1048576".into());
+    let c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let (s, a) = wait_roles(&c, p, WAIT).await;
+    eprintln!("primary {}, sync {}, async {}", name(p), name(s), name(a));
+
+    let patch = serde_json::json!({"postgresql": {"parameters": {"synchronous_commit": "remote_apply"}}});
+    let (code, body) = c.node(p).request(reqwest::Method::PATCH, "/config", Some(&patch)).await.unwrap();
+    assert_eq!(code, 200, "PATCH /config: {body}");
+    let applied = patroni_testkit::wait_until(WAIT, POLL, || async {
+        one(&c, p, "SHOW synchronous_commit").await.ok().flatten().as_deref() == Some("remote_apply")
+    })
+    .await;
+    assert!(applied.is_ok(), "synchronous_commit never became remote_apply on {}", name(p));
+    c.insert(p, "before").await;
+
+    c.sql(s, "SELECT pg_wal_replay_pause()").await.expect("pauses replay on the sync standby");
+    // About 13 MB of WAL in one commit, which waits for the (paused) sync standby to apply it.
+    let client = connect(&c, p).await;
+    let load = tokio::spawn(async move {
+        client
+            .simple_query("CREATE TABLE big AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 100000) g")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+
+    let swapped =
+        patroni_testkit::wait_until(WAIT, POLL, || async { settled_roles(&c, p).await == Some((a, s)) }).await;
+    if swapped.is_err() {
+        c.dump_dcs().await;
+        c.dump("stuck standby not swapped");
+        panic!(
+            "{} (replay paused) was not replaced by {} as sync standby: sync key {:?}, pg_stat_replication {:?}",
+            name(s),
+            name(a),
+            sync_key(&c).await,
+            sync_states(&c, p).await
+        );
+    }
+    let done = tokio::time::timeout(WAIT, load).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "the waiting commit returns once the healthy standby applied it: {done:?}");
+    assert_eq!(c.status(a, "/sync").await, Some(200), "{} answers GET /sync", name(a));
+    assert_eq!(c.status(s, "/async").await, Some(200), "{} answers GET /async", name(s));
+
+    c.sql(s, "SELECT pg_wal_replay_resume()").await.expect("resumes replay");
+    let caught_up = patroni_testkit::wait_until(WAIT, POLL, || async {
+        one(&c, s, "SELECT count(*) FROM big").await.ok().flatten().as_deref() == Some("100000")
+    })
+    .await;
+    assert!(caught_up.is_ok(), "{} never replayed the large commit after resuming", name(s));
+    // Two more loops: the healthy current sync standby keeps its role.
+    tokio::time::sleep(Duration::from_secs(2 * LOOP_WAIT + 1)).await;
+    assert_eq!(settled_roles(&c, p).await, Some((a, s)), "the current sync standby is kept once the other catches up");
+}

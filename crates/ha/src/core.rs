@@ -506,8 +506,10 @@ impl Ha {
                     let leader_tl = cluster.member(leader).and_then(|m| m.timeline).or(cluster.timeline);
                     let behind = matches!((local.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
                     // Beyond Patroni: a new leader, even one on the same timeline number or while we cascade from
-                    // a member that did not change (its own history may have been rewound under us).
-                    let new_leader = self.seen_leader.as_ref().is_some_and(|seen| seen != leader);
+                    // a member that did not change (its own history may have been rewound under us). The first
+                    // leader this agent sees counts as new: PostgreSQL ran on while the agent was down, and the
+                    // leader may have changed meanwhile (simulator, a cascading replica whose agent was killed).
+                    let new_leader = self.seen_leader.as_ref() != Some(leader);
                     self.seen_leader = Some(leader.clone());
                     if behind || new_leader {
                         self.rewind.trigger(s);

@@ -49,9 +49,17 @@ pub(crate) fn sync_active(s: &Settings, cluster: &ClusterView) -> bool {
     s.sync_mode != SyncMode::Off && !cluster.sync.is_empty()
 }
 
-/// Quorum commit is asked for and the leader wrote the `sync` key.
+/// The quorum rules apply: quorum commit is asked for and the leader wrote the `sync` key — or, beyond Patroni,
+/// synchronous mode `on` reads a key that a leader in quorum mode wrote (`quorum` > 0: the mode was changed live and
+/// that leader has not applied the change yet). Its voters do not each hold every acknowledged commit, so `quorum`
+/// of them must be heard whatever mode this member reads (simulator, live mode changes).
 pub(crate) fn quorum_active(s: &Settings, cluster: &ClusterView) -> bool {
-    s.sync_mode == SyncMode::Quorum && !cluster.sync.is_empty()
+    !cluster.sync.is_empty()
+        && match s.sync_mode {
+            SyncMode::Quorum => true,
+            SyncMode::On => cluster.sync.quorum > 0,
+            SyncMode::Off => false,
+        }
 }
 
 /// In synchronous mode only the members in the `sync` key (and the leader that wrote it) hold every acknowledged
@@ -72,13 +80,31 @@ pub(crate) fn quorum_reached(s: &Settings, cluster: &ClusterView, local: &LocalS
     let mut ahead = 0;
     for p in peers.iter().filter(|p| p.name != s.name && voting.contains(&p.name)) {
         let Some(r) = p.reply.as_ref().filter(|r| r.tags.can_fail_over() && r.running) else { continue };
-        match (r.lsn, local.lsn) {
-            (Some(theirs), Some(mine)) if theirs > mine => ahead += 1,
-            (Some(theirs), _) if theirs > 0 => votes += 1,
-            _ => {}
+        if further(r.timeline, r.lsn, local.timeline, local.lsn) {
+            ahead += 1;
+        } else if r.lsn.is_some_and(|theirs| theirs > 0) {
+            votes += 1;
         }
     }
     votes >= cluster.sync.quorum as i64 || (ahead == 0 && cluster.sync.leader.as_deref() == Some(s.name.as_str()))
+}
+
+/// Whether a member at (`timeline`, `lsn`) holds WAL past (`other_timeline`, `other_lsn`). Beyond Patroni, timelines
+/// first: a member on a newer timeline is further, one on an older timeline never is, whatever the raw positions (the
+/// older one either ends before the newer timeline's switch point or forked there, and then what it holds past it is
+/// not the cluster's history). Simulator, quorum mode: a former primary counted a vote from a member on the newer
+/// timeline whose raw position was lower, and promoted without that timeline's acknowledged commits.
+pub(crate) fn further(
+    timeline: Option<u32>,
+    lsn: Option<Lsn>,
+    other_timeline: Option<u32>,
+    other_lsn: Option<Lsn>,
+) -> bool {
+    match (timeline, other_timeline) {
+        (Some(t), Some(o)) if t < o => false,
+        (Some(t), Some(o)) if t > o => true,
+        _ => matches!((lsn, other_lsn), (Some(l), Some(o)) if l > o),
+    }
 }
 
 /// Whether enough of these peers could take over (Patroni's `is_failover_possible`): at least one, and in quorum

@@ -5,7 +5,7 @@ use crate::action::{Action, LogLevel, Outcome, Plan};
 use crate::core::{race_members, timeline_behind, Ha, Observation};
 use crate::election;
 use crate::rewind::RewindState;
-use crate::view::{ClusterView, LocalState, PeerReply, PeerStatus, PgRole, Settings};
+use crate::view::{ClusterView, FailoverRequest, LocalState, PeerReply, PeerStatus, PgRole, Settings};
 
 impl Ha {
     /// Nobody holds the leader key and we run as a replica (or a primary without the key).
@@ -53,6 +53,7 @@ impl Ha {
                     // Named by an operator: promote even if lagging; that is what failover means. But never next
                     // to a primary that still runs (a failsafe leader cut off from the DCS keeps running).
                     let others = race_members(s, cluster);
+                    let mut seen: &[PeerStatus] = &[];
                     if !others.is_empty() {
                         let Some(peers) = &obs.peers else {
                             return Plan::status("manual failover: checking that no primary is still running")
@@ -62,10 +63,15 @@ impl Ha {
                         if let Some(p) = peers.iter().find(|p| p.reply.as_ref().is_some_and(runs_as_primary)) {
                             return Plan::status(format!("manual failover: {} is still running as primary", p.name));
                         }
+                        seen = peers;
                     }
-                    return Plan::status("manual failover: taking the leader key as the candidate")
-                        .with(Action::AcquireLeader)
-                        .again();
+                    if !switchover_needs_votes(s, cluster, f) || election::quorum_reached(s, cluster, local, seen) {
+                        return Plan::status("manual failover: taking the leader key as the candidate")
+                            .with(Action::AcquireLeader)
+                            .again();
+                    }
+                    // Without the votes, the race below decides (a voter ahead of us takes over).
+                    excluded = f.leader.as_deref();
                 }
                 Some(c) => {
                     let Some(peers) = &obs.peers else {
@@ -74,7 +80,15 @@ impl Ha {
                             .again();
                     };
                     let healthy = peers.iter().any(|p| p.name == c && p.reply.as_ref().is_some_and(|r| r.running));
-                    if healthy {
+                    // A candidate behind us cannot gather the quorum's votes: waiting for it would wait forever.
+                    let behind_us = switchover_needs_votes(s, cluster, f)
+                        && peers.iter().any(|p| {
+                            p.name == c
+                                && p.reply
+                                    .as_ref()
+                                    .is_some_and(|r| election::further(local.timeline, local.lsn, r.timeline, r.lsn))
+                        });
+                    if healthy && !behind_us {
                         return Plan::status(format!("manual failover: waiting for {c} to take over"));
                     }
                     excluded = f.leader.as_deref();
@@ -149,7 +163,9 @@ impl Ha {
         local: &LocalState,
         peers: &[PeerStatus],
     ) -> Option<String> {
-        if !matches!(self.rewind, RewindState::Check | RewindState::Need { .. }) || !timeline_behind(local, cluster) {
+        // A failed rewind leaves the history as diverged as before: the same holds.
+        let unproven = matches!(self.rewind, RewindState::Check | RewindState::Need { .. } | RewindState::Failed);
+        if !unproven || !timeline_behind(local, cluster) {
             return None;
         }
         let newest = cluster.timeline?;
@@ -187,4 +203,12 @@ fn failsafe_leader<'a>(s: &Settings, obs: &'a Observation, ttl_high: crate::time
 
 fn runs_as_primary(r: &PeerReply) -> bool {
     r.running && r.role == PgRole::Primary
+}
+
+/// Beyond Patroni: a switchover whose leader went away before handing over has become a failover. With the quorum
+/// rules active the named candidate is one voter among several and may lack commits another voter acknowledged (the
+/// leader would have waited for it to catch up); it takes the key only with the votes any racer needs (simulator,
+/// quorum mode). A failover without a leader named is the operator accepting that risk, as documented.
+fn switchover_needs_votes(s: &Settings, cluster: &ClusterView, f: &FailoverRequest) -> bool {
+    f.leader.is_some() && election::quorum_active(s, cluster)
 }

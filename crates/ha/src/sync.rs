@@ -107,6 +107,11 @@ impl SyncTracker {
     pub(crate) fn choose(&mut self, s: &Settings, cluster: &ClusterView, local: &LocalState) -> SyncChoice {
         let ssn = &local.sync_standby_names;
         if self.seen.as_ref() != Some(ssn) {
+            if self.seen.as_ref().is_some_and(|seen| seen.any != ssn.any) {
+                // Between `ANY` and a priority list (a live change of mode) what a standby acknowledged before says
+                // nothing of what the new list promises: each must catch up with the change again.
+                self.ready.clear();
+            }
             self.ready.retain(|n| ssn.names.contains(n));
             self.lsn_at_change = local.lsn.unwrap_or(0);
             self.seen = Some(ssn.clone());
@@ -142,8 +147,9 @@ impl SyncTracker {
             if self.ready.contains(c.name) || !ssn.names.contains(c.name) {
                 continue;
             }
-            // In quorum mode the key lists standbys once one of them caught up, so it cannot vouch for them.
-            let ready = if quorum_mode {
+            // In quorum mode the key lists standbys once one of them caught up, so it cannot vouch for them; nor can a
+            // key a quorum-mode leader wrote (`quorum` > 0) when the mode changed to `on`.
+            let ready = if quorum_mode || cluster.sync.quorum > 0 {
                 c.synchronous && c.lsn >= self.lsn_at_change
             } else {
                 cluster.sync.is_sync_standby(c.name) || (c.synchronous && c.lsn >= self.lsn_at_change)
@@ -325,6 +331,7 @@ impl SyncTracker {
         // that commit: simulator, quorum mode).
         let mut acknowledged_up_to = self.lsn_at_change;
         let mut current_voters = input.voters.clone();
+        let mut current_quorum = input.quorum;
         for t in transitions {
             match t {
                 Transition::Quorum { leader, quorum, voters } => {
@@ -343,7 +350,19 @@ impl SyncTracker {
                         plan.soon = true;
                         break;
                     }
+                    // A lower quorum asks fewer votes of a member that promotes, as if more voters held each commit;
+                    // those acknowledged before PostgreSQL waited for more standbys are on as few as before, until
+                    // the voters caught up with them (simulator, 4 members: `synchronous_node_count` raised live).
+                    if quorum < current_quorum && !behind.is_empty() {
+                        plan.info(format!(
+                            "Not yet lowering the quorum from {current_quorum} to {quorum}: {} not caught up",
+                            pylist(behind)
+                        ));
+                        plan.soon = true;
+                        break;
+                    }
                     current_voters = voters.clone();
+                    current_quorum = quorum;
                     let list = voters.iter().cloned().collect::<Vec<_>>();
                     plan.info(format!(
                         "Setting leader to {leader}, quorum to {quorum} of {} ({})",
@@ -413,8 +432,8 @@ fn disable(cluster: &ClusterView) -> SyncPlan {
 /// Right before promoting: what commits on the new primary will wait for from the first moment.
 ///
 /// In quorum mode with a `sync` key, keep waiting for the former voters (the former leader among them) as many as
-/// the quorum guarantees, so no commit is acknowledged by fewer; the key is brought up to date once we run as the
-/// primary. Otherwise the key names us alone first (a compare-and-set: if someone else wrote it, we may have lost
+/// the quorum guarantees, so no commit is acknowledged by fewer; the key names us as leader with those voters and
+/// the same quorum, and is brought up to date once we run as the primary. Otherwise the key names us alone first (a compare-and-set: if someone else wrote it, we may have lost
 /// the key and must not promote) and commits wait for any standby in strict mode.
 pub(crate) fn before_promote(s: &Settings, cluster: &ClusterView) -> Vec<Action> {
     let me = &s.name;
@@ -430,7 +449,15 @@ pub(crate) fn before_promote(s: &Settings, cluster: &ClusterView) -> Vec<Action>
                 num += 1;
             }
             sync.sort();
-            vec![Action::SetSyncStandbys { names: sync, num: Some(num.max(0) as usize), any: true }]
+            // Beyond Patroni, the key names us at once, with the former leader among the voters and the same
+            // quorum (the resolver's first step after a promotion, taken before it): a compare-and-set that stops
+            // the promotion if someone else wrote the key, and should we die before our first round as primary, the
+            // former leader coming back finds itself a voter needing votes, not the leader that wrote the key and
+            // needs none (simulator, quorum mode: it promoted without commits acknowledged on our timeline).
+            vec![
+                Action::SetSyncState { leader: me.clone(), standbys: sync.clone(), quorum: cluster.sync.quorum },
+                Action::SetSyncStandbys { names: sync, num: Some(num.max(0) as usize), any: true },
+            ]
         }
         mode => vec![
             Action::SetSyncState { leader: me.clone(), standbys: Vec::new(), quorum: 0 },

@@ -220,15 +220,22 @@ fn promoting_in_quorum_mode_keeps_waiting_for_the_former_voters() {
     let s = Settings { name: "pg2".into(), sync_mode: SyncMode::Quorum, ..Settings::default() };
     let c = ClusterView { sync: key(&["pg2", "pg3"], 1), ..ClusterView::default() };
     // Voters pg1 (former leader), pg2 (us), pg3 with quorum 1: commits wait for any 1 of pg1, pg3.
+    // The key names us first, the former leader a voter, the quorum unchanged (1 + 1 = 2 voters).
     assert_eq!(
         before_promote(&s, &c),
-        vec![Action::SetSyncStandbys { names: names(&["pg1", "pg3"]), num: Some(1), any: true }]
+        vec![
+            Action::SetSyncState { leader: "pg2".into(), standbys: names(&["pg1", "pg3"]), quorum: 1 },
+            Action::SetSyncStandbys { names: names(&["pg1", "pg3"]), num: Some(1), any: true },
+        ]
     );
-    // From outside the voters (elected with enough votes): one more.
+    // From outside the voters (elected with enough votes): one more to wait for, the quorum still 1 (1 + 2 = 3).
     let outsider = Settings { name: "pg4".into(), ..s };
     assert_eq!(
         before_promote(&outsider, &c),
-        vec![Action::SetSyncStandbys { names: names(&["pg1", "pg2", "pg3"]), num: Some(2), any: true }]
+        vec![
+            Action::SetSyncState { leader: "pg4".into(), standbys: names(&["pg1", "pg2", "pg3"]), quorum: 1 },
+            Action::SetSyncStandbys { names: names(&["pg1", "pg2", "pg3"]), num: Some(2), any: true },
+        ]
     );
 }
 

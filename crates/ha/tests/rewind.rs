@@ -304,8 +304,13 @@ fn a_new_leader_is_checked_against_even_on_the_same_timeline() {
     c.leader = Some("pg3".into());
     let cascading =
         LocalState { following: Some("pg3".into()), timeline: Some(2), ..local(Process::Running, PgRole::Replica) };
+    // The first leader the agent sees is checked against too: PostgreSQL ran on while the agent was down.
     let mut o = obs(cascading.clone());
     o.cluster = Some(c.clone());
+    assert_eq!(ha.step(&s, &o).actions, vec![Action::CheckDivergence { against: Some("pg3".into()) }]);
+    o.outcomes = vec![Outcome::Divergence { against: Some("pg3".into()), result: Divergence::NotDiverged }];
+    ha.step(&s, &o);
+    o.outcomes.clear();
     assert!(ha.step(&s, &o).actions.is_empty());
 
     // pg3 gives way to pg2; pg1 keeps cascading from pg3, on the same timeline number.

@@ -1,6 +1,8 @@
 //! The fault schedule: what goes wrong, when, and for how long. Generated up front from the seed so that the
 //! schedule is part of the reproducible input, then applied by the world at the given times.
 
+use patroni_ha::SyncMode;
+
 use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +92,12 @@ pub enum FaultKind {
     Pause {
         lasts: i64,
     },
+    /// An operator changes synchronous replication live (PATCH /config): the mode, strict, the node count.
+    SyncModeChange {
+        mode: SyncMode,
+        strict: bool,
+        node_count: usize,
+    },
     /// New timeouts (always within Patroni's rule) and a new `maximum_lag_on_failover`.
     ConfigChange {
         ttl: u64,
@@ -118,6 +126,22 @@ pub fn timeouts(rng: &mut Rng) -> (u64, u64, u64) {
 
 pub fn max_lag(rng: &mut Rng) -> u64 {
     rng.pick(&[0, 16 << 10, 128 << 10, 1 << 20, 1 << 20, 16 << 20]).unwrap_or(1 << 20)
+}
+
+/// For runs in a synchronous mode: no, one or two live changes of synchronous replication at random times in
+/// `start..end` (off, on or quorum; strict; a node count as the initial draw makes them).
+pub fn sync_changes(rng: &mut Rng, members: usize, start: i64, end: i64) -> Vec<Fault> {
+    let count = if rng.chance(40) { rng.range(1, 2) as usize } else { 0 };
+    (0..count)
+        .map(|_| {
+            let at = rng.ms(start, end);
+            let mode = rng.pick(&[SyncMode::Off, SyncMode::On, SyncMode::Quorum]).unwrap_or(SyncMode::On);
+            let strict = rng.chance(30);
+            let n = members as u64;
+            let node_count = if n >= 3 && rng.chance(35) { rng.range(2, n - 1) as usize } else { 1 };
+            Fault { at, kind: FaultKind::SyncModeChange { mode, strict, node_count } }
+        })
+        .collect()
 }
 
 /// `count` faults at random times in `start..end`, over `members` members.

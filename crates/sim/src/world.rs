@@ -397,7 +397,7 @@ impl World {
         let window = rng.ms(10_000, 45_000);
         // Some seeds get a single fault: a scenario then plays out without other faults masking it.
         let count = if rng.chance(30) { 1 } else { rng.range(2, 8) as usize };
-        let faults = faults::generate(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window, count);
+        let mut faults = faults::generate(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window, count);
         // Room for the last faults to play out before everything heals.
         let quiet_at = EPOCH + FAULTS_FROM + window + 25_000;
         // Drawn last so that adding it did not shift the earlier draws of every seed.
@@ -414,6 +414,9 @@ impl World {
                 let m = rng.range(1, n as u64 - 1) as usize;
                 tags[m].nosync = true;
             }
+            // Drawn after the variants above, so those stay what they were for every seed.
+            faults.extend(faults::sync_changes(&mut rng, n, EPOCH + FAULTS_FROM, EPOCH + FAULTS_FROM + window));
+            faults.sort_by_key(|f| f.at);
         }
         // Everything random is drawn above even for a scenario, so adding one never shifts other seeds.
         let (tags, config, faults, quiet_at) = match &opts.scenario {

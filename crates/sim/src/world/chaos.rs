@@ -216,6 +216,18 @@ impl World {
                 self.dcs.config.pause = true;
                 Some(lasts)
             }
+            FaultKind::SyncModeChange { mode, strict, node_count } => {
+                let c = &mut self.dcs.config;
+                if mode == SyncMode::Off && c.sync_mode != SyncMode::Off {
+                    // The operator withdraws the promise: what was acknowledged so far may be lost by an asynchronous
+                    // failover from now on (writes the old standbys still acknowledge count again below).
+                    self.last_sync_ack = None;
+                }
+                c.sync_mode = mode;
+                c.sync_strict = strict;
+                c.sync_node_count = node_count;
+                None
+            }
             FaultKind::ConfigChange { ttl, loop_wait, retry_timeout, maximum_lag_on_failover } => {
                 let c = &mut self.dcs.config;
                 let until = self.now + (c.loop_wait + c.retry_timeout) as i64 * 2;

@@ -239,6 +239,10 @@ impl World {
                     }
                 }
             }
+        } else {
+            // Promoted while synchronous replication is off (a live mode change): from here on only writes
+            // acknowledged on this history count.
+            self.last_sync_ack = None;
         }
         let fork = self.lineage.branch(pos);
         if let Some(d) = self.pgs[m].data.as_mut() {
@@ -351,7 +355,9 @@ impl World {
             }
             !acked
         });
-        if let Some(w) = newest {
+        // Acknowledged while the configuration says synchronous replication is off (a live change the leader has not
+        // applied yet): PostgreSQL still waited, but nothing promises the write survives a failover any more.
+        if let Some(w) = newest.filter(|_| self.dcs.sync_enabled()) {
             self.last_sync_ack = Some(w);
         }
     }
