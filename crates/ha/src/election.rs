@@ -79,7 +79,10 @@ pub(crate) fn quorum_reached(s: &Settings, cluster: &ClusterView, local: &LocalS
     let mut votes: i64 = if voting.contains(&s.name) { 0 } else { -1 };
     let mut ahead = 0;
     for p in peers.iter().filter(|p| p.name != s.name && voting.contains(&p.name)) {
-        let Some(r) = p.reply.as_ref().filter(|r| r.tags.can_fail_over() && r.running) else { continue };
+        // Beyond Patroni, a `nofailover` voter votes too (Patroni fetches its status, then skips it): its position
+        // says whether it holds commits we lack, whoever may promote. Without it a quorum with such a voter could
+        // never be reached (simulator, quorum mode: a switchover left the cluster without a leader for good).
+        let Some(r) = p.reply.as_ref().filter(|r| r.running) else { continue };
         if further(r.timeline, r.lsn, local.timeline, local.lsn) {
             ahead += 1;
         } else if r.lsn.is_some_and(|theirs| theirs > 0) {

@@ -144,7 +144,10 @@ impl Ha {
                 return Plan::status("following a different leader because i am not the healthiest node")
                     .log(level, why);
             }
-            if !election::quorum_reached(s, cluster, local, &peers) {
+            // Votes come from every voter that answered, the former leader too: a vote says what it holds, not
+            // that it may take over.
+            let everyone = obs.peers.as_deref().unwrap_or_default();
+            if !election::quorum_reached(s, cluster, local, everyone) {
                 return Plan::status("following a different leader because i am not the healthiest node");
             }
         } else if !election::quorum_reached(s, cluster, local, &[]) {

@@ -100,15 +100,22 @@ fn quorum_non_voter_needs_one_vote_more() {
     assert_eq!(plan.status, NOT_HEALTHIEST);
 }
 
-/// A voter ahead of us wins; `nofailover` voters do not vote.
+/// A voter ahead of us wins; beyond Patroni, `nofailover` voters vote (their position says what they hold; Patroni
+/// skips them, and a quorum that needs one could then never be reached).
 #[test]
-fn quorum_voter_ahead_wins_and_nofailover_voters_do_not_vote() {
+fn quorum_voter_ahead_wins_and_nofailover_voters_vote() {
     let s = settings("pg2", SyncMode::Quorum);
     let plan = race(&s, leaderless(1), 100, vec![("pg3", reply(120)), ("pg4", reply(100))]);
     assert!(!takes_the_key(&plan));
     let mut nofailover = reply(100);
     if let Some(r) = nofailover.as_mut() {
         r.tags.nofailover = true;
+    }
+    let plan = race(&s, leaderless(1), 100, vec![("pg3", nofailover.clone()), ("pg4", None)]);
+    assert!(takes_the_key(&plan), "{plan:?}");
+    // Ahead, it is no vote (and, unable to promote, it does not win either).
+    if let Some(r) = nofailover.as_mut() {
+        r.lsn = Some(120);
     }
     let plan = race(&s, leaderless(1), 100, vec![("pg3", nofailover), ("pg4", None)]);
     assert!(!takes_the_key(&plan), "{plan:?}");
@@ -185,4 +192,49 @@ fn promotion_is_preceded_by_the_synchronous_state_it_needs() {
     let key = Action::SetSyncState { leader: "pg2".into(), standbys: vec![], quorum: 0 };
     let key = plan.actions.iter().position(|a| *a == key);
     assert!(key.is_some() && key < plan.actions.iter().position(|a| *a == Action::Promote), "{plan:?}");
+}
+
+/// Beyond Patroni: synchronous mode `on` reading a key a quorum-mode leader wrote (`quorum` > 0: the mode was changed
+/// live, the leader has not applied it) keeps the quorum rules: a voter alone is not enough.
+#[test]
+fn on_mode_reading_a_quorum_key_still_counts_votes() {
+    let s = settings("pg2", SyncMode::On);
+    let plan = race(&s, leaderless(1), 100, vec![("pg3", None), ("pg4", None), ("pg5", None)]);
+    assert!(!takes_the_key(&plan), "{plan:?}");
+    let plan = race(&s, leaderless(1), 100, vec![("pg3", reply(100)), ("pg4", None), ("pg5", None)]);
+    assert!(takes_the_key(&plan), "{plan:?}");
+    // A key `on` wrote (quorum 0): a listed standby holds every commit by itself.
+    let plan = race(&s, leaderless(0), 100, vec![("pg3", None), ("pg4", None), ("pg5", None)]);
+    assert!(takes_the_key(&plan), "{plan:?}");
+}
+
+/// Votes by timeline first: a voter on a newer timeline is ahead whatever its raw position, so it is no vote.
+#[test]
+fn a_voter_on_a_newer_timeline_is_no_vote() {
+    let s = settings("pg2", SyncMode::Quorum);
+    let mut newer = reply(50);
+    if let Some(r) = newer.as_mut() {
+        r.timeline = Some(2);
+    }
+    let plan = race(&s, leaderless(1), 100, vec![("pg3", newer), ("pg4", None), ("pg5", None)]);
+    assert!(!takes_the_key(&plan), "{plan:?}");
+}
+
+/// Beyond Patroni: a switchover whose leader went away before handing over is a failover; in quorum mode the named
+/// candidate takes the key only with the quorum's votes, and a member ahead of it does not wait for it.
+#[test]
+fn quorum_switchover_candidate_without_its_leader_needs_votes() {
+    let mut c = leaderless(1);
+    c.failover =
+        Some(FailoverRequest { leader: Some("pg1".into()), candidate: Some("pg2".into()), scheduled_at: None });
+    let s = settings("pg2", SyncMode::Quorum);
+    // pg3 is ahead: no vote, no key for the candidate.
+    let plan = race(&s, c.clone(), 100, vec![("pg3", reply(120)), ("pg4", None), ("pg5", None)]);
+    assert!(!takes_the_key(&plan), "{plan:?}");
+    let plan = race(&s, c.clone(), 100, vec![("pg3", reply(100)), ("pg4", None), ("pg5", None)]);
+    assert!(takes_the_key(&plan), "{plan:?}");
+    // pg3, ahead of the candidate, races instead of waiting for it (pg4 votes).
+    let pg3 = settings("pg3", SyncMode::Quorum);
+    let plan = race(&pg3, c, 120, vec![("pg2", reply(100)), ("pg4", reply(110)), ("pg5", None)]);
+    assert!(takes_the_key(&plan), "{plan:?}");
 }

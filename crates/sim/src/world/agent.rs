@@ -69,7 +69,9 @@ impl World {
             let p = &w.agents[m].plan;
             let dcs = if obs.cluster.is_some() { "" } else { "[no DCS] " };
             let again = if p.again { " (again)" } else { "" };
-            format!("{dcs}{} | {:?}{again}", p.status, p.actions)
+            // The reason lines the agent would log, after the status (the trace shows why, not only what).
+            let why: String = p.log.iter().map(|(_, line)| format!(" [{line}]")).collect();
+            format!("{dcs}{}{why} | {:?}{again}", p.status, p.actions)
         });
         self.schedule(self.now, Ev::Act { m, gen });
     }
