@@ -7,6 +7,8 @@
 #        PROFILE = fast (ttl 20 / loop_wait 2 / retry_timeout 3) | default (30 / 10 / 10)
 #        OPTS    = --footprint (60 s idle: RSS, CPU, etcd calls)  --rest (wrk on /primary, /replica, /patroni)
 #                  --random-phase (node death at a random point of the HA loop)
+#                  --sync-mode on|quorum [--strict] (synchronous replication) --switchovers N (N in a row)
+#                  --only-switchover (bootstrap, switchovers, PostgreSQL crash: the synchronous-mode figures)
 #        (bench/bench.py run --only-footprint: bootstrap, footprint, stop)
 #   bash bench/run.sh report                        # markdown tables from bench/results/*.jsonl
 #

@@ -167,3 +167,49 @@ async fn three_members_keep_every_acknowledged_commit_when_the_primary_dies() {
 async fn four_members_keep_every_acknowledged_commit_when_the_primary_dies() {
     primary_dies_under_write_load(4, 2).await;
 }
+
+/// `PATCH /config` of `synchronous_mode` on a live cluster.
+async fn set_mode(c: &Cluster, primary: usize, mode: Value) {
+    let patch = serde_json::json!({ "synchronous_mode": mode });
+    let (code, body) = c.node(primary).request(reqwest::Method::PATCH, "/config", Some(&patch)).await.unwrap();
+    assert_eq!(code, 200, "PATCH /config {patch}: {body}");
+}
+
+/// Synchronous replication switched live between `on`, `quorum` and `off` (PATCH /config, as `patronictl
+/// edit-config` does): each time the `sync` key and `synchronous_standby_names` converge to what the mode asks for —
+/// one standby by name with quorum 0, `ANY 1` of both with quorum 1, no key and no names — and commits go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_mode_switches_live_between_on_quorum_and_off() {
+    let c = Cluster::start(Options { dcs_extra: vec!["synchronous_mode: true".into()], ..Options::default() }).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let others: Vec<usize> = (0..3).filter(|i| *i != p).collect();
+    let settled_on = || async {
+        let key = sync_key(&c).await;
+        let names = ssn(&c, p).await.unwrap_or_default();
+        key.is_some_and(|(l, v, q)| l == name(p) && v.len() == 1 && q == 0 && v.contains(&names))
+    };
+    assert!(patroni_testkit::wait_until(WAIT, POLL, settled_on).await.is_ok(), "mode on never settled");
+    c.insert(p, "on").await;
+
+    set_mode(&c, p, "quorum".into()).await;
+    wait_quorum(&c, p, &others, 1).await;
+    c.insert(p, "quorum").await;
+
+    set_mode(&c, p, false.into()).await;
+    let settled_off = || async { sync_key(&c).await.is_none() && ssn(&c, p).await.as_deref() == Some("") };
+    if patroni_testkit::wait_until(WAIT, POLL, settled_off).await.is_err() {
+        c.dump_dcs().await;
+        c.dump("mode off never settled");
+        panic!("off: sync key {:?}, synchronous_standby_names {:?}", sync_key(&c).await, ssn(&c, p).await);
+    }
+    c.insert(p, "off").await;
+
+    set_mode(&c, p, true.into()).await;
+    assert!(patroni_testkit::wait_until(WAIT, POLL, settled_on).await.is_ok(), "mode on never settled again");
+    c.insert(p, "on-again").await;
+    for r in others {
+        for v in ["on", "quorum", "off", "on-again"] {
+            c.wait_row(r, v, WAIT).await;
+        }
+    }
+}
