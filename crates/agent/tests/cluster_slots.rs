@@ -121,3 +121,57 @@ async fn permanent_and_logical_slots_survive_a_failover() {
     assert!(!got.iter().any(|l| l.contains("'before'")), "already consumed changes came again: {got:?}");
     assert!(slot(&c, r, "perm_phys").await.is_some(), "perm_phys gone after failover");
 }
+
+/// The `retain_slots` list of the `status` key the leader publishes.
+async fn retained(c: &Cluster) -> Vec<String> {
+    let text = c.etcd.get("/service/demo/status").await.ok().flatten().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["retain_slots"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+}
+
+/// `member_slots_ttl`: a member that disappears (agent killed, PostgreSQL stopped, its member key expired) keeps its
+/// slot on the primary and on the other replica, listed in `retain_slots`, for `member_slots_ttl` after the leader
+/// last saw it; then the slot is dropped everywhere and leaves `retain_slots`. Physical slots only, so it runs on
+/// every PostgreSQL major of the matrix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_members_slot_is_kept_for_member_slots_ttl_then_dropped() {
+    const MEMBER_SLOTS_TTL: u64 = 30;
+    let o = Options { dcs_extra: vec![format!("member_slots_ttl: {MEMBER_SLOTS_TTL}")], ..Options::default() };
+    let mut c = Cluster::start(o).await;
+    let p = c.wait_primary(WAIT, &[]).await;
+    let (r1, gone) = match p {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    wait_slot(&c, p, &name(gone), Some(("physical", None))).await;
+    wait_slot(&c, r1, &name(gone), Some(("physical", None))).await;
+    let listed = wait_until(SLOT_WAIT, POLL, || async { retained(&c).await.contains(&name(gone)) }).await;
+    assert!(listed.is_ok(), "retain_slots {:?} does not list {}", retained(&c).await, name(gone));
+
+    c.nodes[gone].kill(Signal::SIGKILL).unwrap();
+    c.nodes[gone].wait_exit(WAIT).await.unwrap();
+    c.pg_stop_immediate(gone);
+    let key = format!("/service/demo/members/{}", name(gone));
+    let expired = wait_until(WAIT, POLL, || async { c.etcd.get(&key).await.ok().flatten().is_none() }).await;
+    assert!(expired.is_ok(), "the member key of {} never expired", name(gone));
+    let key_gone = std::time::Instant::now();
+    // The leader has seen it gone (a loop); the slot is retained, not dropped with the member.
+    tokio::time::sleep(Duration::from_secs(2 * common::LOOP_WAIT + 1)).await;
+    assert!(slot(&c, p, &name(gone)).await.is_some(), "{}'s slot dropped on the primary at once", name(gone));
+    assert!(retained(&c).await.contains(&name(gone)), "retain_slots {:?} forgot {}", retained(&c).await, name(gone));
+
+    wait_slot(&c, p, &name(gone), None).await;
+    let kept = key_gone.elapsed();
+    eprintln!("{}'s slot dropped on the primary {kept:?} after its member key expired", name(gone));
+    // Last seen at most a loop (and a slow read) before its key expired: never dropped much before the ttl.
+    assert!(
+        kept >= Duration::from_secs(MEMBER_SLOTS_TTL - 5),
+        "dropped {kept:?} after the member key expired, member_slots_ttl is {MEMBER_SLOTS_TTL} s"
+    );
+    wait_slot(&c, r1, &name(gone), None).await;
+    let forgotten = wait_until(SLOT_WAIT, POLL, || async { !retained(&c).await.contains(&name(gone)) }).await;
+    assert!(forgotten.is_ok(), "retain_slots {:?} still lists {}", retained(&c).await, name(gone));
+    // The members that stay keep theirs.
+    assert!(slot(&c, p, &name(r1)).await.is_some(), "{}'s slot on the primary went too", name(r1));
+}
