@@ -23,6 +23,9 @@ pub enum Invariant {
     NosyncChosen,
     /// 5. Standby cluster: no member is ever writable while `standby_cluster` is configured.
     StandbyWritable,
+    /// 6. Slots: a promoted member's copy of the permanent logical slot is never ahead of what its consumer
+    ///    confirmed (changes would be skipped; Patroni promises at-least-once).
+    SlotGap,
 }
 
 impl fmt::Display for Invariant {
@@ -36,6 +39,7 @@ impl fmt::Display for Invariant {
             Invariant::PauseViolated => "automatic action while paused",
             Invariant::NosyncChosen => "nosync member made synchronous",
             Invariant::StandbyWritable => "a member of a standby cluster accepts writes",
+            Invariant::SlotGap => "logical slot ahead of its consumer after a failover",
         };
         f.write_str(text)
     }

@@ -49,6 +49,9 @@ struct Args {
     /// Run standby clusters: the leader follows a remote primary; no member may ever be writable.
     #[arg(long)]
     standby_cluster: bool,
+    /// Model replication slots: permanent and member slots, a logical consumer, no gap after a failover.
+    #[arg(long)]
+    slots: bool,
     /// Stop at the first failing seed.
     #[arg(long)]
     fail_fast: bool,
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         guardian: args.guardian,
         sync_mode,
         standby_cluster: args.standby_cluster,
+        slots: args.slots,
     };
     let (start, count) = match args.seed {
         Some(s) => (s, 1),

@@ -33,10 +33,15 @@ pub enum Mutation {
     IgnoreNosync,
     /// The core is not told `standby_cluster` is configured (the bug of #18: its leader promotes).
     IgnoreStandbyCluster,
+    /// Slots: the leader publishes its own WAL position for the logical slot instead of the slot's, so replicas
+    /// advance their copies past what the consumer confirmed.
+    SlotPositionIsLeaderLsn,
+    /// Slots: member slots are never created.
+    SkipMemberSlots,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 13] = [
+    pub const ALL: [Mutation; 15] = [
         Mutation::ForgetDemoteOnDcsLoss,
         Mutation::SkipLagCheck,
         Mutation::IgnoreOtherLeader,
@@ -50,6 +55,8 @@ impl Mutation {
         Mutation::SyncKeyFirst,
         Mutation::IgnoreNosync,
         Mutation::IgnoreStandbyCluster,
+        Mutation::SlotPositionIsLeaderLsn,
+        Mutation::SkipMemberSlots,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +74,8 @@ impl Mutation {
             Mutation::SyncKeyFirst => "sync-key-first",
             Mutation::IgnoreNosync => "ignore-nosync",
             Mutation::IgnoreStandbyCluster => "ignore-standby-cluster",
+            Mutation::SlotPositionIsLeaderLsn => "slot-position-is-leader-lsn",
+            Mutation::SkipMemberSlots => "skip-member-slots",
         }
     }
 

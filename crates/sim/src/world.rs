@@ -5,7 +5,7 @@
 //! were scheduled; all collections iterate in index order. Hence one seed, one run.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use patroni_ha::rounds::{Next, Rounds};
 use patroni_ha::{
@@ -25,6 +25,7 @@ mod agent;
 mod chaos;
 mod invariants;
 mod postgres;
+mod slots;
 
 /// Re-steps per loop when the core asks to look again at once (races, peer fetches).
 /// When faults may start: the cluster has bootstrapped by then.
@@ -68,6 +69,8 @@ pub struct Options {
     /// Run every member as part of a standby cluster (`standby_cluster` configured): the leader follows a remote
     /// primary as the standby leader, and no member may ever be writable.
     pub standby_cluster: bool,
+    /// Model replication slots (world/slots.rs): permanent and member slots, a logical consumer, their invariants.
+    pub slots: bool,
 }
 
 /// A scripted run, for reproducing one situation whatever the random schedule generator becomes.
@@ -93,6 +96,7 @@ impl Default for Options {
             guardian: false,
             sync_mode: None,
             standby_cluster: false,
+            slots: false,
         }
     }
 }
@@ -307,6 +311,8 @@ struct Pg {
     stalled_until: i64,
     /// Runs in recovery following the remote primary of the standby cluster (role `standby_leader`).
     standby_leader: bool,
+    /// Replication slots (`Options::slots`).
+    slots: BTreeMap<String, slots::SimSlot>,
 }
 
 impl Pg {
@@ -360,6 +366,8 @@ pub struct World {
     manual_failover_losses: u32,
     trace: Vec<String>,
     violation: Option<Violation>,
+    /// Replication slots, when modelled.
+    slots: Option<slots::SlotWorld>,
 }
 
 impl World {
@@ -469,8 +477,10 @@ impl World {
                 slow_disk_until: 0,
                 stalled_until: 0,
                 standby_leader: false,
+                slots: BTreeMap::new(),
             })
             .collect();
+        let slot_world = opts.slots.then(|| slots::draw(seed, n));
         let mut w = World {
             seed,
             opts,
@@ -505,6 +515,7 @@ impl World {
             manual_failover_losses: 0,
             trace: Vec::new(),
             violation: None,
+            slots: slot_world,
         };
         w.note(None, |w| {
             let c = &w.dcs.config;

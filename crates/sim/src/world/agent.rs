@@ -131,6 +131,8 @@ impl World {
             }
             Next::Sleep => {}
         }
+        // The runtime's slot upkeep follows the HA plan, once per cycle.
+        self.slot_upkeep(m);
         let agent = &mut self.agents[m];
         agent.phase = Phase::Sleeping;
         let wake = self.now + after;
@@ -477,8 +479,9 @@ impl World {
                 if ours {
                     let expires = self.now + self.agents[m].config.ttl as i64;
                     self.dcs.leader = Some(Lease { holder: m, expires });
-                    if lsn.is_some() {
-                        self.dcs.last_leader_lsn = *lsn;
+                    if let Some(lsn) = *lsn {
+                        self.dcs.last_leader_lsn = Some(lsn);
+                        self.publish_slots(m, lsn);
                     }
                     self.keepalive(m);
                     self.schedule(expires, Ev::LeaseCheck);

@@ -83,6 +83,6 @@ impl World {
                 ));
             }
         }
-        None
+        self.slots_problem(primary)
     }
 }

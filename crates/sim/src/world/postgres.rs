@@ -62,6 +62,8 @@ impl World {
             }
             JobKind::Clone { from } | JobKind::Reinitialize { from } => match self.copy_source(m, from) {
                 Some(data) => {
+                    // pg_basebackup copies no slots.
+                    self.pgs[m].slots.clear();
                     self.pgs[m].data = Some(Data { primary: false, ..data });
                     self.pgs[m].proc = Proc::Stopped;
                     self.pgs[m].diverged = false;
@@ -71,6 +73,8 @@ impl World {
             },
             JobKind::Rewind { from: Some(from) } => match self.copy_source(m, Some(from)) {
                 Some(data) => {
+                    // pg_rewind leaves pg_replslot out: the slots are gone.
+                    self.pgs[m].slots.clear();
                     self.pgs[m].data = Some(Data { primary: false, ..data });
                     self.start_as(m, false, Some(from));
                     self.pgs[m].diverged = false;
@@ -223,6 +227,7 @@ impl World {
     /// core only hands over to a synchronous standby, after the leader flushed it.
     pub(super) fn complete_promotion(&mut self, m: usize, manual_failover: bool) {
         let Some(pos) = self.pos(m) else { return };
+        self.check_slot_gap(m, pos);
         if self.dcs.sync_enabled() {
             if let Some(acked) = self.last_sync_ack {
                 if !self.lineage.contains(pos, acked) {
@@ -269,6 +274,7 @@ impl World {
                 }
             }
         }
+        self.consume();
         let next = self.now + self.rng.ms(10, 60);
         self.schedule(next, Ev::Write);
     }
