@@ -66,14 +66,16 @@ run_suite "$@" || status=$?
 
 # What runs on the other majors. Cluster majors (full tool set, no OpenSSL: no TLS tests): every PostgreSQL-level
 # integration test, bootstrap, replication and a failover whose old primary rejoins with pg_rewind, a switchover
-# (replicas stream through their slots), member slots kept for member_slots_ttl then dropped, and patroni
+# (replicas stream through their slots), member slots kept for member_slots_ttl then dropped, permanent physical and
+# logical slots (pgoutput) kept across a failover with the consumer reading on, and patroni
 # --validate-config/--generate-config. Server-only majors
 # (initdb, pg_ctl and postgres only): the state queries, configuration files, start/stop, reload and promotion of
 # every_major.rs, plus the same command-line checks.
 cluster_tests='(package(patroni-postgres) & kind(test) & !binary(tls))
   | (package(patroni-agent) & (binary(cli) | test(=bootstrap_one_primary_two_streaming_replicas)
      | test(=diverged_old_primary_rewinds_and_follows) | test(=switchover_to_a_named_candidate_and_to_any)
-     | test(=a_gone_members_slot_is_kept_for_member_slots_ttl_then_dropped)))'
+     | test(=a_gone_members_slot_is_kept_for_member_slots_ttl_then_dropped)
+     | test(=permanent_and_logical_slots_survive_a_failover)))'
 server_tests='(package(patroni-postgres) & (binary(every_major) | test(=reload_applies_and_restart_only_parameters_are_pending)
      | test(=generate_config_from_a_running_instance) | test(=missing_binaries_foreign_data_dir_and_port_in_use)))
   | (package(patroni-agent) & binary(cli))'
@@ -91,7 +93,8 @@ run_on() {
       PG_BIN_DIR=$bin cargo test --no-fail-fast -p patroni-agent --test cli &&
       for t in cluster::bootstrap_one_primary_two_streaming_replicas cluster_failover::diverged_old_primary_rewinds_and_follows \
         cluster_switchover::switchover_to_a_named_candidate_and_to_any \
-        cluster_slots::a_gone_members_slot_is_kept_for_member_slots_ttl_then_dropped; do
+        cluster_slots::a_gone_members_slot_is_kept_for_member_slots_ttl_then_dropped \
+        cluster_slots::permanent_and_logical_slots_survive_a_failover; do
         PG_BIN_DIR=$bin cargo test -p patroni-agent --test "${t%%::*}" -- --exact "${t#*::}" || return 1
       done
   else
