@@ -102,6 +102,17 @@ impl PgSettings {
                 .unwrap_or_default();
             s.replica_methods.insert(method, ReplicaMethod::from_options(options));
         }
+        // A method may be named elsewhere than `create_replica_methods`: `standby_cluster.create_replica_methods`
+        // of the dynamic configuration picks its sections from here too (Patroni reads `postgresql.<method>` by
+        // name when it runs one). Any section shaped like a method (a mapping with a `command`) is loaded.
+        for (name, section) in &pg.extra {
+            let Some(map) = section.as_object().filter(|m| m.contains_key("command")) else { continue };
+            if name == "basebackup" || s.replica_methods.contains_key(name) {
+                continue;
+            }
+            let options = map.iter().map(|(k, v)| (k.clone(), py_str(v))).collect();
+            s.replica_methods.insert(name.clone(), ReplicaMethod::from_options(options));
+        }
         s.basebackup = pg.basebackup.as_ref().map(|b| b.to_args()).unwrap_or_default();
         s.use_pg_rewind = pg.use_pg_rewind.unwrap_or(false);
         s.remove_data_directory_on_rewind_failure = pg.remove_data_directory_on_rewind_failure.unwrap_or(false);
@@ -233,6 +244,25 @@ postgresql:
   callbacks: {on_start: /bin/cb}
   use_pg_rewind: true
 "#;
+
+    /// A method only `standby_cluster.create_replica_methods` names (not `postgresql.create_replica_methods`) is
+    /// loaded from its section, and its section is not reported as an unknown key.
+    #[test]
+    fn a_method_named_only_by_the_standby_cluster_is_loaded() {
+        let yaml = YAML.replace(
+            "  use_pg_rewind: true\n",
+            "  use_pg_rewind: true\n  restore_backup: {command: /bin/restore, no_leader: true}\n",
+        );
+        let loaded = patroni_config::load_str(&yaml, &Default::default()).unwrap();
+        assert!(
+            !loaded.warnings.iter().any(|w| w.path == "postgresql.restore_backup"),
+            "warnings: {:?}",
+            loaded.warnings
+        );
+        let s = PgSettings::from_config("node1", "demo", &loaded.config.postgresql, true).unwrap();
+        assert!(s.replica_methods["restore_backup"].no_leader);
+        assert_eq!(s.create_replica_methods, vec!["wal_e", "basebackup"]);
+    }
 
     #[test]
     fn settings_from_patroni_yml() {
