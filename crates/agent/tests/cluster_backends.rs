@@ -72,3 +72,8 @@ async fn etcd_v2_cluster_survives_node_death_switchover_and_a_frozen_primary() {
 async fn zookeeper_cluster_survives_node_death_switchover_and_a_frozen_primary() {
     survives_node_death_switchover_and_a_frozen_primary(Backend::ZooKeeper).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhibitor_cluster_survives_node_death_switchover_and_a_frozen_primary() {
+    survives_node_death_switchover_and_a_frozen_primary(Backend::Exhibitor).await;
+}

@@ -68,6 +68,9 @@ pub enum Backend {
     /// etcd's v2 API (the `etcd` section).
     Etcd,
     ZooKeeper,
+    /// ZooKeeper found through Exhibitor (the `exhibitor` section): a stand-in for Exhibitor's REST endpoint
+    /// answers `/exhibitor/v1/cluster/list` with the test's ZooKeeper server.
+    Exhibitor,
 }
 
 impl Default for Options {
@@ -93,8 +96,10 @@ impl Default for Options {
 pub struct Cluster {
     pub nodes: Vec<AgentProcess>,
     pub etcd: EtcdServer,
-    /// The ZooKeeper of [`Backend::ZooKeeper`].
+    /// The ZooKeeper of [`Backend::ZooKeeper`] and [`Backend::Exhibitor`].
     pub zookeeper: Option<ZooKeeperServer>,
+    /// The port of the Exhibitor stand-in of [`Backend::Exhibitor`].
+    exhibitor_port: Option<u16>,
     options: Options,
 }
 
@@ -237,10 +242,14 @@ impl Cluster {
         }
         let etcd = builder.start().await.expect("etcd starts");
         let zookeeper = match o.dcs {
-            Backend::ZooKeeper => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+            Backend::ZooKeeper | Backend::Exhibitor => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
             _ => None,
         };
-        let mut cluster = Cluster { nodes: Vec::new(), etcd, zookeeper, options: o.clone() };
+        let exhibitor_port = match (o.dcs, &zookeeper) {
+            (Backend::Exhibitor, Some(zk)) => Some(exhibitor_endpoint(zk.client_port()).await),
+            _ => None,
+        };
+        let mut cluster = Cluster { nodes: Vec::new(), etcd, zookeeper, exhibitor_port, options: o.clone() };
         for i in 0..o.members {
             let agent = cluster.spawn(i, &o);
             cluster.nodes.push(agent);
@@ -263,6 +272,10 @@ impl Cluster {
         let endpoint = self.etcd.endpoint();
         let dcs = match (o.dcs, &self.zookeeper) {
             (Backend::ZooKeeper, Some(zk)) => format!("zookeeper:\n  hosts: {}\n", zk.endpoint()),
+            (Backend::Exhibitor, _) => format!(
+                "exhibitor:\n  hosts: [127.0.0.1]\n  port: {}\n  poll_interval: 300\n",
+                self.exhibitor_port.unwrap_or_default()
+            ),
             (Backend::Etcd, _) => format!("etcd:\n  hosts: {endpoint}\n"),
             _ => format!("etcd3:\n  hosts: {endpoint}\n"),
         };
@@ -395,7 +408,7 @@ impl Cluster {
                 let v: serde_json::Value = self.etcd.http_client().get(url).send().await.ok()?.json().await.ok()?;
                 v.pointer("/node/value").and_then(|v| v.as_str()).map(String::from)
             }
-            (Backend::ZooKeeper, Some(zk)) => {
+            (Backend::ZooKeeper | Backend::Exhibitor, Some(zk)) => {
                 let mut s = patroni_dcs::zookeeper::ZooKeeperSettings::new(SCOPE, "").with_hosts([zk.endpoint()]);
                 s.ctl = true;
                 s.retry_timeout = Duration::from_secs(3);
@@ -512,4 +525,30 @@ impl Drop for Cluster {
             let _ = node.kill(nix::sys::signal::Signal::SIGTERM);
         }
     }
+}
+
+/// A stand-in for Exhibitor's REST endpoint, for the life of the test's runtime: `/exhibitor/v1/cluster/list` names
+/// the ZooKeeper server on `zookeeper_port` (Exhibitor is only discovery: Patroni asks it for the server list).
+async fn exhibitor_endpoint(zookeeper_port: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds the Exhibitor stand-in");
+    let port = listener.local_addr().expect("its address").port();
+    let body = format!(r#"{{"servers":["127.0.0.1"],"port":{zookeeper_port}}}"#);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let (status, body) = if buf[..n].starts_with(b"GET /exhibitor/v1/cluster/list ") {
+                ("200 OK", body.as_str())
+            } else {
+                ("404 Not Found", "")
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    port
 }
