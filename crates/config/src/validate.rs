@@ -164,15 +164,8 @@ fn silence_expected_extras(config: &Config, cx: &mut Cx) {
         .map(|m| format!("postgresql.{m}"))
         .chain(config.bootstrap.as_ref().and_then(|b| b.method.as_ref()).map(|m| format!("bootstrap.{m}")))
         .collect();
-    // A section shaped like a replica method (a mapping with a `command`) may be named by
-    // `standby_cluster.create_replica_methods` of the dynamic configuration, which can change at run time.
-    let method_shaped: Vec<String> = config
-        .postgresql
-        .extra
-        .iter()
-        .filter(|(_, v)| v.as_object().is_some_and(|m| m.contains_key("command")))
-        .map(|(k, _)| format!("postgresql.{k}"))
-        .collect();
+    let method_shaped: Vec<String> =
+        config.postgresql.method_sections().map(|(k, _)| format!("postgresql.{k}")).collect();
     cx.warnings.retain(|w| {
         !(w.path.starts_with("tags.")
             || methods.iter().any(|m| &w.path == m)

@@ -102,11 +102,8 @@ impl PgSettings {
                 .unwrap_or_default();
             s.replica_methods.insert(method, ReplicaMethod::from_options(options));
         }
-        // A method may be named elsewhere than `create_replica_methods`: `standby_cluster.create_replica_methods`
-        // of the dynamic configuration picks its sections from here too (Patroni reads `postgresql.<method>` by
-        // name when it runs one). Any section shaped like a method (a mapping with a `command`) is loaded.
-        for (name, section) in &pg.extra {
-            let Some(map) = section.as_object().filter(|m| m.contains_key("command")) else { continue };
+        // A method may be named elsewhere than `create_replica_methods` (`standby_cluster`'s list).
+        for (name, map) in pg.method_sections() {
             if name == "basebackup" || s.replica_methods.contains_key(name) {
                 continue;
             }

@@ -480,7 +480,7 @@ impl World {
                 slots: BTreeMap::new(),
             })
             .collect();
-        let slot_world = opts.slots.then(|| slots::draw(seed, n));
+        let slot_world = opts.slots.then(|| slots::draw(seed, n, opts.standby_cluster));
         let mut w = World {
             seed,
             opts,

@@ -291,6 +291,13 @@ impl PostgresqlConfig {
         self.extra.get(name).and_then(Value::as_object)
     }
 
+    /// Every section shaped like a replica creation method (a mapping with a `command`), named or not by
+    /// `create_replica_methods`: `standby_cluster.create_replica_methods` of the dynamic configuration, which can
+    /// change at run time, picks its methods from here too (Patroni reads `postgresql.<method>` by name).
+    pub fn method_sections(&self) -> impl Iterator<Item = (&String, &Map<String, Value>)> {
+        self.extra.iter().filter_map(|(k, v)| v.as_object().filter(|m| m.contains_key("command")).map(|m| (k, m)))
+    }
+
     /// `pg_ctl` timeout with Patroni's default of 60 seconds.
     pub fn pg_ctl_timeout(&self) -> std::time::Duration {
         self.pg_ctl_timeout.map_or(std::time::Duration::from_secs(60), Duration::as_std)

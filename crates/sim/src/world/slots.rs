@@ -42,7 +42,7 @@ fn logical_kind() -> SlotKind {
 }
 
 /// The slot configuration of a seed, from a random stream of its own (runs without `--slots` replay as before).
-pub(super) fn draw(seed: u64, members: usize) -> SlotWorld {
+pub(super) fn draw(seed: u64, members: usize, standby_cluster: bool) -> SlotWorld {
     let mut rng = Rng::new(seed ^ 0x5107_0017_5107_0017);
     let mut permanent = Vec::new();
     if rng.chance(80) {
@@ -53,7 +53,7 @@ pub(super) fn draw(seed: u64, members: usize) -> SlotWorld {
     }
     let member_slots_ttl = rng.pick(&[0, 5, 30, 1800]).unwrap_or(1800);
     SlotWorld {
-        settings: SlotSettings { member_slots_ttl, permanent, ..SlotSettings::default() },
+        settings: SlotSettings { member_slots_ttl, permanent, standby_cluster, ..SlotSettings::default() },
         published: Vec::new(),
         retain: Vec::new(),
         retained: vec![RetainedSlots::default(); members],
@@ -84,7 +84,6 @@ impl World {
         let local = self.local_slots(m);
         let mut settings = sw.settings.clone();
         settings.paused = self.agents[m].config.pause;
-        settings.standby_cluster = self.opts.standby_cluster;
         let tags = self.tags[m].clone();
         let me = self.names[m].clone();
         let input = SlotInput {
@@ -154,8 +153,7 @@ impl World {
             sw.led[m] = true;
         }
         let local = self.local_slots(m);
-        let mut settings = sw.settings.clone();
-        settings.standby_cluster = self.opts.standby_cluster;
+        let settings = sw.settings.clone();
         let (me, tags) = (self.names[m].clone(), self.tags[m].clone());
         let input = SlotInput {
             me: &me,
@@ -241,7 +239,7 @@ impl World {
     pub(super) fn slots_problem(&self, primary: usize) -> Option<String> {
         let sw = self.slots.as_ref()?;
         // A standby cluster keeps no logical slots (its leader is in recovery): only the physical ones.
-        let expected = sw.settings.permanent.iter().filter(|p| !(self.opts.standby_cluster && p.kind.is_logical()));
+        let expected = sw.settings.permanent.iter().filter(|p| !(sw.settings.standby_cluster && p.kind.is_logical()));
         for p in expected {
             if !self.pgs[primary].slots.contains_key(&p.name) {
                 return Some(format!("permanent slot {} missing on the primary {}", p.name, self.names[primary]));
