@@ -149,32 +149,6 @@ async fn an_ensemble_member_down_is_survived() {
     contract::leader_race(&a, &b, 3).await;
 }
 
-/// A stand-in for Exhibitor's REST endpoint: answers `/exhibitor/v1/cluster/list` with the JSON it holds now.
-async fn exhibitor_endpoint(answer: std::sync::Arc<std::sync::Mutex<String>>) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let body = answer.lock().unwrap().clone();
-            let mut buf = [0u8; 2048];
-            let n = s.read(&mut buf).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
-            let (status, body) = if request.starts_with("GET /exhibitor/v1/cluster/list ") {
-                ("200 OK", body)
-            } else {
-                ("404 Not Found", String::new())
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(reply.as_bytes()).await;
-        }
-    });
-    port
-}
-
 /// Exhibitor gives the ZooKeeper servers; the backend connects to them and follows a changed list at the next poll.
 #[tokio::test]
 async fn exhibitor_feeds_the_zookeeper_server_list() {
@@ -182,7 +156,7 @@ async fn exhibitor_feeds_the_zookeeper_server_list() {
     let zk = ZooKeeperServer::start().await.unwrap();
     let list = |port: u16| format!(r#"{{"servers":["127.0.0.1"],"port":{port}}}"#);
     let answer = std::sync::Arc::new(std::sync::Mutex::new(list(zk.client_port())));
-    let port = exhibitor_endpoint(answer.clone()).await;
+    let port = patroni_testkit::exhibitor_stand_in(answer.clone()).await.unwrap();
     let settings = |name: &str| ExhibitorSettings {
         // an Exhibitor that is down is skipped for one that answers
         hosts: vec!["127.0.0.1".into(), "localhost".into()],

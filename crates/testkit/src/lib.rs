@@ -66,7 +66,7 @@ pub use user::{
     RERUN_ENV, RERUN_TIMEOUT_ENV, USER_ENV,
 };
 pub use wait::{wait_for, wait_until};
-pub use zookeeper::{ZooKeeperEnsemble, ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
+pub use zookeeper::{exhibitor_stand_in, ZooKeeperEnsemble, ZooKeeperServer, ZOOKEEPER_CLASSPATH_ENV};
 
 /// reqwest is built without a default crypto provider; installing one twice is harmless (the Err is ignored).
 pub fn install_crypto_provider() {

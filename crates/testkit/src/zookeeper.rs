@@ -245,3 +245,30 @@ impl ZooKeeperEnsemble {
         self.servers.iter().map(ZooKeeperServer::endpoint).collect::<Vec<_>>().join(",")
     }
 }
+
+/// A stand-in for Exhibitor's REST endpoint on a free loopback port, for the life of the calling tokio runtime:
+/// `GET /exhibitor/v1/cluster/list` answers with the JSON `answer` holds at the time (Exhibitor is only discovery:
+/// Patroni asks it for the ZooKeeper server list), anything else 404. Returns the port.
+pub async fn exhibitor_stand_in(answer: std::sync::Arc<std::sync::Mutex<String>>) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let body = answer.lock().map(|a| a.clone()).unwrap_or_default();
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let (status, body) = if buf[..n].starts_with(b"GET /exhibitor/v1/cluster/list ") {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", String::new())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    Ok(port)
+}

@@ -246,7 +246,11 @@ impl Cluster {
             _ => None,
         };
         let exhibitor_port = match (o.dcs, &zookeeper) {
-            (Backend::Exhibitor, Some(zk)) => Some(exhibitor_endpoint(zk.client_port()).await),
+            (Backend::Exhibitor, Some(zk)) => {
+                let servers = format!(r#"{{"servers":["127.0.0.1"],"port":{}}}"#, zk.client_port());
+                let answer = std::sync::Arc::new(std::sync::Mutex::new(servers));
+                Some(patroni_testkit::exhibitor_stand_in(answer).await.expect("the Exhibitor stand-in listens"))
+            }
             _ => None,
         };
         let mut cluster = Cluster { nodes: Vec::new(), etcd, zookeeper, exhibitor_port, options: o.clone() };
@@ -525,30 +529,4 @@ impl Drop for Cluster {
             let _ = node.kill(nix::sys::signal::Signal::SIGTERM);
         }
     }
-}
-
-/// A stand-in for Exhibitor's REST endpoint, for the life of the test's runtime: `/exhibitor/v1/cluster/list` names
-/// the ZooKeeper server on `zookeeper_port` (Exhibitor is only discovery: Patroni asks it for the server list).
-async fn exhibitor_endpoint(zookeeper_port: u16) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds the Exhibitor stand-in");
-    let port = listener.local_addr().expect("its address").port();
-    let body = format!(r#"{{"servers":["127.0.0.1"],"port":{zookeeper_port}}}"#);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 2048];
-            let n = s.read(&mut buf).await.unwrap_or(0);
-            let (status, body) = if buf[..n].starts_with(b"GET /exhibitor/v1/cluster/list ") {
-                ("200 OK", body.as_str())
-            } else {
-                ("404 Not Found", "")
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = s.write_all(reply.as_bytes()).await;
-        }
-    });
-    port
 }
