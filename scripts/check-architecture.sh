@@ -93,6 +93,7 @@ scan_outside '(^|[^0-9.x])(9|1[0-9])0[0-9][0-9][0-9]([^0-9]|$)|major\(\) *[<>]=?
 spawners='^crates/agent/src/'
 spawners+='|^crates/api/src/server\.rs$'          # one task per REST connection
 spawners+='|^crates/dcs/src/etcd3/mod\.rs$'       # the cluster-cache watch task
+spawners+='|^crates/dcs/src/zookeeper/tls\.rs$'  # use_ssl: a TLS relay per ZooKeeper server, aborted on drop
 spawners+='|^crates/dcs/src/raft/node\.rs$'       # raft: peer RPC server, bootstrap, leader duties, shutdown on drop
 spawners+='|^crates/postgres/src/postmaster\.rs$' # the postmaster exit watcher
 spawners+='|^crates/postgres/src/command\.rs$'    # stdout/stderr readers of a running PostgreSQL tool

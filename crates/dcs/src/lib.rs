@@ -38,6 +38,7 @@ pub mod exhibitor;
 pub mod keys;
 pub mod model;
 pub mod raft;
+mod tls_key;
 pub mod zookeeper;
 
 pub use dcs::{Dcs, SlotPositions};

@@ -178,3 +178,67 @@ async fn exhibitor_feeds_the_zookeeper_server_list() {
     a.get_cluster().await.unwrap();
     assert_eq!(a.zookeeper_hosts(), "127.0.0.1:9,127.0.0.2:9");
 }
+
+/// `use_ssl` against a ZooKeeper that serves TLS and demands a client certificate, set up as kazoo takes it:
+/// `cacert`, `cert`, `key` (also encrypted, with `key_password`), no host-name check (the server is reached by an
+/// address). The contract holds over TLS; `set_acls` gives the certificate's subject (`x509`, `CN=root`) the rights
+/// on every znode it creates, so a client without that certificate (on the server's plain port) can neither read
+/// the cluster nor take its leader key; and the wrong CA is refused, the setting named.
+#[tokio::test]
+async fn tls_with_a_client_certificate_and_x509_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = patroni_testkit::TestCerts::generate(dir.path()).unwrap();
+    let zk = ZooKeeperServer::start_tls(&certs, true).await.unwrap();
+    let h = zk.tls_endpoint().expect("a TLS port");
+    let tls = |scope: &str, name: &str| {
+        let mut s = settings(&h, scope, name);
+        s.use_ssl = true;
+        s.cacert = Some(certs.ca_cert.clone());
+        s.cert = Some(certs.client_cert.clone());
+        s.key = Some(certs.client_key.clone());
+        s
+    };
+
+    let (a, b) = (ZooKeeper::new(tls("race", "a")).await.unwrap(), ZooKeeper::new(tls("race", "b")).await.unwrap());
+    contract::leader_race(&a, &b, 10).await;
+    let n = ZooKeeper::new(tls("layout", "node1")).await.unwrap();
+    contract::every_key_round_trips(&n).await;
+
+    // The same key encrypted (PKCS#8, as `openssl pkcs8 -topk8` writes it) and opened with key_password.
+    let encrypted = dir.path().join("client.enc.key");
+    let out = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in"])
+        .arg(&certs.client_key)
+        .arg("-out")
+        .arg(&encrypted)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl pkcs8: {}", String::from_utf8_lossy(&out.stderr));
+    let mut s = tls("acl", "owner");
+    s.key = Some(encrypted);
+    s.key_password = Some("s3cret".into());
+    s.set_acls = vec![("CN=root".into(), vec!["ALL".into()])];
+    let owner = ZooKeeper::new(s).await.unwrap();
+    owner.touch_member(&contract::member_data("owner")).await.unwrap();
+    owner.attempt_to_acquire_leader().await.unwrap();
+    owner.initialize(true, "12345").await.unwrap();
+    let c = ZooKeeper::new(tls("acl", "reader")).await.unwrap().get_cluster().await.unwrap();
+    assert_eq!(c.leader_name(), Some("owner"));
+    assert!(c.has_member("owner"));
+
+    let outsider = client(&zk.endpoint(), "acl", "outsider").await;
+    let read = outsider.get_cluster().await;
+    assert!(read.is_err(), "a client without the certificate read the cluster: {read:?}");
+    let took = outsider.attempt_to_acquire_leader().await;
+    assert!(took.is_err(), "a client without the certificate took the leader key: {took:?}");
+
+    // A CA that did not sign the server's certificate: no session, an error naming the cause.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = patroni_testkit::TestCerts::generate(other_dir.path()).unwrap();
+    let mut s = tls("wrongca", "n");
+    s.cacert = Some(other.ca_cert.clone());
+    s.retry_timeout = Duration::from_secs(2);
+    let stranger = ZooKeeper::new(s).await.unwrap();
+    let e = stranger.get_cluster().await.unwrap_err().to_string();
+    assert!(e.contains("TLS handshake failed: invalid peer certificate"), "{e}");
+}

@@ -32,8 +32,19 @@ fn classpath() -> Result<String> {
             hint: format!("install Debian's zookeeper package ({DEBIAN_JAR}) or set {ZOOKEEPER_CLASSPATH_ENV}"),
         });
     }
-    Ok(format!("{DEBIAN_CONF}:{DEBIAN_JAR}"))
+    // The jar's manifest lists the Netty jars its plain server needs; the TLS handler also needs the codec and
+    // resolver jars, which Debian ships beside them.
+    let mut cp = format!("{DEBIAN_CONF}:{DEBIAN_JAR}");
+    for extra in NETTY_TLS_JARS {
+        if Path::new(extra).exists() {
+            cp.push(':');
+            cp.push_str(extra);
+        }
+    }
+    Ok(cp)
 }
+
+const NETTY_TLS_JARS: [&str; 2] = ["/usr/share/java/netty-codec.jar", "/usr/share/java/netty-resolver.jar"];
 
 /// One ZooKeeper server process (standalone or one member of an ensemble).
 pub struct ZooKeeperServer {
@@ -44,6 +55,16 @@ pub struct ZooKeeperServer {
     process: Option<Supervised>,
     dir: TestDir,
     _shared: Option<Arc<TestDir>>,
+    tls: Option<TlsPort>,
+}
+
+/// The TLS client port of a server started by [`ZooKeeperServer::start_tls`].
+struct TlsPort {
+    port: u16,
+    /// The server's certificate and key in one PEM file (ZooKeeper's `PEM` key store type).
+    key_store: PathBuf,
+    trust_store: PathBuf,
+    client_auth: bool,
 }
 
 impl ZooKeeperServer {
@@ -56,9 +77,41 @@ impl ZooKeeperServer {
             process: None,
             dir: TestDir::with_prefix("patroni-zk-")?,
             _shared: None,
+            tls: None,
         };
         server.launch().await?;
         Ok(server)
+    }
+
+    /// A standalone server that also serves TLS on [`Self::tls_endpoint`] (Netty, PEM stores) with `certs`' server
+    /// certificate. With `client_auth` it demands a client certificate signed by the CA and authenticates it as
+    /// the `x509` scheme (the certificate's subject, e.g. `CN=root`), which `set_acls` grants rights to. The plain
+    /// port stays for the four-letter checks and for a client without a certificate.
+    pub async fn start_tls(certs: &crate::TestCerts, client_auth: bool) -> Result<Self> {
+        let dir = TestDir::with_prefix("patroni-zk-")?;
+        let read = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })
+        };
+        let key_store = dir.join("server-keystore.pem");
+        let pem = format!("{}{}", read(&certs.server_cert)?, read(&certs.server_key)?);
+        crate::dir::write_file(&key_store, pem.as_bytes(), 0o600)?;
+        let mut server = ZooKeeperServer {
+            id: 1,
+            client_port: try_free_port()?,
+            ensemble: vec![],
+            process: None,
+            dir,
+            _shared: None,
+            tls: Some(TlsPort { port: try_free_port()?, key_store, trust_store: certs.ca_cert.clone(), client_auth }),
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// `127.0.0.1:PORT` of the TLS client port (a server of [`Self::start_tls`]).
+    pub fn tls_endpoint(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| format!("127.0.0.1:{}", t.port))
     }
 
     /// `127.0.0.1:PORT`.
@@ -89,6 +142,21 @@ impl ZooKeeperServer {
             data.display(),
             self.client_port
         );
+        if let Some(t) = &self.tls {
+            // Netty serves TLS; PEM stores need no keytool. Hostnames are not checked (the client connects by IP).
+            cfg.push_str(&format!(
+                "secureClientPort={}\nsecureClientPortAddress=127.0.0.1\n\
+                 serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                 ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+                 ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+                 ssl.clientAuth={}\nssl.hostnameVerification=false\n\
+                 authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+                t.port,
+                t.key_store.display(),
+                t.trust_store.display(),
+                if t.client_auth { "need" } else { "none" },
+            ));
+        }
         for line in &self.ensemble {
             cfg.push_str(line);
             cfg.push('\n');
@@ -227,6 +295,7 @@ impl ZooKeeperEnsemble {
                 process: None,
                 dir: TestDir::with_prefix("patroni-zk-")?,
                 _shared: Some(shared.clone()),
+                tls: None,
             };
             let config = s.write_config()?;
             let cmd = s.command(&config)?;

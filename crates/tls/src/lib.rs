@@ -322,6 +322,52 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
+/// Accepts any server certificate but still checks the handshake's signatures: libpq's `sslmode=require` and
+/// `prefer`, kazoo's `verify_certs=False` (ZooKeeper's `verify: false`).
+#[derive(Debug)]
+pub struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl AcceptAnyServer {
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        AcceptAnyServer(provider)
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// A client configuration verifying servers with `verifier` and presenting `identity` (certificate chain and
 /// key) when given: what reqwest takes through `tls_backend_preconfigured`, since its own builder cannot take a
 /// custom verifier.

@@ -580,12 +580,12 @@ fn identity_pem(
     let mut pem = read(cert, "cert")?;
     if let Some(k) = key {
         let key_pem = read(k, "key")?;
-        let key_pem = super::tls_key::decrypt_if_needed(&key_pem, key_password)
+        let key_pem = crate::tls_key::decrypt_if_needed(&key_pem, key_password)
             .map_err(|e| DcsError::Config(format!("etcd3 key {}: {e}", k.display())))?;
         pem.push(b'\n');
         pem.extend_from_slice(&key_pem);
     } else {
-        pem = super::tls_key::decrypt_if_needed(&pem, key_password)
+        pem = crate::tls_key::decrypt_if_needed(&pem, key_password)
             .map_err(|e| DcsError::Config(format!("etcd3 cert {}: {e}", cert.display())))?;
     }
     Ok(pem)

@@ -16,7 +16,6 @@ mod dcs_impl;
 mod lease;
 pub(crate) mod settings;
 pub(crate) mod srv;
-mod tls_key;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};

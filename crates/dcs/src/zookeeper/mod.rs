@@ -11,6 +11,7 @@
 
 mod dcs_impl;
 mod settings;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -47,6 +48,8 @@ pub struct ZooKeeper {
     /// Servers to connect to; Exhibitor replaces them when the ensemble changes.
     hosts: Mutex<String>,
     auth_data: Vec<(String, String)>,
+    /// `use_ssl`: every server of the ensemble is reached through a TLS relay.
+    tls: Option<tls::TlsRelays>,
     acls: Vec<zk::Acl>,
     session: tokio::sync::Mutex<Option<zk::Client>>,
     ttl_ms: AtomicU64,
@@ -70,11 +73,7 @@ impl ZooKeeper {
         if settings.scope.is_empty() || (settings.name.is_empty() && !settings.ctl) {
             return Err(DcsError::Config("zookeeper needs a scope and a member name".into()));
         }
-        if settings.use_ssl {
-            return Err(DcsError::Config(
-                "zookeeper.use_ssl: ZooKeeper over TLS is not supported by this build yet".into(),
-            ));
-        }
+        let tls = tls::TlsRelays::new(&settings)?;
         let hosts = settings.connect_string()?;
         let mut acls = Vec::new();
         for (principal, words) in &settings.set_acls {
@@ -85,6 +84,7 @@ impl ZooKeeper {
             path: ClusterPath::new(&settings.namespace, &settings.scope, settings.citus_group),
             hosts: Mutex::new(hosts),
             auth_data: settings.auth_data.clone(),
+            tls,
             acls,
             session: tokio::sync::Mutex::new(None),
             ttl_ms: AtomicU64::new(millis(settings.ttl).max(1000)),
@@ -152,14 +152,24 @@ impl ZooKeeper {
             connector = connector.with_auth(scheme, cred.as_bytes());
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let client = match tokio::time::timeout(remaining, connector.connect(&hosts)).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(Failure::Retry(format!("cannot connect to ZooKeeper {hosts}: {e}"))),
-            Err(_) => return Err(Failure::Retry(format!("no ZooKeeper session with {hosts} in time"))),
+        let dial = match &self.tls {
+            Some(relays) => relays.local_hosts(&hosts).await.map_err(Failure::Retry)?,
+            None => hosts.clone(),
         };
-        debug!("ZooKeeper session {} (timeout {:?})", Self::session_of(&client), client.session_timeout());
-        *guard = Some(client.clone());
-        Ok(client)
+        let failed = match tokio::time::timeout(remaining, connector.connect(&dial)).await {
+            Ok(Ok(c)) => {
+                debug!("ZooKeeper session {} (timeout {:?})", Self::session_of(&c), c.session_timeout());
+                *guard = Some(c.clone());
+                return Ok(c);
+            }
+            Ok(Err(e)) => format!("cannot connect to ZooKeeper {hosts}: {e}"),
+            Err(_) => format!("no ZooKeeper session with {hosts} in time"),
+        };
+        // Through TLS the client sees only a dropped connection; the relay knows why.
+        Err(Failure::Retry(match self.tls.as_ref().and_then(|t| t.last_error()) {
+            Some(cause) => format!("{failed} ({cause})"),
+            None => failed,
+        }))
     }
 
     /// The current session without opening one.

@@ -1,5 +1,6 @@
 //! Everything Patroni's `zookeeper` section accepts, plus the cluster identity the backend needs.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -22,6 +23,15 @@ pub struct ZooKeeperSettings {
     /// `host:port` servers of the ensemble; entries may themselves be comma separated.
     pub hosts: Vec<String>,
     pub use_ssl: bool,
+    /// With `use_ssl`: CA certificate file (PEM) trusted besides the system's CA bundle.
+    pub cacert: Option<PathBuf>,
+    /// With `use_ssl`: client certificate and key files (PEM), used only together, as kazoo does.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Password of an encrypted (PKCS#8) `key`.
+    pub key_password: Option<String>,
+    /// With `use_ssl`: check the server's certificate chain (default true).
+    pub verify: bool,
     /// x509 principal → permissions (`READ`, `WRITE`, `CREATE`, `DELETE`, `ADMIN`, `ALL`) of created znodes.
     pub set_acls: Vec<(String, Vec<String>)>,
     /// Authentication scheme → credentials added to the session (`digest` → `user:password`).
@@ -41,6 +51,11 @@ impl ZooKeeperSettings {
             retry_timeout: Duration::from_secs(10),
             hosts: vec![],
             use_ssl: false,
+            cacert: None,
+            cert: None,
+            key: None,
+            key_password: None,
+            verify: true,
             set_acls: vec![],
             auth_data: vec![],
             ctl: false,
@@ -59,6 +74,11 @@ impl ZooKeeperSettings {
         s.citus_group = config.citus.as_ref().and_then(|c| c.group).and_then(|g| u32::try_from(g).ok());
         s.hosts = z.hosts.as_ref().map(|h| h.0.clone()).unwrap_or_default();
         s.use_ssl = z.use_ssl.unwrap_or(false);
+        s.cacert = z.cacert.as_ref().map(PathBuf::from);
+        s.cert = z.cert.as_ref().map(PathBuf::from);
+        s.key = z.key.as_ref().map(PathBuf::from);
+        s.key_password = z.key_password.clone();
+        s.verify = z.verify.unwrap_or(true);
         s.set_acls = z
             .set_acls
             .iter()
