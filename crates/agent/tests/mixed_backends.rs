@@ -1,7 +1,9 @@
-//! Issue #20 against Python Patroni 4.1.5: on etcd's v2 API and on ZooKeeper, a cluster of Python and Rust members
-//! (same `patroni.yml`) bootstraps and replicates, both `patronictl`s list it identically — so each lists the
-//! other's members, keys and values as its own — and a switchover asked with Python's `patronictl` lands on a Rust
-//! member. Runs when scripts/test.sh installed Python Patroni with its etcd and ZooKeeper clients.
+//! Issue #20 against Python Patroni 4.1.5: on etcd's v2 API, on ZooKeeper and on ZooKeeper found through Exhibitor
+//! (the members given only the `exhibitor` section), a cluster of Python and Rust members (same `patroni.yml`)
+//! bootstraps and replicates, both `patronictl`s list it identically — so each lists the other's members, keys and
+//! values as its own — a switchover asked with Python's `patronictl` lands on a Rust member, and the Python member is
+//! then replaced by ours. Runs when scripts/test.sh installed Python Patroni with its etcd and ZooKeeper (kazoo,
+//! which its Exhibitor backend uses too) clients.
 
 mod mixed;
 
@@ -39,4 +41,9 @@ async fn python_and_rust_members_share_an_etcd_v2_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_rust_members_share_a_zookeeper_cluster() {
     mixed_cluster_on(Store::ZooKeeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_rust_members_share_an_exhibitor_cluster() {
+    mixed_cluster_on(Store::Exhibitor).await;
 }

@@ -28,6 +28,9 @@ pub enum Store {
     EtcdV2,
     /// ZooKeeper (Python Patroni's `zookeeper` section, kazoo).
     ZooKeeper,
+    /// ZooKeeper found through Exhibitor (Python Patroni's `exhibitor` section, kazoo): the members are given only
+    /// the Exhibitor stand-in's address, which answers `/exhibitor/v1/cluster/list` with the ZooKeeper server.
+    Exhibitor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +123,8 @@ pub struct MixedCluster {
     pub members: Vec<Member>,
     pub etcd: EtcdServer,
     pub zookeeper: Option<ZooKeeperServer>,
+    /// The Exhibitor stand-in's port on [`Store::Exhibitor`] (it serves for the life of the test's runtime).
+    pub exhibitor_port: Option<u16>,
     pub store: Store,
     ctl_dir: TestDir,
     started: Instant,
@@ -131,7 +136,8 @@ impl MixedCluster {
         Self::start_on(Store::Etcd3, bins, impls).await
     }
 
-    /// [`MixedCluster::start`] on another DCS.
+    /// [`MixedCluster::start`] on another DCS. Call it inside the test's runtime: on [`Store::Exhibitor`] the
+    /// stand-in is a task of that runtime.
     pub async fn start_on(store: Store, bins: Binaries, impls: &[Impl]) -> MixedCluster {
         let mut builder = EtcdServer::builder();
         if store == Store::EtcdV2 {
@@ -139,12 +145,23 @@ impl MixedCluster {
         }
         let etcd = builder.start().await.expect("etcd starts");
         let zookeeper = match store {
-            Store::ZooKeeper => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+            Store::ZooKeeper | Store::Exhibitor => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
             _ => None,
         };
-        let dcs = match (store, &zookeeper) {
-            (Store::ZooKeeper, Some(zk)) => format!("zookeeper:\n  hosts: [{}]\n", zk.endpoint()),
-            (Store::EtcdV2, _) => format!("etcd:\n  host: {}\n", etcd.endpoint()),
+        let exhibitor_port = match (store, &zookeeper) {
+            (Store::Exhibitor, Some(zk)) => {
+                let servers = format!(r#"{{"servers":["127.0.0.1"],"port":{}}}"#, zk.client_port());
+                let answer = std::sync::Arc::new(std::sync::Mutex::new(servers));
+                Some(patroni_testkit::exhibitor_stand_in(answer).await.expect("the Exhibitor stand-in listens"))
+            }
+            _ => None,
+        };
+        let dcs = match (store, &zookeeper, exhibitor_port) {
+            (Store::ZooKeeper, Some(zk), _) => format!("zookeeper:\n  hosts: [{}]\n", zk.endpoint()),
+            (Store::Exhibitor, _, Some(port)) => {
+                format!("exhibitor:\n  hosts: [127.0.0.1]\n  port: {port}\n  poll_interval: 300\n")
+            }
+            (Store::EtcdV2, _, _) => format!("etcd:\n  host: {}\n", etcd.endpoint()),
             _ => format!("etcd3:\n  hosts: {}\n", etcd.endpoint()),
         };
         let bin = pg_bin_dir().expect("PostgreSQL binaries").display().to_string();
@@ -160,7 +177,8 @@ impl MixedCluster {
         }
         let ctl_dir = TestDir::with_prefix("patronictl-mig-").expect("temp dir");
         ctl_dir.write_file("patronictl.yaml", format!("scope: {SCOPE}\n{dcs}"), 0o644).expect("patronictl.yaml");
-        let cluster = MixedCluster { bins, members, etcd, zookeeper, store, ctl_dir, started: Instant::now() };
+        let cluster =
+            MixedCluster { bins, members, etcd, zookeeper, exhibitor_port, store, ctl_dir, started: Instant::now() };
         cluster.wait_healthy("bootstrap").await;
         cluster
     }
