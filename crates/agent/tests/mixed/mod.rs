@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use patroni_testkit::{pg_bin_dir, AgentProcess, EtcdServer, TestDir, UnprivilegedCommand, ZooKeeperServer};
+use patroni_testkit::{pg_bin_dir, AgentProcess, EtcdServer, TestCerts, TestDir, UnprivilegedCommand, ZooKeeperServer};
 use serde_json::Value;
 
 pub const SCOPE: &str = "mig";
@@ -31,7 +31,15 @@ pub enum Store {
     /// ZooKeeper found through Exhibitor (Python Patroni's `exhibitor` section, kazoo): the members are given only
     /// the Exhibitor stand-in's address, which answers `/exhibitor/v1/cluster/list` with the ZooKeeper server.
     Exhibitor,
+    /// ZooKeeper over TLS with client certificates required (Python Patroni's `zookeeper` section with `use_ssl`,
+    /// `cacert`, `cert`, `key`, kazoo): one `openssl req -x509` certificate (CA:TRUE, `CN=localhost`) is CA, server
+    /// and client certificate, and `set_acls` gives only its subject (`x509`, `CN=localhost`) rights on the znodes
+    /// either implementation creates, so each reads the other's znodes only by authenticating with it.
+    ZooKeeperTls,
 }
+
+/// The `x509` principal of [`Store::ZooKeeperTls`]'s certificate, the only one `set_acls` gives rights to.
+pub const TLS_PRINCIPAL: &str = "CN=localhost";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
@@ -123,6 +131,9 @@ pub struct MixedCluster {
     pub members: Vec<Member>,
     pub etcd: EtcdServer,
     pub zookeeper: Option<ZooKeeperServer>,
+    /// The certificate of [`Store::ZooKeeperTls`] (its directory lives as long as the cluster).
+    pub certs: Option<TestCerts>,
+    _certs_dir: Option<TestDir>,
     /// The Exhibitor stand-in's port on [`Store::Exhibitor`] (it serves for the life of the test's runtime).
     pub exhibitor_port: Option<u16>,
     pub store: Store,
@@ -144,8 +155,17 @@ impl MixedCluster {
             builder = builder.enable_v2();
         }
         let etcd = builder.start().await.expect("etcd starts");
-        let zookeeper = match store {
-            Store::ZooKeeper | Store::Exhibitor => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+        // Readable by the unprivileged user running the members (PostgreSQL's and Patroni's user), key mode 600.
+        let certs_dir = (store == Store::ZooKeeperTls).then(|| TestDir::with_prefix("zk-tls-mig-").expect("temp dir"));
+        let certs = certs_dir.as_ref().map(|d| {
+            let tls = d.create_dir("tls", 0o755).expect("certificate dir");
+            TestCerts::openssl_self_signed(&tls, "localhost").expect("openssl req -x509")
+        });
+        let zookeeper = match (store, &certs) {
+            (Store::ZooKeeper | Store::Exhibitor, _) => Some(ZooKeeperServer::start().await.expect("ZooKeeper starts")),
+            (Store::ZooKeeperTls, Some(certs)) => {
+                Some(ZooKeeperServer::start_tls(certs, true).await.expect("ZooKeeper with TLS starts"))
+            }
             _ => None,
         };
         let exhibitor_port = match (store, &zookeeper) {
@@ -158,6 +178,17 @@ impl MixedCluster {
         };
         let dcs = match (store, &zookeeper, exhibitor_port) {
             (Store::ZooKeeper, Some(zk), _) => format!("zookeeper:\n  hosts: [{}]\n", zk.endpoint()),
+            (Store::ZooKeeperTls, Some(zk), _) => {
+                let certs = certs.as_ref().expect("certificates");
+                format!(
+                    "zookeeper:\n  hosts: [{}]\n  use_ssl: true\n  cacert: {}\n  cert: {}\n  key: {}\n  \
+                     set_acls:\n    \"{TLS_PRINCIPAL}\": [ALL]\n",
+                    zk.tls_endpoint().expect("a TLS port"),
+                    certs.ca_cert.display(),
+                    certs.client_cert.display(),
+                    certs.client_key.display(),
+                )
+            }
             (Store::Exhibitor, _, Some(port)) => {
                 format!("exhibitor:\n  hosts: [127.0.0.1]\n  port: {port}\n  poll_interval: 300\n")
             }
@@ -177,8 +208,18 @@ impl MixedCluster {
         }
         let ctl_dir = TestDir::with_prefix("patronictl-mig-").expect("temp dir");
         ctl_dir.write_file("patronictl.yaml", format!("scope: {SCOPE}\n{dcs}"), 0o644).expect("patronictl.yaml");
-        let cluster =
-            MixedCluster { bins, members, etcd, zookeeper, exhibitor_port, store, ctl_dir, started: Instant::now() };
+        let cluster = MixedCluster {
+            bins,
+            members,
+            etcd,
+            zookeeper,
+            certs,
+            _certs_dir: certs_dir,
+            exhibitor_port,
+            store,
+            ctl_dir,
+            started: Instant::now(),
+        };
         cluster.wait_healthy("bootstrap").await;
         cluster
     }
