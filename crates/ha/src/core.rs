@@ -61,6 +61,8 @@ pub struct Ha {
     was_paused: bool,
     /// The leader a running replica last saw (a change of leader is a moment its history may have forked).
     seen_leader: Option<Name>,
+    /// When this core (the agent) first stepped: a failsafe heartbeat accepted before is forgotten (race.rs).
+    pub(crate) started: Option<Time>,
 }
 
 impl Ha {
@@ -85,6 +87,7 @@ impl Ha {
             return crate::watchdog::arm_or_disarm(s, obs, false, plan);
         }
         self.ttl_high = self.ttl_high.max(s.ttl);
+        self.started.get_or_insert(obs.now);
         let plan = self.decide(s, obs);
         if plan.actions.contains(&Action::StartPrimary) {
             self.starting_primary = true;

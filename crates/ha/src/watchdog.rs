@@ -9,7 +9,7 @@
 //!
 //! Patroni's rules: armed before promoting and every loop the leader runs as primary (re-armed when the timeout
 //! changes with `ttl`); disarmed on pause, demotion, losing or releasing the key, and a read-only restart after a
-//! crash. In `required` mode a failed activation refuses leadership: a replica gives the key back instead of
+//! crash — but, beyond Patroni, never while PostgreSQL runs as primary without being told to step down. In `required` mode a failed activation refuses leadership: a replica gives the key back instead of
 //! promoting, a running primary demotes.
 
 use crate::action::{Action, DemoteMode, Outcome, Plan};
@@ -112,15 +112,22 @@ pub(crate) fn arm_or_disarm(s: &Settings, obs: &Observation, held_lock: bool, mu
             Action::Demote { .. } | Action::ReleaseLeader { .. } | Action::StartReplica { .. } | Action::MarkDemoted
         )
     });
-    if !s.fencing_wanted() || s.pause || !held_lock || steps_down {
+    let primary = obs.local.process.is_running() && obs.local.role == PgRole::Primary;
+    // Beyond Patroni, a running primary without the key (a failsafe leader whose key expired while every member
+    // confirmed it, now taking it back) stays armed, not kept alive, until it has the key again or steps down: its
+    // agent may die in between, and the members that confirmed it promote once their hold ends (simulator,
+    // `--failsafe`, 5 members, seed 3020: disarmed there, the agent killed, two primaries).
+    if !s.fencing_wanted() || s.pause || steps_down || !(held_lock || primary) {
         if wd.active {
             // First: a later action of the plan may fail and end it, and a stale watchdog would reset the machine.
             plan.actions.insert(0, Action::DisarmWatchdog);
         }
         return plan;
     }
+    if !held_lock {
+        return plan;
+    }
     let promotes = has(|a| matches!(a, Action::Promote));
-    let primary = obs.local.process.is_running() && obs.local.role == PgRole::Primary;
     let refreshes = has(|a| matches!(a, Action::UpdateLeader { .. }));
     if !(promotes || primary && refreshes) {
         return plan;

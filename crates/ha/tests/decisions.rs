@@ -48,6 +48,16 @@ fn obs(cluster: Option<ClusterView>, local: LocalState) -> Observation {
     Observation { now: Time(1_000_000), cluster, local, ..Observation::default() }
 }
 
+/// A core whose agent has run for longer than any ttl: its first step (the DCS unreachable, nothing to do) was
+/// long before the steps a test makes at `obs`'s time.
+fn long_running(s: &Settings) -> Ha {
+    let mut ha = Ha::new();
+    let mut o = obs(None, running(PgRole::Replica, 100));
+    o.now = Time(0);
+    ha.step(s, &o);
+    ha
+}
+
 fn reply(role: PgRole, lsn: u64) -> Option<PeerReply> {
     Some(PeerReply {
         role,
@@ -587,12 +597,12 @@ fn a_recent_failsafe_heartbeat_holds_the_race_back_for_a_ttl() {
     assert_eq!(plan.status, "no action. I am (pg2), a secondary, and following a leader (pg1)");
 
     o.failsafe_heartbeat = Some(("pg1".into(), Time(o.now.0 - i64::try_from(s.ttl.0).unwrap() - 1)));
-    let plan = Ha::new().step(&s, &o);
+    let plan = long_running(&s).step(&s, &o);
     assert!(plan.actions.iter().any(|a| matches!(a, Action::FetchPeers { .. })), "{:?}", plan.actions);
 
     s.failsafe_mode = false;
     o.failsafe_heartbeat = Some(("pg1".into(), Time(o.now.0 - 5_000)));
-    let plan = Ha::new().step(&s, &o);
+    let plan = long_running(&s).step(&s, &o);
     assert!(plan.actions.iter().any(|a| matches!(a, Action::FetchPeers { .. })), "{:?}", plan.actions);
 }
 
@@ -764,8 +774,69 @@ fn failsafe_member_not_listed_by_the_leader_sits_out_the_race() {
     assert_eq!(plan.status, NOT_HEALTHIEST);
     assert!(plan.actions.is_empty());
     c.failsafe = Some(vec!["pg1".into(), "pg4".into()]);
-    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
+    let plan = long_running(&s).step(&s, &obs(Some(c), running(PgRole::Replica, 100)));
     assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
+}
+
+/// Beyond Patroni: in failsafe mode a peer the `failsafe` key does not list sits out the race, so it is no
+/// contender either — not even ahead of us — or nobody would ever take the key (simulator, `--failsafe`). A peer
+/// running as primary still holds us back, listed or not.
+#[test]
+fn a_peer_the_failsafe_key_does_not_list_is_no_contender() {
+    let mut s = settings("pg3");
+    s.failsafe_mode = true;
+    let mut c = cluster(None);
+    c.failsafe = Some(vec!["pg1".into(), "pg3".into()]);
+    let mut o = obs(Some(c.clone()), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Replica, 120))]);
+    let plan = long_running(&s).step(&s, &o);
+    assert_eq!(plan.status, "acquiring the leader key as the healthiest node");
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+
+    o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Primary, 120))]);
+    let plan = long_running(&s).step(&s, &o);
+    assert_eq!(plan.status, NOT_HEALTHIEST);
+
+    // Listed, the same peer ahead of us wins the comparison as before.
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    let mut o = obs(Some(c), running(PgRole::Replica, 100));
+    o.peers = Some(vec![peer("pg1", None), peer("pg2", reply(PgRole::Replica, 120))]);
+    let plan = long_running(&s).step(&s, &o);
+    assert_eq!(plan.status, NOT_HEALTHIEST);
+}
+
+/// Beyond Patroni: a replica whose agent (re)started less than a ttl ago has forgotten the failsafe heartbeats it
+/// accepted before, so while the `failsafe` key lists it, it does not race for a free key until a ttl after its
+/// start: a failsafe leader it confirmed may still run as primary that long (simulator, `--failsafe`, seed 8313).
+/// It wakes up for the end of the hold; afterwards, off failsafe mode, or running as primary itself, it goes on as
+/// before.
+#[test]
+fn a_restarted_replica_listed_in_failsafe_holds_back_a_ttl_after_its_start() {
+    let mut s = settings("pg2");
+    s.failsafe_mode = true;
+    let mut c = cluster(None);
+    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
+    let o = obs(Some(c.clone()), running(PgRole::Replica, 100));
+    let mut ha = Ha::new();
+    let plan = ha.step(&s, &o);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(plan.status, "no action. I am (pg2), a secondary, and there is no leader");
+    assert!(plan.log.iter().any(|(_, l)| l.contains("started less than ttl ago")), "{:?}", plan.log);
+    let until = o.now + s.ttl;
+    assert_eq!(plan.wake_at, Some(until));
+
+    let mut later = o.clone();
+    later.now = until;
+    let plan = ha.step(&s, &later);
+    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
+
+    s.failsafe_mode = false;
+    let plan = Ha::new().step(&s, &o);
+    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
+
+    s.failsafe_mode = true;
+    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Primary, 100)));
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
 }
 
 /// The failsafe primary asks the members it last wrote to the key, including one that joined after its last read.

@@ -226,3 +226,18 @@ fn guardian_fences_safety_margin_early_but_never_inside_loop_wait_plus_retry_tim
     s.loop_wait = Millis::from_secs(2);
     assert_eq!(watchdog::guardian_timeout_ms(&s), 15_000);
 }
+
+/// Beyond Patroni: a running primary that finds its key gone but free (a failsafe leader whose key expired while
+/// every member confirmed it) takes it back with the watchdog left armed — not kept alive, not disarmed — so that
+/// if its agent dies before it has the key again, the node is still fenced before the confirming members promote.
+/// Once it has the key the refresh keeps the watchdog alive as usual; a replica without the key disarms.
+#[test]
+fn a_primary_retaking_its_free_key_stays_armed() {
+    let s = settings(WatchdogMode::Automatic);
+    let plan = step(&s, Some(cluster(None)), local(PgRole::Primary, armed(25)), vec![]);
+    assert_eq!(plan.status, "acquired session lock as a leader");
+    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
+
+    let plan = step(&s, Some(cluster(Some("pg2"))), local(PgRole::Replica, armed(25)), vec![]);
+    assert_eq!(plan.actions.first(), Some(&Action::DisarmWatchdog), "{:?}", plan.actions);
+}

@@ -40,7 +40,7 @@ struct Args {
     /// Allow DCS faults and agent kills around pause (a known split-brain hazard, shared with Patroni).
     #[arg(long)]
     pause_hazards: bool,
-    /// Let a quarter of the seeds run in failsafe mode (open core bug 7: split brain).
+    /// Let a quarter of the seeds run in failsafe mode (core bug 7: split brain, fixed but for one window).
     #[arg(long)]
     failsafe: bool,
     /// Fence with the guardian (a process that stops PostgreSQL) instead of a watchdog device.

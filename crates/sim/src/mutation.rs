@@ -5,7 +5,8 @@ use patroni_ha::{Action, DemoteMode, Observation, Plan, Settings, SyncMode};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Mutation {
-    /// "Forgets to demote on lost lease": a primary that cannot read the DCS keeps running as primary.
+    /// "Forgets to demote on lost lease": a primary that cannot read the DCS keeps running as primary (and no
+    /// watchdog fences it).
     ForgetDemoteOnDcsLoss,
     /// "Skips the lag check": the core runs with `maximum_lag_on_failover = u64::MAX`.
     SkipLagCheck,
@@ -123,8 +124,11 @@ impl Mutation {
         }
     }
 
+    /// The runtime runs without a watchdog. Also for a core that forgets to demote when the DCS is lost: the
+    /// watchdog, armed while PostgreSQL runs as primary, would fence that primary anyway, and the mutation is
+    /// about whether the checker sees the core's own mistake.
     pub fn disables_watchdog(self) -> bool {
-        self == Mutation::NoWatchdog
+        matches!(self, Mutation::NoWatchdog | Mutation::ForgetDemoteOnDcsLoss)
     }
 
     pub fn zero_guardian_margin(self) -> bool {

@@ -58,7 +58,11 @@ impl World {
         if let Some(c) = &obs.cluster {
             agent.saw_failover_key = c.failover.is_some();
         }
-        if agent.config.pause || !agent.ha.holds_lock() {
+        // The core's rule (`watchdog::arm_or_disarm`): disarmed on pause and without the key, but not while
+        // PostgreSQL runs as primary (stepping down disarms it on its own, in the demotion's actions below).
+        let primary = self.pgs[m].proc == Proc::Running && self.role(m) == PgRole::Primary;
+        let agent = &mut self.agents[m];
+        if agent.config.pause || !(agent.ha.holds_lock() || primary) {
             agent.watchdog = None;
         }
         agent.plan = plan;
