@@ -136,6 +136,16 @@ async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(
     control.schedule = schedule;
     control.probe = Some(probe);
     control.failsafe_heartbeat = rt.failsafe_heartbeat();
+    if let Some(dir) = config.postgresql.data_dir.as_deref() {
+        let file = crate::failsafe_memory::HeartbeatFile::in_data_dir(dir.as_ref());
+        // A heartbeat accepted before this agent (re)started still holds it back (failsafe_memory.rs).
+        if let Some(remembered) = file.load() {
+            if let Ok(mut h) = control.failsafe_heartbeat.lock() {
+                *h = Some(remembered);
+            }
+        }
+        control.heartbeat_file = Some(file);
+    }
     control.failsafe_slots = rt.slots.failsafe_slots.clone();
     let control = Arc::new(control);
 

@@ -100,11 +100,12 @@ fn with_adjusted_timeouts(config: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
-/// A temporary file beside the cache (`patroni.dynamic.json` + random suffix, as mkstemp names it), renamed
-/// over it, so a reader never sees half a file; then the mode PostgreSQL gives files in that directory.
-fn write_atomically(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+/// A temporary file beside `path` (its name + random suffix, as mkstemp names it), renamed over it, so a reader
+/// never sees half a file; then the mode PostgreSQL gives files in that directory.
+pub(crate) fn write_atomically(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mut tmp = tempfile::Builder::new().prefix(FILE_NAME).rand_bytes(8).tempfile_in(dir)?;
+    let prefix = path.file_name().unwrap_or(std::ffi::OsStr::new(FILE_NAME));
+    let mut tmp = tempfile::Builder::new().prefix(prefix).rand_bytes(8).tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dcs_setup;
 pub mod dynamic_cache;
 mod executor;
+pub mod failsafe_memory;
 pub mod guardian;
 pub mod logging;
 pub mod node;

@@ -60,6 +60,8 @@ pub struct AgentControl {
     pub probe: Option<Arc<crate::probe::WalProbe>>,
     /// Shared with the loop: whom we confirmed in failsafe mode, and when.
     pub failsafe_heartbeat: SharedHeartbeat,
+    /// Where that heartbeat is kept across restarts (None: no data directory configured).
+    pub heartbeat_file: Option<crate::failsafe_memory::HeartbeatFile>,
     pub failsafe_slots: SharedLeaderSlots,
 }
 
@@ -80,6 +82,7 @@ impl AgentControl {
             schedule: SharedSchedule::default(),
             probe: None,
             failsafe_heartbeat: SharedHeartbeat::default(),
+            heartbeat_file: None,
             failsafe_slots: SharedLeaderSlots::default(),
         }
     }
@@ -239,9 +242,15 @@ impl Control for AgentControl {
         }
         if let Some(leader) = body.get("name").and_then(Value::as_str) {
             // Remembered for a ttl: the core does not race for the leader key while this leader may still run.
+            // On disk before the answer, so that a restart of this agent cannot forget it (failsafe_memory.rs).
             let now = chrono::Utc::now().timestamp_millis();
             if let Ok(mut h) = self.failsafe_heartbeat.lock() {
                 *h = Some((leader.to_owned(), now));
+            }
+            if let Some(file) = &self.heartbeat_file {
+                if let Err(e) = file.save(leader, now) {
+                    tracing::warn!("cannot record the failsafe heartbeat of {leader} on disk: {e}");
+                }
             }
             let slots = body
                 .get("slots")

@@ -204,6 +204,12 @@ async fn failsafe_mode_keeps_the_primary_while_every_member_confirms_it() {
     assert!(active, "/patroni said failsafe_mode_is_active while etcd was away");
     assert!(confirming, "the replica said failsafe_mode_is_active while it confirmed the primary");
     assert_eq!(c.primaries().await, vec![p], "no replica promoted itself meanwhile");
+    // Beyond Patroni, the confirmation is on disk too: an agent restarted after it still holds back.
+    let remembered = c.nodes[replica].context().data_dir().join("patroni.failsafe.json");
+    let text = std::fs::read_to_string(&remembered).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(v["leader"], c.nodes[p].context().name.as_str(), "{}: {text}", remembered.display());
+    assert!(v["at"].as_i64().is_some(), "{}: {text}", remembered.display());
 
     // One member stops answering: the primary can no longer be sure it is alone, and demotes.
     let gone = (0..3).find(|r| *r != p).unwrap();

@@ -17,7 +17,9 @@ pub struct Observation {
     pub peers: Option<Vec<PeerStatus>>,
     /// Results of the previous plan's actions that matter to this decision.
     pub outcomes: Vec<Outcome>,
-    /// The last failsafe heartbeat (`POST /failsafe`) this member accepted: from whom, and when.
+    /// The last failsafe heartbeat (`POST /failsafe`) this member accepted: from whom, and when. Kept across agent
+    /// restarts (beyond Patroni, which keeps it in memory): a member that forgot confirming a failsafe leader could
+    /// promote next to it (simulator, `--failsafe`, seed 8313).
     pub failsafe_heartbeat: Option<(Name, Time)>,
     /// When the restart scheduled through the REST API (`POST /restart` with `schedule`) is due.
     pub scheduled_restart: Option<Time>,
@@ -61,8 +63,6 @@ pub struct Ha {
     was_paused: bool,
     /// The leader a running replica last saw (a change of leader is a moment its history may have forked).
     seen_leader: Option<Name>,
-    /// When this core (the agent) first stepped: a failsafe heartbeat accepted before is forgotten (race.rs).
-    pub(crate) started: Option<Time>,
 }
 
 impl Ha {
@@ -87,7 +87,6 @@ impl Ha {
             return crate::watchdog::arm_or_disarm(s, obs, false, plan);
         }
         self.ttl_high = self.ttl_high.max(s.ttl);
-        self.started.get_or_insert(obs.now);
         let plan = self.decide(s, obs);
         if plan.actions.contains(&Action::StartPrimary) {
             self.starting_primary = true;

@@ -35,15 +35,6 @@ impl Ha {
                 s.name
             ));
         }
-        if let Some(until) = self.forgotten_heartbeat_hold(s, cluster, obs) {
-            return Plan::status(format!("no action. I am ({}), a secondary, and there is no leader", s.name))
-                .log(
-                    LogLevel::Info,
-                    "not racing for the leader key yet: failsafe mode is on and this agent started less than ttl \
-                     ago, so a failsafe leader may still run on a heartbeat we accepted before the restart",
-                )
-                .wake(until);
-        }
         if local.role == PgRole::Primary && !timeline_behind(local, cluster) {
             // Still running as primary (a failsafe leader whose key expired while every member confirmed it): the
             // healthiest node whatever a failover request says, as in Patroni's `is_healthiest_node`. Deferring to
@@ -221,26 +212,6 @@ fn failsafe_leader<'a>(s: &Settings, obs: &'a Observation, ttl_high: crate::time
     let (leader, at) = obs.failsafe_heartbeat.as_ref()?;
     let hold = s.ttl.max(ttl_high);
     (s.failsafe_mode && *leader != s.name && obs.now - *at < hold).then_some(leader.as_str())
-}
-
-impl Ha {
-    /// Beyond Patroni: the failsafe heartbeats a member accepted live in its agent's memory, so a replica whose
-    /// agent restarted has forgotten that it confirmed a failsafe leader, which goes on as primary for up to a ttl
-    /// after its last confirmed check (its key and watchdog outlive the confirmation). If the `failsafe` key lists
-    /// us, such a confirmation may have happened: we hold back until a ttl after our start, when any leader we
-    /// confirmed has demoted or been fenced. Patroni races at once (the simulator's last `--failsafe` split, seed
-    /// 8313: a replica restarted after confirming the leader, whose agent then died, and promoted next to it).
-    fn forgotten_heartbeat_hold(
-        &self,
-        s: &Settings,
-        cluster: &ClusterView,
-        obs: &Observation,
-    ) -> Option<crate::time::Time> {
-        let started = self.started?;
-        let listed = cluster.failsafe.as_ref().is_some_and(|m| m.contains(&s.name));
-        let until = started + s.ttl.max(self.ttl_high);
-        (s.failsafe_mode && listed && obs.local.role != PgRole::Primary && obs.now < until).then_some(until)
-    }
 }
 
 fn runs_as_primary(r: &PeerReply) -> bool {

@@ -805,40 +805,6 @@ fn a_peer_the_failsafe_key_does_not_list_is_no_contender() {
     assert_eq!(plan.status, NOT_HEALTHIEST);
 }
 
-/// Beyond Patroni: a replica whose agent (re)started less than a ttl ago has forgotten the failsafe heartbeats it
-/// accepted before, so while the `failsafe` key lists it, it does not race for a free key until a ttl after its
-/// start: a failsafe leader it confirmed may still run as primary that long (simulator, `--failsafe`, seed 8313).
-/// It wakes up for the end of the hold; afterwards, off failsafe mode, or running as primary itself, it goes on as
-/// before.
-#[test]
-fn a_restarted_replica_listed_in_failsafe_holds_back_a_ttl_after_its_start() {
-    let mut s = settings("pg2");
-    s.failsafe_mode = true;
-    let mut c = cluster(None);
-    c.failsafe = Some(vec!["pg1".into(), "pg2".into(), "pg3".into()]);
-    let o = obs(Some(c.clone()), running(PgRole::Replica, 100));
-    let mut ha = Ha::new();
-    let plan = ha.step(&s, &o);
-    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
-    assert_eq!(plan.status, "no action. I am (pg2), a secondary, and there is no leader");
-    assert!(plan.log.iter().any(|(_, l)| l.contains("started less than ttl ago")), "{:?}", plan.log);
-    let until = o.now + s.ttl;
-    assert_eq!(plan.wake_at, Some(until));
-
-    let mut later = o.clone();
-    later.now = until;
-    let plan = ha.step(&s, &later);
-    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
-
-    s.failsafe_mode = false;
-    let plan = Ha::new().step(&s, &o);
-    assert!(matches!(plan.actions[..], [Action::FetchPeers { .. }]), "{plan:?}");
-
-    s.failsafe_mode = true;
-    let plan = Ha::new().step(&s, &obs(Some(c), running(PgRole::Primary, 100)));
-    assert_eq!(plan.actions, vec![Action::AcquireLeader]);
-}
-
 /// The failsafe primary asks the members it last wrote to the key, including one that joined after its last read.
 #[test]
 fn failsafe_primary_asks_the_members_it_last_wrote() {

@@ -38,7 +38,7 @@ impl World {
         agent.named_candidate = false;
         agent.manual_failover = false;
         agent.lsn_when_acquired = None;
-        agent.failsafe_heartbeat = None;
+        // The heartbeat outlives the agent: the runtime keeps it in the data directory (patroni.failsafe.json).
         agent.config = config;
         agent.phase = Phase::Sleeping;
         agent.gen += 1;
