@@ -57,8 +57,9 @@ impl HeartbeatFile {
 
     /// Records a heartbeat (atomically: a reader never sees half a file).
     pub fn save(&self, leader: &str, at: i64) -> std::io::Result<()> {
-        if !self.dir.is_dir() {
-            // No data directory yet (a member still being created): nothing it could promote with either.
+        if !self.dir.join("PG_VERSION").is_file() {
+            // No initialized data directory (a member still being created, or an empty mount point that initdb or
+            // a base backup must find empty): nothing it could promote with either.
             return Ok(());
         }
         let text = json!({"leader": leader, "at": at}).to_string();
@@ -74,6 +75,10 @@ mod tests {
     fn saved_heartbeat_is_read_back_and_bad_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let f = HeartbeatFile::in_data_dir(dir.path());
+        // An empty directory stays empty (initdb and pg_basebackup refuse anything else).
+        f.save("pg1", 1).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        std::fs::write(dir.path().join("PG_VERSION"), "15\n").unwrap();
         assert_eq!(f.load(), None);
         f.save("pg1", 1_700_000_000_000).unwrap();
         assert_eq!(f.load(), Some(("pg1".to_string(), 1_700_000_000_000)));
