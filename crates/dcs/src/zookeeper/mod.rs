@@ -165,11 +165,15 @@ impl ZooKeeper {
             Ok(Err(e)) => format!("cannot connect to ZooKeeper {hosts}: {e}"),
             Err(_) => format!("no ZooKeeper session with {hosts} in time"),
         };
-        // Through TLS the client sees only a dropped connection; the relay knows why.
-        Err(Failure::Retry(match self.tls.as_ref().and_then(|t| t.last_error()) {
-            Some(cause) => format!("{failed} ({cause})"),
-            None => failed,
-        }))
+        Err(Failure::Retry(self.with_tls_cause(failed)))
+    }
+
+    /// Through TLS the client sees only a dropped connection; the relay knows why the last one failed.
+    fn with_tls_cause(&self, what: String) -> String {
+        match self.tls.as_ref().and_then(|t| t.last_error()) {
+            Some(cause) => format!("{what} ({cause})"),
+            None => what,
+        }
     }
 
     /// The current session without opening one.
@@ -207,7 +211,7 @@ impl ZooKeeper {
                     self.drop_session().await;
                 }
                 Ok(Err(Failure::Retry(why))) => last = why,
-                Err(_) => last = "no answer in time".into(),
+                Err(_) => last = self.with_tls_cause("no answer in time".into()),
             }
             debug!("ZooKeeper {what}: {last}");
             let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
