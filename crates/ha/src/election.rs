@@ -32,16 +32,16 @@ pub(crate) fn ineligibility(
     if s.sync_mode == SyncMode::On && !sync_allows(s, cluster, &s.name) {
         return Some((NOT_HEALTHIEST.into(), None));
     }
-    if s.failsafe_mode {
-        // A member the leader never listed in `failsafe` may lack what the others confirmed to it while the DCS
-        // was away (a replica restored from a backup, say): it sits out the race.
-        if let Some(listed) = cluster.failsafe.as_ref().filter(|l| !l.is_empty()) {
-            if !listed.contains(&s.name) {
-                return Some((NOT_HEALTHIEST.into(), None));
-            }
-        }
+    if unlisted_in_failsafe(s, cluster, &s.name) {
+        return Some((NOT_HEALTHIEST.into(), None));
     }
     None
+}
+
+/// In failsafe mode, a member the leader never listed in the `failsafe` key may lack what the others confirmed to
+/// it while the DCS was away (a replica restored from a backup, say): it sits out the race.
+pub(crate) fn unlisted_in_failsafe(s: &Settings, cluster: &ClusterView, name: &str) -> bool {
+    s.failsafe_mode && cluster.failsafe.as_ref().is_some_and(|l| !l.is_empty() && !l.iter().any(|n| n == name))
 }
 
 /// Synchronous replication is asked for and the leader wrote the `sync` key: its rules apply.

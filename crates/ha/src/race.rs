@@ -134,15 +134,11 @@ impl Ha {
             // Beyond Patroni, so does a member the `failsafe` key does not list: it may not race itself
             // (`ineligibility`), so deferring to it left the cluster without a leader for good (simulator,
             // `--failsafe`: the healthiest member had been cut off when the failsafe leader wrote the key).
-            let unlisted = |name: &str| {
-                s.failsafe_mode
-                    && cluster.failsafe.as_ref().is_some_and(|l| !l.is_empty() && !l.iter().any(|n| n == name))
-            };
             let peers: Vec<PeerStatus> = peers
                 .iter()
                 .filter(|p| {
                     p.reply.as_ref().is_some_and(runs_as_primary)
-                        || (Some(p.name.as_str()) != excluded && !unlisted(&p.name))
+                        || (Some(p.name.as_str()) != excluded && !election::unlisted_in_failsafe(s, cluster, &p.name))
                 })
                 .cloned()
                 .collect();

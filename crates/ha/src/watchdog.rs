@@ -9,8 +9,9 @@
 //!
 //! Patroni's rules: armed before promoting and every loop the leader runs as primary (re-armed when the timeout
 //! changes with `ttl`); disarmed on pause, demotion, losing or releasing the key, and a read-only restart after a
-//! crash — but, beyond Patroni, never while PostgreSQL runs as primary without being told to step down. In `required` mode a failed activation refuses leadership: a replica gives the key back instead of
-//! promoting, a running primary demotes.
+//! crash — but, beyond Patroni, never while PostgreSQL runs as primary without being told to step down. In
+//! `required` mode a failed activation refuses leadership: a replica gives the key back instead of promoting, a
+//! running primary demotes.
 
 use crate::action::{Action, DemoteMode, Outcome, Plan};
 use crate::core::Observation;
