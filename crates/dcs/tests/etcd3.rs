@@ -430,14 +430,8 @@ async fn etcd_with_client_certificates_including_an_encrypted_key() {
     // the same key, encrypted with a password (PKCS#8), via key_password
     let dir = tempfile::tempdir().unwrap();
     let encrypted = dir.path().join("client.enc.key");
-    let out = std::process::Command::new("openssl")
-        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in"])
-        .arg(&certs.client_key)
-        .arg("-out")
-        .arg(&encrypted)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
+    match patroni_testkit::TestCerts::encrypt_key(&certs.client_key, &encrypted, "s3cret") {
+        Ok(()) => {
             s.key = Some(encrypted.clone());
             s.key_password = Some("s3cret".into());
             s.name = "b".into();

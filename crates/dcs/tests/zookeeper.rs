@@ -206,14 +206,7 @@ async fn tls_with_a_client_certificate_and_x509_acls() {
 
     // The same key encrypted (PKCS#8, as `openssl pkcs8 -topk8` writes it) and opened with key_password.
     let encrypted = dir.path().join("client.enc.key");
-    let out = std::process::Command::new("openssl")
-        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout", "pass:s3cret", "-in"])
-        .arg(&certs.client_key)
-        .arg("-out")
-        .arg(&encrypted)
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success(), "openssl pkcs8: {}", String::from_utf8_lossy(&out.stderr));
+    patroni_testkit::TestCerts::encrypt_key(&certs.client_key, &encrypted, "s3cret").expect("openssl pkcs8");
     let mut s = tls("acl", "owner");
     s.key = Some(encrypted);
     s.key_password = Some("s3cret".into());

@@ -130,6 +130,28 @@ impl TestCerts {
         })
     }
 
+    /// Writes `key` encrypted with `password` to `out`, as DBAs make such keys (`openssl pkcs8 -topk8 -v2
+    /// aes-256-cbc`: PKCS#8, PBES2), for the `key_password` settings. Needs `openssl` on PATH.
+    pub fn encrypt_key(key: &Path, out: &Path, password: &str) -> Result<()> {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-passout"])
+            .arg(format!("pass:{password}"))
+            .arg("-in")
+            .arg(key)
+            .arg("-out")
+            .arg(out);
+        let command = format!("{cmd:?}");
+        let o = cmd.output().map_err(|source| Error::Io { context: format!("running {command}"), source })?;
+        if !o.status.success() {
+            return Err(Error::Command {
+                command,
+                status: o.status.to_string(),
+                output: format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            });
+        }
+        Ok(())
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
